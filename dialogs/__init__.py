@@ -1,0 +1,1 @@
+"""The conversations: SMS commands and USSD menus, declared as data, texts in a catalogue."""

@@ -1,0 +1,249 @@
+"""One typed ``Settings`` object, read once from flags > environment (``IDEA24_*``) > TOML file.
+
+Every error names the key and what a valid value looks like; the repr masks secrets (arq's
+``RedisSettings`` prints the password: we do not).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from backend.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///idea24.db"
+DEV_API_KEY = "idea24-dev-key"
+DEV_SECRET_KEY = "idea24-dev-secret-change-me"
+
+
+@dataclass(frozen=True, slots=True)
+class SmscProfile:
+    """One SMPP bind: where, who, and how this SMSC wants messages shaped.
+
+    Parsed from ``smpp://ID:PASSWORD@HOST:PORT?option=value&...``; options: ``system_type``,
+    ``bind`` (``trx`` or ``tx+rx``), ``window``, ``rate`` (parts/s, 0 = unlimited),
+    ``source_addr``, ``source_ton``, ``source_npi``, ``dest_ton``, ``dest_npi``, ``address_range``,
+    ``long`` (``udh``, ``udh16``, ``sar``, ``payload``), ``ussd`` (``tlv``), ``enquire_link``
+    (seconds), ``response_timeout`` (seconds), ``receipts`` (0/1).
+    """
+
+    system_id: str
+    password: str
+    host: str
+    port: int
+    system_type: str = ""
+    bind: str = "trx"
+    window: int = 10
+    rate: float = 0.0
+    source_addr: str = ""
+    source_ton: int = 0
+    source_npi: int = 1
+    dest_ton: int = 1
+    dest_npi: int = 1
+    address_range: str = ""
+    long: str = "udh"
+    ussd: str = "tlv"
+    enquire_link: float = 30.0
+    response_timeout: float = 10.0
+    receipts: bool = True
+
+    def __repr__(self) -> str:
+        return f"SmscProfile(smpp://{self.system_id}:***@{self.host}:{self.port}, bind={self.bind})"
+
+    @property
+    def name(self) -> str:
+        return f"{self.system_id}@{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str, key: str = "--smsc") -> SmscProfile:
+        parts = urlsplit(url)
+        if parts.scheme != "smpp" or not parts.hostname or parts.username is None:
+            raise ConfigError(
+                f"{key}: expected smpp://ID:PASSWORD@HOST:PORT, got {_mask_url(url)!r}"
+            )
+        try:
+            port = parts.port or 2775
+        except ValueError as exc:
+            raise ConfigError(f"{key}: bad port in {_mask_url(url)!r}") from exc
+        values: dict[str, Any] = {
+            "system_id": unquote(parts.username),
+            "password": unquote(parts.password or ""),
+            "host": parts.hostname,
+            "port": port,
+        }
+        types = {f.name: f.type for f in fields(cls)}
+        for name, (raw, *_) in parse_qs(parts.query, keep_blank_values=True).items():
+            if name not in types or name in values:
+                raise ConfigError(f"{key}: unknown option {name!r} in {_mask_url(url)!r}")
+            values[name] = _convert(f"{key} {name}", raw, str(types[name]))
+        if values.get("bind", "trx") not in ("trx", "tx+rx"):
+            raise ConfigError(f"{key} bind: expected 'trx' or 'tx+rx'")
+        if values.get("long", "udh") not in ("udh", "udh16", "sar", "payload"):
+            raise ConfigError(f"{key} long: expected udh, udh16, sar or payload")
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    smsc: tuple[SmscProfile, ...] = ()
+    http_host: str = "127.0.0.1"
+    http_port: int = 8024
+    api_key: str = DEV_API_KEY
+    secret_key: str = DEV_SECRET_KEY
+    short_code: str = "2424"
+    ussd_code: str = "*100#"
+    language: str = "pl"
+    #: How text that GSM-7 cannot carry is sent: "ucs2" or "transliterate" (ą→a, ł→l...).
+    encoding: str = "ucs2"
+    ussd_timeout: float = 120.0
+    sms_dialog_timeout: float = 300.0
+    simulator_smpp_host: str = "127.0.0.1"
+    simulator_smpp_port: int = 2775
+    simulator_http_port: int = 8025
+    seed_demo: bool = True
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("api_key", "secret_key", "extra")
+        }
+        shown["database_url"] = _mask_url(self.database_url)
+        shown["redis_url"] = _mask_url(self.redis_url) if self.redis_url else None
+        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"Settings({inner}, api_key='***', secret_key='***')"
+
+    @property
+    def uses_simulator(self) -> bool:
+        return not self.smsc
+
+    @property
+    def dev_secrets(self) -> bool:
+        return self.api_key == DEV_API_KEY or self.secret_key == DEV_SECRET_KEY
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+ENV_KEYS: Mapping[str, str] = {
+    "IDEA24_DATABASE_URL": "database_url",
+    "IDEA24_REDIS_URL": "redis_url",
+    "IDEA24_SMSC": "smsc",
+    "IDEA24_HTTP": "http",
+    "IDEA24_API_KEY": "api_key",
+    "IDEA24_SECRET_KEY": "secret_key",
+    "IDEA24_SHORT_CODE": "short_code",
+    "IDEA24_USSD_CODE": "ussd_code",
+    "IDEA24_LANGUAGE": "language",
+    "IDEA24_ENCODING": "encoding",
+    "IDEA24_LOG_FORMAT": "log_format",
+    "IDEA24_LOG_LEVEL": "log_level",
+}
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Merge TOML file < environment < flags into one validated :class:`Settings`.
+
+    ``flags`` uses the field names (``None`` values are ignored); ``smsc`` may be a list of URLs
+    and ``http`` a ``host:port`` string.
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, tuple[str, Any]] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"--config: file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from exc
+        for name, value in data.items():
+            merged[name] = (f"{path}: {name}", value)
+    for env, name in ENV_KEYS.items():
+        if environ.get(env):
+            merged[name] = (env, environ[env])
+    for name, value in (flags or {}).items():
+        if value is not None and value != [] and value != ():
+            merged[name] = (f"--{name.replace('_', '-')}", value)
+    return _build(merged)
+
+
+def _build(merged: Mapping[str, tuple[str, Any]]) -> Settings:
+    values: dict[str, Any] = {}
+    types = {f.name: str(f.type) for f in fields(Settings)}
+    for name, (key, value) in merged.items():
+        if name == "smsc":
+            urls = [value] if isinstance(value, str) else list(value)
+            urls = [u for raw in urls for u in str(raw).split(",") if u.strip()]
+            values["smsc"] = tuple(SmscProfile.from_url(u.strip(), key) for u in urls)
+        elif name == "http":
+            host, _, port = str(value).rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"{key}: expected HOST:PORT such as 127.0.0.1:8024, got {value!r}")
+            values["http_host"], values["http_port"] = host, int(port)
+        elif name in types:
+            values[name] = _convert(key, value, types[name])
+        else:
+            raise ConfigError(f"{key}: unknown setting {name!r}")
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if not s.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError(
+            "IDEA24_DATABASE_URL: expected sqlite+aiosqlite:///FILE or "
+            f"postgresql+asyncpg://USER@HOST:PORT/DB, got {_mask_url(s.database_url)!r}"
+        )
+    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {s.redis_url!r}")
+    if s.language not in ("pl", "en"):
+        raise ConfigError(f"IDEA24_LANGUAGE: expected pl or en, got {s.language!r}")
+    if s.encoding not in ("ucs2", "transliterate"):
+        raise ConfigError(f"IDEA24_ENCODING: expected ucs2 or transliterate, got {s.encoding!r}")
+    if not (0 <= s.http_port < 65536):
+        raise ConfigError(f"IDEA24_HTTP: port {s.http_port} out of range")
+    if not s.ussd_code.startswith("*") or not s.ussd_code.endswith("#"):
+        raise ConfigError(f"IDEA24_USSD_CODE: expected a code like *100#, got {s.ussd_code!r}")
+
+
+def _convert(key: str, value: Any, type_name: str) -> Any:
+    try:
+        if "bool" in type_name:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return text in ("1", "true", "yes", "on")
+        if "int" in type_name and "str" not in type_name:
+            return int(value)
+        if "float" in type_name:
+            return float(value)
+        return value if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {value!r} is not a valid {type_name}") from exc
+
+
+def _mask_url(url: str | None) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url

@@ -1,0 +1,1 @@
+"""A bundled SMSC (SMPP server) and developer handsets, so everything runs without a carrier."""

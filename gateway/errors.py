@@ -1,11 +1,10 @@
-"""SMPP protocol errors, carrying the command_status to answer with (as h11 carries a status hint)."""
+"""SMPP protocol errors, carrying the command_status to answer with (as h11 carries a hint)."""
 
 from __future__ import annotations
 
-from backend.errors import Idea24Error
-
-# Re-exported so gateway code imports its errors from one place.
+# ConfigError is re-exported so gateway code imports its errors from one place.
 from backend.errors import ConfigError as ConfigError
+from backend.errors import Idea24Error
 
 
 class ProtocolError(Idea24Error):
@@ -33,7 +32,7 @@ class ProtocolError(Idea24Error):
 
 
 class LocalProtocolError(ProtocolError):
-    """We were asked to send something SMPP does not allow (e.g. a field longer than its maximum)."""
+    """We were asked to send what SMPP does not allow (e.g. a field longer than its maximum)."""
 
 
 class RemoteProtocolError(ProtocolError):

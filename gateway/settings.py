@@ -18,7 +18,7 @@ from backend.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///idea24.db"
 DEV_API_KEY = "idea24-dev-key"
-DEV_SECRET_KEY = "idea24-dev-secret-change-me"
+DEV_SECRET_KEY = "idea24-dev-secret-change-me"  # noqa: S105 - documented dev default, warned at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +193,9 @@ def _build(merged: Mapping[str, tuple[str, Any]]) -> Settings:
         elif name == "http":
             host, _, port = str(value).rpartition(":")
             if not host or not port.isdigit():
-                raise ConfigError(f"{key}: expected HOST:PORT such as 127.0.0.1:8024, got {value!r}")
+                raise ConfigError(
+                    f"{key}: expected HOST:PORT such as 127.0.0.1:8024, got {value!r}"
+                )
             values["http_host"], values["http_port"] = host, int(port)
         elif name in types:
             values[name] = _convert(key, value, types[name])

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from backend.errors import ConfigError
+from gateway.settings import Settings, SmscProfile, load_settings
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    s = load_settings(environ={})
+    assert s.database_url == "sqlite+aiosqlite:///idea24.db"
+    assert s.redis_url is None
+    assert s.uses_simulator
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 8024)
+    assert s.short_code == "2424" and s.ussd_code == "*100#"
+
+
+def test_flags_beat_environment_beats_file(tmp_path) -> None:
+    cfg = tmp_path / "idea24.toml"
+    cfg.write_text('short_code = "1111"\nussd_code = "*101#"\nlanguage = "en"\n')
+    env = {"IDEA24_SHORT_CODE": "2222", "IDEA24_HTTP": "0.0.0.0:9000"}
+    s = load_settings({"short_code": "3333"}, env, cfg)
+    assert s.short_code == "3333"
+    assert s.ussd_code == "*101#"
+    assert s.language == "en"
+    assert (s.http_host, s.http_port) == ("0.0.0.0", 9000)
+
+
+def test_smsc_urls_parse_with_options() -> None:
+    s = load_settings(
+        {"smsc": ["smpp://esme:s3cret@10.0.0.1:2776?window=64&rate=50&system_type=VMA&long=sar"]},
+        environ={},
+    )
+    (p,) = s.smsc
+    assert p == SmscProfile(
+        "esme", "s3cret", "10.0.0.1", 2776, system_type="VMA", window=64, rate=50.0, long="sar"
+    )
+    assert "s3cret" not in repr(p) and "s3cret" not in repr(s)
+    assert not s.uses_simulator
+
+
+def test_env_smsc_allows_several_comma_separated() -> None:
+    s = load_settings(environ={"IDEA24_SMSC": "smpp://a:b@h1:1,smpp://c:d@h2:2"})
+    assert [p.host for p in s.smsc] == ["h1", "h2"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "needle"),
+    [
+        ({"smsc": ["http://x"]}, {}, "smpp://ID:PASSWORD@HOST:PORT"),
+        ({"smsc": ["smpp://a:b@h:1?windw=3"]}, {}, "unknown option 'windw'"),
+        ({"smsc": ["smpp://a:b@h:1?window=lots"]}, {}, "--smsc window"),
+        ({}, {"IDEA24_DATABASE_URL": "mysql://x"}, "IDEA24_DATABASE_URL"),
+        ({}, {"IDEA24_REDIS_URL": "http://x"}, "IDEA24_REDIS_URL"),
+        ({}, {"IDEA24_HTTP": "8024"}, "IDEA24_HTTP"),
+        ({}, {"IDEA24_USSD_CODE": "100"}, "IDEA24_USSD_CODE"),
+    ],
+)
+def test_errors_name_the_key(flags, env, needle) -> None:
+    with pytest.raises(ConfigError, match=needle.replace("*", r"\*").replace("?", r"\?")):
+        load_settings(flags, env)
+
+
+def test_repr_masks_secrets() -> None:
+    s = Settings(api_key="k3y", secret_key="s3c", database_url="postgresql+asyncpg://u:pw@h/db")
+    text = repr(s)
+    assert "k3y" not in text and "s3c" not in text and ":pw@" not in text

@@ -1,1 +1,1 @@
-"""The dialog engine: shared transitions machines, per-subscriber state in a store, one turn at a time."""
+"""The dialog engine: shared transitions machines, per-subscriber state, one turn at a time."""

@@ -1,0 +1,198 @@
+"""One turn of one subscriber: lock, load, trigger, save.
+
+Theory of operation (aiogram's FSM, with its load-after-lock fix): a turn takes the subscriber's
+lock first, then loads the dialog record, so two messages of one subscriber are handled one after
+the other and the second sees what the first saved. The dialog decides which event the input is
+and fires it on its shared machine through :class:`Turn` (the only way the state moves); handlers
+call the backend and add replies; the record (state + data) is then written with the dialog's TTL
+in one call, guarded by the lock token. An exception anywhere in the dialog gives the subscriber a
+polite error and writes nothing, so the stored state is the one before the turn (or, where the
+dialog asks for it, the session is dropped). Expiry is the store's TTL: a dialog that finds no
+record starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from fsm import keys
+from fsm.machine import DialogMachine
+from fsm.record import DialogRecord, RecordError
+from fsm.store import DialogStore, LockLost, LockTimeout
+
+log = logging.getLogger(__name__)
+
+Channel = Literal["sms", "ussd"]
+Notice = Literal["error", "busy", "rate_limited"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    msisdn: str
+    channel: Channel
+    text: str
+    ussd_op: int | None = None
+    session_id: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """``end=False`` only for USSD: a menu, the session stays open (op 2 / ``CON``)."""
+
+    text: str
+    end: bool = True
+
+
+class RecordTooLarge(ValueError):
+    """A dialog tried to keep more state than its budget (USSD sessions stay under 1 KiB)."""
+
+
+class Turn:
+    """The working copy of one subscriber's dialog during one turn."""
+
+    def __init__(
+        self,
+        inbound: Inbound,
+        machine: DialogMachine,
+        state: str,
+        data: dict[str, Any],
+        backend: Any,
+        *,
+        resumed: bool,
+    ) -> None:
+        self.inbound = inbound
+        self.backend = backend
+        self.data = data
+        self.replies: list[Reply] = []
+        self.finished = False
+        self.resumed = resumed
+        self._machine = machine
+        self._state = state
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def msisdn(self) -> str:
+        return self.inbound.msisdn
+
+    async def fire(self, trigger: str) -> str:
+        """Move the state by ``trigger`` on the shared machine; raises ``InvalidTransition``."""
+        self._state = await self._machine.fire(self._state, trigger)
+        return self._state
+
+    def reply(self, text: str, *, end: bool = True) -> None:
+        self.replies.append(Reply(text, end))
+
+    def finish(self) -> None:
+        """The dialog is over: its record is deleted instead of saved."""
+        self.finished = True
+
+
+class Dialog(Protocol):
+    """What ``dialogs/`` provides per channel; the runtime owns locking and storage."""
+
+    name: str
+    machine: DialogMachine
+    ttl: float
+    max_record_bytes: int
+    #: On a failed turn: True drops the session (USSD ends), False keeps the previous record.
+    reset_on_error: bool
+
+    def resumes(self, inbound: Inbound, record: DialogRecord) -> bool:
+        """Whether ``record`` continues with this input (False: start from the initial state)."""
+
+    async def handle(self, turn: Turn) -> None: ...
+
+    def notice(self, inbound: Inbound, data: Mapping[str, Any], kind: Notice) -> Reply:
+        """A polite text for a failure, a busy lock or the rate limit, in the right language."""
+
+
+class Runtime:
+    """Runs turns; never raises for anything a subscriber sends."""
+
+    def __init__(
+        self,
+        store: DialogStore,
+        dialogs: Mapping[str, Dialog],
+        backend: Any,
+        settings: Any = None,
+        *,
+        rate_limit: int = 30,
+        rate_window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.dialogs = dict(dialogs)
+        self.backend = backend
+        self.settings = settings
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        self._clock = clock
+
+    async def turn(self, inbound: Inbound) -> list[Reply]:
+        dialog = self.dialogs.get(inbound.channel)
+        if dialog is None:
+            log.warning("no dialog for channel", extra={"channel": inbound.channel})
+            return []
+        extra = {"msisdn": inbound.msisdn, "channel": inbound.channel}
+        try:
+            hits = await self.store.hit(keys.rate(inbound.msisdn), self.rate_window)
+            if self.rate_limit and hits > self.rate_limit:
+                log.info("turn rate limited", extra={**extra, "hits": hits})
+                return [dialog.notice(inbound, {}, "rate_limited")]
+            async with self.store.lock(inbound.msisdn) as guard:
+                return await self._locked_turn(dialog, inbound, guard)
+        except LockTimeout:
+            log.warning("turn lock busy", extra=extra)
+            return [dialog.notice(inbound, {}, "busy")]
+        except Exception:
+            # The turn boundary: whatever broke (store, backend, dialog) the subscriber is answered.
+            log.exception("turn failed outside the dialog", extra=extra)
+            return [dialog.notice(inbound, {}, "error")]
+
+    async def _locked_turn(self, dialog: Dialog, inbound: Inbound, guard: Any) -> list[Reply]:
+        extra = {"msisdn": inbound.msisdn, "channel": inbound.channel}
+        try:
+            record = await self.store.load(inbound.msisdn, dialog.name)
+        except RecordError:
+            log.warning("dropping an undecodable dialog record", extra=extra)
+            record = None
+        resumed = record is not None and dialog.resumes(inbound, record)
+        if resumed and record is not None and dialog.machine.has_state(record.state):
+            state, data = record.state, dict(record.data)
+        else:
+            resumed = False
+            state, data = dialog.machine.initial, {}
+        turn = Turn(inbound, dialog.machine, state, data, self.backend, resumed=resumed)
+        started = self._clock()
+        try:
+            await dialog.handle(turn)
+            new = None if turn.finished else DialogRecord(dialog.name, turn.state, turn.data)
+            if new is not None and len(new.encode()) > dialog.max_record_bytes:
+                raise RecordTooLarge(f"{dialog.name} record of {len(new.encode())} bytes")
+        except Exception:
+            # A failed turn must still answer; nothing of it is saved (see module docstring).
+            log.exception("dialog turn failed", extra={**extra, "state": state})
+            if dialog.reset_on_error and record is not None:
+                await self.store.delete(inbound.msisdn, dialog.name, guard=guard)
+            return [dialog.notice(inbound, data, "error")]
+        try:
+            if new is None:
+                if record is not None:
+                    await self.store.delete(inbound.msisdn, dialog.name, guard=guard)
+            else:
+                await self.store.save(inbound.msisdn, new, dialog.ttl, guard=guard)
+        except LockLost:
+            log.warning("turn outlived its lock; state not saved", extra=extra)
+        log.debug(
+            "turn",
+            extra={**extra, "state": turn.state, "ms": round((self._clock() - started) * 1000, 1)},
+        )
+        return turn.replies

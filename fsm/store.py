@@ -1,0 +1,321 @@
+"""Where dialog records, turn locks, dedup marks and rate counters live.
+
+Theory of operation: a turn takes the subscriber's lock, loads the record, works, saves the record
+(state + data + TTL in one write) and releases the lock. ``MemoryStore`` is the embedded default
+for one process; ``RedisStore`` is shared by many processes: its lock is ``SET NX PX`` with a
+random token, released and checked by Lua scripts, so a process only ever releases — or saves
+under — a lock it still holds. Inside one process both stores queue turns of one subscriber on an
+``asyncio.Lock`` first (FIFO), so two messages of one subscriber run in arrival order and the
+Redis lock is contended only between processes. Idle locks and expired records are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.errors import Idea24Error
+from fsm import constants, keys
+from fsm.record import DialogRecord
+
+Clock = Callable[[], float]
+
+
+class LockTimeout(Idea24Error):
+    """The subscriber's lock stayed taken for longer than the store waits."""
+
+
+class LockLost(Idea24Error):
+    """The lock expired and was taken by another turn before this one saved: nothing was written."""
+
+
+@dataclass(slots=True)
+class LockHandle:
+    """Proof of holding a subscriber's lock; pass it to ``save``/``delete`` as ``guard``."""
+
+    msisdn: str
+    token: str
+
+
+@dataclass(slots=True)
+class _LocalLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class _LocalLocks:
+    """FIFO per-key asyncio locks, each dropped as soon as nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _LocalLock] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str, wait: float) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _LocalLock()
+        entry.users += 1
+        try:
+            try:
+                async with asyncio.timeout(wait):
+                    await entry.lock.acquire()
+            except TimeoutError as exc:
+                raise LockTimeout(f"turn lock busy for {wait:.0f}s") from exc
+            try:
+                yield
+            finally:
+                entry.lock.release()
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class DialogStore(ABC):
+    """Per-subscriber dialog records, the turn lock, dedup marks and rate counters."""
+
+    def __init__(self, prefix: str = constants.DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+
+    @abstractmethod
+    def lock(
+        self, msisdn: str, *, wait: float = constants.LOCK_WAIT
+    ) -> AbstractAsyncContextManager[LockHandle]:
+        """Hold the subscriber's turn lock (cross-process on Redis); raises ``LockTimeout``."""
+
+    @abstractmethod
+    async def load(self, msisdn: str, dialog: str = "sms") -> DialogRecord | None: ...
+
+    @abstractmethod
+    async def save(
+        self, msisdn: str, record: DialogRecord, ttl: float, *, guard: LockHandle | None = None
+    ) -> None:
+        """Write record and TTL in one call; with ``guard``, only while that lock is held."""
+
+    @abstractmethod
+    async def delete(
+        self, msisdn: str, dialog: str = "sms", *, guard: LockHandle | None = None
+    ) -> None: ...
+
+    @abstractmethod
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        """True the first time ``key`` is claimed within ``ttl`` seconds (dedup), False after."""
+
+    @abstractmethod
+    async def hit(self, key: str, window: float) -> int:
+        """Count one event in the fixed ``window`` (seconds) that the first hit opened."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most stores hold nothing to release
+        """Release connections; the store is unusable afterwards."""
+
+
+class MemoryStore(DialogStore):
+    """The embedded store: one process, dicts with expiry; ``clock`` is injectable for tests."""
+
+    SWEEP_EVERY = 256
+
+    def __init__(self, prefix: str = constants.DEFAULT_PREFIX, clock: Clock = time.monotonic):
+        super().__init__(prefix)
+        self._clock = clock
+        self._values: dict[str, tuple[bytes, float]] = {}
+        self._counters: dict[str, tuple[int, float]] = {}
+        self._locks = _LocalLocks()
+        self._writes = 0
+
+    @asynccontextmanager
+    async def _lock(self, msisdn: str, wait: float) -> AsyncIterator[LockHandle]:
+        async with self._locks.hold(keys.lock(self.prefix, msisdn), wait):
+            yield LockHandle(msisdn, "local")
+
+    def lock(
+        self, msisdn: str, *, wait: float = constants.LOCK_WAIT
+    ) -> AbstractAsyncContextManager[LockHandle]:
+        return self._lock(msisdn, wait)
+
+    def _get(self, key: str) -> bytes | None:
+        item = self._values.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del self._values[key]
+            return None
+        return item[0]
+
+    def _put(self, key: str, value: bytes, ttl: float) -> None:
+        self._values[key] = (value, self._clock() + ttl)
+        self._writes += 1
+        if self._writes % self.SWEEP_EVERY == 0:
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Drop everything expired; returns how many entries went."""
+        now = self._clock()
+        dead = [k for k, (_, exp) in self._values.items() if exp <= now]
+        for k in dead:
+            del self._values[k]
+        gone = [k for k, (_, exp) in self._counters.items() if exp <= now]
+        for k in gone:
+            del self._counters[k]
+        return len(dead) + len(gone)
+
+    async def load(self, msisdn: str, dialog: str = "sms") -> DialogRecord | None:
+        raw = self._get(keys.session(self.prefix, msisdn, dialog))
+        return None if raw is None else DialogRecord.decode(raw)
+
+    async def save(
+        self, msisdn: str, record: DialogRecord, ttl: float, *, guard: LockHandle | None = None
+    ) -> None:
+        self._put(keys.session(self.prefix, msisdn, record.dialog), record.encode(), ttl)
+
+    async def delete(
+        self, msisdn: str, dialog: str = "sms", *, guard: LockHandle | None = None
+    ) -> None:
+        self._values.pop(keys.session(self.prefix, msisdn, dialog), None)
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        full = keys.prefixed(self.prefix, key)
+        if self._get(full) is not None:
+            return False
+        self._put(full, b"1", ttl)
+        return True
+
+    async def hit(self, key: str, window: float) -> int:
+        full = keys.prefixed(self.prefix, key)
+        now = self._clock()
+        count, reset = self._counters.get(full, (0, 0.0))
+        if reset <= now:
+            count, reset = 0, now + window
+        self._counters[full] = (count + 1, reset)
+        return count + 1
+
+    @property
+    def idle_locks(self) -> int:
+        """How many lock entries exist (0 when no turn runs): idle locks are dropped."""
+        return len(self._locks)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Save (or delete) the record only while the lock still holds our token: load-check-save.
+_GUARDED_SAVE = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+if ARGV[1] == '' then redis.call('DEL', KEYS[1]) else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisStore(DialogStore):
+    """The shared store: any number of processes, one Redis (or Redis Cluster: keys are tagged)."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = constants.DEFAULT_PREFIX,
+        *,
+        lock_ttl: float = constants.LOCK_TTL,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(prefix)
+        self._redis = client
+        self._owns = owns_client
+        self._lock_ttl = lock_ttl
+        self._locks = _LocalLocks()
+        self._release = client.register_script(_RELEASE)
+        self._guarded = client.register_script(_GUARDED_SAVE)
+        self._hit = client.register_script(_HIT)
+
+    @asynccontextmanager
+    async def _lock(self, msisdn: str, wait: float) -> AsyncIterator[LockHandle]:
+        key = keys.lock(self.prefix, msisdn)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        async with self._locks.hold(key, wait):
+            token = secrets.token_hex(12)
+            delay = 0.002
+            while not await self._redis.set(key, token, nx=True, px=_ms(self._lock_ttl)):
+                if loop.time() + delay > deadline:
+                    raise LockTimeout(f"turn lock busy for {wait:.0f}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            try:
+                yield LockHandle(msisdn, token)
+            finally:
+                await self._release(keys=[key], args=[token])
+
+    def lock(
+        self, msisdn: str, *, wait: float = constants.LOCK_WAIT
+    ) -> AbstractAsyncContextManager[LockHandle]:
+        return self._lock(msisdn, wait)
+
+    async def load(self, msisdn: str, dialog: str = "sms") -> DialogRecord | None:
+        raw = await self._redis.get(keys.session(self.prefix, msisdn, dialog))
+        return None if raw is None else DialogRecord.decode(raw)
+
+    async def _write(
+        self, msisdn: str, dialog: str, value: bytes, ttl: float, guard: LockHandle | None
+    ) -> None:
+        session = keys.session(self.prefix, msisdn, dialog)
+        token = guard.token if guard is not None else ""
+        done = await self._guarded(
+            keys=[session, keys.lock(self.prefix, msisdn)], args=[value, _ms(ttl), token]
+        )
+        if not done:
+            raise LockLost("the turn lock expired before the record was written")
+
+    async def save(
+        self, msisdn: str, record: DialogRecord, ttl: float, *, guard: LockHandle | None = None
+    ) -> None:
+        await self._write(msisdn, record.dialog, record.encode(), ttl, guard)
+
+    async def delete(
+        self, msisdn: str, dialog: str = "sms", *, guard: LockHandle | None = None
+    ) -> None:
+        await self._write(msisdn, dialog, b"", 1, guard)
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        full = keys.prefixed(self.prefix, key)
+        return bool(await self._redis.set(full, b"1", nx=True, px=_ms(ttl)))
+
+    async def hit(self, key: str, window: float) -> int:
+        return int(await self._hit(keys=[keys.prefixed(self.prefix, key)], args=[_ms(window)]))
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self._redis.aclose()
+
+
+def store_from_url(url: str | None, prefix: str = constants.DEFAULT_PREFIX) -> DialogStore:
+    """``None`` or ``memory://`` → ``MemoryStore``; a ``redis://`` URL → ``RedisStore``."""
+    if not url or url.startswith("memory:"):
+        return MemoryStore(prefix)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        import redis.asyncio as aioredis
+
+        return RedisStore(aioredis.from_url(url), prefix, owns_client=True)
+    from backend.errors import ConfigError
+
+    raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {url!r}")

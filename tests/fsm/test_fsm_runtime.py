@@ -1,0 +1,127 @@
+"""The turn itself on both stores, with a tiny counting dialog (the real ones: tests/dialogs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from fsm.machine import DialogMachine, Transition
+from fsm.record import DialogRecord
+from fsm.runtime import Inbound, Notice, Reply, Runtime, Turn
+from tests.fsm.conftest import StoreCase
+
+MSISDN = "48600000001"
+
+
+class Counter:
+    """``+`` counts up (state ``counting``), ``=`` ends, ``boom`` fails half-way, ``big`` bloats."""
+
+    name = "sms"
+    ttl = 0.3
+    max_record_bytes = 1024
+    reset_on_error = False
+    machine = DialogMachine(
+        "counter",
+        ["idle", "counting"],
+        [Transition("add", ("idle", "counting"), "counting"), Transition("end", "*", "idle")],
+        "idle",
+    )
+
+    def __init__(self) -> None:
+        self.gate: asyncio.Event | None = None
+
+    def resumes(self, inbound: Inbound, record: DialogRecord) -> bool:
+        return True
+
+    async def handle(self, turn: Turn) -> None:
+        text = turn.inbound.text
+        if self.gate is not None and text == "+slow":
+            await asyncio.wait_for(self.gate.wait(), 5)
+        if text.startswith("+") or text in ("boom", "big"):
+            await turn.fire("add")
+            turn.data["n"] = turn.data.get("n", 0) + 1
+            turn.data.setdefault("log", []).append(text)
+            if text == "boom":
+                raise RuntimeError("backend went away half-way")
+            if text == "big":
+                turn.data["blob"] = "x" * 2000
+            turn.reply(f"n={turn.data['n']}")
+        else:
+            await turn.fire("end")
+            turn.reply(f"total={turn.data.get('n', 0)}")
+            turn.finish()
+
+    def notice(self, inbound: Inbound, data: Mapping[str, Any], kind: Notice) -> Reply:
+        return Reply(f"sorry:{kind}")
+
+
+def runtime(case: StoreCase, dialog: Counter | None = None, **kw: Any) -> Runtime:
+    return Runtime(case.store, {"sms": dialog or Counter()}, backend=None, **kw)
+
+
+async def say(rt: Runtime, text: str, msisdn: str = MSISDN) -> list[str]:
+    return [r.text for r in await rt.turn(Inbound(msisdn, "sms", text))]
+
+
+async def test_turns_keep_state_between_messages(case: StoreCase) -> None:
+    rt = runtime(case)
+    assert await say(rt, "+") == ["n=1"]
+    assert await say(rt, "+") == ["n=2"]
+    assert await say(rt, "+", "48600000002") == ["n=1"]
+    assert await say(rt, "=") == ["total=2"]
+    assert await case.store.load(MSISDN) is None, "a finished dialog leaves no record"
+
+
+async def test_state_expires_with_the_ttl(case: StoreCase) -> None:
+    rt = runtime(case)
+    await say(rt, "+")
+    await case.advance(0.45)
+    assert await say(rt, "+") == ["n=1"]
+
+
+async def test_failure_half_way_keeps_the_previous_state(case: StoreCase) -> None:
+    rt = runtime(case)
+    await say(rt, "+a")
+    assert await say(rt, "boom") == ["sorry:error"]
+    rec = await case.store.load(MSISDN)
+    assert rec is not None and rec.data == {"n": 1, "log": ["+a"]}
+    assert await say(rt, "big") == ["sorry:error"], "over the size budget is a failure too"
+    assert await say(rt, "+b") == ["n=2"]
+
+
+async def test_failure_can_reset_the_dialog(case: StoreCase) -> None:
+    dialog = Counter()
+    dialog.reset_on_error = True
+    rt = runtime(case, dialog)
+    await say(rt, "+")
+    assert await say(rt, "boom") == ["sorry:error"]
+    assert await case.store.load(MSISDN) is None
+
+
+async def test_two_messages_at_once_are_processed_in_order(case: StoreCase) -> None:
+    dialog = Counter()
+    dialog.gate = asyncio.Event()
+    rt = runtime(case, dialog)
+    first = asyncio.create_task(say(rt, "+slow"))
+    await asyncio.sleep(0.02)
+    second = asyncio.create_task(say(rt, "+fast"))
+    await asyncio.sleep(0.05)
+    assert not second.done(), "the second waits for the first's lock"
+    dialog.gate.set()
+    assert await asyncio.wait_for(first, 5) == ["n=1"]
+    assert await asyncio.wait_for(second, 5) == ["n=2"]
+    rec = await case.store.load(MSISDN)
+    assert rec is not None and rec.data["log"] == ["+slow", "+fast"]
+
+
+async def test_rate_limit_answers_politely(case: StoreCase) -> None:
+    rt = runtime(case, rate_limit=3, rate_window=0.3)
+    assert [await say(rt, "+") for _ in range(4)][-1] == ["sorry:rate_limited"]
+    await case.advance(0.45)
+    assert await say(rt, "+") != ["sorry:rate_limited"]
+
+
+async def test_unknown_channel_gets_nothing(case: StoreCase) -> None:
+    rt = runtime(case)
+    assert await rt.turn(Inbound(MSISDN, "ussd", "*100#")) == []

@@ -1,0 +1,215 @@
+"""One suite, two stores: records with TTL, the turn lock, dedup marks, rate counters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fsm import keys
+from fsm.record import DialogRecord, RecordError
+from fsm.store import LockLost, LockTimeout, MemoryStore, RedisStore, store_from_url
+from tests.fsm.conftest import StoreCase
+
+MSISDN = "48600000001"
+
+
+async def test_save_load_delete_round_trip(case: StoreCase) -> None:
+    store = case.store
+    assert await store.load(MSISDN) is None
+    rec = DialogRecord("sms", "confirm", {"op": "activate", "args": {"code": "ROAM"}, "n": 3})
+    await store.save(MSISDN, rec, 60)
+    assert await store.load(MSISDN) == rec
+    assert await store.load(MSISDN, "ussd") is None, "dialogs of one subscriber are separate"
+    assert await store.load("48600000002") is None
+    await store.delete(MSISDN)
+    assert await store.load(MSISDN) is None
+
+
+async def test_polish_text_survives(case: StoreCase) -> None:
+    rec = DialogRecord("ussd", "root", {"t": "Zażółć gęślą jaźń"})
+    await case.store.save(MSISDN, rec, 60)
+    assert await case.store.load(MSISDN, "ussd") == rec
+
+
+async def test_record_expires_after_ttl(case: StoreCase) -> None:
+    store = case.store
+    await store.save(MSISDN, DialogRecord("ussd", "root", {}), 0.3)
+    await store.save(MSISDN, DialogRecord("sms", "confirm", {}), 30)
+    assert await store.load(MSISDN, "ussd") is not None
+    await case.advance(0.45)
+    assert await store.load(MSISDN, "ussd") is None
+    assert await store.load(MSISDN, "sms") is not None, "a longer TTL is still alive"
+
+
+async def test_save_renews_ttl(case: StoreCase) -> None:
+    store = case.store
+    await store.save(MSISDN, DialogRecord("ussd", "a", {}), 0.4)
+    await case.advance(0.25)
+    await store.save(MSISDN, DialogRecord("ussd", "b", {}), 0.4)
+    await case.advance(0.25)
+    rec = await store.load(MSISDN, "ussd")
+    assert rec is not None and rec.state == "b"
+
+
+async def test_lock_serialises_turns_of_one_subscriber_in_order(case: StoreCase) -> None:
+    store = case.store
+    events: list[str] = []
+    first_in = asyncio.Event()
+
+    async def turn(name: str, hold: asyncio.Event | None) -> None:
+        async with store.lock(MSISDN):
+            events.append(f"{name}+")
+            if hold is not None:
+                first_in.set()
+                await asyncio.wait_for(hold.wait(), 5)
+            else:
+                await asyncio.sleep(0)
+            rec = await store.load(MSISDN)
+            seen = list(rec.data["seen"]) if rec else []
+            await store.save(MSISDN, DialogRecord("sms", "idle", {"seen": [*seen, name]}), 60)
+            events.append(f"{name}-")
+
+    release = asyncio.Event()
+    t1 = asyncio.create_task(turn("one", release))
+    await asyncio.wait_for(first_in.wait(), 5)
+    t2 = asyncio.create_task(turn("two", None))
+    t3 = asyncio.create_task(turn("three", None))
+    await asyncio.sleep(0.05)
+    assert events == ["one+"], "the others wait while the first holds the lock"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(t1, t2, t3), 10)
+    assert events == ["one+", "one-", "two+", "two-", "three+", "three-"]
+    rec = await store.load(MSISDN)
+    assert rec is not None and rec.data["seen"] == ["one", "two", "three"], "none lost"
+
+
+async def test_lock_of_other_subscribers_does_not_block(case: StoreCase) -> None:
+    async with case.store.lock(MSISDN), asyncio.timeout(2), case.store.lock("48600000002"):
+        pass
+
+
+async def test_lock_wait_times_out(case: StoreCase) -> None:
+    entered = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def holder() -> None:
+        async with case.store.lock(MSISDN):
+            entered.set()
+            await asyncio.wait_for(leave.wait(), 5)
+
+    task = asyncio.create_task(holder())
+    await asyncio.wait_for(entered.wait(), 5)
+    with pytest.raises(LockTimeout):
+        async with case.store.lock(MSISDN, wait=0.1):
+            pass
+    leave.set()
+    await task
+    async with asyncio.timeout(2), case.store.lock(MSISDN, wait=0.5):
+        pass
+
+
+async def test_lock_released_on_error(case: StoreCase) -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with case.store.lock(MSISDN):
+            raise ZeroDivisionError
+    async with asyncio.timeout(2), case.store.lock(MSISDN, wait=0.5):
+        pass
+
+
+async def test_claim_once_dedups_until_ttl(case: StoreCase) -> None:
+    key = keys.dedup(MSISDN, "msg-1")
+    assert await case.store.claim_once(key, 0.3) is True
+    assert await case.store.claim_once(key, 0.3) is False
+    assert await case.store.claim_once(keys.dedup(MSISDN, "msg-2"), 0.3) is True
+    await case.advance(0.45)
+    assert await case.store.claim_once(key, 0.3) is True
+
+
+async def test_hit_counts_in_a_fixed_window(case: StoreCase) -> None:
+    key = keys.rate(MSISDN)
+    assert [await case.store.hit(key, 0.3) for _ in range(3)] == [1, 2, 3]
+    assert await case.store.hit(keys.rate("48600000002"), 0.3) == 1
+    await case.advance(0.45)
+    assert await case.store.hit(key, 0.3) == 1
+
+
+async def test_guarded_save_inside_the_lock(case: StoreCase) -> None:
+    async with case.store.lock(MSISDN) as guard:
+        await case.store.save(MSISDN, DialogRecord("sms", "x", {}), 60, guard=guard)
+        await case.store.delete(MSISDN, "ussd", guard=guard)
+    assert await case.store.load(MSISDN) is not None
+
+
+def test_keys_carry_the_msisdn_hash_tag() -> None:
+    assert keys.session("p", MSISDN, "sms") == "p:dlg:{48600000001}:sms"
+    assert keys.lock("p", MSISDN) == "p:lock:{48600000001}"
+    assert keys.dedup(MSISDN, "m1") == "dedup:{48600000001}:m1"
+    with pytest.raises(ValueError):
+        keys.lock("p", "48{6}")
+
+
+def test_record_is_compact_and_rejects_garbage() -> None:
+    rec = DialogRecord("ussd", "services.list", {"page": 2, "sid": "abc"})
+    assert DialogRecord.decode(rec.encode()) == rec
+    assert len(rec.encode()) < 80
+    with pytest.raises(RecordError):
+        DialogRecord.decode(b"{not json")
+
+
+async def test_memory_store_drops_idle_locks_and_expired_records() -> None:
+    clock_now = [0.0]
+    store = MemoryStore("t", clock=lambda: clock_now[0])
+    async with store.lock(MSISDN):
+        assert store.idle_locks == 1
+    assert store.idle_locks == 0
+    for i in range(10):
+        await store.save(f"4860000{i:04d}", DialogRecord("sms", "s", {}), 5)
+    assert len(store) == 10
+    clock_now[0] = 6.0
+    assert store.sweep() == 10
+    assert len(store) == 0
+
+
+@pytest.mark.redis
+async def test_redis_lock_holds_across_processes(
+    redis_server_url: str, redis_prefix: str, redis_client: object
+) -> None:
+    """Two stores on two connections stand in for two processes: the Redis lock excludes them."""
+    a = store_from_url(redis_server_url, redis_prefix)
+    b = store_from_url(redis_server_url, redis_prefix)
+    assert isinstance(a, RedisStore) and isinstance(b, RedisStore)
+    try:
+        async with a.lock(MSISDN):
+            with pytest.raises(LockTimeout):
+                async with b.lock(MSISDN, wait=0.15):
+                    pass
+        async with asyncio.timeout(2), b.lock(MSISDN, wait=1):
+            pass
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+@pytest.mark.redis
+async def test_redis_save_refused_after_lock_was_lost(
+    redis_prefix: str, redis_client: object
+) -> None:
+    store = RedisStore(redis_client, redis_prefix, lock_ttl=0.1)
+    other = RedisStore(redis_client, redis_prefix)  # another process: its own local locks
+    async with store.lock(MSISDN) as guard:
+        await asyncio.sleep(0.2)  # the lock TTL passes: another process may take over now
+        async with other.lock(MSISDN, wait=1):
+            pass
+        with pytest.raises(LockLost):
+            await store.save(MSISDN, DialogRecord("sms", "x", {}), 60, guard=guard)
+    assert await store.load(MSISDN) is None
+
+
+def test_store_from_url_picks_the_implementation() -> None:
+    assert isinstance(store_from_url(None), MemoryStore)
+    assert isinstance(store_from_url("memory://"), MemoryStore)
+    from backend.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        store_from_url("http://nope")

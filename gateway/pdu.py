@@ -165,7 +165,7 @@ class Pdu:
     command: str
     sequence: int = 0
     status: int = 0
-    params: Mapping[str, Any] = field(default=_EMPTY)
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     extra_tlvs: tuple[tuple[int, bytes], ...] = ()
 
     @property

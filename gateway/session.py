@@ -1,0 +1,590 @@
+"""One SMPP bind to an SMSC, seen from the ESME side.
+
+Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sans-I/O
+:class:`gateway.codec.SmppConnection`; it connects, binds, and keeps reconnecting until closed:
+- **Reconnect** waits an exponential back-off with jitter before every attempt (never a tight
+  loop); the streak resets only after a connection stayed bound for ``stable_after`` seconds.
+- **Window**: at most ``profile.window`` requests await their response; a request waits for a
+  free slot, so the window is always full while there is work.
+- **Response timeout**: each request has one; a timed-out request fails with a *temporary*
+  :class:`SubmitError` (the outbox sends it again) and is remembered so its late response is
+  recognised. ``dead_after`` consecutive timeouts mean the link is dead: it is dropped and
+  re-established.
+- **enquire_link** goes out when nothing was received for ``profile.enquire_link`` seconds; the
+  SMSC's are answered at once. deliver_sm / data_sm are handed to ``on_inbound`` (which returns
+  the command_status to answer) and answered; malformed PDUs are answered with the codec's
+  ``nack_for``; a fatal framing error closes the connection after the nack.
+- **Shutdown** stops new requests, waits for in-flight ones, sends unbind, closes.
+
+:class:`SmppSession` is the bind as the rest of the gateway sees it: one transceiver link, or a
+transmitter + receiver pair (``profile.bind == "tx+rx"``), plus the :class:`Throttle` that outlives
+every connection. ``submit(parts)`` sends the parts of one message, pipelined through the window,
+retrying ESME_RTHROTTLED / ESME_RMSGQFUL after slowing down, and returns the SMSC's message ids or
+raises :class:`SubmitError` saying whether a later retry may succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from backend.errors import Idea24Error
+from gateway import codec
+from gateway.errors import LocalProtocolError, ProtocolError
+from gateway.pdu import TEMPORARY_STATUSES, Pdu, Status
+from gateway.settings import SmscProfile
+from gateway.throttle import Backoff, Throttle
+
+log = logging.getLogger(__name__)
+
+#: Called with each deliver_sm / data_sm; returns the command_status to answer with.
+InboundHandler = Callable[[Pdu], Awaitable[int]]
+LinkMode = Literal["trx", "tx", "rx"]
+
+_BIND_COMMANDS: Mapping[str, str] = {
+    "trx": "bind_transceiver",
+    "tx": "bind_transmitter",
+    "rx": "bind_receiver",
+}
+PUSHBACK_STATUSES = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
+
+
+class SubmitError(Idea24Error):
+    """A submit did not go through. ``temporary``: the same parts may be sent again later.
+
+    ``accepted`` maps the index of each part the SMSC did accept to its message id, so a retry
+    can send only the rest.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = Status.ESME_RUNKNOWNERR,
+        temporary: bool,
+        accepted: Mapping[int, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.temporary = temporary
+        self.accepted: dict[int, str] = dict(accepted or {})
+
+
+class LinkDown(SubmitError):
+    """The link is not bound or was lost while the request was outstanding."""
+
+    def __init__(self, message: str = "link not bound") -> None:
+        super().__init__(message, status=Status.ESME_RUNKNOWNERR, temporary=True)
+
+
+class ResponseTimeout(SubmitError):
+    def __init__(self, command: str, timeout: float) -> None:
+        super().__init__(
+            f"no {command}_resp within {timeout:g}s", status=Status.ESME_RUNKNOWNERR, temporary=True
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """The SMSC's message id of each part, in part order."""
+
+    message_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Plain counters; the app exports them to Prometheus."""
+
+    connects: int = 0
+    bind_failures: int = 0
+    requests: int = 0
+    timeouts: int = 0
+    late_responses: int = 0
+    nacks_sent: int = 0
+    enquire_links_sent: int = 0
+    enquire_links_answered: int = 0
+    inbound: int = 0
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, link: SmppLink) -> None:
+        self._link = link
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._link._on_data(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._link._on_lost(self)
+
+
+class SmppLink:
+    """One TCP connection and its bind, re-established until :meth:`close`."""
+
+    def __init__(
+        self,
+        profile: SmscProfile,
+        mode: LinkMode = "trx",
+        on_inbound: InboundHandler | None = None,
+        *,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 5.0,
+        stable_after: float = 10.0,
+        dead_after: int = 3,
+    ) -> None:
+        self.profile = profile
+        self.mode = mode
+        self.name = f"{profile.name}/{mode}"
+        self._on_inbound = on_inbound
+        self._backoff = backoff or Backoff(0.5, 30.0)
+        self._connect_timeout = connect_timeout
+        self._stable_after = stable_after
+        self._dead_after = dead_after
+        self._window = asyncio.Semaphore(max(1, profile.window))
+        self._pending: dict[int, asyncio.Future[Pdu]] = {}
+        self._late: set[int] = set()
+        self._conn: codec.SmppConnection | None = None
+        self._proto: _Protocol | None = None
+        self._bound = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_rx = time.monotonic()
+        self._consecutive_timeouts = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self.stats = LinkStats()
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def bound(self) -> bool:
+        return self._bound.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name=f"smpp-link {self.name}")
+
+    async def wait_bound(self, within: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._bound.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    async def request(self, pdu: Pdu, response_timeout: float | None = None) -> Pdu:
+        """Send a request through the window and return its response (any status).
+
+        Raises :class:`LinkDown` when not bound (or the link drops meanwhile) and
+        :class:`ResponseTimeout` when no response came in time.
+        """
+        if self._closing.is_set():
+            raise LinkDown("link is shutting down")
+        async with self._window:
+            if not self._bound.is_set() or self._closing.is_set():
+                raise LinkDown()
+            return await self._exchange(pdu, response_timeout)
+
+    async def close(self, drain_timeout: float = 5.0) -> None:
+        """Stop taking requests, let in-flight ones finish, unbind, disconnect."""
+        self._closing.set()
+        if self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        if self._bound.is_set() and self._proto is not None:
+            with contextlib.suppress(SubmitError):
+                await self._exchange(Pdu("unbind"), min(2.0, self.profile.response_timeout))
+        self._bound.clear()
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- connection loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        first = True
+        while not self._closing.is_set():
+            if not first:
+                delay = self._backoff.next_delay()
+                log.info("smpp reconnect in %.2fs", delay, extra={"bind": self.name})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                if self._closing.is_set():
+                    return
+            first = False
+            try:
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Protocol(self), self.profile.host, self.profile.port
+                    ),
+                    self._connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                log.warning("smpp connect failed: %s", exc, extra={"bind": self.name})
+                continue
+            self.stats.connects += 1
+            self._proto = proto
+            self._conn = codec.SmppConnection("esme")
+            self._last_rx = time.monotonic()
+            self._consecutive_timeouts = 0
+            started = time.monotonic()
+            try:
+                if await self._bind():
+                    self._bound.set()
+                    log.info("smpp bound", extra={"bind": self.name})
+                    keepalive = asyncio.create_task(self._keepalive(proto))
+                    try:
+                        await proto.lost
+                    finally:
+                        keepalive.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await keepalive
+            finally:
+                self._bound.clear()
+                if proto.transport is not None:
+                    proto.transport.close()
+                self._fail_pending(proto)
+            if time.monotonic() - started >= self._stable_after:
+                self._backoff.reset()
+            if not self._closing.is_set():
+                log.warning("smpp link lost", extra={"bind": self.name})
+
+    async def _bind(self) -> bool:
+        p = self.profile
+        pdu = Pdu(
+            _BIND_COMMANDS[self.mode],
+            params={
+                "system_id": p.system_id,
+                "password": p.password,
+                "system_type": p.system_type,
+                "interface_version": 0x34,
+                "addr_ton": p.source_ton,
+                "addr_npi": p.source_npi,
+                "address_range": p.address_range,
+            },
+        )
+        try:
+            resp = await self._exchange(pdu, p.response_timeout)
+        except SubmitError as exc:
+            log.warning("smpp bind got no answer: %s", exc, extra={"bind": self.name})
+            return False
+        if resp.status != Status.ESME_ROK:
+            self.stats.bind_failures += 1
+            log.error(
+                "smpp bind refused",
+                extra={"bind": self.name, "status": _status_name(resp.status)},
+            )
+            if self._proto is not None and self._proto.transport is not None:
+                self._proto.transport.close()
+            return False
+        return True
+
+    async def _keepalive(self, proto: _Protocol) -> None:
+        interval = self.profile.enquire_link
+        if interval <= 0:
+            return
+        while True:
+            idle = time.monotonic() - self._last_rx
+            if idle < interval:
+                await asyncio.sleep(interval - idle)
+                continue
+            self.stats.enquire_links_sent += 1
+            try:
+                await self._exchange(Pdu("enquire_link"), self.profile.response_timeout)
+            except SubmitError:
+                log.warning(
+                    "smpp enquire_link unanswered: dropping link", extra={"bind": self.name}
+                )
+                if proto.transport is not None:
+                    proto.transport.abort()
+                return
+            # An answered enquire_link counts as traffic (_last_rx moved on).
+
+    # -- requests and responses --------------------------------------------------------------
+
+    async def _exchange(self, pdu: Pdu, response_timeout: float | None) -> Pdu:
+        conn, proto = self._conn, self._proto
+        if conn is None or proto is None or proto.transport is None or proto.lost.done():
+            raise LinkDown()
+        seq = conn.next_sequence()
+        try:
+            data = conn.send(_with_sequence(pdu, seq))
+        except LocalProtocolError as exc:
+            if exc.status == Status.ESME_RINVBNDSTS:
+                raise LinkDown(str(exc)) from exc
+            raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
+        fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        self._idle.clear()
+        self.stats.requests += 1
+        proto.transport.write(data)
+        wait = self.profile.response_timeout if response_timeout is None else response_timeout
+        try:
+            return await asyncio.wait_for(fut, wait)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self._late.add(seq)
+            self._consecutive_timeouts += 1
+            if self._consecutive_timeouts >= self._dead_after and proto.transport is not None:
+                log.warning("smpp responses stopped: dropping link", extra={"bind": self.name})
+                proto.transport.abort()
+            raise ResponseTimeout(pdu.command, wait) from None
+        finally:
+            if self._pending.get(seq) is fut:
+                del self._pending[seq]
+            if not self._pending:
+                self._idle.set()
+
+    def _fail_pending(self, proto: _Protocol) -> None:
+        if proto is not self._proto:
+            return
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(LinkDown("link lost with the request outstanding"))
+        self._late.clear()
+
+    def _write(self, proto: _Protocol, data: bytes) -> None:
+        if proto.transport is not None and not proto.transport.is_closing():
+            proto.transport.write(data)
+
+    def _answer(self, proto: _Protocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
+        """Send a response; one the codec refuses (connection closed) is dropped with a log."""
+        try:
+            self._write(proto, conn.send(pdu))
+        except LocalProtocolError as exc:
+            log.warning("smpp cannot answer %s: %s", pdu.command, exc, extra={"bind": self.name})
+
+    def _on_lost(self, proto: _Protocol) -> None:
+        self._bound.clear()
+        self._fail_pending(proto)
+
+    def _on_data(self, proto: _Protocol, data: bytes) -> None:
+        conn = self._conn
+        if conn is None or proto is not self._proto:
+            return
+        self._last_rx = time.monotonic()
+        conn.receive_data(data)
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:  # framing lost: nothing more can be read
+                event = exc
+            if event is None:
+                return
+            if isinstance(event, ProtocolError):
+                self.stats.nacks_sent += 1
+                log.warning("smpp malformed pdu: %s", event, extra={"bind": self.name})
+                with contextlib.suppress(ProtocolError):
+                    self._write(proto, conn.nack_for(event))
+                if event.fatal:
+                    if proto.transport is not None:
+                        proto.transport.close()
+                    return
+                continue
+            self._dispatch(proto, conn, event)
+
+    def _dispatch(self, proto: _Protocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
+        if pdu.is_response:
+            self._consecutive_timeouts = 0
+            fut = self._pending.get(pdu.sequence)
+            if fut is not None and not fut.done():
+                fut.set_result(pdu)
+            elif pdu.sequence in self._late:
+                self._late.discard(pdu.sequence)
+                self.stats.late_responses += 1
+                log.warning(
+                    "smpp late %s", pdu.command, extra={"bind": self.name, "seq": pdu.sequence}
+                )
+            else:
+                log.warning(
+                    "smpp unexpected %s",
+                    pdu.command,
+                    extra={"bind": self.name, "seq": pdu.sequence},
+                )
+            return
+        if pdu.command == "enquire_link":
+            self.stats.enquire_links_answered += 1
+            self._answer(proto, conn, pdu.response())
+        elif pdu.command in ("deliver_sm", "data_sm"):
+            self.stats.inbound += 1
+            task = asyncio.create_task(self._inbound(proto, conn, pdu))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif pdu.command == "unbind":
+            log.info("smpp unbind from the SMSC", extra={"bind": self.name})
+            self._bound.clear()
+            self._answer(proto, conn, pdu.response())
+            if proto.transport is not None:
+                proto.transport.close()
+        elif pdu.command == "alert_notification":
+            return  # no response defined
+        else:
+            self._answer(proto, conn, Pdu("generic_nack", pdu.sequence, Status.ESME_RINVCMDID))
+
+    async def _inbound(self, proto: _Protocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
+        status: int = Status.ESME_ROK
+        if self._on_inbound is not None:
+            try:
+                status = await self._on_inbound(pdu)
+            except Exception:  # a handler bug must not kill the link; the SMSC will retry
+                log.exception("smpp inbound handler failed", extra={"bind": self.name})
+                status = Status.ESME_RX_T_APPN
+        if proto is self._proto and not proto.lost.done():
+            self._answer(proto, conn, pdu.response(status, message_id=""))
+
+
+class SmppSession:
+    """One configured bind (transceiver, or transmitter + receiver) with its throttle."""
+
+    def __init__(
+        self,
+        profile: SmscProfile,
+        on_inbound: InboundHandler | None = None,
+        *,
+        throttle: Throttle | None = None,
+        max_pushbacks: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        connect_timeout: float = 5.0,
+        stable_after: float = 10.0,
+    ) -> None:
+        self.profile = profile
+        self.name = profile.name
+        self.throttle = throttle or Throttle(profile.rate)
+        self._max_pushbacks = max_pushbacks
+
+        def link(mode: LinkMode, handler: InboundHandler | None) -> SmppLink:
+            return SmppLink(
+                profile,
+                mode,
+                handler,
+                backoff=Backoff(backoff_base, backoff_cap),
+                connect_timeout=connect_timeout,
+                stable_after=stable_after,
+            )
+
+        if profile.bind == "tx+rx":
+            self.tx = link("tx", None)
+            self.rx: SmppLink | None = link("rx", on_inbound)
+        else:
+            self.tx = link("trx", on_inbound)
+            self.rx = None
+        self.submitted_parts = 0
+        self.pushbacks = 0
+
+    @property
+    def links(self) -> tuple[SmppLink, ...]:
+        return (self.tx,) if self.rx is None else (self.tx, self.rx)
+
+    @property
+    def bound(self) -> bool:
+        return all(link.bound for link in self.links)
+
+    @property
+    def can_submit(self) -> bool:
+        return self.tx.bound
+
+    async def start(self) -> None:
+        for link in self.links:
+            link.start()
+
+    async def wait_bound(self, within: float | None = None) -> bool:
+        results = await asyncio.gather(*(link.wait_bound(within) for link in self.links))
+        return all(results)
+
+    async def close(self, drain_timeout: float = 5.0) -> None:
+        await asyncio.gather(*(link.close(drain_timeout) for link in self.links))
+
+    async def __aenter__(self) -> SmppSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def submit(self, parts: Sequence[Mapping[str, Any]]) -> SubmitResult:
+        """Submit the parts of one message (submit_sm params each), pipelined, in order.
+
+        Raises :class:`SubmitError` (``temporary`` or not, with the parts that were accepted).
+        """
+        results = await asyncio.gather(
+            *(self._submit_one(params) for params in parts), return_exceptions=True
+        )
+        accepted: dict[int, str] = {}
+        errors: list[SubmitError] = []
+        for index, result in enumerate(results):
+            if isinstance(result, SubmitError):
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                accepted[index] = result
+        if errors:
+            # The first permanent error wins (a retry cannot help), else the first temporary one.
+            permanent = [e for e in errors if not e.temporary]
+            first = permanent[0] if permanent else errors[0]
+            first.accepted = accepted
+            raise first
+        return SubmitResult(tuple(accepted[i] for i in range(len(parts))))
+
+    async def _submit_one(self, params: Mapping[str, Any]) -> str:
+        pdu = Pdu("submit_sm", params=params)
+        for _ in range(self._max_pushbacks + 1):
+            await self.throttle.acquire(1)
+            resp = await self.tx.request(pdu)
+            status = resp.status
+            if status == Status.ESME_ROK:
+                self.submitted_parts += 1
+                self.throttle.success()
+                return str(resp.get("message_id", ""))
+            if status in PUSHBACK_STATUSES:
+                self.pushbacks += 1
+                pause = self.throttle.pushback()
+                log.info(
+                    "smpp pushback %s: pausing %.2fs",
+                    _status_name(status),
+                    pause,
+                    extra={"bind": self.name},
+                )
+                continue
+            raise SubmitError(
+                f"submit_sm refused: {_status_name(status)}",
+                status=status,
+                temporary=status in TEMPORARY_STATUSES,
+            )
+        raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
+
+
+def _with_sequence(pdu: Pdu, sequence: int) -> Pdu:
+    return Pdu(pdu.command, sequence, pdu.status, pdu.params, pdu.extra_tlvs)
+
+
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"0x{status:08X}"

@@ -49,6 +49,7 @@ from gateway.gsm import (
     septet_cost,
     unpack_septets,
 )
+from gateway.pdu import ESM_UDHI as ESM_UDHI
 
 if TYPE_CHECKING:
     from gateway.reassembly import Incomplete as Incomplete
@@ -80,9 +81,6 @@ DC_BINARY = 0x02
 DC_LATIN1 = 0x03
 DC_BINARY_2 = 0x04
 DC_UCS2 = 0x08
-
-#: esm_class UDHI bit (same value as gateway.pdu.ESM_UDHI; kept here so text needs no codec types).
-ESM_UDHI = 0x40
 
 IEI_CONCAT_8 = 0x00
 IEI_CONCAT_16 = 0x08

@@ -1,0 +1,338 @@
+"""SMSC delivery receipts: parse them, write them, and match their message ids to ours.
+
+A receipt is a deliver_sm with the receipt bit in esm_class. SMPP 3.4 Appendix B only suggests its
+text (``id:… sub:… dlvrd:… submit date:YYMMDDhhmm done date:… stat:DELIVRD err:… text:…``), so
+vendors vary: key case, ``submit_date``, 12-digit dates with seconds, missing fields, long state
+words. The ``receipted_message_id`` and ``message_state`` TLVs are unambiguous and win when present.
+
+Message ids
+-----------
+Some SMSCs (reported for Kannel set-ups and several vendors) answer submit_sm with a hex id and
+then put the same number in decimal into the receipt, with leading zeros or other case. An id
+made only of digits cannot say which base it is in, so one canonical string is not enough.
+:func:`id_keys` gives every reading of an id, canonical form first:
+
+* purely hex digits (``0-9a-f``, any case): the number read as hex, written as lowercase hex
+  without leading zeros (``"00A1"`` → ``"a1"``, ``"0"`` → ``"0"``); if it is also purely
+  decimal, the number read as decimal, in the same hex form, comes second;
+* anything else (UUIDs, ids with letters beyond f): stripped and lowercased as it is.
+
+:func:`normalise_id` is the first key; :func:`ids_match` says whether two ids can be the same
+message. Storing every key in one map is not enough: decimal ``16`` is hex ``10``, so a pending
+``"16"`` would answer a receipt for a pending ``"10"``. :class:`IdIndex` keeps the first keys of
+pending ids apart from their other readings and prefers an exact match; an outbox on Redis keeps
+the same two key spaces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from backend.errors import Idea24Error
+from gateway.pdu import ESM_UDHI, MessageState
+from gateway.text import TextDecodeError, decode_short_message
+
+__all__ = [
+    "IdIndex",
+    "Receipt",
+    "ReceiptError",
+    "format_receipt",
+    "id_keys",
+    "ids_match",
+    "normalise_id",
+    "parse_receipt",
+    "parse_receipt_date",
+    "state_from_stat",
+]
+
+
+class ReceiptError(Idea24Error, ValueError):
+    """A deliver_sm marked as a receipt carries no message id at all."""
+
+
+_STATES: Mapping[str, MessageState] = {
+    "ENROUTE": MessageState.ENROUTE,
+    "DELIVRD": MessageState.DELIVERED,
+    "DELIVERED": MessageState.DELIVERED,
+    "EXPIRED": MessageState.EXPIRED,
+    "DELETED": MessageState.DELETED,
+    "UNDELIV": MessageState.UNDELIVERABLE,
+    "UNDELIVERABLE": MessageState.UNDELIVERABLE,
+    "UNDELIVRD": MessageState.UNDELIVERABLE,
+    "FAILED": MessageState.UNDELIVERABLE,
+    "ACCEPTD": MessageState.ACCEPTED,
+    "ACCEPTED": MessageState.ACCEPTED,
+    "UNKNOWN": MessageState.UNKNOWN,
+    "REJECTD": MessageState.REJECTED,
+    "REJECTED": MessageState.REJECTED,
+}
+
+#: The seven-letter stat words of Appendix B, for writing receipts.
+STAT_WORDS: Mapping[MessageState, str] = {
+    MessageState.ENROUTE: "ENROUTE",
+    MessageState.DELIVERED: "DELIVRD",
+    MessageState.EXPIRED: "EXPIRED",
+    MessageState.DELETED: "DELETED",
+    MessageState.UNDELIVERABLE: "UNDELIV",
+    MessageState.ACCEPTED: "ACCEPTD",
+    MessageState.UNKNOWN: "UNKNOWN",
+    MessageState.REJECTED: "REJECTD",
+}
+
+#: States after which the SMSC sends nothing more for the message.
+NON_FINAL = frozenset({MessageState.ENROUTE, MessageState.ACCEPTED})
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One delivery receipt. Dates are the SMSC's local time as written (no time zone)."""
+
+    message_id: str
+    state: MessageState
+    error: str | None = None
+    submitted_at: datetime | None = None
+    done_at: datetime | None = None
+    stat: str = ""  # the stat word as received, upper-cased ("" when only the TLV said)
+    submitted: int | None = None  # sub:
+    delivered: int | None = None  # dlvrd:
+    text: str = ""
+
+    @property
+    def is_final(self) -> bool:
+        return self.state not in NON_FINAL
+
+    @property
+    def is_delivered(self) -> bool:
+        return self.state == MessageState.DELIVERED
+
+    # The names docs/internals.md first used.
+    @property
+    def err(self) -> str | None:
+        return self.error
+
+    @property
+    def submit_date(self) -> datetime | None:
+        return self.submitted_at
+
+    @property
+    def done_date(self) -> datetime | None:
+        return self.done_at
+
+
+_KEY = re.compile(
+    r"(?<![A-Za-z0-9_])(id|sub|dlvrd|submit[ _]?date|done[ _]?date|stat|err|text)\s*:",
+    re.IGNORECASE,
+)
+
+
+def _fields(text: str) -> dict[str, str]:
+    """``key:value`` pairs; a value runs to the next key, and ``text:`` runs to the end."""
+    found: dict[str, str] = {}
+    matches = list(_KEY.finditer(text))
+    for i, m in enumerate(matches):
+        key = re.sub(r"[ _]", "", m.group(1).lower())
+        if key == "text":
+            if key not in found:
+                found[key] = text[m.end() :]
+            break
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        found.setdefault(key, text[m.end() : end].strip())
+    return found
+
+
+def parse_receipt_date(value: str | None) -> datetime | None:
+    """``YYMMDDhhmm``, ``YYMMDDhhmmss`` or ``YYYYMMDDhhmmss`` → datetime; anything else → None."""
+    if not value:
+        return None
+    digits = value.strip()
+    fmt = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S", 14: "%Y%m%d%H%M%S"}.get(len(digits))
+    if fmt is None or not digits.isdigit():
+        return None
+    try:
+        return datetime.strptime(digits, fmt)
+    except ValueError:
+        return None
+
+
+def state_from_stat(stat: str) -> MessageState:
+    """A stat word (``DELIVRD``, ``delivered``, ``2``…) → MessageState; unknown → UNKNOWN."""
+    word = stat.strip().upper()
+    if word.isdigit() and int(word) in MessageState._value2member_map_:
+        return MessageState(int(word))
+    return _STATES.get(word, MessageState.UNKNOWN)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1")
+    return str(value).strip().rstrip("\x00").strip()
+
+
+def _receipt_text(params: Mapping[str, Any]) -> str:
+    data = params.get("message_payload") or params.get("short_message") or b""
+    if isinstance(data, str):
+        return data
+    dc = int(params.get("data_coding", 0) or 0)
+    udhi = bool(int(params.get("esm_class", 0) or 0) & ESM_UDHI)
+    try:
+        return decode_short_message(bytes(data), dc, udhi)[1]
+    except TextDecodeError:
+        return decode_short_message(bytes(data), dc, False)[1]
+
+
+def parse_receipt(pdu_params: Mapping[str, Any], text: str | None = None) -> Receipt:
+    """Read a receipt from a deliver_sm/data_sm's params (and its text, decoded if not given).
+
+    TLVs win over the text: ``receipted_message_id`` for the id, ``message_state`` for the state.
+    Raises :class:`ReceiptError` when neither carries an id.
+    """
+    body = _receipt_text(pdu_params) if text is None else text
+    fields = _fields(body)
+    tlv_id = pdu_params.get("receipted_message_id")
+    message_id = _as_str(tlv_id) if tlv_id not in (None, b"", "") else fields.get("id", "")
+    if not message_id:
+        raise ReceiptError(f"receipt without a message id: {body[:80]!r}")
+    stat = fields.get("stat", "").upper()
+    state = state_from_stat(stat)
+    tlv_state = pdu_params.get("message_state")
+    if tlv_state is not None and int(tlv_state) in MessageState._value2member_map_:
+        state = MessageState(int(tlv_state))
+    error = fields.get("err") or None
+    nec = pdu_params.get("network_error_code")
+    if error is None and isinstance(nec, bytes | bytearray) and len(nec) == 3:
+        error = f"{nec[0]}:{int.from_bytes(nec[1:], 'big'):03d}"  # network type : code
+    return Receipt(
+        message_id=message_id,
+        state=state,
+        error=error,
+        submitted_at=parse_receipt_date(fields.get("submitdate")),
+        done_at=parse_receipt_date(fields.get("donedate")),
+        stat=stat,
+        submitted=_int_or_none(fields.get("sub")),
+        delivered=_int_or_none(fields.get("dlvrd")),
+        text=fields.get("text", ""),
+    )
+
+
+def format_receipt(
+    message_id: str,
+    state: MessageState,
+    *,
+    submitted_at: datetime,
+    done_at: datetime,
+    error: str = "000",
+    text: str = "",
+    submitted: int = 1,
+    delivered: int | None = None,
+    seconds: bool = False,
+) -> str:
+    """The Appendix B receipt text, as an SMSC writes it (``text`` cut to its first 20 chars)."""
+    fmt = "%y%m%d%H%M%S" if seconds else "%y%m%d%H%M"
+    if delivered is None:
+        delivered = submitted if state == MessageState.DELIVERED else 0
+    return (
+        f"id:{message_id} sub:{submitted:03d} dlvrd:{delivered:03d} "
+        f"submit date:{submitted_at.strftime(fmt)} done date:{done_at.strftime(fmt)} "
+        f"stat:{STAT_WORDS[state]} err:{error} text:{text[:20]}"
+    )
+
+
+_HEX = re.compile(r"[0-9a-f]+")
+_MAX_NUMERIC = 64  # SMPP message_id is at most 64 characters; longer is not a number
+
+
+def id_keys(message_id: str) -> tuple[str, ...]:
+    """Every canonical reading of an id, the primary first (see the module docstring)."""
+    s = _as_str(message_id).lower()
+    if not s or len(s) > _MAX_NUMERIC or not _HEX.fullmatch(s):
+        return (s,)
+    keys = [format(int(s, 16), "x")]
+    if s.isdigit():
+        as_decimal = format(int(s, 10), "x")
+        if as_decimal != keys[0]:
+            keys.append(as_decimal)
+    return tuple(keys)
+
+
+def normalise_id(message_id: str) -> str:
+    """The canonical form of a message id: lowercase hex without leading zeros when it is a number
+    in hex or decimal digits (read as hex), else the id stripped and lowercased."""
+    return id_keys(message_id)[0]
+
+
+def ids_match(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` can name the same message (same number in hex or decimal)."""
+    return not set(id_keys(a)).isdisjoint(id_keys(b))
+
+
+T = TypeVar("T")
+
+
+class IdIndex(Generic[T]):
+    """Pending messages by submit_sm_resp id, found again by a receipt's id (bounded, FIFO).
+
+    Lookup order for a receipt id: its keys against the first keys of pending ids (same number,
+    or the receipt in decimal for a hex submit id), then its keys against the other readings of
+    pending ids (a decimal submit id, a hex receipt).
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.max_entries = max_entries
+        self._exact: OrderedDict[str, tuple[tuple[str, ...], T]] = OrderedDict()
+        self._alt: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def add(self, message_id: str, value: T) -> None:
+        keys = id_keys(message_id)
+        self._discard(keys[0])
+        self._exact[keys[0]] = (keys, value)
+        for alt in keys[1:]:
+            self._alt[alt] = keys[0]
+        while len(self._exact) > self.max_entries:
+            self._discard(next(iter(self._exact)))
+
+    def get(self, receipt_id: str) -> T | None:
+        primary = self._find(receipt_id)
+        return None if primary is None else self._exact[primary][1]
+
+    def pop(self, receipt_id: str) -> T | None:
+        primary = self._find(receipt_id)
+        if primary is None:
+            return None
+        value = self._exact[primary][1]
+        self._discard(primary)
+        return value
+
+    def _find(self, receipt_id: str) -> str | None:
+        keys = id_keys(receipt_id)
+        for key in keys:
+            if key in self._exact:
+                return key
+        for key in keys:
+            primary = self._alt.get(key)
+            if primary is not None and primary in self._exact:
+                return primary
+        return None
+
+    def _discard(self, primary: str) -> None:
+        entry = self._exact.pop(primary, None)
+        if entry is None:
+            return
+        for alt in entry[0][1:]:
+            if self._alt.get(alt) == primary:
+                del self._alt[alt]

@@ -2,7 +2,9 @@
 
 Parts are keyed by source, the concatenation scheme, reference and total, so two messages from one
 handset with the same reference but a different part count do not mix. Parts may arrive in any
-order; a repeated part (an SMSC redelivery) is ignored. Bodies are kept undecoded and joined before
+order; a repeated part (an SMSC redelivery) is ignored, also for ``timeout`` seconds after its
+message completed (a redelivery after a lost deliver_sm_resp must not start a message that later
+expires as a broken partial). Bodies are kept undecoded and joined before
 decoding, so an escape sequence or surrogate pair that a sender split across parts still comes out
 right.
 
@@ -81,6 +83,7 @@ class Reassembler:
         self.packed = packed
         self._pending: OrderedDict[_Key, _Pending] = OrderedDict()
         self._evicted: deque[Incomplete] = deque(maxlen=max_pending)
+        self._done: OrderedDict[_Key, float] = OrderedDict()  # completed key → when
 
     def __len__(self) -> int:
         """Messages waiting for parts."""
@@ -104,6 +107,9 @@ class Reassembler:
         if total == 1:
             return decode_body(body.data, body.codec)
         key: _Key = (source, scheme, ref, total)
+        self._forget_done(now)
+        if key in self._done:
+            return None  # a late copy of a part of a message already handed on
         pending = self._pending.get(key)
         if pending is None:
             if len(self._pending) >= self.max_pending:
@@ -116,15 +122,23 @@ class Reassembler:
         if len(pending.parts) < total:
             return None
         del self._pending[key]
+        self._done[key] = now
+        while len(self._done) > self.max_pending:
+            self._done.popitem(last=False)
         return _join([pending.parts[s] for s in range(1, total + 1)])
 
     def expire(self, now: float) -> list[Incomplete]:
         """Give up on messages whose first part came ``timeout`` or more seconds before ``now``."""
         out = list(self._evicted)
         self._evicted.clear()
+        self._forget_done(now)
         for key in [k for k, p in self._pending.items() if now - p.first_seen >= self.timeout]:
             out.append(self._incomplete(key, self._pending.pop(key), "timeout"))
         return out
+
+    def _forget_done(self, now: float) -> None:
+        while self._done and now - next(iter(self._done.values())) >= self.timeout:
+            self._done.popitem(last=False)
 
     @staticmethod
     def _locate(udh: Udh | None, params: Mapping[str, Any]) -> tuple[Scheme, int, int, int] | None:

@@ -1,0 +1,1 @@
+"""Service functions behind :class:`backend.api.Backend`, one module per area of the portal."""

@@ -1,0 +1,159 @@
+"""Who a number belongs to, its correspondence address, and the secrets guarding changes.
+
+The subscriber code (kod abonencki) guards one number; the account code guards account-wide
+changes (address, payment method) for every number of a business account. An individual
+account's code is its one number's subscriber code. Three wrong entries lock the number's changes
+for 15 minutes; the attempt that reaches the limit raises ``LockedOut`` with the end time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.errors import InvalidInput, LockedOut, NotFound, ServiceError, WrongCode
+from backend.hashing import keyed_hash, matches
+from backend.models import Account, Subscriber
+from backend.records import Address, Change, CodeScope, SubscriberInfo
+from backend.services.context import Context, audit, get_account, get_subscriber, lock_subscriber
+
+CODE_ATTEMPTS = 3
+CODE_LOCKOUT = timedelta(minutes=15)
+SUBSCRIBER_CODE = "subscriber-code"
+ACCOUNT_CODE = "account-code"
+
+_POSTAL = re.compile(r"(?<![\d-])(\d{2}-\d{3})(?![\d-])")
+_CITY = re.compile(r"[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_]+)*\.?")
+_SPACES = re.compile(r"\s+")
+
+
+def subscriber_code_hash(secret_key: bytes, msisdn: str, code: str) -> str:
+    return keyed_hash(secret_key, SUBSCRIBER_CODE, msisdn, code)
+
+
+def account_code_hash(secret_key: bytes, account_number: str, code: str) -> str:
+    return keyed_hash(secret_key, ACCOUNT_CODE, account_number, code)
+
+
+async def subscriber(ctx: Context, msisdn: str) -> SubscriberInfo:
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        account = await get_account(session, sub.account_number)
+        return SubscriberInfo(sub.msisdn, account.number, account.kind, sub.name, sub.language)
+
+
+async def is_subscriber(ctx: Context, msisdn: str) -> bool:
+    async with ctx.sessions() as session:
+        found = await session.scalar(select(Subscriber.msisdn).where(Subscriber.msisdn == msisdn))
+        return found is not None
+
+
+async def check_subscriber_code(
+    ctx: Context, msisdn: str, code: str, scope: CodeScope = "number"
+) -> None:
+    """Return if ``code`` opens ``scope``, else raise ``WrongCode`` / ``LockedOut``.
+
+    For ``scope="number"`` the number's subscriber code or its account code is accepted; for
+    ``scope="account"`` only the account code.
+    """
+    now = ctx.now()
+    outcome: ServiceError | None = None
+    async with ctx.sessions.begin() as session:
+        sub = await lock_subscriber(session, msisdn)
+        if sub.code_locked_until is not None and sub.code_locked_until > now:
+            raise LockedOut(sub.code_locked_until)
+        account = await get_account(session, sub.account_number)
+        key = ctx.secret_key
+        candidate = code.strip()
+        ok = matches(key, ACCOUNT_CODE, account.number, candidate, account.code_hash)
+        if scope == "number":
+            ok |= matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+        if ok:
+            sub.code_failures = 0
+            sub.code_locked_until = None
+        else:
+            sub.code_failures += 1
+            if sub.code_failures >= CODE_ATTEMPTS:
+                sub.code_failures = 0
+                sub.code_locked_until = now + CODE_LOCKOUT
+                outcome = LockedOut(sub.code_locked_until)
+                audit(session, ctx, msisdn, "code_locked", "system", actor="system")
+            else:
+                outcome = WrongCode(CODE_ATTEMPTS - sub.code_failures)
+    if outcome is not None:
+        raise outcome
+
+
+async def address(ctx: Context, msisdn: str) -> Address:
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        account = await get_account(session, sub.account_number)
+        return Address(account.street, account.postal_code, account.city)
+
+
+def parse_address(text: str) -> Address:
+    """``"ul. Długa 5/3, 00-950 Warszawa"`` (or ``"00-950 Warszawa, ul. Długa 5/3"``)."""
+    clean = _SPACES.sub(" ", text).strip()
+    found = _POSTAL.search(clean)
+    if found is None:
+        reason = "format" if re.search(r"\d{5}|\d{2} \d{3}|\d{2}-\d", clean) else "missing"
+        raise InvalidInput("postal_code", reason)
+    before, after = clean[: found.start()], clean[found.end() :]
+    city, _, rest = after.partition(",")
+    street = ", ".join(p for p in (before.strip(" ,"), rest.strip(" ,")) if p)
+    return validate_address(Address(street, found.group(1), city.strip(" ,")))
+
+
+def validate_address(candidate: Address) -> Address:
+    street = _SPACES.sub(" ", candidate.street).strip(" ,")
+    city = _SPACES.sub(" ", candidate.city).strip(" ,")
+    postal = candidate.postal_code.strip()
+    if not re.fullmatch(r"\d{2}-\d{3}", postal):
+        raise InvalidInput("postal_code", "format")
+    if not city:
+        raise InvalidInput("city", "missing")
+    if len(city) > 40 or not _CITY.fullmatch(city):
+        raise InvalidInput("city", "invalid")
+    if not street or not re.search(r"[^\W\d_]{2}", street):
+        raise InvalidInput("street", "missing")
+    if not re.search(r"\d", street):
+        raise InvalidInput("street", "no_number")
+    if len(street) > 120:
+        raise InvalidInput("street", "too_long")
+    return Address(street, postal, city)
+
+
+async def lock_account(session: AsyncSession, number: str) -> Account:
+    """Serialise account-wide changes made through different numbers of one account."""
+    result = cast(
+        CursorResult[Any],
+        await session.execute(
+            update(Account)
+            .where(Account.number == number)
+            .values(version=Account.version + 1)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    if result.rowcount == 0:
+        raise NotFound("no account", what="account")
+    account = await session.get(Account, number, populate_existing=True)
+    assert account is not None
+    return account
+
+
+async def change_address(ctx: Context, msisdn: str, new: Address, channel: str) -> Change:
+    new = validate_address(new)
+    today = ctx.today()
+    async with ctx.sessions.begin() as session:
+        sub = await lock_subscriber(session, msisdn)
+        account = await lock_account(session, sub.account_number)
+        old = Address(account.street, account.postal_code, account.city)
+        if old == new:
+            return Change("address", "", False, 0, today)
+        account.street, account.postal_code, account.city = new.street, new.postal_code, new.city
+        audit(session, ctx, msisdn, "address", channel, account=account.number)
+    return Change("address", "", True, 0, today)

@@ -1,0 +1,279 @@
+"""Billing: period, usage of the bundle, invoices, payment method, tariff plan.
+
+A tariff change is a request effective from the next billing period: reads show the new tariff
+from that day on, and the next change of the number settles due requests into the subscriber row.
+A payment method change is a request customer care completes by sending a pre-filled form; a
+newer request replaces a pending one, the same one again is returned as it is.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from backend.models import Account, ChangeRequestRow, InvoiceRow, Subscriber, UsageRow
+from backend.periods import next_period_start, period_of
+from backend.records import (
+    ChangeRequest,
+    Invoice,
+    Payment,
+    PaymentMethodOption,
+    Quote,
+    Summary,
+    Tariff,
+    Usage,
+)
+from backend.services.context import (
+    Context,
+    audit,
+    get_account,
+    get_subscriber,
+    lock_subscriber,
+    reference_number,
+)
+
+PENDING = "pending"
+PREFIXES = {"payment_method": "PL", "tariff": "TA"}
+
+
+def _invoice(row: InvoiceRow) -> Invoice:
+    return Invoice(
+        row.number, row.period_start, row.period_end, row.issued, row.due_date, row.amount, row.paid
+    )
+
+
+def _request(row: ChangeRequestRow) -> ChangeRequest:
+    return ChangeRequest(
+        row.reference or "", row.kind, row.value, row.status, row.created_at, row.effective
+    )
+
+
+async def _pending(session: AsyncSession, msisdn: str, kind: str) -> ChangeRequestRow | None:
+    return await session.scalar(
+        select(ChangeRequestRow)
+        .where(
+            ChangeRequestRow.msisdn == msisdn,
+            ChangeRequestRow.kind == kind,
+            ChangeRequestRow.status == PENDING,
+        )
+        .order_by(ChangeRequestRow.id.desc())
+        .limit(1)
+    )
+
+
+async def _effective_tariff_code(session: AsyncSession, sub: Subscriber, today: date) -> str:
+    pending = await _pending(session, sub.msisdn, "tariff")
+    if pending is not None and pending.effective is not None and pending.effective <= today:
+        return pending.value
+    return sub.tariff_code
+
+
+async def _settle_tariff(session: AsyncSession, sub: Subscriber, today: date) -> None:
+    """Apply a tariff request whose period has begun (called under the subscriber lock)."""
+    pending = await _pending(session, sub.msisdn, "tariff")
+    if pending is not None and pending.effective is not None and pending.effective <= today:
+        sub.tariff_code = pending.value
+        pending.status = "done"
+
+
+async def _usage(
+    ctx: Context, session: AsyncSession, sub: Subscriber, account: Account, tariff: Tariff
+) -> Usage:
+    start, end = period_of(ctx.today(), account.billing_day)
+    row = await session.get(UsageRow, (sub.msisdn, start))
+    return Usage(
+        sub.msisdn,
+        start,
+        end,
+        tariff.minutes,
+        row.minutes_used if row else 0,
+        tariff.sms,
+        row.sms_used if row else 0,
+    )
+
+
+async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRow | None:
+    return await session.scalar(
+        select(InvoiceRow)
+        .where(InvoiceRow.account_number == account_number)
+        .order_by(InvoiceRow.period_start.desc())
+        .limit(1)
+    )
+
+
+async def summary(ctx: Context, msisdn: str) -> Summary:
+    reference = await ctx.reference()
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        account = await get_account(session, sub.account_number)
+        tariff = reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
+        usage = await _usage(ctx, session, sub, account, tariff)
+        last = await _last_invoice(session, account.number)
+        return Summary(
+            msisdn, account.number, sub.name, tariff, _invoice(last) if last else None, usage
+        )
+
+
+async def usage(ctx: Context, msisdn: str) -> Usage:
+    reference = await ctx.reference()
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        account = await get_account(session, sub.account_number)
+        tariff = reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
+        return await _usage(ctx, session, sub, account, tariff)
+
+
+async def last_invoice(ctx: Context, msisdn: str) -> Invoice:
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        row = await _last_invoice(session, sub.account_number)
+        if row is None:
+            raise NotFound("no invoice yet", what="invoice")
+        return _invoice(row)
+
+
+async def invoices(ctx: Context, msisdn: str, months: int = 12) -> list[Invoice]:
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        rows = await session.scalars(
+            select(InvoiceRow)
+            .where(InvoiceRow.account_number == sub.account_number)
+            .order_by(InvoiceRow.period_start.desc())
+            .limit(max(0, months))
+        )
+        return [_invoice(row) for row in rows]
+
+
+async def payment_methods(ctx: Context) -> list[PaymentMethodOption]:
+    return list((await ctx.reference()).payment_methods.values())
+
+
+async def payment(ctx: Context, msisdn: str) -> Payment:
+    reference = await ctx.reference()
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        account = await get_account(session, sub.account_number)
+        start, end = period_of(ctx.today(), account.billing_day)
+        pending = await _pending(session, msisdn, "payment_method")
+        return Payment(
+            reference.payment_methods[account.payment_method],
+            start,
+            end,
+            _request(pending) if pending else None,
+        )
+
+
+async def _new_request(
+    ctx: Context, session: AsyncSession, msisdn: str, kind: str, value: str, effective: date | None
+) -> ChangeRequestRow:
+    await session.execute(
+        update(ChangeRequestRow)
+        .where(
+            ChangeRequestRow.msisdn == msisdn,
+            ChangeRequestRow.kind == kind,
+            ChangeRequestRow.status == PENDING,
+        )
+        .values(status="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    row = ChangeRequestRow(
+        msisdn=msisdn,
+        kind=kind,
+        value=value,
+        status=PENDING,
+        created_at=ctx.now(),
+        effective=effective,
+    )
+    session.add(row)
+    await session.flush()
+    row.reference = reference_number(PREFIXES[kind], ctx.today(), row.id)
+    return row
+
+
+async def request_payment_change(
+    ctx: Context, msisdn: str, method: str, channel: str
+) -> ChangeRequest:
+    code = method.strip().upper()
+    if code not in (await ctx.reference()).payment_methods:
+        raise InvalidInput("method", "unknown", method=method)
+    async with ctx.sessions.begin() as session:
+        sub = await lock_subscriber(session, msisdn)
+        account = await get_account(session, sub.account_number)
+        pending = await _pending(session, msisdn, "payment_method")
+        if pending is not None and pending.value == code:
+            return _request(pending)
+        if account.payment_method == code:
+            raise Conflict("already the payment method", key="error.payment_same", method=code)
+        row = await _new_request(ctx, session, msisdn, "payment_method", code, None)
+        audit(session, ctx, msisdn, "payment_change_request", channel, method=code)
+        return _request(row)
+
+
+async def tariffs(ctx: Context) -> list[Tariff]:
+    return list((await ctx.reference()).tariffs.values())
+
+
+async def tariff(ctx: Context, msisdn: str) -> Tariff:
+    reference = await ctx.reference()
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        return reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
+
+
+async def _target(ctx: Context, session: AsyncSession, sub: Subscriber, code: str) -> Tariff:
+    target = (await ctx.reference()).tariffs.get(code.strip().upper())
+    if target is None:
+        raise NotFound(f"no tariff {code!r}", what="tariff", code=code)
+    account = await get_account(session, sub.account_number)
+    if target.business_only and account.kind != "business":
+        raise NotAllowed("business tariff", key="error.tariff_business_only", code=target.code)
+    return target
+
+
+async def quote_tariff_change(ctx: Context, msisdn: str, code: str) -> Quote:
+    today = ctx.today()
+    async with ctx.sessions() as session:
+        sub = await get_subscriber(session, msisdn)
+        target = await _target(ctx, session, sub, code)
+        account = await get_account(session, sub.account_number)
+        effective = next_period_start(today, account.billing_day)
+        current = await _effective_tariff_code(session, sub, today)
+        pending = await _pending(session, msisdn, "tariff")
+        unchanged = (pending is not None and pending.value == target.code) or (
+            pending is None and current == target.code
+        )
+        return Quote(
+            "tariff",
+            target.code,
+            target.name,
+            0,
+            None if unchanged else target.monthly_fee,
+            effective,
+            not unchanged,
+        )
+
+
+async def change_tariff(ctx: Context, msisdn: str, code: str, channel: str) -> ChangeRequest:
+    today = ctx.today()
+    async with ctx.sessions.begin() as session:
+        sub = await lock_subscriber(session, msisdn)
+        await _settle_tariff(session, sub, today)
+        target = await _target(ctx, session, sub, code)
+        account = await get_account(session, sub.account_number)
+        pending = await _pending(session, msisdn, "tariff")
+        if pending is not None and pending.value == target.code:
+            return _request(pending)
+        if pending is None and sub.tariff_code == target.code:
+            raise Conflict("already on this tariff", key="error.tariff_same", code=target.code)
+        if sub.tariff_code == target.code:
+            # Back to the current tariff: the pending request is withdrawn, nothing else changes.
+            row = await _new_request(ctx, session, msisdn, "tariff", target.code, today)
+            row.status = "done"
+        else:
+            effective = next_period_start(today, account.billing_day)
+            row = await _new_request(ctx, session, msisdn, "tariff", target.code, effective)
+        audit(session, ctx, msisdn, "tariff_change", channel, tariff=target.code)
+        return _request(row)

@@ -1,0 +1,190 @@
+"""What every service function needs: sessions, the secret key, the clock, cached reference data.
+
+Theory of operation for changes: a change opens one transaction whose FIRST statement bumps the
+subscriber's ``version`` (:func:`lock_subscriber`). On PostgreSQL that UPDATE takes the row lock,
+so a second change to the same number waits and then reads the first one's result; on SQLite the
+first write of a deferred transaction takes the database write lock (waiting up to busy_timeout)
+before anything is read, so no stale read can be written back. Either way two concurrent changes
+are applied one after the other and never lose each other. The audit row is written in the same
+transaction, so a change without its audit entry cannot be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.errors import NotFound
+from backend.models import (
+    Account,
+    AuditEntry,
+    CatalogueService,
+    LetterTypeRow,
+    PaymentMethod,
+    Subscriber,
+    TariffPlan,
+)
+from backend.records import LetterType, PaymentMethodOption, Tariff
+
+Clock = Callable[[], datetime]
+LOCAL_TZ = ZoneInfo("Europe/Warsaw")
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    code: str
+    name: str
+    description: str
+    activation_fee: int
+    monthly_fee: int
+    url: str
+    settings_schema: dict[str, Any] | None
+
+    @property
+    def favourite_slots(self) -> int:
+        """How many numbers the service's settings hold (0 for a service without numbers)."""
+        return int((self.settings_schema or {}).get("numbers", 0))
+
+    @property
+    def change_fee(self) -> int:
+        return int((self.settings_schema or {}).get("change_fee", 0))
+
+
+@dataclass(slots=True)
+class ReferenceData:
+    """Tariffs, catalogue, payment methods and letter types: read once per Backend."""
+
+    tariffs: dict[str, Tariff] = field(default_factory=dict)
+    services: dict[str, ServiceInfo] = field(default_factory=dict)
+    payment_methods: dict[str, PaymentMethodOption] = field(default_factory=dict)
+    letter_types: dict[str, list[LetterType]] = field(default_factory=dict)
+    loaded: bool = False
+
+
+class Context:
+    """Shared by the service modules of one :class:`backend.api.Backend`."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], secret_key: bytes, clock: Clock
+    ) -> None:
+        self.sessions = sessions
+        self.secret_key = secret_key
+        self.clock = clock
+        self._reference = ReferenceData()
+        self._reference_lock = asyncio.Lock()
+
+    def now(self) -> datetime:
+        return self.clock().astimezone(UTC)
+
+    def today(self) -> date:
+        """The subscriber's calendar day (Poland), which billing periods are counted in."""
+        return self.clock().astimezone(LOCAL_TZ).date()
+
+    async def reference(self) -> ReferenceData:
+        if self._reference.loaded:
+            return self._reference
+        async with self._reference_lock:
+            if not self._reference.loaded:
+                self._reference = await _load_reference(self.sessions)
+        return self._reference
+
+    def invalidate_reference(self) -> None:
+        self._reference = ReferenceData()
+
+
+async def _load_reference(sessions: async_sessionmaker[AsyncSession]) -> ReferenceData:
+    data = ReferenceData(loaded=True)
+    async with sessions() as session:
+        for t in await session.scalars(select(TariffPlan).order_by(TariffPlan.position)):
+            data.tariffs[t.code] = Tariff(
+                t.code, t.name, t.monthly_fee, t.minutes, t.sms, t.business_only
+            )
+        for s in await session.scalars(
+            select(CatalogueService).order_by(CatalogueService.position)
+        ):
+            data.services[s.code] = ServiceInfo(
+                s.code,
+                s.name,
+                s.description,
+                s.activation_fee,
+                s.monthly_fee,
+                s.url,
+                dict(s.settings_schema) if s.settings_schema else None,
+            )
+        for p in await session.scalars(select(PaymentMethod).order_by(PaymentMethod.position)):
+            data.payment_methods[p.code] = PaymentMethodOption(p.code, p.name)
+        for lt in await session.scalars(
+            select(LetterTypeRow).order_by(LetterTypeRow.kind, LetterTypeRow.position)
+        ):
+            data.letter_types.setdefault(lt.kind, []).append(
+                LetterType(lt.kind, lt.code, lt.name, lt.name_en)
+            )
+    return data
+
+
+async def lock_subscriber(session: AsyncSession, msisdn: str) -> Subscriber:
+    """Take the per-subscriber write lock (see the module doc) and load the row."""
+    result = cast(
+        CursorResult[Any],
+        await session.execute(
+            update(Subscriber)
+            .where(Subscriber.msisdn == msisdn)
+            .values(version=Subscriber.version + 1)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+    subscriber = await session.get(Subscriber, msisdn, populate_existing=True)
+    assert subscriber is not None
+    return subscriber
+
+
+async def get_subscriber(session: AsyncSession, msisdn: str) -> Subscriber:
+    subscriber = await session.get(Subscriber, msisdn)
+    if subscriber is None:
+        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+    return subscriber
+
+
+async def get_account(session: AsyncSession, number: str) -> Account:
+    account = await session.get(Account, number)
+    if account is None:
+        raise NotFound("no account", what="account")
+    return account
+
+
+def audit(
+    session: AsyncSession,
+    ctx: Context,
+    msisdn: str,
+    action: str,
+    channel: str,
+    actor: str | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEntry(
+            msisdn=msisdn,
+            actor=actor or msisdn,
+            action=action,
+            detail=detail,
+            channel=channel,
+            at=ctx.now(),
+        )
+    )
+
+
+def reference_number(prefix: str, day: date, row_id: int) -> str:
+    return f"{prefix}/{day.year}/{row_id:06d}"

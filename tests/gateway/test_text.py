@@ -341,15 +341,20 @@ any_text = st.text(
     st.sampled_from(["udh", "udh16", "sar", "payload"]),
     st.integers(0, 70000),
     st.booleans(),
+    st.sampled_from([0, 1, 3]),
 )
-def test_round_trip(text: str, policy: Any, long: Any, ref: int, packed: bool) -> None:
-    parts = encode_message(text, policy=policy, long=long, ref=ref, packed=packed)
+def test_round_trip(
+    text: str, policy: Any, long: Any, ref: int, packed: bool, default_coding: int
+) -> None:
+    parts = encode_message(
+        text, policy=policy, long=long, ref=ref, packed=packed, default_coding=default_coding
+    )
     expected = "".join(p.text for p in parts)
     assert expected in (text, transliterate(text))
     if parts[0].data_coding == 8:
         assert expected == text
     for p in parts:
-        octets = 160 if p.data_coding == 0 and not packed else 140
+        octets = 160 if p.data_coding in (0, 1) and not packed else 140
         assert len(p.short_message) <= octets  # what a single SMS TPDU can carry
     r = Reassembler(60, packed=packed)
     outs = [r.add("src", params(p), 0.0) for p in parts]

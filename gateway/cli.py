@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from backend.errors import ConfigError
 from gateway import __version__
+from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,11 +25,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server (bundled simulator when no SMSC is set)")
-    serve.add_argument("--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)")
-    serve.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8024)")
+    serve.add_argument(
+        "--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)"
+    )
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8024)"
+    )
     serve.add_argument("--database-url", metavar="URL")
     serve.add_argument("--redis-url", metavar="URL")
     serve.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    serve.add_argument(
+        "--simulator-smpp",
+        metavar="HOST:PORT",
+        help="where the bundled simulator listens for SMPP (default 127.0.0.1:2775)",
+    )
+    serve.add_argument(
+        "--simulator-http",
+        metavar="PORT",
+        type=int,
+        help="HTTP port of the bundled simulator's API (default 8025)",
+    )
 
     sim = sub.add_parser("simulator", help="run the SMSC simulator alone")
     sim.add_argument("--account", action="append", metavar="ID:PASSWORD")
@@ -44,14 +66,149 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _host_port(value: str, key: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{key}: expected HOST:PORT such as 127.0.0.1:2775, got {value!r}")
+    return host, int(port)
+
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    flags: dict[str, Any] = {
+        "smsc": args.smsc,
+        "http": args.http,
+        "database_url": args.database_url,
+        "redis_url": args.redis_url,
+        "simulator_http_port": args.simulator_http,
+    }
+    if args.simulator_smpp:
+        host, port = _host_port(args.simulator_smpp, "--simulator-smpp")
+        flags["simulator_smpp_host"], flags["simulator_smpp_port"] = host, port
+    return load_settings(flags, config_file=args.config)
+
+
+async def _serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from gateway.app import COMPONENTS, create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
+                f" ({exc.strerror}); is another idea24 running? choose another with --http"
+            ) from exc
+        _print_banner(settings, app[COMPONENTS])
+        await stop.wait()
+        print("idea24: shutting down (finishing turns, draining the outbox, unbinding)", flush=True)
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def _print_banner(settings: Settings, components: Any) -> None:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    lines = [f"idea24 {__version__} serving", f"  HTTP      {base}  (API, /healthz, /metrics)"]
+    if components.simulator is not None:
+        host, port = components.simulator.smpp_address
+        lines.append(f"  SMSC      bundled simulator, SMPP smpp://{host}:{port}")
+        if components.simulator.http_url:
+            lines.append(f"  Simulator {components.simulator.http_url}/api/v1")
+    for profile in settings.smsc:
+        lines.append(f"  SMSC      smpp://{profile.system_id}@{profile.host}:{profile.port}")
+    lines.append(f"  Database  {_safe_db(settings.database_url)}")
+    lines.append(f"  Sessions  {'Redis' if settings.redis_url else 'in memory'}")
+    lines.append(f"  SMS to {settings.short_code}, USSD {settings.ussd_code}")
+    if components.simulator is not None:
+        lines.append("Try it:")
+        lines.append(f"  open {base}/phone")
+        lines.append("  idea24 phone 48600000001")
+    if settings.dev_secrets:
+        lines.append(
+            "Warning: development API key / secret key in use; set IDEA24_API_KEY and"
+            " IDEA24_SECRET_KEY in production"
+        )
+    print("\n".join(lines), flush=True)
+
+
+def _safe_db(url: str) -> str:
+    from gateway.settings import _mask_url
+
+    return _mask_url(url)
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    return str(args.database_url or os.environ.get("IDEA24_DATABASE_URL") or DEFAULT_DATABASE_URL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    try:
+        return _dispatch(parser, args)
+    except ConfigError as exc:
+        print(f"idea24: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from gateway.logs import setup_logging
+
+    if args.command == "serve":
+        settings = _serve_settings(args)
+        setup_logging(settings.log_level, settings.log_format)
+        try:
+            return asyncio.run(_serve(settings))
+        except OSError as exc:
+            raise ConfigError(f"cannot start: {exc}") from exc
+    if args.command == "simulator":
+        from simulator.controller import parse_accounts, run_simulator
+
+        setup_logging(os.environ.get("IDEA24_LOG_LEVEL", "INFO"))
+        smpp_host, smpp_port = _host_port(args.smpp, "--smpp")
+        http_host, http_port = _host_port(args.http, "--http")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_simulator(
+                    parse_accounts(args.account), smpp_host, smpp_port, http_host, http_port
+                )
+            )
         return 0
-    print(f"idea24 {args.command}: not yet available", file=sys.stderr)
-    return 2
+    if args.command == "phone":
+        from simulator.handset import run_phone
+
+        with contextlib.suppress(KeyboardInterrupt):
+            return int(asyncio.run(run_phone(args.msisdn, args.simulator)) or 0)
+        return 0
+    if args.command == "db":
+        from backend.manage import seed, upgrade
+
+        url = _db_url(args)
+        if args.db_command == "upgrade":
+            asyncio.run(upgrade(url))
+            print("database at the newest migration")
+            return 0
+        if args.db_command == "seed":
+            secret = load_settings().secret_key
+            report = asyncio.run(seed(url, secret, demo=args.demo, subscribers=args.subscribers))
+            print(f"seeded: {report.demo_rows} demo rows, {report.synthetic} synthetic subscribers")
+            return 0
+        parser.parse_args(["db", "--help"])
+        return 2
+    parser.print_help()
+    return 0
 
 
 if __name__ == "__main__":

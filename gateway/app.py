@@ -1,0 +1,222 @@
+"""``create_app(settings)``: the whole server as one aiohttp Application.
+
+Start-up order (and shutdown, mirrored, through ``cleanup_ctx``): database (migrated, seeded on
+first run) → dialog store → dialog runtime → outbox → bundled simulator (when no SMSC is set) →
+SMPP binds → HTTP handlers. Shared objects sit under typed ``web.AppKey``s; nothing is global.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from backend.api import Backend
+from backend.db import create_engine, open_backend
+from backend.manage import seed
+from dialogs import build_dialogs, password_sms
+from fsm.runtime import Runtime
+from fsm.store import DialogStore, store_from_url
+from gateway.binds import BindPool
+from gateway.http import DEPS, HttpDeps, add_routes, api_errors
+from gateway.metrics import Metrics
+from gateway.outbox import DeliveryTracker, Outbox
+from gateway.portal import Portal
+from gateway.router import Router
+from gateway.settings import Settings, SmscProfile
+from simulator.controller import SimulatorController
+from simulator.http import add_handset_routes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """What the running server is made of (filled in as the contexts start)."""
+
+    settings: Settings
+    metrics: Metrics
+    simulator: SimulatorController | None = None
+    backend: Backend | None = None
+    store: DialogStore | None = None
+    runtime: Runtime | None = None
+    outbox: Outbox | None = None
+    pool: BindPool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+COMPONENTS = web.AppKey("components", Components)
+
+
+def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
+    host, port = sim.smpp_address
+    return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    s = c.settings
+    # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
+    report = await seed(s.database_url, s.secret_key, demo=s.seed_demo)
+    if report.demo_rows:
+        log.info("database seeded", extra={"rows": report.demo_rows})
+    async with open_backend(s.database_url, s.secret_key) as backend:
+        c.backend = backend
+        yield
+        c.backend = None
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    store = store_from_url(c.settings.redis_url)
+    c.store = store
+    try:
+        yield
+    finally:
+        await store.aclose()
+
+
+async def _runtime(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    assert c.store is not None
+    c.runtime = Runtime(c.store, build_dialogs(c.settings), c.backend, c.settings)
+    yield
+
+
+async def _outbox(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    s = c.settings
+    if s.redis_url:
+        import redis.asyncio as aioredis
+
+        from gateway.outbox_redis import RedisOutbox
+
+        client = aioredis.from_url(s.redis_url)
+        outbox: Outbox = RedisOutbox(client)
+        try:
+            c.outbox = outbox
+            yield
+        finally:
+            await outbox.close()
+            await client.aclose()
+    else:
+        from gateway.outbox_sql import SqlOutbox
+
+        engine = create_engine(s.database_url)
+        sql_outbox = SqlOutbox(engine)
+        await sql_outbox.create()
+        c.outbox = sql_outbox
+        try:
+            yield
+        finally:
+            await sql_outbox.close()
+            await engine.dispose()
+
+
+async def _simulator(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    if c.simulator is None:
+        yield
+        return
+    async with c.simulator:
+        yield
+
+
+async def _binds(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    assert c.runtime is not None and c.outbox is not None and c.store is not None
+    s = c.settings
+    profiles = list(s.smsc)
+    if c.simulator is not None:
+        profiles = [simulator_profile(s, c.simulator)]
+    metrics = c.metrics
+
+    def on_state(_item: str, _msisdn: str, state: str) -> None:
+        metrics.receipts.labels(state).inc()
+
+    router = Router(c.runtime, c.outbox, metrics)
+    pool = BindPool(
+        profiles,
+        c.outbox,
+        router,
+        dedup=c.store,
+        tracker=DeliveryTracker(on_state=on_state),
+        policy="transliterate" if s.encoding == "transliterate" else "ucs2",
+    )
+    c.pool = pool
+    async with pool:
+        yield
+    c.pool = None
+
+
+async def _http(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    assert c.backend is not None and c.runtime is not None and c.outbox is not None
+    portal = Portal(c.backend, c.runtime, c.outbox, password_sms, c.settings.short_code)
+    deps = app[DEPS]
+    deps.portal = portal
+    deps.ussd = portal
+    yield
+
+
+def _health_checks(c: Components) -> dict[str, Any]:
+    async def database() -> str:
+        assert c.backend is not None
+        await c.backend.ping()
+        return "ok"
+
+    async def store() -> str:
+        assert c.store is not None
+        await c.store.hit("health", 1.0)
+        return "ok"
+
+    async def smpp() -> dict[str, str]:
+        assert c.pool is not None
+        states = {session.name: "bound" if session.bound else "down" for session in c.pool.sessions}
+        if not any(v == "bound" for v in states.values()):
+            raise ConnectionError("no SMPP bind is up")
+        return states
+
+    return {"database": database, "store": store, "smpp": smpp}
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[api_errors])
+    metrics = Metrics()
+    components = Components(settings, metrics)
+    app[COMPONENTS] = components
+    if settings.uses_simulator:
+        components.simulator = SimulatorController(
+            host=settings.simulator_smpp_host,
+            port=settings.simulator_smpp_port,
+            http_port=settings.simulator_http_port,
+        )
+        add_handset_routes(
+            app,
+            components.simulator.smsc,
+            prefix="/phone",
+            short_code=settings.short_code,
+            ussd_code=settings.ussd_code,
+        )
+    app[DEPS] = HttpDeps(
+        settings, metrics, _Unready(), _Unready(), health_checks=_health_checks(components)
+    )
+    add_routes(app)
+    app.cleanup_ctx.extend([_database, _store, _runtime, _outbox, _simulator, _binds, _http])
+    return app
+
+
+class _Unready:
+    """Stands in for the portal until start-up finished (the HTTP site opens after it)."""
+
+    async def send_temp_password(self, msisdn: str) -> None:
+        raise web.HTTPServiceUnavailable()
+
+    async def verify_temp_password(self, msisdn: str, password: str) -> bool:
+        raise web.HTTPServiceUnavailable()
+
+    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
+        raise web.HTTPServiceUnavailable()

@@ -1,0 +1,69 @@
+"""Inbound subscriber messages → one dialog turn → replies into the outbox.
+
+The router is the only place where the SMPP world (``InboundMessage``, outbox meta) meets the
+dialog world (``Inbound``, ``Reply``). It is awaited by the inbound path before the SMSC gets its
+deliver_sm_resp, so a message acknowledged to the SMSC has had its turn and its replies queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from fsm.runtime import Inbound, Reply
+from gateway.inbound import InboundEvent, InboundMessage, ReceiptEvent
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox, reply_meta
+
+log = logging.getLogger(__name__)
+
+
+class TurnRunner(Protocol):
+    async def turn(self, inbound: Inbound) -> list[Reply]: ...
+
+
+def to_inbound(message: InboundMessage) -> Inbound:
+    return Inbound(
+        msisdn=message.msisdn,
+        channel=message.channel,
+        text=message.text,
+        ussd_op=message.ussd_op,
+        session_id=message.session_id,
+        message_id=message.message_id or None,
+    )
+
+
+def ussd_screen(replies: Sequence[Reply]) -> tuple[str, bool]:
+    """USSD shows one screen per turn: join what the dialog said; the session ends if any did."""
+    if not replies:
+        return "", True
+    return "\n".join(r.text for r in replies), any(r.end for r in replies)
+
+
+class Router:
+    def __init__(self, runtime: TurnRunner, outbox: Outbox, metrics: Metrics) -> None:
+        self.runtime = runtime
+        self.outbox = outbox
+        self.metrics = metrics
+
+    async def __call__(self, event: InboundEvent) -> None:
+        if isinstance(event, ReceiptEvent):
+            self.metrics.receipts.labels(event.state).inc()
+            return
+        await self.handle(event)
+
+    async def handle(self, message: InboundMessage) -> None:
+        started = time.perf_counter()
+        self.metrics.messages_in.labels(message.channel, "ok").inc()
+        replies = await self.runtime.turn(to_inbound(message))
+        self.metrics.turn_seconds.labels(message.channel).observe(time.perf_counter() - started)
+        self.metrics.turns.labels(message.channel, "replied" if replies else "silent").inc()
+        if not replies:
+            return
+        if message.channel == "ussd":
+            text, end = ussd_screen(replies)
+            await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
+        else:
+            await self.outbox.put(message.msisdn, [r.text for r in replies], reply_meta(message))

@@ -1,0 +1,525 @@
+"""The simulated SMSC: accounts, routing to receiving sessions, submits, receipts, MO and USSD.
+
+Theory of operation. :class:`Smsc` owns everything shared between connections: the accounts,
+the bound sessions, the handset store and the USSD sessions. Each TCP connection is a
+:class:`~simulator.session.SmscSession` that calls back here for decisions. Messages towards an
+ESME (MO, USSD from handsets, delivery receipts) are :class:`Delivery` records routed round-robin
+to a session that can receive (receipts: one of the submitting account's); with none bound they
+wait in ``undelivered`` until one binds, as a store-and-forward SMSC would. A maintenance task
+ticks a few times a second: enquire_link on quiet links, closing silent ones, taking back
+unanswered deliver_sm, ending idle USSD sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.pdu import REGISTERED_DELIVERY_RECEIPT_MASK, Pdu, Status, UssdOp
+from gateway.text import decode_body, encode_ussd
+from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
+from simulator.mo import handset_parts
+from simulator.mt import MtAssembler, split_part
+from simulator.session import Delivery, SmscSession
+from simulator.store import HandsetMessage, HandsetStore
+from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ACCOUNTS: Mapping[str, str] = {"idea24": "idea24"}
+#: Deliveries kept while no receiving session is bound; the oldest are dropped beyond this.
+UNDELIVERED_LIMIT = 100_000
+MAX_ATTEMPTS = 5
+
+
+class MoRefused(RuntimeError):
+    """An ESME answered an MO part with an error status (after retries for temporary ones)."""
+
+
+class UssdError(ValueError):
+    """A USSD answer with no open session (the handset must dial a code like ``*100#`` first)."""
+
+
+def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
+    """The SMSC receipt body of SMPP 3.4 appendix B, as most SMSCs send it."""
+    fmt = "%y%m%d%H%M"
+    delivered = "001" if state == "DELIVRD" else "000"
+    err = "000" if state == "DELIVRD" else "001"
+    return (
+        f"id:{message_id} sub:001 dlvrd:{delivered} "
+        f"submit date:{time.strftime(fmt, time.localtime(submitted))} "
+        f"done date:{time.strftime(fmt, time.localtime(done))} "
+        f"stat:{state} err:{err} text:{text[:20]}"
+    )
+
+
+class Smsc:
+    def __init__(
+        self,
+        accounts: Mapping[str, str] | None = None,
+        *,
+        handler: SimulatorHandler | None = None,
+        faults: Faults | None = None,
+        system_id: str = "IDEA24SIM",
+        window: int = 256,
+        enquire_link_interval: float = 30.0,
+        inactivity_timeout: float = 90.0,
+        response_timeout: float = 30.0,
+        ussd_timeout: float = 120.0,
+    ) -> None:
+        self.accounts = dict(accounts or DEFAULT_ACCOUNTS)
+        self.faults = faults or (handler.faults if handler else Faults())
+        self.handler = handler or SimulatorHandler(self.faults)
+        self.system_id = system_id
+        self.window = window
+        self.enquire_link_interval = enquire_link_interval
+        self.inactivity_timeout = inactivity_timeout
+        self.response_timeout = response_timeout
+        self.store = HandsetStore()
+        self.ussd = UssdSessions(ussd_timeout)
+        self.sessions: list[SmscSession] = []
+        self.undelivered: deque[Delivery] = deque(maxlen=UNDELIVERED_LIMIT)
+        self.submitted = 0
+        self._assembler = MtAssembler()
+        self._ids = itertools.count(secrets.randbelow(1 << 24) << 16)
+        self._refs = itertools.count(secrets.randbelow(256))
+        self._rr = 0
+        self._receipts: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._all_gone = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(lambda: SmscSession(self), host, port)
+        self._ticker = asyncio.create_task(self._tick_forever())
+        sockname = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Unbind every session, give them ``grace`` seconds to answer, then close."""
+        if self._server is not None:
+            self._server.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for session in list(self.sessions):
+            session.unbind()
+        if self.sessions:
+            self._all_gone.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._all_gone.wait()
+        for session in list(self.sessions):
+            session.close(abort=True)
+        self.ussd.close_all()
+        self.store.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def drop_all(self) -> int:
+        """Fault: cut every connection at once (as a crashing SMSC would); returns how many."""
+        sessions = [s for s in self.sessions if not s.closed]
+        for session in sessions:
+            session.close(abort=True)
+        return len(sessions)
+
+    def attach(self, session: SmscSession) -> None:
+        self.sessions.append(session)
+
+    def detach(self, session: SmscSession, redeliver: list[Delivery]) -> None:
+        with contextlib.suppress(ValueError):
+            self.sessions.remove(session)
+        if not self.sessions:
+            self._all_gone.set()
+        for delivery in redeliver:
+            self.route(delivery)
+
+    # -- binds -------------------------------------------------------------------------------
+
+    def check_bind(self, pdu: Pdu) -> int:
+        system_id = str(pdu.get("system_id", ""))
+        if system_id not in self.accounts:
+            return int(Status.ESME_RINVSYSID)
+        if not secrets.compare_digest(str(pdu.get("password", "")), self.accounts[system_id]):
+            return int(Status.ESME_RINVPASWD)
+        return self.handler.bind_status(system_id, pdu, self.now())
+
+    def bound(self, session: SmscSession) -> None:
+        if not session.can_receive or not self.undelivered:
+            return
+        waiting = list(self.undelivered)
+        self.undelivered.clear()
+        for delivery in waiting:
+            self.route(delivery)
+
+    # -- routing towards ESMEs ---------------------------------------------------------------
+
+    def receivers(self, system_id: str | None, destination: str) -> list[SmscSession]:
+        out = []
+        for s in self.sessions:
+            if not s.can_receive or (system_id is not None and s.system_id != system_id):
+                continue
+            if system_id is None and s.address_range and not _matches(s.address_range, destination):
+                continue
+            out.append(s)
+        return out
+
+    def route(self, delivery: Delivery) -> None:
+        candidates = self.receivers(delivery.system_id, str(delivery.pdu.get("destination_addr")))
+        if not candidates:
+            self.undelivered.append(delivery)
+            return
+        self._rr += 1
+        candidates[self._rr % len(candidates)].enqueue(delivery)
+
+    def retry(self, delivery: Delivery) -> None:
+        """A temporary deliver_sm_resp error: try again shortly (up to ``MAX_ATTEMPTS``)."""
+        delivery.attempts += 1
+        if delivery.attempts >= MAX_ATTEMPTS:
+            if delivery.done is not None:
+                delivery.done(int(Status.ESME_RDELIVERYFAILURE))
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_later(0.1 * delivery.attempts, self.route, delivery)
+
+    # -- submits from ESMEs -----------------------------------------------------------------------
+
+    def next_message_id(self) -> str:
+        return format(next(self._ids), "x")
+
+    def submit(self, session: SmscSession, pdu: Pdu) -> None:
+        """Answer a submit_sm / data_sm; record it for the handset; schedule its receipt."""
+        assert session.system_id is not None
+        now = self.now()
+        status = self.handler.submit_status(session.system_id, pdu, now)
+        if status == 0 and not pdu.get("destination_addr"):
+            status = int(Status.ESME_RINVDSTADR)
+        if status:
+            session.respond(pdu, pdu.response(status, message_id=""))
+            return
+        self.submitted += 1
+        message_id = self.next_message_id()
+        response = pdu.response(0, message_id=message_id)
+        receipt = self._receipt_for(session.system_id, pdu, message_id)
+        if receipt is not None and self.faults.receipt_first:
+            self._send_receipt(receipt)
+            receipt = None
+        session.respond(pdu, response)
+        self._record_mt(pdu, message_id, now)
+        if receipt is not None:
+            delay = self.handler.receipt_delay(pdu)
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, self._send_receipt, receipt)
+            else:
+                self._send_receipt(receipt)
+
+    def _receipt_for(self, system_id: str, pdu: Pdu, message_id: str) -> Delivery | None:
+        wanted = int(pdu.get("registered_delivery", 0)) & REGISTERED_DELIVERY_RECEIPT_MASK
+        if not wanted:
+            return None
+        state = self.handler.receipt_state(pdu)
+        if wanted == 2 and state == "DELIVRD":  # receipt on failure only
+            self._receipts[message_id] = state
+            return None
+        source = str(pdu.get("source_addr", ""))
+        destination = str(pdu.get("destination_addr", ""))
+        now = time.time()
+        _key, body = split_part(pdu.params)
+        excerpt = decode_body(body.data[:40], body.codec)
+        text = receipt_text(message_id, state, now, now, excerpt)
+        params: dict[str, Any] = {
+            "service_type": "",
+            "source_addr_ton": pdu.get("dest_addr_ton", 1),
+            "source_addr_npi": pdu.get("dest_addr_npi", 1),
+            "source_addr": destination,
+            "dest_addr_ton": pdu.get("source_addr_ton", 0),
+            "dest_addr_npi": pdu.get("source_addr_npi", 0),
+            "destination_addr": source,
+            "esm_class": 0x04,
+            "data_coding": 0,
+            "short_message": text.encode("ascii", "replace"),
+            "receipted_message_id": message_id,
+            "message_state": RECEIPT_STATES[state],
+        }
+        self._receipts[message_id] = state
+
+        def done(status: int, message_id: str = message_id, state: str = state) -> None:
+            if status == 0:
+                self.store.set_receipt(message_id, state)
+
+        return Delivery(Pdu("deliver_sm", params=params), system_id, done=done)
+
+    def _send_receipt(self, receipt: Delivery) -> None:
+        self.route(receipt)
+
+    def _record_mt(self, pdu: Pdu, message_id: str, now: float) -> None:
+        op = pdu.get("ussd_service_op")
+        if op is not None:
+            self._ussd_from_network(pdu, int(op), message_id, now)
+            return
+        logical = self._assembler.add(pdu.params, message_id, now)
+        if logical is None:
+            return
+        self.store.add(
+            msisdn=logical.destination,
+            peer=logical.source,
+            direction="mt",
+            kind="sms",
+            text=logical.text,
+            parts=logical.parts,
+            data_coding=logical.data_coding,
+            message_ids=logical.message_ids,
+            concatenation=logical.concatenation,
+        )
+
+    def query(self, pdu: Pdu) -> Pdu:
+        message_id = str(pdu.get("message_id", ""))
+        state = self._receipts.get(message_id)
+        if state is None:
+            return pdu.response(Status.ESME_RINVMSGID, message_id=message_id)
+        return pdu.response(
+            0,
+            message_id=message_id,
+            final_date="",
+            message_state=RECEIPT_STATES[state],
+            error_code=0,
+        )
+
+    # -- MO ----------------------------------------------------------------------------------
+
+    async def inject_mo(
+        self,
+        source: str,
+        destination: str,
+        text: str,
+        data_coding: int | None = None,
+        *,
+        long: str = "udh",
+        ack_timeout: float | None = None,
+    ) -> HandsetMessage:
+        """A handset sends an SMS: split like a handset (UDH by default), route each part.
+
+        With ``ack_timeout`` wait until an ESME acknowledged every part (TimeoutError if not).
+        """
+        parts = handset_parts(text, data_coding, long=long, ref=next(self._refs))
+        copies = self.handler.mo_copies(source, text)
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[int]] = []
+        for part in parts:
+            params: dict[str, Any] = {
+                "service_type": "",
+                "source_addr_ton": 1,
+                "source_addr_npi": 1,
+                "source_addr": source,
+                "dest_addr_ton": 0,
+                "dest_addr_npi": 1,
+                "destination_addr": destination,
+                "esm_class": part.esm_class,
+                "data_coding": part.data_coding,
+                "short_message": part.short_message,
+                **part.tlvs,
+            }
+            for _ in range(copies):
+                ack = loop.create_future()
+                acks.append(ack)
+                self.route(Delivery(Pdu("deliver_sm", params=params), None, done=_resolver(ack)))
+        message = self.store.add(
+            msisdn=source,
+            peer=destination,
+            direction="mo",
+            kind="sms",
+            text=text,
+            parts=len(parts),
+            data_coding=parts[0].data_coding,
+            concatenation=(long if len(parts) > 1 or long == "payload" else None),
+        )
+        if ack_timeout is not None:
+            async with asyncio.timeout(ack_timeout):
+                statuses = await asyncio.gather(*acks)
+            if any(statuses):
+                raise MoRefused(f"an ESME refused the MO: statuses {statuses}")
+        return message
+
+    # -- USSD --------------------------------------------------------------------------------
+
+    async def dial(self, msisdn: str, text: str, wait: float = 10.0) -> UssdReply:
+        """The handset dials a code or answers the open menu; returns the network's next screen.
+
+        Raises :class:`UssdError` for an answer with no open session and :class:`UssdTimeout`
+        when no ESME answers within ``wait`` seconds.
+        """
+        text = text.strip()
+        now = self.now()
+        session = self.ussd.get(msisdn)
+        if is_dial_string(text) or session is None:
+            if not is_dial_string(text):
+                raise UssdError("no USSD session is open: dial a code such as *100#")
+            session = self.ussd.open(msisdn, text, now)
+            op = UssdOp.PSSR_INDICATION
+        else:
+            op = UssdOp.USSR_CONFIRM
+            session.last_activity = now
+        reply = self.ussd.expect_reply(session)
+        octets, data_coding = encode_ussd(text, max_chars=182)
+        params: dict[str, Any] = {
+            "service_type": "USSD",
+            "source_addr_ton": 1,
+            "source_addr_npi": 1,
+            "source_addr": msisdn,
+            "dest_addr_ton": 0,
+            "dest_addr_npi": 0,
+            "destination_addr": session.service_code,
+            "esm_class": 0,
+            "data_coding": data_coding,
+            "short_message": octets,
+            "ussd_service_op": int(op),
+            "its_session_info": session.its_session_info,
+        }
+        self.store.add(
+            msisdn=msisdn,
+            peer=session.service_code,
+            direction="mo",
+            kind="ussd",
+            text=text,
+            parts=1,
+            data_coding=data_coding,
+            ussd_op=int(op),
+        )
+        self.route(Delivery(Pdu("deliver_sm", params=params), None))
+        try:
+            async with asyncio.timeout(wait):
+                return await reply
+        except TimeoutError as exc:
+            raise UssdTimeout(f"no answer to USSD {text!r} within {wait:g}s") from exc
+
+    def cancel_ussd(self, msisdn: str) -> bool:
+        """The handset pressed Cancel: the session ends on the handset's side."""
+        return self.ussd.close(msisdn, UssdTimeout("cancelled by the handset")) is not None
+
+    def _ussd_from_network(self, pdu: Pdu, op: int, message_id: str, now: float) -> None:
+        msisdn = str(pdu.get("destination_addr", ""))
+        _key, body = split_part(pdu.params)
+        text = decode_body(body.data, body.codec)
+        its = pdu.get("its_session_info")
+        if isinstance(its, bytes | bytearray):
+            its = int.from_bytes(its, "big")
+        reply = self.ussd.network_reply(msisdn, text, op, its, now)
+        self.store.add(
+            msisdn=msisdn,
+            peer=str(pdu.get("source_addr", "")),
+            direction="mt",
+            kind="ussd",
+            text=text,
+            parts=1,
+            data_coding=int(pdu.get("data_coding", 0)),
+            ussd_op=op,
+            end=reply.end,
+            message_ids=(message_id,),
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def messages(self, msisdn: str | None = None) -> list[HandsetMessage]:
+        return self.store.messages(msisdn)
+
+    async def wait_messages(
+        self, msisdn: str, count: int = 1, *, direction: str = "mt", wait: float = 5.0
+    ) -> list[HandsetMessage]:
+        """Wait until ``msisdn`` has at least ``count`` messages in ``direction``; returns them."""
+        queue = self.store.subscribe()
+        try:
+            async with asyncio.timeout(wait):
+                while True:
+                    found = [m for m in self.store.messages(msisdn) if m.direction == direction]
+                    if len(found) >= count:
+                        return found
+                    if await queue.get() is None:
+                        queue = self.store.subscribe()
+        finally:
+            self.store.unsubscribe(queue)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "system_id": self.system_id,
+            "sessions": [s.describe() for s in self.sessions],
+            "undelivered": len(self.undelivered),
+            "submitted": self.submitted,
+            "ussd_sessions": self.ussd.count(),
+        }
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    @property
+    def tick_interval(self) -> float:
+        shortest = min(
+            self.enquire_link_interval,
+            self.inactivity_timeout,
+            self.response_timeout,
+            self.ussd.timeout,
+        )
+        return max(0.02, min(1.0, shortest / 4))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            try:
+                self.tick(self.now())
+            except Exception:  # the ticker must survive a bug in one session
+                log.exception("simulator maintenance failed")
+
+    def tick(self, now: float) -> None:
+        """One maintenance pass; public so tests can run it without waiting."""
+        for session in list(self.sessions):
+            quiet = now - session.last_rx
+            if quiet > self.inactivity_timeout:
+                log.info("closing silent session", extra={"peer": session.peer})
+                session.close()
+                continue
+            if quiet > self.enquire_link_interval and not session.enquire_sent:
+                session.enquire_link(now)
+            for delivery in session.expire_outstanding(now, self.response_timeout):
+                self.retry(delivery)
+        for ussd in self.ussd.expired(now):
+            self.store.add(
+                msisdn=ussd.msisdn,
+                peer=ussd.service_code,
+                direction="mt",
+                kind="ussd",
+                text="",
+                parts=0,
+                data_coding=0,
+                end=True,
+            )
+        self._assembler.expire(now)
+
+
+def _matches(address_range: str, destination: str) -> bool:
+    try:
+        return re.fullmatch(address_range, destination) is not None
+    except re.error:
+        return True
+
+
+def _resolver(future: asyncio.Future[int]) -> Callable[[int], None]:
+    def done(status: int) -> None:
+        if not future.done():
+            future.set_result(status)
+
+    return done

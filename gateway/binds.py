@@ -1,0 +1,278 @@
+"""Outbox → SMSC: one sender loop per bind, and the pool of binds the app runs.
+
+Each :class:`OutboxSender` takes from the shared outbox only what its own bind can send now
+(free window, throttle not pausing), so a slow or throttled bind never holds work the others
+could send, and the window stays full while there is work. An item's parts are built from its
+text with the bind's profile (long-message mode, USSD TLVs) and the concatenation reference fixed
+at ``put``, so a retry sends the same parts; parts the SMSC already accepted are not sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway import text
+from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, KeyStore, ReceiptEvent
+from gateway.outbox import DeliveryTracker, Outbox, OutboxItem
+from gateway.pdu import UssdOp
+from gateway.session import SmppSession, SubmitError
+from gateway.settings import SmscProfile
+
+log = logging.getLogger(__name__)
+
+
+def build_parts(
+    profile: SmscProfile, item: OutboxItem, policy: text.Policy = "ucs2"
+) -> list[dict[str, Any]]:
+    """The submit_sm params of every part of ``item`` for this bind.
+
+    Raises :class:`gateway.text.TextEncodeError` for a text that cannot be sent (permanent).
+    """
+    meta = item.meta
+    base: dict[str, Any] = {
+        "source_addr_ton": profile.source_ton,
+        "source_addr_npi": profile.source_npi,
+        "source_addr": str(meta.get("source") or profile.source_addr),
+        "dest_addr_ton": profile.dest_ton,
+        "dest_addr_npi": profile.dest_npi,
+        "destination_addr": item.msisdn,
+        "protocol_id": 0,
+        "priority_flag": 0,
+        "registered_delivery": 0,
+    }
+    if meta.get("channel") == "ussd":
+        data, coding = text.encode_ussd(item.text, policy)
+        params = {
+            **base,
+            "service_type": "USSD",
+            "esm_class": 0,
+            "data_coding": coding,
+            "short_message": data,
+            "ussd_service_op": UssdOp.PSSR_RESPONSE
+            if meta.get("end", True)
+            else UssdOp.USSR_REQUEST,
+        }
+        if meta.get("its_session_info") is not None:
+            info = meta["its_session_info"]
+            params["its_session_info"] = int(info, 16) if isinstance(info, str) else int(info)
+        return [params]
+    base["service_type"] = ""
+    if profile.receipts:
+        base["registered_delivery"] = 1  # an SMSC delivery receipt, success or failure
+    out = []
+    for part in text.encode_message(item.text, policy=policy, long=profile.long, ref=item.ref):  # type: ignore[arg-type]
+        out.append(
+            {
+                **base,
+                "esm_class": part.esm_class,
+                "data_coding": part.data_coding,
+                "short_message": part.short_message,
+                **part.tlvs,
+            }
+        )
+    return out
+
+
+def retry_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
+    return float(min(cap, base * (2 ** max(0, attempts - 1))))
+
+
+class OutboxSender:
+    """Moves items from ``outbox`` through ``session``: done on OK, retry on temporary, fail."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        session: SmppSession,
+        *,
+        tracker: DeliveryTracker | None = None,
+        policy: text.Policy = "ucs2",
+        consumer: str | None = None,
+        retry_base: float = 1.0,
+        retry_cap: float = 300.0,
+        max_attempts: int = 50,
+        poll: float = 0.5,
+        heartbeat_every: float = 10.0,
+    ) -> None:
+        self.outbox = outbox
+        self.session = session
+        self.tracker = tracker
+        self.policy = policy
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{session.name}"
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.max_attempts = max_attempts
+        self.poll = poll
+        self.heartbeat_every = heartbeat_every
+        self._slots = asyncio.Semaphore(max(1, session.profile.window))
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.retried = 0
+        self.failed = 0
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    def _capacity(self) -> int:
+        free = self.session.profile.window - len(self._tasks)
+        if self.session.throttle.delay_for(1) > self.poll:
+            free = min(free, 1)  # paused by the SMSC: hold as little as possible
+        return max(0, free)
+
+    async def run(self) -> None:
+        beat = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if self._tasks and now - beat >= self.heartbeat_every:
+                beat = now
+                await self.outbox.heartbeat(self.consumer)
+            if not self.session.can_submit:
+                await self.session.tx.wait_bound(self.poll)
+                continue
+            capacity = self._capacity()
+            if capacity == 0:
+                await self._wait_slot()
+                continue
+            items = await self.outbox.take(self.consumer, capacity, wait=self.poll)
+            for item in items:
+                self._spawn(item)
+
+    async def _wait_slot(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(self.poll)
+
+    def _spawn(self, item: OutboxItem) -> None:
+        task = asyncio.create_task(self.send(item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self.run(), name=f"outbox-sender {self.consumer}")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking work; let items being sent finish (their leases keep them safe)."""
+        self._stopping.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def drain_once(self, within: float = 10.0) -> int:
+        """Send everything eligible now, until nothing is left to take (tests: burst mode)."""
+        handled = 0
+        async with asyncio.timeout(within):
+            while True:
+                capacity = max(1, self.session.profile.window - len(self._tasks))
+                items = await self.outbox.take(self.consumer, capacity)
+                if not items and not self._tasks:
+                    return handled
+                for item in items:
+                    self._spawn(item)
+                    handled += 1
+                if self._tasks:
+                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    async def send(self, item: OutboxItem) -> None:
+        """One attempt at one item; never raises for SMSC errors."""
+        try:
+            parts = build_parts(self.session.profile, item, self.policy)
+        except text.TextEncodeError as exc:
+            self.failed += 1
+            log.error("outbox item cannot be encoded: %s", exc, extra={"msisdn": item.msisdn})
+            await self.outbox.fail(item, f"encode: {exc}")
+            return
+        todo = [i for i in range(len(parts)) if i not in item.accepted]
+        accepted = dict(item.accepted)
+        try:
+            result = await self.session.submit([parts[i] for i in todo])
+        except SubmitError as exc:
+            accepted.update({todo[i]: mid for i, mid in exc.accepted.items()})
+            if exc.temporary and item.attempts < self.max_attempts:
+                self.retried += 1
+                delay = retry_delay(item.attempts, self.retry_base, self.retry_cap)
+                log.info("outbox retry in %.1fs: %s", delay, exc, extra={"msisdn": item.msisdn})
+                await self.outbox.retry(item, delay, str(exc), accepted)
+            else:
+                self.failed += 1
+                log.error("outbox item failed: %s", exc, extra={"msisdn": item.msisdn})
+                await self.outbox.fail(item, str(exc))
+            return
+        accepted.update({todo[i]: mid for i, mid in enumerate(result.message_ids)})
+        ids = [accepted[i] for i in range(len(parts))]
+        await self.outbox.done(item, ids)
+        self.sent += 1
+        if self.tracker is not None and item.meta.get("channel") != "ussd":
+            self.tracker.sent(item.id, item.msisdn, ids)
+
+
+class BindPool:
+    """Every configured bind with its sender, sharing one outbox, inbound path and tracker.
+
+    ``sink`` receives subscriber messages; receipts go to the tracker (and to ``sink`` too when
+    ``receipts_to_sink``).
+    """
+
+    def __init__(
+        self,
+        profiles: Sequence[SmscProfile],
+        outbox: Outbox,
+        sink: InboundSink,
+        *,
+        dedup: KeyStore | None = None,
+        tracker: DeliveryTracker | None = None,
+        policy: text.Policy = "ucs2",
+        session_options: Mapping[str, Any] | None = None,
+        receipts_to_sink: bool = False,
+    ) -> None:
+        self.outbox = outbox
+        self.tracker = tracker or DeliveryTracker()
+        self._sink = sink
+        self._receipts_to_sink = receipts_to_sink
+        self.inbound = InboundProcessor(self._route, dedup=dedup)
+        self.sessions = [
+            SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
+        ]
+        self.senders = [
+            OutboxSender(outbox, s, tracker=self.tracker, policy=policy) for s in self.sessions
+        ]
+
+    async def _route(self, event: InboundEvent) -> None:
+        if isinstance(event, ReceiptEvent):
+            self.tracker.receipt(event)
+            if not self._receipts_to_sink:
+                return
+        await self._sink(event)
+
+    async def start(self) -> None:
+        for session in self.sessions:
+            await session.start()
+        for sender in self.senders:
+            sender.start()
+
+    async def close(self, grace: float = 5.0) -> None:
+        await asyncio.gather(*(s.stop(grace) for s in self.senders))
+        await asyncio.gather(*(s.close(grace) for s in self.sessions))
+
+    async def __aenter__(self) -> BindPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

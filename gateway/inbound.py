@@ -1,0 +1,235 @@
+"""An inbound deliver_sm / data_sm becomes one typed record, or nothing.
+
+Three jobs, in this order, each because the SMSC does it to us in production:
+1. **Receipts are not commands.** esm_class message type 0x04/0x08/0x20 or a
+   ``receipted_message_id`` / ``message_state`` TLV make a :class:`ReceiptEvent`; its text
+   (``id:... stat:DELIVRD ...``) never reaches the dialogs.
+2. **Redelivery is dropped.** An SMSC that missed our deliver_sm_resp sends the same PDU again.
+   Each PDU gets a key from its source, destination, content and concatenation reference; the
+   first ``claim_once(key, ttl)`` wins, a repeat within the window is acknowledged and dropped.
+   The key store is pluggable (the fsm store's Redis ``SET NX EX`` shares it across processes).
+   USSD PDUs are keyed only when they carry ``its_session_info`` (whose sequence number
+   changes every exchange): answering ``1`` twice in a menu is not a redelivery.
+3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
+   every part is in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from backend.errors import InvalidInput
+from gateway import receipts, text
+from gateway.msisdn import normalise_msisdn
+from gateway.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, Pdu, Status
+
+log = logging.getLogger(__name__)
+
+#: esm_class message types that are notifications, not subscriber text.
+RECEIPT_TYPES = frozenset({0x04, 0x08, 0x20})
+DEFAULT_DEDUP_TTL = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What a subscriber typed or dialled, whole.
+
+    ``session_id`` identifies a USSD session (the source plus its_session_info's session number,
+    or the source alone); ``its_session_info`` is kept raw so the reply echoes it.
+    """
+
+    msisdn: str
+    text: str
+    channel: Literal["sms", "ussd"]
+    ussd_op: int | None = None
+    session_id: str | None = None
+    message_id: str = ""
+    destination: str = ""
+    its_session_info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptEvent:
+    """A delivery receipt for something we sent; ``message_id`` as the SMSC wrote it."""
+
+    message_id: str
+    state: str
+    err: str | None
+    msisdn: str
+    receipt: receipts.Receipt
+
+
+InboundEvent = InboundMessage | ReceiptEvent
+InboundSink = Callable[[InboundEvent], Awaitable[None]]
+
+
+class KeyStore(Protocol):
+    async def claim_once(self, key: str, ttl: float) -> bool: ...
+
+
+class MemoryKeyStore:
+    """``claim_once`` in one process, with expiry (tests, embedded single-process serve)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
+        self._keys: dict[str, float] = {}
+        self._clock = clock
+        self._max = max_keys
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        now = self._clock()
+        expiry = self._keys.get(key)
+        if expiry is not None and expiry > now:
+            return False
+        if len(self._keys) >= self._max:
+            self._keys = {k: e for k, e in self._keys.items() if e > now}
+        self._keys[key] = now + ttl
+        return True
+
+    async def release(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+
+def is_receipt(pdu: Pdu) -> bool:
+    esm = int(pdu.get("esm_class", 0) or 0)
+    if esm & ESM_MESSAGE_TYPE_MASK in RECEIPT_TYPES:
+        return True
+    return pdu.get("receipted_message_id") is not None or pdu.get("message_state") is not None
+
+
+def dedup_key(pdu: Pdu) -> str | None:
+    """The identity of one PDU's content for redelivery detection (None: do not dedup)."""
+    if pdu.get("ussd_service_op") is not None and pdu.get("its_session_info") is None:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    for name in (
+        "source_addr",
+        "destination_addr",
+        "data_coding",
+        "esm_class",
+        "short_message",
+        "message_payload",
+        "sar_msg_ref_num",
+        "sar_segment_seqnum",
+        "ussd_service_op",
+        "its_session_info",
+    ):
+        value = pdu.get(name)
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        digest.update(len(raw).to_bytes(4, "big") + raw)
+    return "mo:" + digest.hexdigest()
+
+
+class InboundProcessor:
+    """The session's ``on_inbound``: classify, dedup, reassemble, hand on to ``sink``."""
+
+    def __init__(
+        self,
+        sink: InboundSink,
+        *,
+        dedup: KeyStore | None = None,
+        dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        reassembly_timeout: float = 300.0,
+        country_code: str = "48",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sink = sink
+        self._dedup = dedup if dedup is not None else MemoryKeyStore(clock)
+        self._dedup_ttl = dedup_ttl
+        self._reassembler = text.Reassembler(reassembly_timeout)
+        self._country_code = country_code
+        self._clock = clock
+        self.messages = 0
+        self.receipts = 0
+        self.duplicates = 0
+        self.parts_waiting = 0
+
+    async def __call__(self, pdu: Pdu) -> int:
+        source = self._msisdn(str(pdu.get("source_addr", "")))
+        if is_receipt(pdu):
+            return await self._receipt(pdu, source)
+        key = dedup_key(pdu)
+        if key is not None and not await self._dedup.claim_once(key, self._dedup_ttl):
+            self.duplicates += 1
+            log.info("duplicate MO dropped", extra={"msisdn": source})
+            return Status.ESME_ROK
+        try:
+            whole = self._reassembler.add(source, dict(pdu.params), self._clock())
+        except ValueError:
+            log.warning("undecodable MO dropped", extra={"msisdn": source})
+            return Status.ESME_ROK
+        if whole is None:
+            self.parts_waiting += 1
+            return Status.ESME_ROK
+        message = self._message(pdu, source, whole, key)
+        try:
+            await self._sink(message)
+        except Exception:
+            release = getattr(self._dedup, "release", None)
+            if key is not None and release is not None:
+                await release(key)
+            raise
+        self.messages += 1
+        return Status.ESME_ROK
+
+    def expire(self) -> list[Any]:
+        """Drop long messages whose parts never all came (call periodically)."""
+        return list(self._reassembler.expire(self._clock()))
+
+    async def _receipt(self, pdu: Pdu, source: str) -> int:
+        data = pdu.get("short_message") or pdu.get("message_payload") or b""
+        try:
+            _, body = text.decode_short_message(
+                bytes(data),
+                int(pdu.get("data_coding", 0) or 0),
+                bool(int(pdu.get("esm_class", 0) or 0) & ESM_UDHI),
+            )
+        except ValueError:
+            body = ""
+        try:
+            receipt = receipts.parse_receipt(pdu.params, body or None)
+        except receipts.ReceiptError:
+            log.warning("unreadable receipt dropped", extra={"msisdn": source})
+            return Status.ESME_ROK
+        self.receipts += 1
+        await self._sink(
+            ReceiptEvent(receipt.message_id, receipt.state.name, receipt.error, source, receipt)
+        )
+        return Status.ESME_ROK
+
+    def _message(self, pdu: Pdu, source: str, whole: str, key: str | None) -> InboundMessage:
+        op = pdu.get("ussd_service_op")
+        info = pdu.get("its_session_info")
+        channel: Literal["sms", "ussd"] = (
+            "ussd" if op is not None or pdu.get("service_type") == "USSD" else "sms"
+        )
+        session_id = None
+        if channel == "ussd":
+            session_id = f"{source}:{_session_number(info)}" if info is not None else source
+        return InboundMessage(
+            msisdn=source,
+            text=whole,
+            channel=channel,
+            ussd_op=int(op) if op is not None else None,
+            session_id=session_id,
+            message_id=key or f"mo:{source}:{pdu.sequence}",
+            destination=str(pdu.get("destination_addr", "")),
+            its_session_info=info,
+        )
+
+    def _msisdn(self, raw: str) -> str:
+        try:
+            return normalise_msisdn(raw, self._country_code)
+        except InvalidInput:  # alphanumeric or odd source: keep it as the SMSC gave it
+            return raw
+
+
+def _session_number(info: Any) -> int:
+    """its_session_info octet 1 is the session number (octet 2: sequence + end bit)."""
+    if isinstance(info, bytes):
+        return info[0] if info else 0
+    return (int(info) >> 8) & 0xFF

@@ -1,0 +1,147 @@
+"""deliver_sm → InboundMessage / ReceiptEvent: receipts, reassembly, dedup, USSD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.inbound import (
+    InboundEvent,
+    InboundMessage,
+    InboundProcessor,
+    MemoryKeyStore,
+    ReceiptEvent,
+    dedup_key,
+    is_receipt,
+)
+from gateway.pdu import MessageState, Pdu, Status
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def deliver(seq: int = 1, **params: Any) -> Pdu:
+    base = {"source_addr": "48600000001", "destination_addr": "2424", "data_coding": 0}
+    return Pdu("deliver_sm", seq, 0, {**base, **params})
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def got() -> list[InboundEvent]:
+    return []
+
+
+@pytest.fixture
+def processor(got: list[InboundEvent], clock: Clock) -> InboundProcessor:
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    return InboundProcessor(sink, dedup=MemoryKeyStore(clock), dedup_ttl=60, clock=clock)
+
+
+async def test_sms_becomes_a_message(processor: InboundProcessor, got: list[Any]) -> None:
+    assert await processor(deliver(short_message=b"PAKIET")) == Status.ESME_ROK
+    [msg] = got
+    assert isinstance(msg, InboundMessage)
+    assert (msg.msisdn, msg.text, msg.channel, msg.ussd_op) == (
+        "48600000001",
+        "PAKIET",
+        "sms",
+        None,
+    )
+    assert msg.destination == "2424" and msg.message_id.startswith("mo:")
+
+
+async def test_receipt_by_esm_class_is_not_a_command(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    text = (
+        b"id:1A2B sub:001 dlvrd:001 submit date:2511251200 done date:2511251201"
+        b" stat:DELIVRD err:000 text:HASLO"
+    )
+    await processor(deliver(esm_class=0x04, short_message=text))
+    [event] = got
+    assert isinstance(event, ReceiptEvent)
+    assert event.message_id == "1A2B" and event.state == "DELIVERED"
+    assert processor.messages == 0 and processor.receipts == 1
+
+
+async def test_receipt_by_tlvs_only(processor: InboundProcessor, got: list[Any]) -> None:
+    pdu = deliver(
+        short_message=b"", receipted_message_id="00ff", message_state=MessageState.UNDELIVERABLE
+    )
+    assert is_receipt(pdu)
+    await processor(pdu)
+    [event] = got
+    assert isinstance(event, ReceiptEvent) and event.state == "UNDELIVERABLE"
+
+
+async def test_redelivered_mo_is_acknowledged_but_not_handed_on(
+    processor: InboundProcessor, got: list[Any], clock: Clock
+) -> None:
+    assert await processor(deliver(1, short_message=b"INFO")) == Status.ESME_ROK
+    assert await processor(deliver(2, short_message=b"INFO")) == Status.ESME_ROK
+    assert len(got) == 1 and processor.duplicates == 1
+    await processor(deliver(3, short_message=b"INFO", source_addr="48600000002"))
+    assert len(got) == 2  # another subscriber is another message
+    clock.now += 61
+    await processor(deliver(4, short_message=b"INFO"))
+    assert len(got) == 3  # outside the window: the subscriber typed it again
+
+
+async def test_long_mo_is_reassembled_and_redelivered_part_ignored(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    udh = bytes((5, 0, 3, 0x42, 2))
+    await processor(deliver(1, esm_class=0x40, short_message=udh + b"\x02" + b"ADRES Dluga 1"))
+    await processor(deliver(2, esm_class=0x40, short_message=udh + b"\x02" + b"ADRES Dluga 1"))
+    assert got == [] and processor.duplicates == 1
+    await processor(deliver(3, esm_class=0x40, short_message=udh + b"\x01" + b"Warszawa "))
+    [msg] = got
+    assert msg.text == "Warszawa ADRES Dluga 1"  # whole, in part order
+
+
+async def test_ussd_carries_session_and_op(processor: InboundProcessor, got: list[Any]) -> None:
+    pdu = deliver(
+        short_message=b"*100#", service_type="USSD", ussd_service_op=1, its_session_info=0x0700
+    )
+    await processor(pdu)
+    [msg] = got
+    assert (msg.channel, msg.ussd_op, msg.its_session_info) == ("ussd", 1, 0x0700)
+    assert msg.session_id == "48600000001:7"
+
+
+async def test_same_ussd_answer_twice_is_not_a_duplicate(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    for _ in range(2):
+        await processor(deliver(short_message=b"1", ussd_service_op=18))
+    assert len(got) == 2
+    assert dedup_key(deliver(short_message=b"1", ussd_service_op=18)) is None
+
+
+async def test_failing_sink_releases_the_dedup_claim(got: list[Any], clock: Clock) -> None:
+    calls = 0
+
+    async def flaky(event: InboundEvent) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("router down")
+        got.append(event)
+
+    processor = InboundProcessor(flaky, dedup=MemoryKeyStore(clock), clock=clock)
+    with pytest.raises(RuntimeError):
+        await processor(deliver(short_message=b"HASLO"))
+    await processor(deliver(short_message=b"HASLO"))  # the SMSC's redelivery is processed
+    assert [m.text for m in got] == ["HASLO"]

@@ -1,0 +1,203 @@
+"""One contract, three stores: memory, Redis Streams, SQL (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox import MemoryOutbox, Outbox, OutboxItem
+
+Factory = Callable[..., Outbox]
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(kind, url); resolved synchronously: the server fixtures run their own event loop."""
+    kind = str(request.param)
+    if kind == "redis":
+        return kind, request.getfixturevalue("redis_server_url")
+    if kind == "postgres":
+        return kind, request.getfixturevalue("postgres_url")
+    if kind == "sqlite":
+        return kind, f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
+    return kind, ""
+
+
+@pytest.fixture
+async def make_outbox(store: tuple[str, str], redis_prefix: str) -> AsyncIterator[Factory]:
+    """A factory of outboxes sharing one store (a second call = a second process)."""
+    kind, url = store
+    if kind == "memory":
+        shared: dict[float, MemoryOutbox] = {}
+
+        def make(lease: float = 60.0) -> Outbox:
+            return shared.setdefault(lease, MemoryOutbox(lease=lease))
+
+        yield make
+        return
+    if kind == "redis":
+        import redis.asyncio as aioredis
+
+        from gateway.outbox_redis import RedisOutbox
+
+        prefix = redis_prefix
+        client = aioredis.from_url(url)
+
+        def make(lease: float = 60.0) -> Outbox:
+            return RedisOutbox(client, prefix, lease=lease)
+
+        yield make
+        async for key in client.scan_iter(match=f"*{prefix}*"):
+            await client.delete(key)
+        await client.aclose()
+        return
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.outbox_sql import SqlOutbox, outbox_table
+
+    engine = create_async_engine(url)
+    first = SqlOutbox(engine)
+    await first.create()
+    async with engine.begin() as conn:
+        await conn.execute(outbox_table.delete())
+
+    def make_sql(lease: float = 60.0) -> Outbox:
+        return SqlOutbox(engine, lease=lease, poll=0.02)
+
+    yield make_sql
+    await engine.dispose()
+
+
+async def test_put_take_done_roundtrip(make_outbox: Factory) -> None:
+    box = make_outbox()
+    meta = {"channel": "ussd", "end": False, "its_session_info": 0x0102}
+    [item_id] = await box.put("48600000001", "Menu:\n1 Konto", meta)
+    assert await box.depth() == 1
+    [item] = await box.take("c1", 10)
+    assert (item.id, item.msisdn, item.text, dict(item.meta)) == (
+        item_id,
+        "48600000001",
+        "Menu:\n1 Konto",
+        meta,
+    )
+    assert 1 <= item.ref <= 0xFFFF and item.attempts == 1 and dict(item.accepted) == {}
+    assert await box.take("c1", 10) == []  # leased
+    await box.done(item, ["abc"])
+    assert await box.depth() == 0
+    assert await box.take("c1", 10) == []
+
+
+async def test_one_subscriber_waits_for_the_earlier_reply(make_outbox: Factory) -> None:
+    box = make_outbox()
+    await box.put("48600000001", ["a1", "a2"])
+    await box.put("48600000002", "b1")
+    first = await box.take("c1", 10)
+    assert sorted(i.text for i in first) == ["a1", "b1"]
+    assert await box.take("c2", 10) == []
+    a1 = next(i for i in first if i.text == "a1")
+    await box.done(a1, ["1"])
+    # Redis keeps an entry with the consumer that read it first; any live consumer may send it.
+    [a2] = await box.take("c2", 10) + await box.take("c1", 10)
+    assert a2.text == "a2"
+
+
+async def test_retry_keeps_order_and_accepted_parts(make_outbox: Factory) -> None:
+    box = make_outbox()
+    await box.put("48600000001", ["first", "second"])
+    [item] = await box.take("c1", 10)
+    await box.retry(item, 0.3, "throttled", {0: "id-0"})
+    assert await box.take("c1", 10) == []  # not before 0.3 s, and "second" must wait
+    await asyncio.sleep(0.35)
+    [again] = await box.take("c1", 10)
+    assert again.id == item.id and again.text == "first" and again.ref == item.ref
+    assert dict(again.accepted) == {0: "id-0"} and again.attempts == 2
+
+
+async def test_failed_item_leaves_and_unblocks_the_next(make_outbox: Factory) -> None:
+    box = make_outbox()
+    await box.put("48600000001", ["bad", "good"])
+    [bad] = await box.take("c1")
+    await box.fail(bad, "ESME_RINVDSTADR")
+    [good] = await box.take("c1")
+    assert good.text == "good"
+    failed = await box.failed()
+    assert [(i.text, err) for i, err in failed] == [("bad", "ESME_RINVDSTADR")]
+    assert await box.depth() == 1
+
+
+async def test_lease_of_a_dead_consumer_expires(make_outbox: Factory) -> None:
+    dead = make_outbox(lease=0.3)
+    alive = make_outbox(lease=0.3)
+    await dead.put("48600000001", "orphan")
+    [taken] = await dead.take("dead-consumer")
+    assert await alive.take("alive") == []
+    await asyncio.sleep(0.45)
+    [reclaimed] = await alive.take("alive")
+    assert reclaimed.id == taken.id and reclaimed.text == "orphan"
+    await alive.done(reclaimed, ["1"])
+    assert await alive.depth() == 0
+
+
+async def test_heartbeat_keeps_a_slow_send(make_outbox: Factory) -> None:
+    slow = make_outbox(lease=0.4)
+    other = make_outbox(lease=0.4)
+    await slow.put("48600000001", "slow")
+    assert len(await slow.take("slow")) == 1
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        await slow.heartbeat("slow")
+    if isinstance(slow, MemoryOutbox):
+        pytest.skip("the memory outbox lives in one process: its leases are not contested")
+    assert await other.take("other") == []
+
+
+async def test_two_processes_drain_without_double_sends_in_order(make_outbox: Factory) -> None:
+    producer = make_outbox()
+    subscribers = [f"4860000000{i}" for i in range(5)]
+    for n in range(8):
+        for msisdn in subscribers:
+            await producer.put(msisdn, f"{msisdn}:{n}")
+    sent: list[str] = []
+    rng = random.Random(7)
+
+    async def worker(box: Outbox, name: str) -> None:
+        idle = 0
+        while idle < 20:
+            items = await box.take(name, 3)
+            if not items:
+                idle += 1
+                await asyncio.sleep(0.01)
+                continue
+            idle = 0
+            for item in items:
+                await asyncio.sleep(rng.random() * 0.005)
+                if rng.random() < 0.2:
+                    await box.retry(item, 0.0, "throttled", {})
+                else:
+                    sent.append(item.text)
+                    await box.done(item, ["x"])
+
+    await asyncio.wait_for(
+        asyncio.gather(worker(make_outbox(), "p1"), worker(make_outbox(), "p2")), 60
+    )
+    assert sorted(sent) == sorted(f"{m}:{n}" for m in subscribers for n in range(8))
+    for msisdn in subscribers:
+        mine = [int(t.split(":")[1]) for t in sent if t.startswith(msisdn)]
+        assert mine == list(range(8))
+    assert await producer.depth() == 0
+
+
+def test_items_are_plain_records() -> None:
+    item = OutboxItem("1", "48600000001", "x", {}, 5, 1)
+    assert item.accepted == {} and item.attempts == 0

@@ -16,7 +16,7 @@ re-exports them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from backend.errors import Idea24Error
@@ -87,38 +87,39 @@ def is_gsm(text: str) -> bool:
     return all(ch in GSM_CHARACTERS for ch in text)
 
 
+def _unencodable(text: str) -> TextEncodeError:
+    ch = next(c for c in text if c not in GSM_CHARACTERS)
+    return TextEncodeError(f"{ch!r} (U+{ord(ch):04X}) is not in the GSM 03.38 alphabet")
+
+
 def septet_length(text: str) -> int:
     """Septets the whole of ``text`` takes; raises TextEncodeError when it is not GSM-7."""
-    total = 0
-    for ch in text:
-        cost = septet_cost(ch)
-        if cost is None:
-            raise TextEncodeError(f"{ch!r} (U+{ord(ch):04X}) is not in the GSM 03.38 alphabet")
-        total += cost
-    return total
+    return len(encode_septets(text))
+
+
+# str.translate tables: the per-character work happens in C.
+_ENCODE_TRANS: Mapping[int, str] = MappingProxyType(
+    {ord(ch): chr(v) for ch, v in _BASIC_ENCODE.items()}
+    | {ord(ch): "\x1b" + chr(s) for ch, s in _EXT_ENCODE.items()}
+)
+_DECODE_TRANS: Mapping[int, str] = MappingProxyType({i: BASIC_TABLE[i & 0x7F] for i in range(256)})
 
 
 def encode_septets(text: str) -> bytes:
     """GSM-7 unpacked: one septet per octet, extension characters as ESC + septet."""
-    out = bytearray()
-    for ch in text:
-        basic = _BASIC_ENCODE.get(ch)
-        if basic is not None:
-            out.append(basic)
-            continue
-        ext = _EXT_ENCODE.get(ch)
-        if ext is None:
-            raise TextEncodeError(f"{ch!r} (U+{ord(ch):04X}) is not in the GSM 03.38 alphabet")
-        out += bytes((ESC, ext))
-    return bytes(out)
+    if not GSM_CHARACTERS.issuperset(text):
+        raise _unencodable(text)
+    return text.translate(_ENCODE_TRANS).encode("latin-1")
 
 
-def decode_septets(septets: Iterable[int]) -> str:
+def decode_septets(septets: bytes) -> str:
     """Unpacked septets → text, as a handset shows them (TS 23.038 section 6.2.1.1).
 
     An ESC followed by a septet the extension table lacks shows the basic character; ESC ESC and a
     trailing ESC show a space. Values above 0x7F are masked to seven bits. Never raises.
     """
+    if ESC not in septets and ESC | 0x80 not in septets:
+        return septets.decode("latin-1").translate(_DECODE_TRANS)
     out: list[str] = []
     escaped = False
     for value in septets:

@@ -46,7 +46,6 @@ from gateway.gsm import (
     encode_septets,
     fill_bits_after_udh,
     pack_septets,
-    septet_cost,
     unpack_septets,
 )
 from gateway.pdu import ESM_UDHI as ESM_UDHI
@@ -202,9 +201,12 @@ _TRANSLIT: Mapping[str, str] = {
 }
 
 
+_TRANSLIT_TRANS = {ord(k): v for k, v in _TRANSLIT.items()}
+
+
 def transliterate(text: str) -> str:
     """Polish letters and typographic punctuation → their GSM-7 look-alikes; the rest unchanged."""
-    return "".join(_TRANSLIT.get(ch, ch) for ch in text)
+    return text.translate(_TRANSLIT_TRANS)
 
 
 def is_gsm(text: str) -> bool:
@@ -229,19 +231,16 @@ _LATIN1 = _Scheme(DC_LATIN1, 140, 134, 133)
 _UCS2 = _Scheme(DC_UCS2, 70, 67, 66)
 
 
-def _cost(ch: str, scheme: _Scheme) -> int | None:
-    """Units ``ch`` takes in ``scheme`` (septets, octets or UTF-16 units), None if impossible."""
-    if scheme is _UCS2:
-        return 2 if ord(ch) > 0xFFFF else 1
-    if scheme is _LATIN1:
-        return 1 if ord(ch) <= 0xFF else None
-    if scheme is _IA5 and ord(ch) > 0x7F:
-        return None
-    return septet_cost(ch)
-
-
 def _fits(text: str, scheme: _Scheme) -> bool:
-    return all(_cost(ch, scheme) is not None for ch in text)
+    if scheme is _UCS2:
+        return True
+    if scheme is _LATIN1:
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            return False
+        return True
+    return GSM_CHARACTERS.issuperset(text) and (scheme is _GSM or text.isascii())
 
 
 def _choose(text: str, policy: Policy, default_coding: int) -> tuple[str, _Scheme]:
@@ -272,24 +271,50 @@ def _encode_chars(text: str, scheme: _Scheme) -> bytes:
     return encode_septets(text)
 
 
-def _chunks(text: str, scheme: _Scheme, limit: int) -> list[str]:
-    """Greedy split on character boundaries, each chunk at most ``limit`` units."""
+def _measure(text: str, scheme: _Scheme) -> tuple[bytes, int]:
+    """Octets that measure ``text`` in the scheme's units, and octets per unit.
+
+    GSM-7 and IA5 are both counted in GSM septets (the SMSC sends IA5 to the handset as GSM-7).
+    """
+    if scheme is _UCS2:
+        return _encode_chars(text, _UCS2), 2
+    if scheme is _LATIN1:
+        return text.encode("latin-1"), 1
+    return encode_septets(text), 1
+
+
+def _chunks(text: str, scheme: _Scheme, stream: bytes, width: int, limit: int) -> list[str]:
+    """Greedy split into chunks of at most ``limit`` units, cut only between characters.
+
+    A cut is moved back by one unit when it would fall after an ESC (0x1B only ever starts an
+    escape in our septets: no extension septet is 0x1B) or after a UTF-16 high surrogate.
+    """
+    step = limit * width
+    gsm = scheme is _GSM or scheme is _IA5
+    astral = width == 2 and len(stream) != 2 * len(text)
     chunks: list[str] = []
-    start = 0
-    used = 0
-    for i, ch in enumerate(text):
-        cost = _cost(ch, scheme)
-        assert cost is not None  # _choose guarantees the scheme fits
-        if used + cost > limit:
-            chunks.append(text[start:i])
-            start, used = i, 0
-        used += cost
-    chunks.append(text[start:])
-    return chunks
-
-
-def _units(text: str, scheme: _Scheme) -> int:
-    return sum(_cost(ch, scheme) or 0 for ch in text)
+    pos = char = 0
+    while True:
+        end = min(pos + step, len(stream))
+        if end < len(stream):
+            if gsm and stream[end - 1] == 0x1B:
+                end -= 1
+            elif width == 2 and 0xD8 <= stream[end - 2] <= 0xDB:
+                end -= 2
+        piece = stream[pos:end]
+        if gsm:
+            n = len(piece) - piece.count(0x1B)
+        elif astral:
+            n = len(piece) // 2 - sum(
+                1 for i in range(0, len(piece), 2) if 0xD8 <= piece[i] <= 0xDB
+            )
+        else:
+            n = len(piece) // width
+        chunks.append(text[char : char + n])
+        char += n
+        pos = end
+        if pos >= len(stream):
+            return chunks
 
 
 def encode_message(
@@ -318,20 +343,19 @@ def encode_message(
             return udh + pack_septets(raw, fill_bits_after_udh(len(udh)) if udh else 0)
         return udh + raw
 
-    if long == "payload":
-        chunks = _chunks(chosen, scheme, scheme.per_udh8)
-        if len(chunks) > MAX_PARTS:
-            raise TooManyParts(len(chunks))
-        payload = body(chosen)
-        return [Part(b"", dc, 0, {"message_payload": payload}, chosen)]
-    if long not in ("udh", "udh16", "sar"):
+    if long not in ("udh", "udh16", "sar", "payload"):
         raise TextEncodeError(f"long must be udh, udh16, sar or payload, got {long!r}")
-
-    if _units(chosen, scheme) <= scheme.single:
+    stream, width = _measure(chosen, scheme)
+    if long == "payload":
+        total = -(-len(stream) // (scheme.per_udh8 * width))  # parts the SMSC will need, about
+        if total > MAX_PARTS:
+            raise TooManyParts(total)
+        return [Part(b"", dc, 0, {"message_payload": body(chosen)}, chosen)]
+    if len(stream) <= scheme.single * width:
         return [Part(body(chosen), dc, 0, {}, chosen)]
 
     limit = scheme.per_udh16 if long == "udh16" else scheme.per_udh8
-    chunks = _chunks(chosen, scheme, limit)
+    chunks = _chunks(chosen, scheme, stream, width, limit)
     total = len(chunks)
     if total > MAX_PARTS:
         raise TooManyParts(total)
@@ -423,6 +447,7 @@ def codec_for(data_coding: int) -> str:
         0x08: "utf-16-be",
         0x0A: "iso2022-jp",
         0x0E: "euc-kr",
+        0x0F: "gsm",  # reserved in SMPP; USSD gateways pass on the CBS "GSM-7, no language"
     }
     if data_coding < 0x10:
         return smpp.get(data_coding, "latin-1")

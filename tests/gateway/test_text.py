@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.gsm import GSM_CHARACTERS
+from gateway.gsm import GSM_CHARACTERS, septet_cost
 from gateway.text import (
     ESM_UDHI,
     Part,
@@ -281,7 +281,9 @@ def test_malformed_udh_raises_udh_error(data: bytes) -> None:
         (3, "latin-1"),
         (4, "latin-1"),
         (8, "utf-16-be"),
+        (0x0F, "gsm"),  # USSD: CBS DCS "GSM-7, language unspecified"
         (0x11, "gsm"),  # general group, class 1
+        (0x48, "utf-16-be"),  # automatic deletion group, UCS-2
         (0x18, "utf-16-be"),
         (0xF0, "gsm"),  # flash, default alphabet
         (0xF4, "latin-1"),  # 8-bit data
@@ -365,3 +367,40 @@ def test_round_trip(
         got += "@"  # a final @ filling the last octet reads as zero padding (documented)
     assert got == expected
     assert len(r) == 0
+
+
+def _reference_cost(ch: str, data_coding: int) -> int:
+    if data_coding == 8:
+        return 2 if ord(ch) > 0xFFFF else 1
+    if data_coding == 3:
+        return 1
+    cost = septet_cost(ch)
+    assert cost is not None
+    return cost
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    any_text,
+    st.sampled_from(["udh", "udh16", "sar"]),
+    st.sampled_from([0, 1, 3]),
+    st.sampled_from(["ucs2", "transliterate"]),
+)
+def test_parts_are_full_and_cut_only_between_characters(
+    text: str, long: Any, default_coding: int, policy: Any
+) -> None:
+    parts = encode_message(text, long=long, default_coding=default_coding, policy=policy)
+    dc = parts[0].data_coding
+    single, per, per16 = {0: (160, 153, 152), 1: (160, 153, 152), 3: (140, 134, 133)}.get(
+        dc, (70, 67, 66)
+    )
+    limit = per16 if long == "udh16" else per
+    units = [sum(_reference_cost(ch, dc) for ch in p.text) for p in parts]
+    if len(parts) == 1:
+        assert units[0] <= single
+        return
+    assert sum(units) > single
+    for i in range(len(parts)):
+        assert 0 < units[i] <= limit
+        if i + 1 < len(parts):  # greedy: the next character would not have fitted
+            assert units[i] + _reference_cost(parts[i + 1].text[0], dc) > limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -131,3 +132,51 @@ class Peer:
             pass
         finally:
             self.client.disconnect()
+
+
+def echo_esme(pdu: Any) -> list[dict[str, Any]]:
+    """A tiny ESME: answers an SMS with ``Echo: <text>`` and runs a one-level USSD menu.
+
+    Only to see replies travel; the real dialogs live in ``dialogs/``.
+    """
+    if pdu.esm_class & 0x04:  # a delivery receipt: nothing to answer
+        return []
+    sender = pdu.source_addr.decode()
+    op = getattr(pdu, "ussd_service_op", None)
+    if op is None:
+        text = pdu.short_message.decode("utf-16-be" if pdu.data_coding == 8 else "latin-1")
+        reply = f"Echo: {text}"
+        if reply.isascii():
+            return [{"destination_addr": sender, "short_message": reply.encode()}]
+        sm = reply.encode("utf-16-be")
+        return [{"destination_addr": sender, "short_message": sm, "data_coding": 8}]
+    ussd = {
+        "destination_addr": sender,
+        "service_type": "USSD",
+        "its_session_info": pdu.its_session_info,
+    }
+    if op == 1:
+        menu = b"Idea24\n1 Konto\n2 Pakiet"
+        return [{**ussd, "short_message": menu, "ussd_service_op": 2}]
+    answer = pdu.short_message.decode()
+    return [{**ussd, "short_message": f"Wybrano {answer}".encode(), "ussd_service_op": 17}]
+
+
+class EsmeThread:
+    """:func:`echo_esme` bound as a transceiver, served from a thread until ``stop``."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.peer = Peer(address, on_deliver=echo_esme)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.peer.bind()
+        self._thread = threading.Thread(target=self.peer.serve, args=(lambda: self._stop,))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(5)
+        self.peer.close()

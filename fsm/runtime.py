@@ -64,13 +64,17 @@ class Turn:
         backend: Any,
         *,
         resumed: bool,
+        found: bool = False,
     ) -> None:
         self.inbound = inbound
         self.backend = backend
         self.data = data
         self.replies: list[Reply] = []
         self.finished = False
+        #: The loaded record continues (False: the dialog starts from its initial state).
         self.resumed = resumed
+        #: A record was found at all (False after a timeout or on first contact).
+        self.found = found
         self._machine = machine
         self._state = state
 
@@ -170,7 +174,15 @@ class Runtime:
         else:
             resumed = False
             state, data = dialog.machine.initial, {}
-        turn = Turn(inbound, dialog.machine, state, data, self.backend, resumed=resumed)
+        turn = Turn(
+            inbound,
+            dialog.machine,
+            state,
+            data,
+            self.backend,
+            resumed=resumed,
+            found=record is not None,
+        )
         started = self._clock()
         try:
             await dialog.handle(turn)

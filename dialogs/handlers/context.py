@@ -1,0 +1,23 @@
+"""What a handler works with: the backend, the subscriber, the language and the channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dialogs.catalogue import Texts, texts
+
+if TYPE_CHECKING:
+    from backend.api import Backend
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    backend: Backend
+    msisdn: str
+    lang: str
+    channel: str  # "sms" | "ussd": written to the audit row of every change
+
+    @property
+    def t(self) -> Texts:
+        return texts(self.lang)

@@ -1,0 +1,101 @@
+"""Reading what subscribers type: case, Polish letters, spacing and phone numbers forgiven.
+
+``fold`` maps text to upper-case ASCII with single spaces (``Włącz  roam`` → ``WLACZ ROAM``), so
+the keyword table only lists plain spellings. Arguments keep their original form because an
+address or a description is written the way the subscriber wants it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from dialogs.errors import DialogInputError
+
+_SPACES = re.compile(r"\s+")
+_NOT_DECOMPOSED = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "ß": "ss"})
+
+
+def fold(text: str) -> str:
+    """Upper-case ASCII, Polish letters stripped of diacritics, single spaces."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_NOT_DECOMPOSED))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _SPACES.sub(" ", plain).strip().upper()
+
+
+def squeeze(text: str) -> str:
+    """Single spaces, trimmed, original letters kept."""
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A recognised keyword: ``name`` is the command, ``lang`` how it was asked (None: neutral)."""
+
+    name: str
+    lang: str | None
+    args: str  # original text after the keyword, spaces squeezed
+    words: tuple[str, ...]  # the folded arguments, split
+
+
+def parse_command(text: str, table: dict[str, tuple[str, str | None]]) -> Command | None:
+    """The command ``text`` starts with, by the folded keyword ``table``; None when unknown."""
+    clean = squeeze(text)
+    if not clean:
+        return None
+    head, _, rest = clean.partition(" ")
+    entry = table.get(fold(head))
+    if entry is None:
+        return None
+    name, lang = entry
+    return Command(name, lang, rest, tuple(fold(rest).split()))
+
+
+_NUMBER_TOKENS = re.compile(r"\+?\d+")
+
+
+def split_numbers(text: str) -> list[str]:
+    """Phone numbers in free text, each as E.164 without ``+`` (``48601234567``).
+
+    Spaces and dashes inside a number are allowed (``+48 601-234-567``); numbers may be separated by
+    spaces, commas or semicolons. Digit groups are joined until they make a 9-digit national or an
+    11-digit ``48…`` number.
+    """
+    numbers: list[str] = []
+    for chunk in re.split(r"[,;]", text):
+        current = ""
+        for token in _NUMBER_TOKENS.findall(
+            chunk.replace("-", "").replace("(", "").replace(")", "")
+        ):
+            current += token
+            digits = current.lstrip("+").lstrip("0")
+            international = current.startswith(("+", "00")) or (
+                digits.startswith("48") and len(digits) > 9
+            )
+            if len(digits) == 9 and not international:
+                numbers.append("48" + digits)
+                current = ""
+            elif international and len(digits) >= 11:
+                numbers.append(digits)
+                current = ""
+        if current:
+            raise DialogInputError("input.bad_number", number=current)
+    return numbers
+
+
+def menu_number(text: str) -> int | None:
+    """A menu answer as a number (``" 3 "`` → 3); None for anything else."""
+    clean = text.strip()
+    return int(clean) if clean.isdigit() and len(clean) <= 3 else None
+
+
+def dialled_path(text: str) -> list[str] | None:
+    """``*100#`` → ``[]``, ``*100*3*1#`` → ``["3", "1"]``; None when not a dialled code."""
+    clean = text.strip().replace(" ", "")
+    if not (clean.startswith("*") and clean.endswith("#")):
+        return None
+    parts = clean[1:-1].split("*")
+    if not parts or not all(p.isdigit() for p in parts):
+        return None
+    return parts[1:]

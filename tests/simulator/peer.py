@@ -45,7 +45,8 @@ class UssdClient(smpplib.client.Client):  # type: ignore[misc]
 class Peer:
     """One smpplib connection: bind, submit, read until a condition holds (bounded by ``wait``).
 
-    ``on_deliver`` may return a list of submit_sm keyword dicts to send back (a tiny ESME).
+    ``responses`` holds successful submit_sm_resp, ``errors`` every response with an error
+    status. ``on_deliver`` may return a list of submit_sm keyword dicts to send back (a tiny ESME).
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class Peer:
         self.errors: list[Any] = []
         self.enquire_links = 0
         self.client.set_message_received_handler(self._received)
-        self.client.set_message_sent_handler(lambda pdu, **kw: self.responses.append(pdu))
+        self.client.set_message_sent_handler(self._sent)
         self.client.set_error_pdu_handler(self.errors.append)
         self._replies: list[dict[str, Any]] = []
         original = self.client._enquire_link_received
@@ -76,6 +77,10 @@ class Peer:
             original(pdu)
 
         self.client._enquire_link_received = enquire
+
+    def _sent(self, pdu: Any, **_: Any) -> None:
+        if not pdu.is_error():  # smpplib hands error responses to both handlers
+            self.responses.append(pdu)
 
     def _received(self, pdu: Any, **_: Any) -> None:
         self.delivered.append(pdu)

@@ -3,7 +3,8 @@
 Theory of operation: every submit_sm (each part of a long message) takes one token. The bucket
 refills at ``rate`` tokens/s up to ``burst``. When the SMSC answers ESME_RTHROTTLED or
 ESME_RMSGQFUL the throttle *backs off*: it halves the effective rate (never below ``floor``)
-and pauses sending for a delay that doubles with each consecutive pushback (with jitter), so a
+and pauses sending for a delay that doubles with each consecutive pushback (with jitter; the
+answers to requests already in flight when a pause began do not double it again), so a
 congested SMSC sees fewer requests, not a retry storm. Successful responses restore the rate
 additively (AIMD, like TCP). The object belongs to the bind, not to one TCP connection, so a
 reconnect does not reset it: an SMSC that throttled us a second ago still does.
@@ -114,8 +115,13 @@ class Throttle:
     def pushback(self) -> float:
         """The SMSC said throttled / queue full: slow down. Returns the pause in seconds."""
         self.pushbacks += 1
+        now = self._clock()
+        if now < self._paused_until:
+            # Answers to requests sent before the pause began: the same congestion, already
+            # being handled; escalating per answer would turn one burst into a long stall.
+            return self._paused_until - now
         delay = self._pause.next_delay()
-        self._paused_until = max(self._paused_until, self._clock() + delay)
+        self._paused_until = now + delay
         if self.effective_rate > 0:
             self.effective_rate = max(self.floor, self.effective_rate / 2)
         return delay

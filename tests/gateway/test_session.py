@@ -265,3 +265,14 @@ async def test_graceful_shutdown_drains_then_unbinds(smsc: MiniSmsc) -> None:
     assert all(r.message_ids for r in results)
     commands = [p.command for p in client.received]
     assert commands[-1] == "unbind" and commands.count("submit_sm") == 3
+
+
+async def test_throttle_state_survives_a_reconnect(smsc: MiniSmsc) -> None:
+    async with SmppSession(smsc.profile(rate=100.0), backoff_base=0.05) as session:
+        assert await session.wait_bound(5)
+        session.throttle.pushback()
+        slowed = session.throttle.effective_rate
+        assert slowed == 50.0
+        await smsc.drop_all()
+        await until(lambda: session.tx.stats.connects == 2 and session.bound)
+        assert session.throttle.effective_rate == slowed and session.throttle.pushbacks == 1

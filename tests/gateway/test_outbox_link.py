@@ -1,0 +1,195 @@
+"""The whole ESME path against the simulator over loopback: MO in, replies out through the outbox,
+receipts matched, faults survived (throttling, dropped connections, duplicate MO, early receipts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway.binds import BindPool, OutboxSender
+from gateway.inbound import InboundEvent, InboundMessage, MemoryKeyStore
+from gateway.outbox import DeliveryTracker, MemoryOutbox, Outbox, reply_meta
+from gateway.session import SmppSession
+from gateway.settings import SmscProfile
+from simulator.controller import SimulatorController
+
+A = "48600000001"
+B = "48600000002"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatorController]:
+    async with SimulatorController(accounts={"idea24": "idea24"}) as controller:
+        yield controller
+
+
+def profile(sim: SimulatorController, **options: Any) -> SmscProfile:
+    host, port = sim.smpp_address
+    values: dict[str, Any] = {"response_timeout": 2.0, "source_addr": "2424", **options}
+    return SmscProfile("idea24", "idea24", host, port, **values)
+
+
+class Echo:
+    """A stand-in router: SMS → "echo TEXT"; USSD → a menu, "1" → a final screen."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.seen: list[InboundMessage] = []
+
+    async def __call__(self, event: InboundEvent) -> None:
+        assert isinstance(event, InboundMessage)
+        self.seen.append(event)
+        if event.channel == "ussd":
+            end = event.text == "1"
+            text = "Koniec" if end else "Menu:\n1 Konto\n2 Pakiet"
+            await self.outbox.put(event.msisdn, text, reply_meta(event, end=end))
+        else:
+            await self.outbox.put(event.msisdn, f"echo {event.text}", reply_meta(event))
+
+
+@pytest.fixture
+async def pool(sim: SimulatorController) -> AsyncIterator[BindPool]:
+    outbox = MemoryOutbox()
+    bind_pool = BindPool(
+        [profile(sim)],
+        outbox,
+        Echo(outbox),
+        dedup=MemoryKeyStore(),
+        session_options={"backoff_base": 0.05},
+    )
+    async with bind_pool:
+        assert await bind_pool.sessions[0].wait_bound(5)
+        yield bind_pool
+
+
+async def wait_for(predicate: Any, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - state spread over the simulator and the pool
+            await asyncio.sleep(0.01)
+
+
+def mt_texts(sim: SimulatorController, msisdn: str) -> list[str]:
+    return [m.text for m in sim.messages(msisdn) if m.direction == "mt"]
+
+
+async def test_mo_sms_gets_its_reply(sim: SimulatorController, pool: BindPool) -> None:
+    await sim.inject_mo(A, "2424", "INFO")
+    [reply] = await sim.wait_messages(A, 1)
+    assert reply.text == "echo INFO" and reply.kind == "sms"
+    await wait_for(lambda: pool.tracker.delivered == 1)
+
+
+async def test_ussd_menu_then_final(sim: SimulatorController, pool: BindPool) -> None:
+    menu = await sim.ussd(A, "*100#")
+    assert menu.text.startswith("Menu:") and not menu.end
+    final = await sim.ussd(A, "1")
+    assert final.text == "Koniec" and final.end
+    assert (menu.op, final.op) == (2, 17)
+    await wait_for(lambda: pool.senders[0].sent == 2)  # both replies left the outbox
+    echo = pool._sink
+    assert isinstance(echo, Echo)
+    [dialled, answered] = echo.seen
+    assert (dialled.channel, dialled.text, answered.text) == ("ussd", "*100#", "1")
+    assert dialled.session_id == answered.session_id is not None
+
+
+async def test_long_reply_parts_and_receipts_per_part(
+    sim: SimulatorController, pool: BindPool
+) -> None:
+    text = "Faktura " + "x" * 300
+    [item_id] = await pool.outbox.put(A, text, {"channel": "sms"})
+    [got] = await sim.wait_messages(A, 1)
+    assert got.text == text and got.parts == 3
+    await wait_for(lambda: pool.tracker.state(item_id) == "delivered")
+    assert pool.tracker.part_states(item_id) == ["delivered"] * 3
+
+
+async def test_receipts_before_responses_are_matched(
+    sim: SimulatorController, pool: BindPool
+) -> None:
+    sim.faults.update(receipt_first=True)
+    ids = [(await pool.outbox.put(A, f"r{i}", {"channel": "sms"}))[0] for i in range(5)]
+    await sim.wait_messages(A, 5)
+    await wait_for(lambda: all(pool.tracker.state(i) == "delivered" for i in ids))
+    assert pool.tracker.early >= 1 and pool.tracker.parked == 0
+
+
+async def test_failed_delivery_is_counted(sim: SimulatorController, pool: BindPool) -> None:
+    sim.faults.update(receipt_states=("UNDELIV",))
+    [item_id] = await pool.outbox.put(A, "x", {"channel": "sms"})
+    await wait_for(lambda: pool.tracker.state(item_id) == "failed")
+    assert pool.tracker.failed == 1
+
+
+async def test_duplicate_mo_is_answered_once(sim: SimulatorController, pool: BindPool) -> None:
+    sim.faults.update(duplicate_mo=True)
+    await sim.inject_mo(A, "2424", "PAKIET")
+    await sim.wait_messages(A, 1)
+    await asyncio.sleep(0.2)  # a second reply, if any, would be here by now
+    assert mt_texts(sim, A) == ["echo PAKIET"]
+    assert pool.inbound.duplicates == 1
+
+
+async def test_dropped_connection_mid_traffic_loses_and_doubles_nothing(
+    sim: SimulatorController, pool: BindPool
+) -> None:
+    sim.faults.update(drop_after=15)
+    for n in range(20):
+        for msisdn in (A, B):
+            await pool.outbox.put(msisdn, f"{msisdn[-1]}:{n}", {"channel": "sms"})
+    await sim.wait_messages(A, 20, wait=15)
+    await sim.wait_messages(B, 20, wait=15)
+    await wait_for(lambda: pool.sessions[0].tx.stats.connects >= 2)
+    # the last submit_sm_resp may still be on its way
+    await wait_for(lambda: not pool.outbox._queues, 10)  # type: ignore[attr-defined]
+    for msisdn in (A, B):
+        assert mt_texts(sim, msisdn) == [f"{msisdn[-1]}:{n}" for n in range(20)]
+
+
+async def test_smsc_throttling_slows_down_and_drops_nothing(
+    sim: SimulatorController, pool: BindPool
+) -> None:
+    sim.faults.update(throttle=20)
+    started = time.monotonic()
+    for n in range(40):
+        await pool.outbox.put(f"4860000{n:04d}", f"t{n}", {"channel": "sms"})
+    await wait_for(lambda: sum(1 for m in sim.messages() if m.direction == "mt") >= 40, 20)
+    assert time.monotonic() - started >= 0.9  # 40 at 20/s: at least one full window later
+    assert pool.sessions[0].throttle.pushbacks >= 1
+    assert sorted(m.text for m in sim.messages() if m.direction == "mt") == sorted(
+        f"t{n}" for n in range(40)
+    )
+
+
+async def test_drain_once_and_graceful_shutdown(sim: SimulatorController) -> None:
+    outbox = MemoryOutbox()
+    session = SmppSession(profile(sim, window=4))
+    tracker = DeliveryTracker()
+    sender = OutboxSender(outbox, session, tracker=tracker)
+    async with session:
+        assert await session.wait_bound(5)
+        for n in range(10):
+            await outbox.put(A, f"d{n}", {"channel": "sms"})
+        sim.faults.update(delay=0.05)
+        assert await sender.drain_once(10) == 10
+        assert await outbox.depth() == 0 and sender.sent == 10
+    assert mt_texts(sim, A) == [f"d{n}" for n in range(10)]
+    assert not session.bound
+
+
+async def test_permanent_rejection_marks_failed_and_next_goes(sim: SimulatorController) -> None:
+    outbox = MemoryOutbox()
+    async with SmppSession(profile(sim)) as session:
+        assert await session.wait_bound(5)
+        sender = OutboxSender(outbox, session)
+        await outbox.put(A, ["rejected", "fine"], {"channel": "sms"})
+        sim.faults.update(reject_status=0x0B, reject_count=1)  # ESME_RINVDSTADR
+        await sender.drain_once(10)
+    [(item, error)] = await outbox.failed()
+    assert item.text == "rejected" and "ESME_RINVDSTADR" in error
+    assert mt_texts(sim, A) == ["fine"]

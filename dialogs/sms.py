@@ -138,14 +138,14 @@ async def _payment(ctx: Ctx, cmd: Command) -> Step:
 
 
 async def _tariff(ctx: Ctx, cmd: Command) -> Step:
-    choices = await ctx.backend.tariffs()
     if not cmd.words:
-        available = ", ".join(fold(x.name).replace(" ", "") for x in choices)
-        return Step(await views.tariff(ctx) + "\n" + ctx.t("tariff.how", names=available))
+        codes = ", ".join(i.value for i in await views.tariff_choices(ctx))
+        return Step(await views.tariff(ctx) + "\n" + ctx.t("tariff.how", names=codes))
+    choices = await ctx.backend.tariffs()
     wanted = "".join(cmd.words)
     found = [x for x in choices if wanted in (fold(x.code), fold(x.name).replace(" ", ""))]
     if not found:
-        example = fold(choices[0].name).replace(" ", "") if choices else ""
+        example = (await views.tariff_choices(ctx) or [views.Item("", "")])[0].value
         raise DialogInputError("tariff.unknown", name=cmd.args, example=example)
     pending = {"op": "tariff", "code": found[0].code}
     return Step(await actions.describe(ctx, pending), pending=pending)
@@ -284,7 +284,10 @@ class SmsDialog:
             return cmd.lang
         if "lang" in turn.data:
             return str(turn.data["lang"])
-        info = await turn.backend.subscriber(turn.msisdn)
+        try:
+            info = await turn.backend.subscriber(turn.msisdn)
+        except ServiceError:  # not a subscriber: the command itself will say so
+            return self.default_language
         return info.language if info.language in ("pl", "en") else self.default_language
 
     async def handle(self, turn: Turn) -> None:

@@ -147,11 +147,12 @@ class Runtime:
             return []
         extra = {"msisdn": inbound.msisdn, "channel": inbound.channel}
         try:
-            hits = await self.store.hit(keys.rate(inbound.msisdn), self.rate_window)
-            if self.rate_limit and hits > self.rate_limit:
-                log.info("turn rate limited", extra={**extra, "hits": hits})
-                return [dialog.notice(inbound, {}, "rate_limited")]
+            # Nothing is awaited before the lock: turns of one subscriber queue in arrival order.
             async with self.store.lock(inbound.msisdn) as guard:
+                hits = await self.store.hit(keys.rate(inbound.msisdn), self.rate_window)
+                if self.rate_limit and hits > self.rate_limit:
+                    log.info("turn rate limited", extra={**extra, "hits": hits})
+                    return [dialog.notice(inbound, {}, "rate_limited")]
                 return await self._locked_turn(dialog, inbound, guard)
         except LockTimeout:
             log.warning("turn lock busy", extra=extra)

@@ -1,0 +1,37 @@
+"""One catalogue per language: same keys, same placeholders, the formats of the contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from dialogs.catalogue import TABLES, placeholders, texts
+
+
+def test_languages_have_the_same_keys_and_placeholders() -> None:
+    pl, en = TABLES["pl"], TABLES["en"]
+    assert set(pl) == set(en)
+    for key in pl:
+        assert placeholders(pl[key]) == placeholders(en[key]), key
+        assert pl[key].strip() and en[key].strip(), key
+
+
+def test_money_and_dates() -> None:
+    t = texts("pl")
+    assert t.money(1230) == "12,30 zł"
+    assert t.money(5) == "0,05 zł"
+    assert t.money(-250) == "-2,50 zł"
+    assert texts("en").money(123456) == "1234,56 zł"
+    assert t.date(date(2026, 11, 24)) == "24.11.2026"
+    assert t.when(datetime(2026, 11, 24, 13, 5, tzinfo=UTC)) == "14:05 24.11.2026"
+
+
+def test_unknown_language_falls_back_to_polish_and_missing_params_are_blank() -> None:
+    assert texts("de").lang == "pl"
+    assert texts("pl")("code.wrong") == "Błędny kod abonencki. Pozostałe próby: ."
+
+
+def test_texts_used_by_the_portal() -> None:
+    """gateway/app.py words the portal's password SMS with the key ``password``."""
+    for lang in ("pl", "en"):
+        text = texts(lang)("password", password="Ab3dEf7h")
+        assert "Ab3dEf7h" in text and "10 min" in text

@@ -1,0 +1,79 @@
+"""Forgiving input: case, Polish letters, spaces, phone number spellings, dialled codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from dialogs.errors import DialogInputError
+from dialogs.parsing import dialled_path, fold, menu_number, parse_command, split_numbers
+from dialogs.sms import KEYWORDS
+
+
+@pytest.mark.parametrize(
+    ("raw", "folded"),
+    [
+        ("hasło", "HASLO"),
+        ("  Włącz   roaming ", "WLACZ ROAMING"),
+        ("WŁĄCZ", "WLACZ"),
+        ("wyłącz\tnoce", "WYLACZ NOCE"),
+        ("Płatność zmień", "PLATNOSC ZMIEN"),
+        ("Usługi wszystkie", "USLUGI WSZYSTKIE"),
+        ("dołącz", "DOLACZ"),
+        ("ŻÓŁĆ źś", "ZOLC ZS"),
+    ],
+)
+def test_fold(raw: str, folded: str) -> None:
+    assert fold(raw) == folded
+
+
+def test_parse_command_keeps_arguments_as_written() -> None:
+    cmd = parse_command("  adres   ul. Długa 5/3,  00-950 Warszawa ", KEYWORDS)
+    assert cmd is not None
+    assert (cmd.name, cmd.lang, cmd.args) == ("address", "pl", "ul. Długa 5/3, 00-950 Warszawa")
+    cmd = parse_command("Hasło", KEYWORDS)
+    assert cmd is not None and (cmd.name, cmd.lang) == ("password", "pl")
+    cmd = parse_command("password", KEYWORDS)
+    assert cmd is not None and (cmd.name, cmd.lang) == ("password", "en")
+    cmd = parse_command("info", KEYWORDS)
+    assert cmd is not None and cmd.lang is None
+    assert parse_command("blah blah", KEYWORDS) is None
+    assert parse_command("   ", KEYWORDS) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "numbers"),
+    [
+        ("601234567", ["48601234567"]),
+        ("+48601234567", ["48601234567"]),
+        ("48601234567", ["48601234567"]),
+        ("+48 601-234-567", ["48601234567"]),
+        ("601 234 567", ["48601234567"]),
+        ("0048601234567", ["48601234567"]),
+        (
+            "601234567 +48 602 345 678 48603456789",
+            ["48601234567", "48602345678", "48603456789"],
+        ),
+        ("601-234-567, 602 345 678; 603456789", ["48601234567", "48602345678", "48603456789"]),
+        ("", []),
+    ],
+)
+def test_split_numbers(raw: str, numbers: list[str]) -> None:
+    assert split_numbers(raw) == numbers
+
+
+@pytest.mark.parametrize("raw", ["12345", "601 234", "601234567 999"])
+def test_split_numbers_rejects_fragments(raw: str) -> None:
+    with pytest.raises(DialogInputError) as info:
+        split_numbers(raw)
+    assert info.value.key == "input.bad_number"
+
+
+def test_dialled_path_and_menu_numbers() -> None:
+    assert dialled_path("*100#") == []
+    assert dialled_path(" *100*2# ") == ["2"]
+    assert dialled_path("*100*3*1#") == ["3", "1"]
+    assert dialled_path("3") is None
+    assert dialled_path("*100*a#") is None
+    assert menu_number(" 7 ") == 7
+    assert menu_number("x") is None
+    assert menu_number("1234") is None

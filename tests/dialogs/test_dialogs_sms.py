@@ -1,0 +1,343 @@
+"""Every SMS command as a conversation: text in → reply out, on the real backend and both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from backend.api import Backend
+from dialogs import build_dialogs
+from fsm.runtime import Inbound, Runtime
+from tests.dialogs.conftest import Phone, phone_for
+from tests.fsm.conftest import StoreCase
+
+ASK = "Aby potwierdzić, wyślij TAK i kod abonencki, np. TAK 123456. NIE anuluje."
+ASK_EN = "To confirm, send YES and your subscriber code, e.g. YES 123456. NO cancels."
+
+
+def today(backend: Backend) -> str:
+    return backend.context.today().strftime("%d.%m.%Y")
+
+
+async def test_help_and_unknown(phone: Phone) -> None:
+    assert (await phone.sms("POMOC")).startswith("Komendy Idea24: INFO, PAKIET, HASLO")
+    assert (await phone.sms("help")).startswith("Idea24 commands: INFO, USAGE, PASSWORD")
+    assert await phone.sms("kup mi kawę") == (
+        "Nie znamy komendy „kup”. Wyślij POMOC, aby poznać komendy, albo wybierz *100#."
+    )
+    assert await phone.sms("TAK 111111") == (
+        "Nie ma nic do potwierdzenia. Wyślij POMOC, aby poznać komendy."
+    )
+    assert await phone.sms("no") == (
+        "There is nothing to confirm. Send HELP for the list of commands."
+    )
+
+
+async def test_info_usage_invoices(phone: Phone) -> None:
+    info = await phone.sms("info")
+    assert info.startswith("Nr 48600000001, konto 1.0000001. Taryfa Idea Optimum 120. Faktura: ")
+    assert info.endswith("Zostało: 73 min, 62 SMS.")
+    assert re.fullmatch(
+        r"Pakiet do \d\d\.\d\d\.\d{4}: minuty 47/120 \(zostało 73\), SMS 38/100 \(zostało 62\)\.",
+        await phone.sms("PAKIET"),
+    )
+    assert "minutes 47/120 (73 left), SMS 38/100 (62 left)." in await phone.sms("usage")
+    assert re.fullmatch(
+        r"Faktura \S+ za \d\d\.\d\d\.\d{4}-\d\d\.\d\d\.\d{4}: \d+,\d\d zł, termin "
+        r"\d\d\.\d\d\.\d{4}, (zapłacona|do zapłaty)\.",
+        await phone.sms("Faktura"),
+    )
+    lines = (await phone.sms("FAKTURY")).split("\n")
+    assert lines[0] == "Faktury z 12 mies.:"
+    assert len(lines) == 13
+    assert all(re.fullmatch(r"\d\d\.\d{4}: \d+,\d\d zł (zapł\.|do zapł\.)", x) for x in lines[1:])
+    assert (await phone.sms("INVOICES")).startswith("Invoices, 12 months:\n")
+
+
+async def test_unknown_number_is_told_politely(runtime: Runtime) -> None:
+    stranger = phone_for(runtime, "48699999999")
+    assert await stranger.sms("INFO") == "Ten numer nie jest abonentem Idea. Zadzwoń na *22."
+    assert await stranger.sms("USAGE") == "This number is not an Idea subscriber. Please call *22."
+
+
+async def test_password_reply_carries_a_working_password(phone: Phone, backend: Backend) -> None:
+    reply = await phone.sms("Hasło")
+    found = re.fullmatch(
+        r"Hasło tymczasowe do Idea24 on-line: (\S{8})\n"
+        r"Ważne 10 min, jednorazowe\. Nie podawaj go nikomu\.",
+        reply,
+    )
+    assert found, reply
+    assert await backend.verify_temp_password("48600000001", found.group(1)) is True
+    english = await phone.sms("PASSWORD")
+    assert english.startswith("Temporary password for Idea24 on-line: ")
+    assert "Valid 10 min" in english
+
+
+async def test_password_rate_limit_is_worded(phone: Phone) -> None:
+    for _ in range(3):
+        await phone.sms("HASLO")
+    assert re.fullmatch(r"Za dużo prób\. Spróbuj ponownie za \d+ min\.", await phone.sms("HASLO"))
+
+
+async def test_services_list_and_details(phone: Phone, runtime: Runtime) -> None:
+    assert await phone.sms("USLUGI") == (
+        "Twoje usługi:\n3IJA Trzy i Ja (wł.)\nMMS MMS (wł.)\nWszystkie: USLUGI WSZYSTKIE"
+    )
+    everything = await phone.sms("usługi wszystkie")
+    assert everything.startswith("Usługi (kod nazwa):\n3IJA Trzy i Ja (wł.)\nPRZYJACIEL ")
+    assert "\nNOCE Darmowe noce\n" in everything
+    assert await phone.sms("USLUGA noce") == (
+        "Darmowe noce (NOCE): wyłączona. Abonament 5,00 zł/mies., aktywacja 10,00 zł."
+    )
+    assert await phone.sms("USLUGA") == "Podaj kod usługi. Przykład: USLUGA 3IJA"
+    assert await phone.sms("USLUGA KAWA") == "Nie ma usługi o kodzie KAWA. Lista: USLUGI WSZYSTKIE"
+    assert await phone_for(runtime, "48600000003").sms("USLUGI") == (
+        "Nie masz usług dodatkowych. Lista: USLUGI WSZYSTKIE"
+    )
+
+
+async def test_activate_with_fee_wrong_code_then_right(phone: Phone, backend: Backend) -> None:
+    day = today(backend)
+    assert await phone.sms("WŁĄCZ  noce") == (
+        f"Włączenie usługi Darmowe noce: opłata 10,00 zł, abonament 5,00 zł/mies., od {day}.\n"
+        + ASK
+    )
+    assert await phone.sms("TAK 000000") == "Błędny kod abonencki. Pozostałe próby: 2."
+    assert await phone.sms("TAK") == "Dopisz kod abonencki, np. TAK 123456. NIE anuluje."
+    assert await phone.sms("hmm?") == ASK
+    assert await phone.sms("tak 111 111") == (
+        f"Usługa Darmowe noce włączona od {day}. Opłata 10,00 zł."
+    )
+    assert (await backend.service("48600000001", "NOCE")).active
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+
+
+async def test_english_on_and_yes(phone: Phone, backend: Backend) -> None:
+    day = today(backend)
+    assert await phone.sms("on noce") == (
+        f"Switching on Darmowe noce: fee 10,00 zł, then 5,00 zł/month, from {day}.\n" + ASK_EN
+    )
+    assert await phone.sms("YES 111111") == f"Darmowe noce is on from {day}. Fee 10,00 zł."
+
+
+async def test_already_on_and_usage_errors(phone: Phone) -> None:
+    assert await phone.sms("WLACZ MMS") == "Usługa MMS jest już włączona."
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+    assert await phone.sms("WLACZ") == "Podaj kod usługi. Przykład: WLACZ 3IJA"
+    assert await phone.sms("OFF") == "Give the service code. Example: OFF 3IJA"
+    assert await phone.sms("WYLACZ NOCE") == "Usługa Darmowe noce jest już wyłączona."
+
+
+async def test_cancel_and_abandon(phone: Phone, backend: Backend) -> None:
+    assert (await phone.sms("WYLACZ MMS")).startswith("Wyłączenie usługi MMS: opłata 0,00 zł")
+    assert await phone.sms("nie") == "Anulowano. Nic nie zostało zmienione."
+    assert (await backend.service("48600000001", "MMS")).active
+    assert (await phone.sms("WLACZ NOCE")).endswith(ASK)
+    assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a new command runs"
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+    assert not (await backend.service("48600000001", "NOCE")).active
+
+
+async def test_wrong_codes_lock_the_code(phone: Phone, backend: Backend) -> None:
+    await phone.sms("WLACZ NOCE")
+    assert await phone.sms("TAK 000001") == "Błędny kod abonencki. Pozostałe próby: 2."
+    assert await phone.sms("TAK 000002") == "Błędny kod abonencki. Pozostałe próby: 1."
+    locked = await phone.sms("TAK 000003")
+    assert re.fullmatch(
+        r"Kod abonencki zablokowany do \d\d:\d\d \d\d\.\d\d\.\d{4} po błędnych próbach\. "
+        r"Zmiana anulowana\.",
+        locked,
+    )
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+    await phone.sms("WLACZ NOCE")
+    assert (await phone.sms("TAK 111111")).startswith("Kod abonencki zablokowany do ")
+    assert not (await backend.service("48600000001", "NOCE")).active
+
+
+async def test_three_numbers(phone: Phone, backend: Backend) -> None:
+    assert await phone.sms("3ija") == (
+        "Trzy i Ja: 48601234567, 48602345678, 48603456789.\n"
+        "Zmiana: 3IJA N1 N2 N3, np. 3IJA 601234567 602345678 603456789"
+    )
+    assert await phone.sms("3IJA 601234567") == (
+        "Podaj trzy numery (podano: 1). Przykład: 3IJA 601234567 602345678 603456789"
+    )
+    assert (
+        await phone.sms("3IJA 601 23") == "„60123” nie jest numerem telefonu. Przykład: 601234567."
+    )
+    quote = await phone.sms("3IJA +48 601-111-222  602 333 444 48603555666")
+    assert quote.startswith(
+        "Trzy i Ja: nowe numery 48601111222, 48602333444, 48603555666. Opłata 3,00 zł"
+    )
+    assert quote.endswith(ASK)
+    assert (await phone.sms("TAK 111111")).startswith("Numery zmienione od ")
+    assert (await backend.favourites("48600000001")).three == (
+        "48601111222",
+        "48602333444",
+        "48603555666",
+    )
+
+
+async def test_friend(runtime: Runtime, backend: Backend) -> None:
+    anna = phone_for(runtime, "48600000002")
+    assert (await anna.sms("PRZYJACIEL")).startswith("Przyjaciel: 48604567890.\n")
+    assert (await anna.sms("friend 605-000-111")).startswith(
+        "Przyjaciel: new number 48605000111. Fee 2,00 zł"
+    )
+    assert (await anna.sms("YES 222222")).startswith("Numbers changed from ")
+    assert (await backend.favourites("48600000002")).friend == "48605000111"
+    assert await anna.sms("PRZYJACIEL 1 2") == (
+        "„12” nie jest numerem telefonu. Przykład: 601234567."
+    )
+
+
+async def test_address_change(phone: Phone, backend: Backend) -> None:
+    assert (await phone.sms("ADRES")).startswith(
+        "Adres korespondencyjny: ul. Długa 5/3, 00-950 Warszawa.\n"
+    )
+    assert await phone.sms("ADRES ul. Krótka 7, 31-019 Kraków") == (
+        "Nowy adres korespondencyjny: ul. Krótka 7, 31-019 Kraków. Bez opłat.\n" + ASK
+    )
+    assert await phone.sms("TAK 111111") == "Adres zmieniony na: ul. Krótka 7, 31-019 Kraków."
+    assert str(await backend.address("48600000001")) == "ul. Krótka 7, 31-019 Kraków"
+    wrong = await phone.sms("ADRES Kraków")
+    assert wrong.endswith("Przykład: ul. Długa 5/3, 00-950 Warszawa"), wrong
+
+
+async def test_tariff(phone: Phone) -> None:
+    assert await phone.sms("TARYFA") == (
+        "Twoja taryfa: Idea Optimum 120: 49,00 zł/mies., 120 min, 100 SMS.\n"
+        "Zmiana: TARYFA NAZWA. Dostępne: START, PLUS, MAX."
+    )
+    quote = await phone.sms("taryfa idea plus 300")
+    assert quote.startswith("Zmiana taryfy na Idea Plus 300: opłata ")
+    assert ", abonament 79,00 zł/mies., od " in quote
+    assert (await phone.sms("TAK 111111")).startswith("Przyjęliśmy zmianę taryfy (")
+    assert await phone.sms("TARYFA KAWA") == "Nie ma taryfy „KAWA”. Przykład: TARYFA START"
+    assert await phone.sms("TARYFA FIRMA") == "Ta taryfa jest tylko dla firm."
+
+
+async def test_payment(phone: Phone) -> None:
+    assert await phone.sms("PŁATNOŚĆ") == (
+        "Forma płatności: Przelew. Okres rozliczeniowy "
+        + (await phone.sms("PLATNOSC")).split("Okres rozliczeniowy ")[1]
+    )
+    assert await phone.sms("PLATNOSC ZMIEN") == (
+        "Podaj nową formę: POLECENIE_ZAPLATY, KARTA. Przykład: PLATNOSC ZMIEN POLECENIE_ZAPLATY"
+    )
+    assert await phone.sms("PLATNOSC ZMIEN karta") == (
+        "Wniosek o zmianę formy płatności na: Karta płatnicza. BOK wyśle Ci formularz do "
+        "podpisu. Bez opłat.\n" + ASK
+    )
+    assert re.fullmatch(
+        r"Przyjęliśmy wniosek \S+\. Formularz do podpisu wyślemy pocztą\.",
+        await phone.sms("TAK 111111"),
+    )
+    assert "Wniosek o zmianę " in await phone.sms("PLATNOSC")
+    assert await phone.sms("PLATNOSC COS") == "Nie rozumiemy. Wyślij PLATNOSC albo PLATNOSC ZMIEN."
+
+
+async def test_order_letter_walk(phone: Phone) -> None:
+    types = await phone.sms("ZLECENIE")
+    assert types.startswith("Zlecenie - odpisz numerem rodzaju:\n1 Duplikat faktury\n")
+    assert await phone.sms("9") == "Odpisz numerem od 1 do 5 albo NIE, aby anulować."
+    assert await phone.sms("2") == "Podaj dane zlecenia (np. numer faktury, okres):"
+    assert await phone.sms("okres 10.2026") == "Opisz krótko sprawę:"
+    assert await phone.sms("ok") == "Opis jest za krótki. Opisz sprawę w kilku słowach:"
+    assert await phone.sms("Proszę o biling szczegółowy") == (
+        "Wyślemy do BOK zlecenie: Biling szczegółowy.\n" + ASK
+    )
+    assert re.fullmatch(
+        r"Zlecenie przyjęte, numer ZL/\d{4}/\d+\. Status: przyjęte\.",
+        await phone.sms("TAK 111111"),
+    )
+
+
+async def test_complaint_in_english_and_cancel(phone: Phone) -> None:
+    assert (await phone.sms("COMPLAINT")).startswith(
+        "Complaint - reply with the number of the type:\n1 Invoice\n2 Call quality"
+    )
+    assert await phone.sms("1") == (
+        "Give the complaint details (e.g. invoice number, date, amount):"
+    )
+    assert await phone.sms("NO") == "Cancelled. Nothing was changed."
+    await phone.sms("REKLAMACJA")
+    assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a command leaves the list"
+    await phone.sms("REKLAMACJA")
+    await phone.sms("2")
+    await phone.sms("FV/1/2026, 12.11.2026")
+    assert (await phone.sms("Rozmowy się urywają")).endswith(ASK)
+    assert re.fullmatch(r"Reklamacja przyjęta, numer RK/\d{4}/\d+\. Status: przyjęte\.",
+                        await phone.sms("TAK 111111"))  # fmt: skip
+
+
+async def test_profit(runtime: Runtime, phone: Phone) -> None:
+    anna = phone_for(runtime, "48600000002")
+    assert re.fullmatch(
+        r"Program Profit: \d+ pkt \(od \d\d\.\d\d\.\d{4}\)\.", await anna.sms("PROFIT")
+    )
+    history = (await anna.sms("profit historia")).split("\n")
+    assert history[0] == "Historia Profit:" and len(history) > 2
+    assert all(re.fullmatch(r"\d\d\.\d\d\.\d{4} [+-]\d+ \S+", x) for x in history[1:])
+    assert await anna.sms("PROFIT DOLACZ") == "Już należysz do Programu Profit."
+    assert await phone.sms("PROFIT") == "Nie należysz do Programu Profit. Dołącz: PROFIT DOLACZ."
+    assert await phone.sms("PROFIT DOŁĄCZ") == (
+        "Dołączenie do Programu Profit: bez opłat, punkty za każdą fakturę.\n" + ASK
+    )
+    assert await phone.sms("TAK 111111") == "Witamy w Programie Profit! Na start masz 100 pkt."
+    assert (await phone.sms("PROFIT")).startswith("Program Profit: 100 pkt")
+    assert await phone.sms("PROFIT X") == "Wyślij PROFIT, PROFIT DOLACZ albo PROFIT HISTORIA."
+
+
+async def test_pending_confirmation_times_out(case: StoreCase, backend: Backend) -> None:
+    class Short:
+        sms_dialog_timeout = 0.3
+        ussd_timeout = 0.3
+        language = "pl"
+
+    phone = Phone(Runtime(case.store, build_dialogs(Short()), backend))
+    assert (await phone.sms("WLACZ NOCE")).endswith(ASK)
+    await case.advance(0.45)
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+    assert not (await backend.service("48600000001", "NOCE")).active
+
+
+async def test_two_messages_at_once_in_order(runtime: Runtime, backend: Backend) -> None:
+    first = asyncio.create_task(runtime.turn(Inbound("48600000001", "sms", "WLACZ NOCE")))
+    second = asyncio.create_task(runtime.turn(Inbound("48600000001", "sms", "TAK 111111")))
+    one, two = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert one[0].text.endswith(ASK)
+    assert two[0].text.startswith("Usługa Darmowe noce włączona od ")
+    assert (await backend.service("48600000001", "NOCE")).active
+
+
+async def test_turn_failing_half_way_keeps_the_pending_change(
+    phone: Phone, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await phone.sms("WLACZ NOCE")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(backend, "activate", broken)
+    assert await phone.sms("TAK 111111") == (
+        "Przepraszamy, wystąpił błąd. Spróbuj ponownie za chwilę lub zadzwoń na *22."
+    )
+    monkeypatch.undo()
+    assert not (await backend.service("48600000001", "NOCE")).active
+    assert (await phone.sms("TAK 111111")).startswith("Usługa Darmowe noce włączona od ")
+
+
+async def test_rate_limit_on_turns(case: StoreCase, backend: Backend) -> None:
+    phone = Phone(Runtime(case.store, build_dialogs(), backend, rate_limit=3, rate_window=60))
+    for _ in range(3):
+        await phone.sms("PAKIET")
+    assert await phone.sms("PAKIET") == (
+        "Za dużo wiadomości w krótkim czasie. Spróbuj ponownie za kilka minut."
+    )
+    assert await phone.sms("USAGE") == (
+        "Too many messages in a short time. Please try again in a few minutes."
+    )

@@ -71,10 +71,11 @@ SUPPORTED: Final[frozenset[str]] = _smpplib_commands()
 def _delegated(name: str) -> tuple[str, ...]:
     """TLVs of ``name`` that smpplib handles correctly, in smpplib's wire order."""
     cls = type(sm_smpp.make_pdu(name, client=_CLIENT))
+    mandatory = {f.name for f in LAYOUTS[name]}
     out = []
     for field in cls.params_order:
         t = TLVS.get(field)
-        if t is None or field not in sm_consts.OPTIONAL_PARAMS:
+        if t is None or field not in sm_consts.OPTIONAL_PARAMS or field in mandatory:
             continue
         param = cls.params[field]
         if (

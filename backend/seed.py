@@ -219,7 +219,9 @@ async def _insert_missing(
 ) -> int:
     table: Table = model.__table__  # type: ignore[assignment]
     columns = [table.c[name] for name in key]
-    existing = {tuple(r) for r in (await session.execute(select(*columns))).all()}
+    firsts = sorted({r[key[0]] for r in rows})
+    query = select(*columns).where(columns[0].in_(firsts))
+    existing = {tuple(r) for r in (await session.execute(query)).all()}
     fresh = [r for r in rows if tuple(r[name] for name in key) not in existing]
     for start in range(0, len(fresh), BATCH):
         await session.execute(insert(table), fresh[start : start + BATCH])
@@ -432,14 +434,33 @@ async def _seed_synthetic(
             )
         )
     )
+    connection = await session.connection()
+    raw = _RawInserter(connection.dialect.name == "sqlite")
     plans = [t for t in TARIFFS if not t[5]]
     methods = [m[0] for m in PAYMENT_METHODS]
+    # Periods depend only on the billing day: compute them 28 times, not once per subscriber.
+    usage_start = {day: raw.day(period_start(today, day)) for day in range(1, 29)}
+    periods = {
+        day: [
+            (
+                f"FV/{p['period_start']:%Y/%m}/",
+                raw.day(p["period_start"]),
+                raw.day(p["period_end"]),
+                raw.day(p["issued"]),
+                raw.day(p["due_date"]),
+                p["paid"],
+            )
+            for p in _invoices("", day, 0, today, invoice_count, 0)
+        ]
+        for day in range(1, 29)
+    }
+    activated, opened = raw.day(date(2024, 1, 1)), raw.day(date(2020, 1, 1))
     added = 0
     for first in range(0, n, BATCH):
-        accounts: list[dict[str, Any]] = []
-        subscribers: list[dict[str, Any]] = []
-        usage: list[dict[str, Any]] = []
-        invoices: list[dict[str, Any]] = []
+        accounts: list[tuple[Any, ...]] = []
+        subscribers: list[tuple[Any, ...]] = []
+        usage: list[tuple[Any, ...]] = []
+        invoices: list[tuple[Any, ...]] = []
         for i in range(first, min(n, first + BATCH)):
             msisdn = str(SYNTHETIC_BASE + i)
             if msisdn in existing:
@@ -448,38 +469,166 @@ async def _seed_synthetic(
             code = msisdn[-6:]
             plan = plans[i % len(plans)]
             day = 1 + i % 28
+            name = f"Abonent {i}"
             accounts.append(
-                {
-                    "number": account,
-                    "kind": "individual",
-                    "name": f"Abonent {i}",
-                    "code_hash": keyed_hash(key, ACCOUNT_CODE, account, code),
-                    "street": f"ul. Testowa {1 + i % 250}",
-                    "postal_code": f"{i % 100:02d}-{i % 1000:03d}",
-                    "city": "Warszawa",
-                    "payment_method": methods[i % len(methods)],
-                    "billing_day": day,
-                    "opened": date(2020, 1, 1),
-                    "version": 0,
-                }
+                (
+                    account,
+                    "individual",
+                    name,
+                    keyed_hash(key, ACCOUNT_CODE, account, code),
+                    f"ul. Testowa {1 + i % 250}",
+                    f"{i % 100:02d}-{i % 1000:03d}",
+                    "Warszawa",
+                    methods[i % len(methods)],
+                    day,
+                    opened,
+                    0,
+                )
             )
-            subscribers.append(_subscriber_row(key, msisdn, code, f"Abonent {i}", account, plan[0]))
+            subscribers.append(
+                (
+                    msisdn,
+                    account,
+                    name,
+                    plan[0],
+                    keyed_hash(key, SUBSCRIBER_CODE, msisdn, code),
+                    "pl",
+                    activated,
+                    0,
+                    0,
+                    0,
+                )
+            )
             usage.append(
-                {
-                    "msisdn": msisdn,
-                    "period_start": period_start(today, day),
-                    "minutes_used": (i * 37) % (plan[3] + 1),
-                    "sms_used": (i * 53) % (plan[4] + 1),
-                }
+                (msisdn, usage_start[day], (i * 37) % (plan[3] + 1), (i * 53) % (plan[4] + 1))
             )
-            invoices.extend(_invoices(account, day, plan[2], today, invoice_count, i))
-        for model, rows in (
-            (Account, accounts),
-            (Subscriber, subscribers),
-            (UsageRow, usage),
-            (InvoiceRow, invoices),
-        ):
-            if rows:
-                await session.execute(insert(model.__table__), rows)  # type: ignore[arg-type]
+            fee = plan[2]
+            invoices.extend(
+                (
+                    account,
+                    prefix + account,
+                    start,
+                    end,
+                    issued,
+                    due,
+                    fee + (i * 7919 + k * 104729) % 3000,
+                    paid,
+                )
+                for k, (prefix, start, end, issued, due, paid) in enumerate(periods[day], 1)
+            )
+        await raw.insert(session, "accounts", _ACCOUNT_COLUMNS, accounts)
+        await raw.insert(session, "subscribers", _SUBSCRIBER_COLUMNS, subscribers)
+        await raw.insert(session, "usage", _USAGE_COLUMNS, usage)
+        await raw.insert(session, "invoices", _INVOICE_COLUMNS, invoices)
         added += len(subscribers)
     return added
+
+
+_ACCOUNT_COLUMNS = (
+    "number", "kind", "name", "code_hash", "street", "postal_code", "city", "payment_method",
+    "billing_day", "opened", "version",
+)  # fmt: skip
+_SUBSCRIBER_COLUMNS = (
+    "msisdn", "account_number", "name", "tariff_code", "code_hash", "language", "activated",
+    "version", "code_failures", "password_failures",
+)  # fmt: skip
+_USAGE_COLUMNS = ("msisdn", "period_start", "minutes_used", "sms_used")
+_INVOICE_COLUMNS = (
+    "account_number", "number", "period_start", "period_end", "issued", "due_date", "amount",
+    "paid",
+)  # fmt: skip
+
+
+class _RawInserter:
+    """Driver-level bulk insert of tuples (executemany on SQLite, COPY on PostgreSQL): SQLAlchemy's
+    per-row bind processing is most of the cost of a 100,000-subscriber seed. SQLite stores
+    dates as ISO text (as SQLAlchemy does), asyncpg takes ``date`` objects."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+    def day(self, value: date) -> Any:
+        return value.isoformat() if self.sqlite else value
+
+    async def insert(
+        self,
+        session: AsyncSession,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        if not rows:
+            return
+        connection = await session.connection()
+        if not self.sqlite:
+            # COPY on the session's own asyncpg connection, inside its transaction.
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.copy_records_to_table(table, records=rows, columns=list(columns))
+            return
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+        await connection.exec_driver_sql(sql, rows)
+
+
+async def add_subscriber(
+    target: Backend | AsyncSession,
+    msisdn: str,
+    code: str,
+    *,
+    secret_key: str | bytes | None = None,
+    name: str = "Abonent",
+    tariff: str = "OPTIMUM",
+    account: str | None = None,
+    account_kind: str = "individual",
+    account_code: str | None = None,
+    minutes_used: int = 0,
+    sms_used: int = 0,
+    invoices: int = 12,
+    today: date | None = None,
+) -> None:
+    """One subscriber (and its account, unless ``account`` exists): for operators and tests."""
+    t = _Target(target, secret_key, today)
+
+    async def work(session: AsyncSession) -> int:
+        number = account or f"8.{msisdn}"
+        if await session.get(Account, number) is None:
+            session.add(
+                Account(
+                    number=number,
+                    kind=account_kind,
+                    name=name,
+                    code_hash=keyed_hash(t.key, ACCOUNT_CODE, number, account_code or code),
+                    street="ul. Testowa 1",
+                    postal_code="00-001",
+                    city="Warszawa",
+                    payment_method="PRZELEW",
+                    billing_day=1,
+                    opened=date(2020, 1, 1),
+                    version=0,
+                )
+            )
+            fee = next(p[2] for p in TARIFFS if p[0] == tariff)
+            await session.flush()
+            rows = list(_invoices(number, 1, fee, t.today, invoices, int(msisdn[-4:])))
+            if rows:
+                await session.execute(insert(InvoiceRow), rows)
+        holder = await session.get(Account, number)
+        assert holder is not None
+        await session.execute(
+            insert(Subscriber), [_subscriber_row(t.key, msisdn, code, name, number, tariff)]
+        )
+        await session.execute(
+            insert(UsageRow),
+            [
+                {
+                    "msisdn": msisdn,
+                    "period_start": period_start(t.today, holder.billing_day),
+                    "minutes_used": minutes_used,
+                    "sms_used": sms_used,
+                }
+            ],
+        )
+        return 1
+
+    await t.run(work)

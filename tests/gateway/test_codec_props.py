@@ -236,7 +236,7 @@ def odd_pdus(draw: st.DrawFn) -> Pdu:
     return Pdu(pdu.command, pdu.sequence, pdu.status, params, pdu.extra_tlvs)
 
 
-@settings(PROPS, max_examples=400)
+@settings(PROPS, max_examples=200)
 @given(st.one_of(pdus(HOT), odd_pdus()))
 def test_fast_encode_produces_exactly_what_smpplib_does(pdu: Pdu) -> None:
     def run(fn: Any) -> Any:

@@ -100,7 +100,9 @@ def parse_address(text: str) -> Address:
     clean = _SPACES.sub(" ", text).strip()
     found = _POSTAL.search(clean)
     if found is None:
-        reason = "format" if re.search(r"\d{5}|\d{2} \d{3}|\d{2}-\d", clean) else "missing"
+        reason = (
+            "format" if re.search(r"\d{5}|\d{2} \d{3}|\d{1,3} ?- ?\d{2,4}", clean) else "missing"
+        )
         raise InvalidInput("postal_code", reason)
     before, after = clean[: found.start()], clean[found.end() :]
     city, _, rest = after.partition(",")

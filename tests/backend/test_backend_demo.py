@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -50,7 +51,7 @@ async def test_every_demo_has_invoices_address_payment(backend: Backend, msisdn:
     assert len(invoices) == 12
     assert invoices == sorted(invoices, key=lambda i: i.period_start, reverse=True)
     assert len({i.number for i in invoices}) == 12
-    for newer, older in zip(invoices, invoices[1:], strict=False):
+    for newer, older in pairwise(invoices):
         assert older.period_end + timedelta(days=1) == newer.period_start
     assert await backend.last_invoice(msisdn) == invoices[0]
     assert (await backend.invoices(msisdn, months=3)) == invoices[:3]

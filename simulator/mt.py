@@ -69,11 +69,18 @@ class MtAssembler:
         self._timeout = timeout
         self._pending: dict[tuple[str, str, str, int, int], _Pending] = {}
 
-    def add(self, params: Mapping[str, Any], message_id: str, now: float) -> Logical | None:
+    def add(
+        self,
+        params: Mapping[str, Any],
+        message_id: str,
+        now: float,
+        split: tuple[tuple[str, int, int, int] | None, Body] | None = None,
+    ) -> Logical | None:
+        """Add one part (``split``: :func:`split_part` of it, if the caller has it already)."""
         source = str(params.get("source_addr", ""))
         destination = str(params.get("destination_addr", ""))
         data_coding = int(params.get("data_coding", 0))
-        key, body = split_part(params)
+        key, body = split or split_part(params)
         if key is None or key[2] <= 1:
             how = "payload" if params.get("message_payload") else None
             text = decode_body(body.data, body.codec)

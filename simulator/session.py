@@ -12,7 +12,6 @@ await their deliver_sm_resp; if the connection dies they go back to the SMSC for
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 from collections import deque
@@ -207,7 +206,8 @@ class SmscSession(asyncio.Protocol):
             if not self.can_receive:
                 return
             delivery = self.pending.popleft()
-            pdu = dataclasses.replace(delivery.pdu, sequence=self.conn.next_sequence())
+            template = delivery.pdu
+            pdu = Pdu(template.command, self.conn.next_sequence(), 0, template.params)
             self.outstanding[pdu.sequence] = (delivery, now)
             if not self.send(pdu):
                 del self.outstanding[pdu.sequence]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import re
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.pdu import REGISTERED_DELIVERY_RECEIPT_MASK, Pdu, Status, UssdOp
-from gateway.text import decode_body, encode_ussd
+from gateway.text import Body, decode_body, encode_ussd
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
 from simulator.mo import handset_parts
 from simulator.mt import MtAssembler, split_part
@@ -33,10 +34,13 @@ from simulator.store import HandsetMessage, HandsetStore
 from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
 
 log = logging.getLogger(__name__)
+Split = tuple[tuple[str, int, int, int] | None, Body]
 
 DEFAULT_ACCOUNTS: Mapping[str, str] = {"idea24": "idea24"}
 #: Deliveries kept while no receiving session is bound; the oldest are dropped beyond this.
 UNDELIVERED_LIMIT = 100_000
+#: Final states remembered for query_sm; the oldest are forgotten beyond this.
+QUERY_LIMIT = 100_000
 MAX_ATTEMPTS = 5
 
 
@@ -50,15 +54,19 @@ class UssdError(ValueError):
 
 def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
     """The SMSC receipt body of SMPP 3.4 appendix B, as most SMSCs send it."""
-    fmt = "%y%m%d%H%M"
     delivered = "001" if state == "DELIVRD" else "000"
     err = "000" if state == "DELIVRD" else "001"
     return (
         f"id:{message_id} sub:001 dlvrd:{delivered} "
-        f"submit date:{time.strftime(fmt, time.localtime(submitted))} "
-        f"done date:{time.strftime(fmt, time.localtime(done))} "
+        f"submit date:{_minute(int(submitted) // 60)} done date:{_minute(int(done) // 60)} "
         f"stat:{state} err:{err} text:{text[:20]}"
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _minute(minute: int) -> str:
+    """YYMMDDhhmm of a minute since the epoch (cached: receipts come thousands a second)."""
+    return time.strftime("%y%m%d%H%M", time.localtime(minute * 60))
 
 
 class Smsc:
@@ -217,12 +225,13 @@ class Smsc:
         self.submitted += 1
         message_id = self.next_message_id()
         response = pdu.response(0, message_id=message_id)
-        receipt = self._receipt_for(session.system_id, pdu, message_id)
+        split = split_part(pdu.params)
+        receipt = self._receipt_for(session.system_id, pdu, message_id, split[1])
         if receipt is not None and self.faults.receipt_first:
             self._send_receipt(receipt)
             receipt = None
         session.respond(pdu, response)
-        self._record_mt(pdu, message_id, now)
+        self._record_mt(pdu, message_id, now, split)
         if receipt is not None:
             delay = self.handler.receipt_delay(pdu)
             if delay > 0:
@@ -230,18 +239,19 @@ class Smsc:
             else:
                 self._send_receipt(receipt)
 
-    def _receipt_for(self, system_id: str, pdu: Pdu, message_id: str) -> Delivery | None:
+    def _receipt_for(
+        self, system_id: str, pdu: Pdu, message_id: str, body: Body
+    ) -> Delivery | None:
         wanted = int(pdu.get("registered_delivery", 0)) & REGISTERED_DELIVERY_RECEIPT_MASK
         if not wanted:
             return None
         state = self.handler.receipt_state(pdu)
         if wanted == 2 and state == "DELIVRD":  # receipt on failure only
-            self._receipts[message_id] = state
+            self._remember(message_id, state)
             return None
         source = str(pdu.get("source_addr", ""))
         destination = str(pdu.get("destination_addr", ""))
         now = time.time()
-        _key, body = split_part(pdu.params)
         excerpt = decode_body(body.data[:40], body.codec)
         text = receipt_text(message_id, state, now, now, excerpt)
         params: dict[str, Any] = {
@@ -258,7 +268,7 @@ class Smsc:
             "receipted_message_id": message_id,
             "message_state": RECEIPT_STATES[state],
         }
-        self._receipts[message_id] = state
+        self._remember(message_id, state)
 
         def done(status: int, message_id: str = message_id, state: str = state) -> None:
             if status == 0:
@@ -266,15 +276,21 @@ class Smsc:
 
         return Delivery(Pdu("deliver_sm", params=params), system_id, done=done)
 
+    def _remember(self, message_id: str, state: str) -> None:
+        receipts = self._receipts
+        receipts[message_id] = state
+        if len(receipts) > QUERY_LIMIT:
+            del receipts[next(iter(receipts))]
+
     def _send_receipt(self, receipt: Delivery) -> None:
         self.route(receipt)
 
-    def _record_mt(self, pdu: Pdu, message_id: str, now: float) -> None:
+    def _record_mt(self, pdu: Pdu, message_id: str, now: float, split: Split) -> None:
         op = pdu.get("ussd_service_op")
         if op is not None:
-            self._ussd_from_network(pdu, int(op), message_id, now)
+            self._ussd_from_network(pdu, int(op), message_id, now, split[1])
             return
-        logical = self._assembler.add(pdu.params, message_id, now)
+        logical = self._assembler.add(pdu.params, message_id, now, split)
         if logical is None:
             return
         self.store.add(
@@ -413,9 +429,10 @@ class Smsc:
         """The handset pressed Cancel: the session ends on the handset's side."""
         return self.ussd.close(msisdn, UssdTimeout("cancelled by the handset")) is not None
 
-    def _ussd_from_network(self, pdu: Pdu, op: int, message_id: str, now: float) -> None:
+    def _ussd_from_network(
+        self, pdu: Pdu, op: int, message_id: str, now: float, body: Body
+    ) -> None:
         msisdn = str(pdu.get("destination_addr", ""))
-        _key, body = split_part(pdu.params)
         text = decode_body(body.data, body.codec)
         its = pdu.get("its_session_info")
         if isinstance(its, bytes | bytearray):

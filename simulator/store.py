@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -56,51 +55,59 @@ class HandsetStore:
 
     def __init__(self, keep: int = DEFAULT_KEEP) -> None:
         self._keep = keep
-        self._by_msisdn: dict[str, deque[HandsetMessage]] = {}
-        self._by_message_id: dict[str, HandsetMessage] = {}
+        self._history: dict[str, deque[int]] = {}
+        self._by_id: dict[int, HandsetMessage] = {}
+        self._by_message_id: dict[str, int] = {}
+        self._receipts: dict[int, str] = {}
         self._ids = itertools.count(1)
         self._subscribers: set[asyncio.Queue[HandsetMessage | None]] = set()
 
     def add(self, **values: Any) -> HandsetMessage:
         message = HandsetMessage(id=next(self._ids), **values)
-        history = self._by_msisdn.setdefault(message.msisdn, deque())
+        history = self._history.get(message.msisdn)
+        if history is None:
+            history = self._history[message.msisdn] = deque()
         if len(history) >= self._keep:
-            old = history.popleft()
+            old = self._by_id.pop(history.popleft())
+            self._receipts.pop(old.id, None)
             for mid in old.message_ids:
                 self._by_message_id.pop(mid, None)
-        history.append(message)
+        history.append(message.id)
+        self._by_id[message.id] = message
         for mid in message.message_ids:
-            self._by_message_id[mid] = message
-        self._publish(message)
+            self._by_message_id[mid] = message.id
+        if self._subscribers:
+            self._publish(message)
         return message
 
     def set_receipt(self, message_id: str, state: str) -> None:
-        """Record the receipt state of the logical message that part ``message_id`` belongs to."""
-        old = self._by_message_id.get(message_id)
-        if old is None or old.receipt == state:
+        """Record the receipt state of the logical message that part ``message_id`` belongs to.
+
+        Kept beside the record and merged on read: receipts arrive thousands a second, reads
+        are rare.
+        """
+        key = self._by_message_id.get(message_id)
+        if key is None or self._receipts.get(key) == state:
             return
-        new = replace(old, receipt=state)
-        history = self._by_msisdn[old.msisdn]
-        for i, item in enumerate(history):
-            if item.id == old.id:
-                history[i] = new
-                break
-        for mid in new.message_ids:
-            self._by_message_id[mid] = new
-        self._publish(new)
+        self._receipts[key] = state
+        if self._subscribers:
+            self._publish(self._read(key))
+
+    def _read(self, key: int) -> HandsetMessage:
+        message = self._by_id[key]
+        state = self._receipts.get(key)
+        return message if state is None else replace(message, receipt=state)
 
     def messages(self, msisdn: str | None = None) -> list[HandsetMessage]:
         if msisdn is not None:
-            return list(self._by_msisdn.get(msisdn, ()))
-        return sorted(self._all(), key=lambda m: m.id)
+            return [self._read(i) for i in self._history.get(msisdn, ())]
+        return [self._read(i) for i in sorted(self._by_id)]
 
     def clear(self) -> None:
-        self._by_msisdn.clear()
+        self._history.clear()
+        self._by_id.clear()
         self._by_message_id.clear()
-
-    def _all(self) -> Iterator[HandsetMessage]:
-        for history in self._by_msisdn.values():
-            yield from history
+        self._receipts.clear()
 
     def subscribe(self) -> asyncio.Queue[HandsetMessage | None]:
         """A queue receiving every new or changed message; ``None`` means "you fell behind"."""

@@ -101,6 +101,8 @@ async def _profit_join(ctx: Ctx, data: Data) -> None:
 
 
 async def _confirm_view(ctx: Ctx, data: Data) -> str:
+    if data.get("note"):  # asked again after a wrong code: the quote was shown already
+        return ctx.t("ussd.ask_code")
     return await actions.describe(ctx, data["pending"]) + "\n" + ctx.t("ussd.ask_code")
 
 
@@ -442,14 +444,23 @@ class UssdDialog:
             if path is not None:
                 for key in path:
                     if not await self._choose(turn, ctx, key):
+                        turn.data["note"] = ctx.t("ussd.hint")
                         break
                     if self.screens[turn.state].answer is not None:
                         break
             else:
                 await self._answer(turn, ctx, turn.inbound.text.strip())
+        except (ServiceError, DialogInputError) as exc:
+            if self.screens[turn.state].answer is None:
+                await self._finish(turn, ctx, exc)
+            else:  # a wrong answer: ask again, saying what is wrong
+                turn.data["note"] = explain(ctx, exc)
+        try:
             await self._render(turn, ctx)
         except (ServiceError, DialogInputError) as exc:
-            await self._refuse(turn, ctx, exc)
+            # The screen cannot be shown (nothing to change, service refused): say why and end.
+            await self._finish(turn, ctx, exc)
+            await self._render(turn, ctx)
 
     async def _language(self, turn: Turn) -> str:
         try:
@@ -458,16 +469,9 @@ class UssdDialog:
             return self.default_language
         return lang if lang in ("pl", "en") else self.default_language
 
-    async def _refuse(self, turn: Turn, ctx: Ctx, exc: ServiceError | DialogInputError) -> None:
-        screen = self.screens[turn.state]
-        if screen.answer is not None and not screen.final:
-            # A wrong answer: ask again, saying what is wrong.
-            turn.data["note"] = explain(ctx, exc)
-            await self._render(turn, ctx)
-            return
+    async def _finish(self, turn: Turn, ctx: Ctx, exc: ServiceError | DialogInputError) -> None:
         turn.data["result"] = explain(ctx, exc)
         await turn.fire("finish")
-        await self._render(turn, ctx)
 
     async def _choose(self, turn: Turn, ctx: Ctx, key: str) -> bool:
         """Apply a menu answer on the current screen; False when it is not on the menu."""
@@ -524,7 +528,8 @@ class UssdDialog:
         lines = [f"{n} {i.label}" if screen.pick else i.label for n, i in enumerate(items, 1)]
         head = len(ctx.t(screen.title)) + 1 if screen.title else 0
         budget = SCREEN_LIMIT - head - len(ctx.t("ussd.nav")) - len(ctx.t("ussd.more")) - 3
-        budget -= len(str(data.get("note", ""))) + 1 if data.get("note") else 0
+        # Room for a one-line note (hint, end of list) is kept, so pages never shift.
+        budget -= max(len(ctx.t("ussd.hint")), len(ctx.t("ussd.no_more"))) + 1
         pages: list[list[str]] = [[]]
         used = 0
         for line in lines:

@@ -17,7 +17,8 @@ from aiohttp import web
 from backend.api import Backend
 from backend.db import create_engine, open_backend
 from backend.manage import seed
-from dialogs import build_dialogs, password_sms
+from dialogs import build_dialogs
+from dialogs.catalogue import texts
 from fsm.runtime import Runtime
 from fsm.store import DialogStore, store_from_url
 from gateway.binds import BindPool
@@ -49,6 +50,11 @@ class Components:
 
 
 COMPONENTS = web.AppKey("components", Components)
+
+
+def password_sms(language: str, password: str) -> str:
+    """The portal's password SMS: the same catalogue text as the ``HASLO`` reply."""
+    return texts(language)("password", password=password)
 
 
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
@@ -165,7 +171,7 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
 def _health_checks(c: Components) -> dict[str, Any]:
     async def database() -> str:
         assert c.backend is not None
-        await c.backend.ping()
+        await c.backend.is_subscriber("0")  # one indexed read proves the database answers
         return "ok"
 
     async def store() -> str:
@@ -175,7 +181,7 @@ def _health_checks(c: Components) -> dict[str, Any]:
 
     async def smpp() -> dict[str, str]:
         assert c.pool is not None
-        states = {session.name: "bound" if session.bound else "down" for session in c.pool.sessions}
+        states = {s.profile.name: "bound" if s.bound else "down" for s in c.pool.sessions}
         if not any(v == "bound" for v in states.values()):
             raise ConnectionError("no SMPP bind is up")
         return states

@@ -27,6 +27,9 @@ from gateway.settings import SmscProfile
 
 log = logging.getLogger(__name__)
 
+#: short_message holds at most 254 octets (SMPP 3.4 section 5.2.21).
+MAX_SHORT_MESSAGE = 254
+
 
 def build_parts(
     profile: SmscProfile, item: OutboxItem, policy: text.Policy = "ucs2"
@@ -48,17 +51,22 @@ def build_parts(
         "registered_delivery": 0,
     }
     if meta.get("channel") == "ussd":
-        data, coding = text.encode_ussd(item.text, policy)
+        # A USSD screen travels in one MAP message: Polish letters are transliterated so 182
+        # characters fit GSM-7 (UCS-2 carries only ~80 on real networks). What still needs UCS-2
+        # and exceeds short_message's 254 octets goes in message_payload.
+        data, coding = text.encode_ussd(item.text, "transliterate")
         params = {
             **base,
             "service_type": "USSD",
             "esm_class": 0,
             "data_coding": coding,
-            "short_message": data,
+            "short_message": data if len(data) <= MAX_SHORT_MESSAGE else b"",
             "ussd_service_op": UssdOp.PSSR_RESPONSE
             if meta.get("end", True)
             else UssdOp.USSR_REQUEST,
         }
+        if len(data) > MAX_SHORT_MESSAGE:
+            params["message_payload"] = data
         if meta.get("its_session_info") is not None:
             info = meta["its_session_info"]
             params["its_session_info"] = int(info, 16) if isinstance(info, str) else int(info)

@@ -98,5 +98,5 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "sqlalchemy.engine", "transitions"):
+    for noisy in ("aiohttp.access", "sqlalchemy.engine", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

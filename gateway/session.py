@@ -89,6 +89,10 @@ class ResponseTimeout(SubmitError):
         )
 
 
+class _Overdue(Exception):
+    """Internal: the sweeper's verdict on one request."""
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     """The SMSC's message id of each part, in part order."""
@@ -112,14 +116,36 @@ class LinkStats:
 
 
 class _Protocol(asyncio.Protocol):
+    """One TCP connection. Writes made in one loop iteration leave in one ``send`` call: with a
+    full window that is dozens of PDUs per system call instead of one each."""
+
     def __init__(self, link: SmppLink) -> None:
         self._link = link
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[None] = self._loop.create_future()
         self.transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        if not self._out:
+            self._loop.call_soon(self.flush)
+        self._out.append(data)
+
+    def flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def close(self) -> None:
+        """Close after what was written so far (responses, a nack) has left."""
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         self._link._on_data(self, data)
@@ -153,7 +179,8 @@ class SmppLink:
         self._stable_after = stable_after
         self._dead_after = dead_after
         self._window = asyncio.Semaphore(max(1, profile.window))
-        self._pending: dict[int, asyncio.Future[Pdu]] = {}
+        #: sequence → (future, deadline); a sweeper fails the overdue (cheaper than a timer each).
+        self._pending: dict[int, tuple[asyncio.Future[Pdu], float]] = {}
         self._late: set[int] = set()
         self._conn: codec.SmppConnection | None = None
         self._proto: _Protocol | None = None
@@ -211,8 +238,8 @@ class SmppLink:
             with contextlib.suppress(SubmitError):
                 await self._exchange(Pdu("unbind"), min(2.0, self.profile.response_timeout))
         self._bound.clear()
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.close()
+        if self._proto is not None:
+            self._proto.close()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -252,6 +279,7 @@ class SmppLink:
             self._last_rx = time.monotonic()
             self._consecutive_timeouts = 0
             started = time.monotonic()
+            sweeper = asyncio.create_task(self._sweep())
             try:
                 if await self._bind():
                     self._bound.set()
@@ -265,8 +293,8 @@ class SmppLink:
                             await keepalive
             finally:
                 self._bound.clear()
-                if proto.transport is not None:
-                    proto.transport.close()
+                sweeper.cancel()
+                proto.close()
                 self._fail_pending(proto)
             if time.monotonic() - started >= self._stable_after:
                 self._backoff.reset()
@@ -298,8 +326,8 @@ class SmppLink:
                 "smpp bind refused",
                 extra={"bind": self.name, "status": _status_name(resp.status)},
             )
-            if self._proto is not None and self._proto.transport is not None:
-                self._proto.transport.close()
+            if self._proto is not None:
+                self._proto.close()
             return False
         return True
 
@@ -330,22 +358,22 @@ class SmppLink:
         conn, proto = self._conn, self._proto
         if conn is None or proto is None or proto.transport is None or proto.lost.done():
             raise LinkDown()
-        seq = conn.next_sequence()
         try:
-            data = conn.send(_with_sequence(pdu, seq))
+            data = conn.send(pdu)  # numbers the request (its sequence is 0)
         except LocalProtocolError as exc:
             if exc.status == Status.ESME_RINVBNDSTS:
                 raise LinkDown(str(exc)) from exc
             raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
-        fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = fut
+        seq = conn.last_sequence
+        wait = self.profile.response_timeout if response_timeout is None else response_timeout
+        fut: asyncio.Future[Pdu] = proto._loop.create_future()
+        self._pending[seq] = (fut, time.monotonic() + wait)
         self._idle.clear()
         self.stats.requests += 1
-        proto.transport.write(data)
-        wait = self.profile.response_timeout if response_timeout is None else response_timeout
+        proto.write(data)
         try:
-            return await asyncio.wait_for(fut, wait)
-        except TimeoutError:
+            return await fut
+        except _Overdue:
             self.stats.timeouts += 1
             self._late.add(seq)
             self._consecutive_timeouts += 1
@@ -354,22 +382,32 @@ class SmppLink:
                 proto.transport.abort()
             raise ResponseTimeout(pdu.command, wait) from None
         finally:
-            if self._pending.get(seq) is fut:
+            entry = self._pending.get(seq)
+            if entry is not None and entry[0] is fut:
                 del self._pending[seq]
             if not self._pending:
                 self._idle.set()
 
+    async def _sweep(self) -> None:
+        """Fail requests whose response is overdue; runs while a connection is up."""
+        tick = max(0.01, min(0.5, self.profile.response_timeout / 8))
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for fut, deadline in list(self._pending.values()):
+                if deadline <= now and not fut.done():
+                    fut.set_exception(_Overdue())
+
     def _fail_pending(self, proto: _Protocol) -> None:
         if proto is not self._proto:
             return
-        for fut in self._pending.values():
+        for fut, _ in self._pending.values():
             if not fut.done():
                 fut.set_exception(LinkDown("link lost with the request outstanding"))
         self._late.clear()
 
     def _write(self, proto: _Protocol, data: bytes) -> None:
-        if proto.transport is not None and not proto.transport.is_closing():
-            proto.transport.write(data)
+        proto.write(data)
 
     def _answer(self, proto: _Protocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
         """Send a response; one the codec refuses (connection closed) is dropped with a log."""
@@ -401,8 +439,7 @@ class SmppLink:
                 with contextlib.suppress(ProtocolError):
                     self._write(proto, conn.nack_for(event))
                 if event.fatal:
-                    if proto.transport is not None:
-                        proto.transport.close()
+                    proto.close()
                     return
                 continue
             self._dispatch(proto, conn, event)
@@ -410,9 +447,9 @@ class SmppLink:
     def _dispatch(self, proto: _Protocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
         if pdu.is_response:
             self._consecutive_timeouts = 0
-            fut = self._pending.get(pdu.sequence)
-            if fut is not None and not fut.done():
-                fut.set_result(pdu)
+            entry = self._pending.get(pdu.sequence)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(pdu)
             elif pdu.sequence in self._late:
                 self._late.discard(pdu.sequence)
                 self.stats.late_responses += 1
@@ -438,8 +475,7 @@ class SmppLink:
             log.info("smpp unbind from the SMSC", extra={"bind": self.name})
             self._bound.clear()
             self._answer(proto, conn, pdu.response())
-            if proto.transport is not None:
-                proto.transport.close()
+            proto.close()
         elif pdu.command == "alert_notification":
             return  # no response defined
         else:
@@ -531,6 +567,12 @@ class SmppSession:
 
         Raises :class:`SubmitError` (``temporary`` or not, with the parts that were accepted).
         """
+        if len(parts) == 1:  # the common case: no gather, no extra tasks
+            try:
+                return SubmitResult((await self._submit_one(parts[0]),))
+            except SubmitError as exc:
+                exc.accepted = {}
+                raise
         results = await asyncio.gather(
             *(self._submit_one(params) for params in parts), return_exceptions=True
         )
@@ -553,17 +595,19 @@ class SmppSession:
 
     async def _submit_one(self, params: Mapping[str, Any]) -> str:
         pdu = Pdu("submit_sm", params=params)
+        throttle = self.throttle
         for _ in range(self._max_pushbacks + 1):
-            await self.throttle.acquire(1)
+            if not throttle.unlimited:
+                await throttle.acquire(1)
             resp = await self.tx.request(pdu)
             status = resp.status
             if status == Status.ESME_ROK:
                 self.submitted_parts += 1
-                self.throttle.success()
+                throttle.success()
                 return str(resp.get("message_id", ""))
             if status in PUSHBACK_STATUSES:
                 self.pushbacks += 1
-                pause = self.throttle.pushback()
+                pause = throttle.pushback()
                 log.info(
                     "smpp pushback %s: pausing %.2fs",
                     _status_name(status),
@@ -577,10 +621,6 @@ class SmppSession:
                 temporary=status in TEMPORARY_STATUSES,
             )
         raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
-
-
-def _with_sequence(pdu: Pdu, sequence: int) -> Pdu:
-    return Pdu(pdu.command, sequence, pdu.status, pdu.params, pdu.extra_tlvs)
 
 
 def _status_name(status: int) -> str:

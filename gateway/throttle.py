@@ -77,6 +77,11 @@ class Throttle:
         self.waited = 0.0
 
     @property
+    def unlimited(self) -> bool:
+        """No rate set and no pause: :meth:`acquire` would return at once (hot-path check)."""
+        return self.effective_rate <= 0 and self._paused_until == 0.0
+
+    @property
     def paused_until(self) -> float:
         return self._paused_until
 
@@ -100,7 +105,7 @@ class Throttle:
 
     async def acquire(self, parts: int = 1) -> None:
         """Wait until ``parts`` may be sent, then take their tokens (FIFO among waiters)."""
-        if self.effective_rate <= 0 and self._paused_until == 0.0:
+        if self.unlimited:
             return
         async with self._lock:
             while True:
@@ -129,6 +134,7 @@ class Throttle:
     def success(self) -> None:
         """A submit went through: forget the pause streak, win back rate slowly."""
         self._pause.reset()
-        self._paused_until = 0.0 if self._paused_until <= self._clock() else self._paused_until
+        if self._paused_until and self._paused_until <= self._clock():
+            self._paused_until = 0.0
         if self.rate > 0 and self.effective_rate < self.rate:
             self.effective_rate = min(self.rate, self.effective_rate + max(1.0, self.rate / 20))

@@ -1,0 +1,240 @@
+"""How fast one gateway process pushes submit_sm through one bind, against a fast sink.
+
+    .venv/bin/python bench/smpp_link.py [--count 50000] [--window 64]
+
+The sink is a hand-written SMSC in a separate process (struct only: binds, answers every
+submit_sm at once). Measured in the same run, against the same sink:
+- ``raw``: the ceiling — a hand-written ESME pipelining pre-built submit_sm bytes through a
+  window, parsing responses with struct (no codec, no objects);
+- ``session``: :class:`gateway.session.SmppSession.submit` from ``window`` concurrent workers
+  (codec, window, throttle, futures), with the p50/p99 time from submit to submit_sm_resp;
+- ``outbox``: the full reply path — MemoryOutbox → OutboxSender (text encoding, parts,
+  per-subscriber order) → session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import struct
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.binds import OutboxSender  # noqa: E402
+from gateway.outbox import MemoryOutbox  # noqa: E402
+from gateway.session import SmppSession  # noqa: E402
+from gateway.settings import SmscProfile  # noqa: E402
+
+HEADER = struct.Struct(">LLLL")
+SUBMIT_SM, SUBMIT_SM_RESP = 0x00000004, 0x80000004
+
+
+# -- the sink (its own process) -------------------------------------------------------------
+
+
+class _Sink(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buf = bytearray()
+        self.ids = 0
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        out = []
+        pos = 0
+        while len(buf) - pos >= 16:
+            length, command, _status, seq = HEADER.unpack_from(buf, pos)
+            if len(buf) - pos < length:
+                break
+            pos += length
+            if command in (0x9, 0x2, 0x1):  # bind_*: answer OK with a system_id
+                out.append(HEADER.pack(16 + 5, command | 0x80000000, 0, seq) + b"sink\0")
+            elif command == SUBMIT_SM:
+                self.ids += 1
+                mid = b"%x\0" % self.ids
+                out.append(HEADER.pack(16 + len(mid), SUBMIT_SM_RESP, 0, seq) + mid)
+            elif command in (0x15, 0x6):  # enquire_link, unbind
+                out.append(HEADER.pack(16, command | 0x80000000, 0, seq))
+        del buf[:pos]
+        if out:
+            self.transport.write(b"".join(out))
+
+
+def _run_sink(port_queue: multiprocessing.Queue[int]) -> None:  # pragma: no cover - child
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Sink, "127.0.0.1", 0)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# -- the raw ceiling --------------------------------------------------------------------------
+
+
+def _raw_submit(seq: int) -> bytes:
+    body = (
+        b"\0"  # service_type
+        + b"\x00\x01"
+        + b"2424\0"  # source ton/npi/addr
+        + b"\x01\x01"
+        + b"48600000001\0"  # dest ton/npi/addr
+        + b"\x00\x00\x00"  # esm_class, protocol_id, priority
+        + b"\0\0"  # schedule, validity
+        + b"\x00\x00\x00\x00"  # registered_delivery, replace, data_coding, sm_default_msg_id
+        + b"\x0bHello world"
+    )
+    return HEADER.pack(16 + len(body), SUBMIT_SM, 0, seq) + body
+
+
+class _RawEsme(asyncio.Protocol):
+    def __init__(self, count: int, window: int, done: asyncio.Future[float]) -> None:
+        self.count, self.window, self.done = count, window, done
+        self.sent = self.acked = 0
+        self.buf = bytearray()
+        self.template = _raw_submit(0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        bind = b"x\0y\0\0\x34\0\0\0"  # system_id, password, system_type, version, ton, npi, range
+        transport.write(HEADER.pack(16 + len(bind), 0x9, 0, 1) + bind)
+
+    def _pump(self) -> None:
+        out = []
+        tpl = self.template
+        while self.sent < self.count and self.sent - self.acked < self.window:
+            self.sent += 1
+            out.append(tpl[:12] + struct.pack(">L", self.sent + 1) + tpl[16:])
+        if out:
+            self.transport.write(b"".join(out))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        while len(buf) - pos >= 16:
+            length, command, _status, _seq = HEADER.unpack_from(buf, pos)
+            if len(buf) - pos < length:
+                break
+            pos += length
+            if command == SUBMIT_SM_RESP:
+                self.acked += 1
+            elif command == 0x80000009:
+                self.started = time.perf_counter()
+        del buf[:pos]
+        if self.acked >= self.count and not self.done.done():
+            self.done.set_result(time.perf_counter() - self.started)
+        else:
+            self._pump()
+
+
+async def bench_raw(port: int, count: int, window: int) -> float:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    transport, _ = await loop.create_connection(
+        lambda: _RawEsme(count, window, done), "127.0.0.1", port
+    )
+    elapsed = await asyncio.wait_for(done, 120)
+    transport.close()
+    return count / elapsed
+
+
+# -- the gateway ------------------------------------------------------------------------------
+
+
+def _profile(port: int, window: int) -> SmscProfile:
+    return SmscProfile("bench", "bench", "127.0.0.1", port, window=window, response_timeout=30.0)
+
+
+async def bench_session(port: int, count: int, window: int) -> tuple[float, list[float]]:
+    params = {
+        "source_addr": "2424",
+        "destination_addr": "48600000001",
+        "dest_addr_ton": 1,
+        "dest_addr_npi": 1,
+        "data_coding": 0,
+        "short_message": b"Hello world",
+    }
+    latencies: list[float] = []
+    per_worker = count // window
+    async with SmppSession(_profile(port, window)) as session:
+        assert await session.wait_bound(10)
+
+        async def worker() -> None:
+            for _ in range(per_worker):
+                t0 = time.perf_counter()
+                await session.submit([params])
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(window)))
+        elapsed = time.perf_counter() - started
+    return per_worker * window / elapsed, latencies
+
+
+async def bench_outbox(port: int, count: int, window: int) -> float:
+    outbox = MemoryOutbox()
+    for n in range(count):
+        await outbox.put(f"487{n % 10000:08d}", "Twoj pakiet: 100 min, 50 SMS", {"channel": "sms"})
+    async with SmppSession(_profile(port, window)) as session:
+        assert await session.wait_bound(10)
+        sender = OutboxSender(outbox, session)
+        started = time.perf_counter()
+        sent = await sender.drain_once(600)
+        elapsed = time.perf_counter() - started
+    assert sent == count, sent
+    return count / elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main(count: int, window: int, outbox_count: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ports: multiprocessing.Queue[int] = ctx.Queue()
+    sink = ctx.Process(target=_run_sink, args=(ports,), daemon=True)
+    sink.start()
+    try:
+        port = ports.get(timeout=30)
+        await bench_raw(port, min(count, 20_000), window)  # warm-up
+        raw = await bench_raw(port, count, window)
+        rate, lat = await bench_session(port, count, window)
+        box = await bench_outbox(port, outbox_count, window)
+    finally:
+        sink.terminate()
+        sink.join(5)
+    print(
+        f"smpp_link: {count} submit_sm, window {window}, sink in its own process, cpu {os.cpu_count()}"
+    )
+    print(f"  raw hand-written ESME (ceiling): {raw:10,.0f} submit_sm/s")
+    print(
+        f"  SmppSession.submit:              {rate:10,.0f} submit_sm/s  ({rate / raw:.0%} of raw)"
+    )
+    print(
+        f"  time to submit_sm_resp:          p50 {statistics.median(lat) * 1000:.2f} ms"
+        f"  p99 {pct(lat, 0.99) * 1000:.2f} ms"
+    )
+    print(f"  outbox → sender → session:       {box:10,.0f} messages/s ({outbox_count} messages)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--outbox-count", type=int, default=10_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.count, args.window, args.outbox_count))

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api import Backend
 from backend.db import create_engine, open_backend
+from backend.errors import ConfigError
 from backend.manage import seed
 from dialogs import build_dialogs
 from dialogs.catalogue import texts
@@ -27,7 +29,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import DeliveryTracker, Outbox
 from gateway.portal import Portal
 from gateway.router import Router
-from gateway.settings import Settings, SmscProfile
+from gateway.settings import Settings, SmscProfile, mask_url
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -66,7 +68,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     s = c.settings
     # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
-    report = await seed(s.database_url, s.secret_key, demo=s.seed_demo)
+    try:
+        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo)
+    except (OSError, SQLAlchemyError) as exc:
+        raise ConfigError(
+            f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
+        ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
     async with open_backend(s.database_url, s.secret_key) as backend:
@@ -77,12 +84,36 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
+    if c.settings.redis_url:
+        await _check_redis(c.settings.redis_url)
     store = store_from_url(c.settings.redis_url)
     c.store = store
     try:
         yield
     finally:
         await store.aclose()
+
+
+async def _check_redis(url: str) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        await client.ping()
+    except (OSError, RedisError) as exc:
+        raise ConfigError(
+            f"IDEA24_REDIS_URL: cannot reach {mask_url(url)}: {_reason(exc)}"
+        ) from exc
+    finally:
+        await client.aclose()
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the innermost cause: what an operator can act on."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
@@ -127,8 +158,19 @@ async def _simulator(app: web.Application) -> AsyncIterator[None]:
     if c.simulator is None:
         yield
         return
-    async with c.simulator:
+    try:
+        await c.simulator.start()
+    except OSError as exc:
+        s = c.settings
+        raise ConfigError(
+            f"--simulator-smpp/--simulator-http: cannot listen on {s.simulator_smpp_host}:"
+            f"{s.simulator_smpp_port} or port {s.simulator_http_port} ({exc.strerror}); is another"
+            " idea24 or simulator running? choose free ports with those flags"
+        ) from exc
+    try:
         yield
+    finally:
+        await c.simulator.stop()
 
 
 async def _binds(app: web.Application) -> AsyncIterator[None]:

@@ -142,9 +142,9 @@ def _print_banner(settings: Settings, components: Any) -> None:
 
 
 def _safe_db(url: str) -> str:
-    from gateway.settings import _mask_url
+    from gateway.settings import mask_url
 
-    return _mask_url(url)
+    return mask_url(url)
 
 
 def _db_url(args: argparse.Namespace) -> str:

@@ -64,12 +64,12 @@ class SmscProfile:
         parts = urlsplit(url)
         if parts.scheme != "smpp" or not parts.hostname or parts.username is None:
             raise ConfigError(
-                f"{key}: expected smpp://ID:PASSWORD@HOST:PORT, got {_mask_url(url)!r}"
+                f"{key}: expected smpp://ID:PASSWORD@HOST:PORT, got {mask_url(url)!r}"
             )
         try:
             port = parts.port or 2775
         except ValueError as exc:
-            raise ConfigError(f"{key}: bad port in {_mask_url(url)!r}") from exc
+            raise ConfigError(f"{key}: bad port in {mask_url(url)!r}") from exc
         values: dict[str, Any] = {
             "system_id": unquote(parts.username),
             "password": unquote(parts.password or ""),
@@ -79,7 +79,7 @@ class SmscProfile:
         types = {f.name: f.type for f in fields(cls)}
         for name, (raw, *_) in parse_qs(parts.query, keep_blank_values=True).items():
             if name not in types or name in values:
-                raise ConfigError(f"{key}: unknown option {name!r} in {_mask_url(url)!r}")
+                raise ConfigError(f"{key}: unknown option {name!r} in {mask_url(url)!r}")
             values[name] = _convert(f"{key} {name}", raw, str(types[name]))
         if values.get("bind", "trx") not in ("trx", "tx+rx"):
             raise ConfigError(f"{key} bind: expected 'trx' or 'tx+rx'")
@@ -118,8 +118,8 @@ class Settings:
             for f in fields(self)
             if f.name not in ("api_key", "secret_key", "extra")
         }
-        shown["database_url"] = _mask_url(self.database_url)
-        shown["redis_url"] = _mask_url(self.redis_url) if self.redis_url else None
+        shown["database_url"] = mask_url(self.database_url)
+        shown["redis_url"] = mask_url(self.redis_url) if self.redis_url else None
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({inner}, api_key='***', secret_key='***')"
 
@@ -210,7 +210,7 @@ def _validate(s: Settings) -> None:
     if not s.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError(
             "IDEA24_DATABASE_URL: expected sqlite+aiosqlite:///FILE or "
-            f"postgresql+asyncpg://USER@HOST:PORT/DB, got {_mask_url(s.database_url)!r}"
+            f"postgresql+asyncpg://USER@HOST:PORT/DB, got {mask_url(s.database_url)!r}"
         )
     if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {s.redis_url!r}")
@@ -242,7 +242,7 @@ def _convert(key: str, value: Any, type_name: str) -> Any:
         raise ConfigError(f"{key}: {value!r} is not a valid {type_name}") from exc
 
 
-def _mask_url(url: str | None) -> str:
+def mask_url(url: str | None) -> str:
     if not url:
         return ""
     parts = urlsplit(url)

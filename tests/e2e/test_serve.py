@@ -1,0 +1,117 @@
+"""``idea24 serve`` as a subprocess, driven only through its HTTP API and the simulator's.
+
+The walk of issue 8: HASLO → password SMS → /verify valid once; PAKIET; WLACZ + TAK code;
+3IJA change; *100# → 2 → usage → 00 → 4 …; then SIGTERM and a clean exit. The same walk runs on
+the embedded defaults (SQLite + memory) and on PostgreSQL + Redis.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.serve import PASSWORD_RE, Served, serve
+
+pytestmark = pytest.mark.slow
+
+
+async def walk(s: Served, msisdn: str = "48600000003", code: str = "333333") -> None:
+    # HASLO: the reply carries a temporary password, valid once at /verify.
+    reply = await s.sms(msisdn, "haslo")
+    found = PASSWORD_RE.search(reply)
+    assert found, reply
+    password = found.group(1)
+    status, body = await s.api("/api/v1/passwords/verify", {"msisdn": msisdn, "password": password})
+    assert (status, body) == (200, {"valid": True})
+    status, body = await s.api("/api/v1/passwords/verify", {"msisdn": msisdn, "password": password})
+    assert (status, body) == (401, {"valid": False})
+
+    # The portal asks for a password: it arrives by SMS.
+    before = len(await s.mt(msisdn))
+    status, _ = await s.api("/api/v1/passwords", {"msisdn": "+" + msisdn})
+    assert status == 202
+    for _ in range(300):
+        messages = await s.mt(msisdn)
+        if len(messages) > before:
+            break
+        await _tick()
+    portal = PASSWORD_RE.search(messages[-1]["text"])
+    assert portal, messages[-1]
+    status, body = await s.api(
+        "/api/v1/passwords/verify", {"msisdn": msisdn, "password": portal.group(1)}
+    )
+    assert body == {"valid": True}
+
+    # PAKIET: minutes and SMS used and left.
+    reply = await s.sms(msisdn, "PAKIET")
+    assert "Pakiet do" in reply and "SMS" in reply, reply
+
+    # WLACZ: the fee first, then TAK + the subscriber code; a wrong code says attempts left.
+    reply = await s.sms(msisdn, "wlacz roaming")
+    assert "TAK" in reply and "zł" in reply, reply
+    reply = await s.sms(msisdn, "TAK 000000")
+    assert "Pozostałe próby" in reply, reply
+    reply = await s.sms(msisdn, f"TAK {code}")
+    assert "włączona" in reply, reply
+    reply = await s.sms(msisdn, "USLUGI")
+    assert "ROAMING" in reply.upper() or "Roaming" in reply, reply
+
+    # 3IJA for a subscriber who has it: change the three numbers with confirmation.
+    reply = await s.sms("48600000001", "3IJA")
+    assert "Trzy i Ja" in reply, reply
+    reply = await s.sms("48600000001", "3ija +48 605 111 222, 606-222-333 607333444")
+    assert "TAK" in reply, reply
+    reply = await s.sms("48600000001", "tak 111111")
+    assert "Numery zmienione" in reply, reply
+    reply = await s.sms("48600000001", "3IJA")
+    assert "605111222" in reply.replace(" ", ""), reply
+
+    # USSD over SMPP: *100# → 2 (usage) → 00 (home) → 4 (Trzy i Ja / Przyjaciel) → back out.
+    screen = await s.ussd("48600000001", "*100#")
+    assert screen["end"] is False and "2" in screen["text"], screen
+    assert len(screen["text"]) <= 182
+    screen = await s.ussd("48600000001", "2")
+    assert "120" in screen["text"], screen
+    if not screen["end"]:
+        screen = await s.ussd("48600000001", "00")
+        assert "Pakiet" in screen["text"], screen
+        screen = await s.ussd("48600000001", "4")
+        assert "Trzy i Ja" in screen["text"], screen
+    # A shortcut dial lands in the branch directly.
+    screen = await s.ussd("48600000002", "*100*2#")
+    assert "Pakiet" in screen["text"] or "min" in screen["text"], screen
+
+
+async def _tick() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.05)
+
+
+async def _stop_cleanly(s: Served) -> None:
+    s.proc.send_signal(signal.SIGTERM)
+    code = s.proc.wait(timeout=20)
+    assert code == 0, s.log()[-3000:]
+    log = s.log()
+    assert "Traceback" not in log, log[-3000:]
+
+
+async def test_walk_on_embedded_defaults(tmp_path: Path) -> None:
+    async with serve(tmp_path) as s:
+        await walk(s)
+        await _stop_cleanly(s)
+    log = (tmp_path / "serve.log").read_text()
+    assert "48600000003" not in log, "an MSISDN reached the log unmasked"
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_walk_on_postgres_and_redis(
+    tmp_path: Path, postgres_url: str, redis_server_url: str
+) -> None:
+    env = {"IDEA24_DATABASE_URL": postgres_url, "IDEA24_REDIS_URL": redis_server_url}
+    async with serve(tmp_path, env) as s:
+        await walk(s)
+        await _stop_cleanly(s)

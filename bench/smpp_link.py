@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.binds import OutboxSender  # noqa: E402
-from gateway.outbox import MemoryOutbox  # noqa: E402
-from gateway.session import SmppSession  # noqa: E402
-from gateway.settings import SmscProfile  # noqa: E402
+from gateway.binds import OutboxSender
+from gateway.outbox import MemoryOutbox
+from gateway.session import SmppSession
+from gateway.settings import SmscProfile
 
 HEADER = struct.Struct(">LLLL")
 SUBMIT_SM, SUBMIT_SM_RESP = 0x00000004, 0x80000004
@@ -182,6 +182,36 @@ async def bench_session(port: int, count: int, window: int) -> tuple[float, list
     return per_worker * window / elapsed, latencies
 
 
+async def bench_batches(port: int, count: int, window: int) -> tuple[float, list[float]]:
+    """``submit_many`` from a few workers, ``window`` messages a batch: the outbox's way."""
+    params = {
+        "source_addr": "2424",
+        "destination_addr": "48600000001",
+        "dest_addr_ton": 1,
+        "dest_addr_npi": 1,
+        "data_coding": 0,
+        "short_message": b"Hello world",
+    }
+    batch = [[params]] * window
+    workers = 4
+    rounds = max(1, count // (window * workers))
+    latencies: list[float] = []
+    async with SmppSession(_profile(port, window)) as session:
+        assert await session.wait_bound(10)
+
+        async def worker() -> None:
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                results = await session.submit_many(batch)
+                latencies.append(time.perf_counter() - t0)
+                assert all(not isinstance(r, Exception) for r in results)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        elapsed = time.perf_counter() - started
+    return rounds * workers * window / elapsed, latencies
+
+
 async def bench_outbox(port: int, count: int, window: int) -> float:
     outbox = MemoryOutbox()
     for n in range(count):
@@ -211,13 +241,13 @@ async def main(count: int, window: int, outbox_count: int) -> None:
         await bench_raw(port, min(count, 20_000), window)  # warm-up
         raw = await bench_raw(port, count, window)
         rate, lat = await bench_session(port, count, window)
+        batched, batch_lat = await bench_batches(port, count, window)
         box = await bench_outbox(port, outbox_count, window)
     finally:
         sink.terminate()
         sink.join(5)
-    print(
-        f"smpp_link: {count} submit_sm, window {window}, sink in its own process, cpu {os.cpu_count()}"
-    )
+    print(f"smpp_link: {count} submit_sm, window {window}, sink in its own process")
+    print(f"  cpus: {os.cpu_count()}, python {sys.version.split()[0]}")
     print(f"  raw hand-written ESME (ceiling): {raw:10,.0f} submit_sm/s")
     print(
         f"  SmppSession.submit:              {rate:10,.0f} submit_sm/s  ({rate / raw:.0%} of raw)"
@@ -225,6 +255,11 @@ async def main(count: int, window: int, outbox_count: int) -> None:
     print(
         f"  time to submit_sm_resp:          p50 {statistics.median(lat) * 1000:.2f} ms"
         f"  p99 {pct(lat, 0.99) * 1000:.2f} ms"
+    )
+    print(
+        f"  SmppSession.submit_many:         {batched:10,.0f} submit_sm/s"
+        f"  ({batched / raw:.0%} of raw; batch of {window}"
+        f" p99 {pct(batch_lat, 0.99) * 1000:.2f} ms)"
     )
     print(f"  outbox → sender → session:       {box:10,.0f} messages/s ({outbox_count} messages)")
 

@@ -22,7 +22,7 @@ from gateway import text
 from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, KeyStore, ReceiptEvent
 from gateway.outbox import DeliveryTracker, Outbox, OutboxItem
 from gateway.pdu import UssdOp
-from gateway.session import SmppSession, SubmitError
+from gateway.session import SmppSession, SubmitError, SubmitResult
 from gateway.settings import SmscProfile
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class OutboxSender:
         self.max_attempts = max_attempts
         self.poll = poll
         self.heartbeat_every = heartbeat_every
-        self._slots = asyncio.Semaphore(max(1, session.profile.window))
+        self._in_flight = 0  # items taken and not yet finished
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -129,10 +129,11 @@ class OutboxSender:
 
     @property
     def busy(self) -> int:
-        return len(self._tasks)
+        """Items being sent now."""
+        return self._in_flight
 
     def _capacity(self) -> int:
-        free = self.session.profile.window - len(self._tasks)
+        free = self.session.profile.window - self._in_flight
         if self.session.throttle.delay_for(1) > self.poll:
             free = min(free, 1)  # paused by the SMSC: hold as little as possible
         return max(0, free)
@@ -141,7 +142,7 @@ class OutboxSender:
         beat = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
-            if self._tasks and now - beat >= self.heartbeat_every:
+            if self._in_flight and now - beat >= self.heartbeat_every:
                 beat = now
                 await self.outbox.heartbeat(self.consumer)
             if not self.session.can_submit:
@@ -152,8 +153,8 @@ class OutboxSender:
                 await self._wait_slot()
                 continue
             items = await self.outbox.take(self.consumer, capacity, wait=self.poll)
-            for item in items:
-                self._spawn(item)
+            if items:
+                self._spawn(items)
 
     async def _wait_slot(self) -> None:
         if self._tasks:
@@ -161,10 +162,17 @@ class OutboxSender:
         else:
             await asyncio.sleep(self.poll)
 
-    def _spawn(self, item: OutboxItem) -> None:
-        task = asyncio.create_task(self.send(item))
+    def _spawn(self, items: list[OutboxItem]) -> None:
+        """One task per batch taken: the parts of all of them go through the window together."""
+        self._in_flight += len(items)
+        task = asyncio.create_task(self.send_batch(items))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def finished(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._in_flight -= len(items)
+
+        task.add_done_callback(finished)
 
     def start(self) -> None:
         if self._runner is None:
@@ -187,43 +195,60 @@ class OutboxSender:
         handled = 0
         async with asyncio.timeout(within):
             while True:
-                capacity = max(1, self.session.profile.window - len(self._tasks))
+                capacity = max(1, self.session.profile.window - self._in_flight)
                 items = await self.outbox.take(self.consumer, capacity)
                 if not items and not self._tasks:
                     return handled
-                for item in items:
-                    self._spawn(item)
-                    handled += 1
+                if items:
+                    self._spawn(items)
+                    handled += len(items)
                 if self._tasks:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
 
     async def send(self, item: OutboxItem) -> None:
         """One attempt at one item; never raises for SMSC errors."""
-        try:
-            parts = build_parts(self.session.profile, item, self.policy)
-        except text.TextEncodeError as exc:
-            self.failed += 1
-            log.error("outbox item cannot be encoded: %s", exc, extra={"msisdn": item.msisdn})
-            await self.outbox.fail(item, f"encode: {exc}")
+        await self.send_batch([item])
+
+    async def send_batch(self, items: list[OutboxItem]) -> None:
+        """One attempt at each item, their parts pipelined together; never raises for SMSC
+        errors: each item ends done, released for a retry, or failed."""
+        work: list[tuple[OutboxItem, int, list[int]]] = []
+        messages: list[list[dict[str, Any]]] = []
+        for item in items:
+            try:
+                parts = build_parts(self.session.profile, item, self.policy)
+            except text.TextEncodeError as exc:
+                self.failed += 1
+                log.error("outbox item cannot be encoded: %s", exc, extra={"msisdn": item.msisdn})
+                await self.outbox.fail(item, f"encode: {exc}")
+                continue
+            todo = [i for i in range(len(parts)) if i not in item.accepted]
+            work.append((item, len(parts), todo))
+            messages.append([parts[i] for i in todo])
+        if not work:
             return
-        todo = [i for i in range(len(parts)) if i not in item.accepted]
+        results = await self.session.submit_many(messages)
+        for (item, total, todo), result in zip(work, results, strict=True):
+            await self._settle(item, total, todo, result)
+
+    async def _settle(
+        self, item: OutboxItem, total: int, todo: list[int], result: SubmitResult | SubmitError
+    ) -> None:
         accepted = dict(item.accepted)
-        try:
-            result = await self.session.submit([parts[i] for i in todo])
-        except SubmitError as exc:
-            accepted.update({todo[i]: mid for i, mid in exc.accepted.items()})
-            if exc.temporary and item.attempts < self.max_attempts:
+        if isinstance(result, SubmitError):
+            accepted.update({todo[i]: mid for i, mid in result.accepted.items()})
+            if result.temporary and item.attempts < self.max_attempts:
                 self.retried += 1
                 delay = retry_delay(item.attempts, self.retry_base, self.retry_cap)
-                log.info("outbox retry in %.1fs: %s", delay, exc, extra={"msisdn": item.msisdn})
-                await self.outbox.retry(item, delay, str(exc), accepted)
+                log.info("outbox retry in %.1fs: %s", delay, result, extra={"msisdn": item.msisdn})
+                await self.outbox.retry(item, delay, str(result), accepted)
             else:
                 self.failed += 1
-                log.error("outbox item failed: %s", exc, extra={"msisdn": item.msisdn})
-                await self.outbox.fail(item, str(exc))
+                log.error("outbox item failed: %s", result, extra={"msisdn": item.msisdn})
+                await self.outbox.fail(item, str(result))
             return
         accepted.update({todo[i]: mid for i, mid in enumerate(result.message_ids)})
-        ids = [accepted[i] for i in range(len(parts))]
+        ids = [accepted[i] for i in range(total)]
         await self.outbox.done(item, ids)
         self.sent += 1
         if self.tracker is not None and item.meta.get("channel") != "ussd":

@@ -276,3 +276,31 @@ async def test_throttle_state_survives_a_reconnect(smsc: MiniSmsc) -> None:
         await smsc.drop_all()
         await until(lambda: session.tx.stats.connects == 2 and session.bound)
         assert session.throttle.effective_rate == slowed and session.throttle.pushbacks == 1
+
+
+async def test_submit_many_pipelines_in_order_with_outcomes_per_message(smsc: MiniSmsc) -> None:
+    seen = 0
+
+    async def mixed(client: Client, pdu: Pdu) -> int | None:
+        nonlocal seen
+        seen += 1
+        if pdu.get("short_message") == b"bad":
+            return Status.ESME_RINVDSTADR
+        if seen == 2:  # the first try of the second part: throttled, then retried
+            return Status.ESME_RTHROTTLED
+        return Status.ESME_ROK
+
+    smsc.submit_hook = mixed
+    session = SmppSession(smsc.profile(window=3))
+    session.throttle._pause.base = 0.01
+    async with session:
+        assert await session.wait_bound(5)
+        messages = [[sm("a1"), sm("a2")], [sm("bad")], [sm(f"c{i}") for i in range(5)]]
+        results = await session.submit_many(messages)
+    first, second, third = results
+    assert not isinstance(first, SubmitError) and len(first.message_ids) == 2
+    assert isinstance(second, SubmitError) and not second.temporary
+    assert not isinstance(third, SubmitError) and len(third.message_ids) == 5
+    accepted = [p.get("short_message") for p in smsc.accepted.values()]
+    assert sorted(accepted) == sorted([b"a1", b"a2", b"c0", b"c1", b"c2", b"c3", b"c4"])
+    assert session.pushbacks == 1

@@ -273,8 +273,11 @@ class BindPool:
         policy: text.Policy = "ucs2",
         session_options: Mapping[str, Any] | None = None,
         receipts_to_sink: bool = False,
+        housekeeping_every: float = 30.0,
     ) -> None:
         self.outbox = outbox
+        self._housekeeping_every = housekeeping_every
+        self._housekeeper: asyncio.Task[None] | None = None
         self.tracker = tracker or DeliveryTracker()
         self._sink = sink
         self._receipts_to_sink = receipts_to_sink
@@ -298,8 +301,24 @@ class BindPool:
             await session.start()
         for sender in self.senders:
             sender.start()
+        self._housekeeper = asyncio.create_task(self._housekeeping())
+
+    async def _housekeeping(self) -> None:
+        """Give up on long MO whose parts never all came (the reassembler is sans-I/O)."""
+        while True:
+            await asyncio.sleep(self._housekeeping_every)
+            for lost in self.inbound.expire():
+                log.warning(
+                    "long MO incomplete (%s), dropped",
+                    lost.reason,
+                    extra={"msisdn": lost.source, "missing": list(lost.missing)},
+                )
 
     async def close(self, grace: float = 5.0) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
         await asyncio.gather(*(s.stop(grace) for s in self.senders))
         await asyncio.gather(*(s.close(grace) for s in self.sessions))
 

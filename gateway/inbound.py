@@ -27,6 +27,7 @@ from backend.errors import InvalidInput
 from gateway import receipts, text
 from gateway.msisdn import normalise_msisdn
 from gateway.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, Pdu, Status
+from gateway.reassembly import Incomplete, Reassembler
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class InboundProcessor:
         self._sink = sink
         self._dedup = dedup if dedup is not None else MemoryKeyStore(clock)
         self._dedup_ttl = dedup_ttl
-        self._reassembler = text.Reassembler(reassembly_timeout)
+        self._reassembler = Reassembler(reassembly_timeout)
         self._country_code = country_code
         self._clock = clock
         self.messages = 0
@@ -176,9 +177,9 @@ class InboundProcessor:
         self.messages += 1
         return Status.ESME_ROK
 
-    def expire(self) -> list[Any]:
+    def expire(self) -> list[Incomplete]:
         """Drop long messages whose parts never all came (call periodically)."""
-        return list(self._reassembler.expire(self._clock()))
+        return self._reassembler.expire(self._clock())
 
     async def _receipt(self, pdu: Pdu, source: str) -> int:
         data = pdu.get("short_message") or pdu.get("message_payload") or b""

@@ -145,3 +145,15 @@ async def test_failing_sink_releases_the_dedup_claim(got: list[Any], clock: Cloc
         await processor(deliver(short_message=b"HASLO"))
     await processor(deliver(short_message=b"HASLO"))  # the SMSC's redelivery is processed
     assert [m.text for m in got] == ["HASLO"]
+
+
+async def test_incomplete_long_mo_expires(got: list[Any], clock: Clock) -> None:
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    processor = InboundProcessor(sink, reassembly_timeout=60, clock=clock)
+    await processor(deliver(esm_class=0x40, short_message=bytes((5, 0, 3, 9, 2, 1)) + b"half"))
+    assert processor.expire() == [] and got == []
+    clock.now += 61
+    [lost] = processor.expire()
+    assert lost.source == "48600000001" and lost.missing == (2,)

@@ -193,3 +193,35 @@ async def test_permanent_rejection_marks_failed_and_next_goes(sim: SimulatorCont
     [(item, error)] = await outbox.failed()
     assert item.text == "rejected" and "ESME_RINVDSTADR" in error
     assert mt_texts(sim, A) == ["fine"]
+
+
+async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorController) -> None:
+    """Two binds share one outbox; one SMSC stops answering. The window of the stalled bind
+    stays full (it holds exactly ``window`` items) and everything else leaves via the other."""
+    from test_session_smsc import Client, MiniSmsc
+
+    from gateway.pdu import Pdu
+
+    stalled = await MiniSmsc({"idea24": "idea24"}).start()
+
+    async def hold(client: Client, pdu: Pdu) -> int | None:
+        return None
+
+    stalled.submit_hook = hold
+    outbox = MemoryOutbox()
+    slow = stalled.profile(window=3, response_timeout=30.0)
+    pool = BindPool([slow, profile(sim, window=8)], outbox, Echo(outbox), dedup=MemoryKeyStore())
+    try:
+        async with pool:
+            assert await pool.sessions[0].wait_bound(5) and await pool.sessions[1].wait_bound(5)
+            for n in range(40):
+                await outbox.put(f"4860000{n:04d}", f"m{n}", {"channel": "sms"})
+            await wait_for(lambda: sum(1 for m in sim.messages() if m.direction == "mt") == 37, 10)
+            assert len(stalled.held) == 3  # its window is full, and it holds no more than that
+            assert await outbox.depth() == 3
+            stalled.submit_hook = None
+            stalled.release_held()
+            await wait_for(lambda: pool.senders[0].sent == 3)
+            assert await outbox.depth() == 0
+    finally:
+        await stalled.stop()

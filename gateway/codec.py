@@ -49,6 +49,14 @@ _DECODE_FAILURES = (struct.error, ValueError, IndexError, UnicodeError)
 def encode(pdu: Pdu) -> bytes:
     """The wire form of ``pdu``; LocalProtocolError if a field breaks SMPP's limits."""
     cmd = pdu.command
+    fast = codec_fast.ENCODERS.get(cmd)
+    if fast is not None:  # checks its own input, falls back to the smpplib path when unsure
+        data = fast(pdu)
+        if len(data) > MAX_PDU_LENGTH:
+            raise LocalProtocolError(
+                f"{cmd}: {len(data)} octets, at most {MAX_PDU_LENGTH}", status=Status.ESME_RSYSERR
+            )
+        return data
     if cmd not in COMMAND_IDS:
         raise LocalProtocolError(f"unknown command {cmd!r}", status=Status.ESME_RINVCMDID)
     if not 0 <= pdu.sequence <= 0xFFFFFFFF or not 0 <= pdu.status <= 0xFFFFFFFF:
@@ -60,10 +68,7 @@ def encode(pdu: Pdu) -> bytes:
         raise LocalProtocolError(
             f"{cmd}: short_message and message_payload are exclusive", status=Status.ESME_RSYSERR
         )
-    fast = codec_fast.ENCODERS.get(cmd)
-    if fast is not None:
-        data = fast(pdu)
-    elif cmd in codec_smpplib.SUPPORTED:
+    if cmd in codec_smpplib.SUPPORTED:
         data = codec_smpplib.encode(pdu)
     else:
         body = codec_schema.encode_generic(cmd, params, pdu.extra_tlvs)

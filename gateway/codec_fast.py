@@ -16,8 +16,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from gateway import codec_smpplib
-from gateway.codec_schema import TLVS, decode_tlvs, encode_extra, encode_tlv, split_tlvs
-from gateway.errors import LocalProtocolError
+from gateway.codec_schema import (
+    TLV_HEADER,
+    TLVS,
+    TLVS_BY_TAG,
+    decode_tlv,
+    encode_extra,
+    encode_tlv,
+    split_tlvs,
+)
+from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.pdu import COMMAND_IDS, Pdu, Status
 
 _HEADER: Final = struct.Struct(">LLLL")
@@ -56,24 +64,61 @@ class _Unusual(Exception):
 def _tlvs(cmd: str, pdu: Pdu, keys: set[str] | frozenset[str]) -> bytes:
     """The TLV tail in the reference path's order: smpplib's own order, then ours, then extras."""
     params = pdu.params
+    order = _ORDER[cmd]
     out = []
-    delegated = codec_smpplib.DELEGATED[cmd]
-    for name in delegated:
-        if name in keys:
-            value = params[name]
-            if value is not None:
-                out.append(encode_tlv(cmd, TLVS[name], value))
-    for name in params:
-        if name in keys and name not in delegated:
-            value = params[name]
-            if value is not None:
-                t = TLVS.get(name)
-                if t is None:
-                    raise _Unusual
-                out.append(encode_tlv(cmd, t, value))
+    for name in sorted(keys & order.keys(), key=order.__getitem__):
+        value = params[name]
+        if value is not None:
+            out.append(encode_tlv(cmd, TLVS[name], value))
+    if not keys <= order.keys():
+        for name in params:
+            if name in keys and name not in order:
+                value = params[name]
+                if value is not None:
+                    t = TLVS.get(name)
+                    if t is None:
+                        raise _Unusual
+                    out.append(encode_tlv(cmd, t, value))
     if pdu.extra_tlvs:
         out.append(encode_extra(cmd, pdu.extra_tlvs))
     return b"".join(out)
+
+
+def _decode_tlvs(
+    cmd: str, frame: bytes, pos: int, params: dict[str, Any]
+) -> tuple[tuple[int, bytes], ...]:
+    """The TLV stream from ``pos``: known ones into ``params``, unknown ones returned."""
+    n = len(frame)
+    extra: list[tuple[int, bytes]] = []
+    unpack = _TL.unpack_from
+    stream_start = pos
+    while pos < n:
+        if pos + 4 > n:
+            raise _broken_stream(cmd, n - pos)
+        tag, length = unpack(frame, pos)
+        pos += 4
+        end = pos + length
+        if end > n:
+            raise _broken_stream(cmd, n - pos)
+        t = TLVS_BY_TAG.get(tag)
+        if t is None:
+            extra.append((tag, frame[pos:end]))
+        elif length == 1 and t.size == 1:
+            params[t.name] = frame[pos]
+        else:
+            try:
+                params[t.name] = decode_tlv(cmd, t, frame[pos:end])
+            except RemoteProtocolError:
+                split_tlvs(cmd, frame, stream_start)  # a broken stream is reported first
+                raise
+        pos = end
+    return tuple(extra)
+
+
+def _broken_stream(cmd: str, left: int) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"{cmd}: TLV stream broken with {left} octets left", status=Status.ESME_RINVOPTPARSTREAM
+    )
 
 
 def _cstr(value: Any, limit: int) -> bytes:
@@ -101,21 +146,36 @@ def _encode_sm(pdu: Pdu) -> bytes:
             g("sm_default_msg_id", 0),
         )
         sm = g("short_message", b"")
-        if set(map(type, ints)) != _INT or type(sm) is not bytes or len(sm) > 254:
+        service_type = g("service_type", "").encode("latin-1")
+        source_addr = g("source_addr", "").encode("latin-1")
+        destination_addr = g("destination_addr", "").encode("latin-1")
+        schedule = g("schedule_delivery_time", "").encode("latin-1")
+        validity = g("validity_period", "").encode("latin-1")
+        if (
+            set(map(type, ints)) != _INT
+            or type(sm) is not bytes
+            or len(sm) > 254
+            or len(service_type) > 5
+            or len(source_addr) > 20
+            or len(destination_addr) > 20
+            or len(schedule) > 16
+            or len(validity) > 16
+            or b"\x00" in service_type + source_addr + destination_addr + schedule + validity
+        ):
             raise _Unusual
         body = _SM_FORMAT % (
-            _cstr(g("service_type", ""), 6),
+            service_type,
             ints[0],
             ints[1],
-            _cstr(g("source_addr", ""), 21),
+            source_addr,
             ints[2],
             ints[3],
-            _cstr(g("destination_addr", ""), 21),
+            destination_addr,
             ints[4],
             ints[5],
             ints[6],
-            _cstr(g("schedule_delivery_time", ""), 17),
-            _cstr(g("validity_period", ""), 17),
+            schedule,
+            validity,
             ints[7],
             ints[8],
             ints[9],
@@ -123,14 +183,11 @@ def _encode_sm(pdu: Pdu) -> bytes:
             len(sm),
             sm,
         )
-        keys = params.keys() - _SM_NAMES
-        if keys or pdu.extra_tlvs:
+        if len(params) > 17 or pdu.extra_tlvs or not params.keys() <= _SM_NAMES:
             if sm and params.get("message_payload"):
                 raise _Unusual
-            body += _tlvs(pdu.command, pdu, keys)
-        return (
-            _HEADER.pack(16 + len(body), COMMAND_IDS[pdu.command], pdu.status, pdu.sequence) + body
-        )
+            body += _tlvs(pdu.command, pdu, params.keys() - _SM_NAMES)
+        return _HEADER.pack(16 + len(body), _IDS[pdu.command], pdu.status, pdu.sequence) + body
     except (_Unusual, *_PACK_FAILURES):
         return codec_smpplib.encode(pdu)
 
@@ -159,68 +216,45 @@ def _encode_empty(pdu: Pdu) -> bytes:
 
 
 def _decode_sm(frame: bytes) -> Pdu:
-    n = len(frame)
+    # Each C-string's NUL must fall within its maximum length: the find windows enforce it.
     find = frame.find
-    try:
-        p = 16
-        e = find(0, p, p + 6)
-        if e < 0:
-            raise _Unusual
-        service_type = frame[p:e].decode("latin-1")
-        p = e + 3
-        e = find(0, p, p + 21)
-        if e < 0:
-            raise _Unusual
-        source_addr = frame[p:e].decode("latin-1")
-        p = e + 3
-        e = find(0, p, p + 21)
-        if e < 0:
-            raise _Unusual
-        destination_addr = frame[p:e].decode("latin-1")
-        p = e + 4
-        e = find(0, p, p + 17)
-        if e < 0:
-            raise _Unusual
-        schedule = frame[p:e].decode("latin-1")
-        p = e + 1
-        e = find(0, p, p + 17)
-        if e < 0:
-            raise _Unusual
-        validity = frame[p:e].decode("latin-1")
-        p = e + 6
-        if p > n:
-            raise _Unusual
-        sm_length = frame[p - 1]
-        end = p + sm_length
-        if sm_length > 254 or end > n:
-            raise _Unusual
-        # ton/npi pairs sit just before source_addr and destination_addr; read them by offset
-        params: dict[str, Any] = {
-            "service_type": service_type,
-            "source_addr_ton": frame[16 + len(service_type) + 1],
-            "source_addr_npi": frame[16 + len(service_type) + 2],
-            "source_addr": source_addr,
-        }
-        q = 16 + len(service_type) + 3 + len(source_addr) + 1
-        params["dest_addr_ton"] = frame[q]
-        params["dest_addr_npi"] = frame[q + 1]
-        params["destination_addr"] = destination_addr
-        q += 2 + len(destination_addr) + 1
-        params["esm_class"] = frame[q]
-        params["protocol_id"] = frame[q + 1]
-        params["priority_flag"] = frame[q + 2]
-        params["schedule_delivery_time"] = schedule
-        params["validity_period"] = validity
-        params["registered_delivery"] = frame[p - 5]
-        params["replace_if_present_flag"] = frame[p - 4]
-        params["data_coding"] = frame[p - 3]
-        params["sm_default_msg_id"] = frame[p - 2]
-        params["short_message"] = frame[p:end]
-    except (_Unusual, IndexError):
+    e1 = find(0, 16, 22)  # service_type, max 6
+    e2 = find(0, e1 + 3, e1 + 24) if e1 > 0 else -1  # source_addr, max 21
+    e3 = find(0, e2 + 3, e2 + 24) if e2 > 0 else -1  # destination_addr, max 21
+    e4 = find(0, e3 + 4, e3 + 21) if e3 > 0 else -1  # schedule_delivery_time, max 17
+    e5 = find(0, e4 + 1, e4 + 18) if e4 > 0 else -1  # validity_period, max 17
+    if e5 < 0:
         return codec_smpplib.decode(frame)
+    n = len(frame)
+    start = e5 + 6
+    if start > n:
+        return codec_smpplib.decode(frame)
+    end = start + frame[e5 + 5]
+    if end - start > 254 or end > n:
+        return codec_smpplib.decode(frame)
+    latin1 = "latin-1"
+    params: dict[str, Any] = {
+        "service_type": frame[16:e1].decode(latin1),
+        "source_addr_ton": frame[e1 + 1],
+        "source_addr_npi": frame[e1 + 2],
+        "source_addr": frame[e1 + 3 : e2].decode(latin1),
+        "dest_addr_ton": frame[e2 + 1],
+        "dest_addr_npi": frame[e2 + 2],
+        "destination_addr": frame[e2 + 3 : e3].decode(latin1),
+        "esm_class": frame[e3 + 1],
+        "protocol_id": frame[e3 + 2],
+        "priority_flag": frame[e3 + 3],
+        "schedule_delivery_time": frame[e3 + 4 : e4].decode(latin1),
+        "validity_period": frame[e4 + 1 : e5].decode(latin1),
+        "registered_delivery": frame[e5 + 1],
+        "replace_if_present_flag": frame[e5 + 2],
+        "data_coding": frame[e5 + 3],
+        "sm_default_msg_id": frame[e5 + 4],
+        "short_message": frame[start:end],
+    }
     _length, command_id, status, sequence = _HEADER.unpack_from(frame)
     cmd = _NAMES[command_id]
-    extra = decode_tlvs(cmd, split_tlvs(cmd, frame, end), params) if end < n else ()
+    extra = _decode_tlvs(cmd, frame, end, params) if end < n else ()
     return Pdu(cmd, sequence, status, params, extra)
 
 
@@ -234,7 +268,7 @@ def _decode_resp(frame: bytes) -> Pdu:
     if e < 0:
         return codec_smpplib.decode(frame)
     params: dict[str, Any] = {"message_id": frame[16:e].decode("latin-1")}
-    extra = decode_tlvs(cmd, split_tlvs(cmd, frame, e + 1), params) if e + 1 < n else ()
+    extra = _decode_tlvs(cmd, frame, e + 1, params) if e + 1 < n else ()
     return Pdu(cmd, sequence, status, params, extra)
 
 
@@ -246,6 +280,13 @@ def _decode_empty(frame: bytes) -> Pdu:
 
 
 _NAMES: Final = {COMMAND_IDS[n]: n for n in COMMAND_IDS}
+_IDS: Final = dict(COMMAND_IDS)
+_TL: Final = TLV_HEADER
+#: Per hot command, the TLVs smpplib packs and their position in its wire order.
+_ORDER: Final[Mapping[str, dict[str, int]]] = {
+    cmd: {name: i for i, name in enumerate(codec_smpplib.DELEGATED[cmd])}
+    for cmd in ("submit_sm", "deliver_sm", "submit_sm_resp", "deliver_sm_resp")
+}
 
 ENCODERS: Final[Mapping[str, Callable[[Pdu], bytes]]] = {
     "submit_sm": _encode_sm,

@@ -378,3 +378,38 @@ def test_fast_decode_matches_smpplib_for_every_octet_change_and_cut(frame: bytes
     for variant in variants:
         fixed = len(variant).to_bytes(4, "big") + variant[4:]
         assert outcome(codec_fast.DECODERS[cmd], fixed) == outcome(codec_smpplib.decode, fixed)
+
+
+def _unchecked_frame(cmd: str, values: dict[str, bytes | int]) -> bytes:
+    """A frame packed from the layout with no limits checked, to build over-long fields."""
+    body = bytearray()
+    for f in LAYOUTS[cmd]:
+        value = values.get(f.name, 0 if f.kind == "i" else b"")
+        if f.kind == "c":
+            assert isinstance(value, bytes)
+            body += value + b"\x00"
+        elif f.kind == "i":
+            assert isinstance(value, int)
+            body.append(value)
+        else:
+            assert isinstance(value, bytes)
+            body += bytes([len(value) & 0xFF]) + value
+    return codec_fast._HEADER.pack(16 + len(body), COMMAND_IDS[cmd], 0, 1) + bytes(body)
+
+
+LENGTH_CASES = [
+    (cmd, f.name, size)
+    for cmd in HOT
+    for f in LAYOUTS[cmd]
+    if f.kind in ("c", "sm")
+    for size in ((f.max - 2, f.max - 1, f.max, f.max + 1) if f.kind == "c" else (254, 255))
+]
+
+
+@pytest.mark.parametrize(("cmd", "name", "size"), LENGTH_CASES)
+def test_fast_decode_enforces_every_field_limit(cmd: str, name: str, size: int) -> None:
+    frame = _unchecked_frame(cmd, {name: b"7" * size})
+    fast = outcome(codec_fast.DECODERS[cmd], frame)
+    assert fast == outcome(codec_smpplib.decode, frame)
+    limit = next(f.max for f in LAYOUTS[cmd] if f.name == name)
+    assert isinstance(fast, Pdu) == (size < limit if name != "short_message" else size <= limit)

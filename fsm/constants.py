@@ -24,3 +24,5 @@ RATE: Final = "rate"
 LOCK_TTL: Final = 30.0
 #: How long a turn waits for the lock before giving up (seconds).
 LOCK_WAIT: Final = 15.0
+#: Redis connections one process keeps for the store (more turns queue for a free one).
+REDIS_CONNECTIONS: Final = 64

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 from fsm import keys
 from fsm.machine import DialogMachine
 from fsm.record import DialogRecord, RecordError
-from fsm.store import DialogStore, LockLost, LockTimeout
+from fsm.store import DialogStore, LockHandle, LockLost, LockTimeout
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,18 @@ class Runtime:
         try:
             # Nothing is awaited before the lock: turns of one subscriber queue in arrival order.
             async with self.store.lock(inbound.msisdn) as guard:
-                hits = await self.store.hit(keys.rate(inbound.msisdn), self.rate_window)
+                # One round trip on Redis: count the turn and load the record (after the lock).
+                try:
+                    hits, record = await self.store.hit_and_load(
+                        inbound.msisdn, dialog.name, keys.rate(inbound.msisdn), self.rate_window
+                    )
+                except RecordError:
+                    log.warning("dropping an undecodable dialog record", extra=extra)
+                    hits, record = 0, None
                 if self.rate_limit and hits > self.rate_limit:
                     log.info("turn rate limited", extra={**extra, "hits": hits})
                     return [dialog.notice(inbound, {}, "rate_limited")]
-                return await self._locked_turn(dialog, inbound, guard)
+                return await self._locked_turn(dialog, inbound, guard, record)
         except LockTimeout:
             log.warning("turn lock busy", extra=extra)
             return [dialog.notice(inbound, {}, "busy")]
@@ -162,13 +169,10 @@ class Runtime:
             log.exception("turn failed outside the dialog", extra=extra)
             return [dialog.notice(inbound, {}, "error")]
 
-    async def _locked_turn(self, dialog: Dialog, inbound: Inbound, guard: Any) -> list[Reply]:
+    async def _locked_turn(
+        self, dialog: Dialog, inbound: Inbound, guard: LockHandle, record: DialogRecord | None
+    ) -> list[Reply]:
         extra = {"msisdn": inbound.msisdn, "channel": inbound.channel}
-        try:
-            record = await self.store.load(inbound.msisdn, dialog.name)
-        except RecordError:
-            log.warning("dropping an undecodable dialog record", extra=extra)
-            record = None
         resumed = record is not None and dialog.resumes(inbound, record)
         if resumed and record is not None and dialog.machine.has_state(record.state):
             state, data = record.state, dict(record.data)
@@ -194,14 +198,15 @@ class Runtime:
             # A failed turn must still answer; nothing of it is saved (see module docstring).
             log.exception("dialog turn failed", extra={**extra, "state": state})
             if dialog.reset_on_error and record is not None:
-                await self.store.delete(inbound.msisdn, dialog.name, guard=guard)
+                await self.store.delete(inbound.msisdn, dialog.name, guard=guard, release=True)
             return [dialog.notice(inbound, data, "error")]
         try:
+            # The write also releases the lock (one round trip on Redis).
             if new is None:
                 if record is not None:
-                    await self.store.delete(inbound.msisdn, dialog.name, guard=guard)
+                    await self.store.delete(inbound.msisdn, dialog.name, guard=guard, release=True)
             else:
-                await self.store.save(inbound.msisdn, new, dialog.ttl, guard=guard)
+                await self.store.save(inbound.msisdn, new, dialog.ttl, guard=guard, release=True)
         except LockLost:
             log.warning("turn outlived its lock; state not saved", extra=extra)
         log.debug(

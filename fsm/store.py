@@ -41,6 +41,8 @@ class LockHandle:
 
     msisdn: str
     token: str
+    #: Set when a guarded write already released the lock (the context exit then skips it).
+    released: bool = False
 
 
 @dataclass(slots=True)
@@ -97,14 +99,32 @@ class DialogStore(ABC):
 
     @abstractmethod
     async def save(
-        self, msisdn: str, record: DialogRecord, ttl: float, *, guard: LockHandle | None = None
+        self,
+        msisdn: str,
+        record: DialogRecord,
+        ttl: float,
+        *,
+        guard: LockHandle | None = None,
+        release: bool = False,
     ) -> None:
-        """Write record and TTL in one call; with ``guard``, only while that lock is held."""
+        """Write record and TTL in one call; with ``guard``, only while that lock is held
+        (``release=True`` also releases it in the same call: the turn's last write)."""
 
     @abstractmethod
     async def delete(
-        self, msisdn: str, dialog: str = "sms", *, guard: LockHandle | None = None
+        self,
+        msisdn: str,
+        dialog: str = "sms",
+        *,
+        guard: LockHandle | None = None,
+        release: bool = False,
     ) -> None: ...
+
+    async def hit_and_load(
+        self, msisdn: str, dialog: str, rate_key: str, window: float
+    ) -> tuple[int, DialogRecord | None]:
+        """``hit(rate_key, window)`` and ``load(msisdn, dialog)``; one round trip on Redis."""
+        return await self.hit(rate_key, window), await self.load(msisdn, dialog)
 
     @abstractmethod
     async def claim_once(self, key: str, ttl: float) -> bool:
@@ -172,12 +192,24 @@ class MemoryStore(DialogStore):
         return None if raw is None else DialogRecord.decode(raw)
 
     async def save(
-        self, msisdn: str, record: DialogRecord, ttl: float, *, guard: LockHandle | None = None
+        self,
+        msisdn: str,
+        record: DialogRecord,
+        ttl: float,
+        *,
+        guard: LockHandle | None = None,
+        release: bool = False,
     ) -> None:
+        # In one process the lock cannot expire under a turn: the guard needs no check.
         self._put(keys.session(self.prefix, msisdn, record.dialog), record.encode(), ttl)
 
     async def delete(
-        self, msisdn: str, dialog: str = "sms", *, guard: LockHandle | None = None
+        self,
+        msisdn: str,
+        dialog: str = "sms",
+        *,
+        guard: LockHandle | None = None,
+        release: bool = False,
     ) -> None:
         self._values.pop(keys.session(self.prefix, msisdn, dialog), None)
 
@@ -211,16 +243,24 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 # Save (or delete) the record only while the lock still holds our token: load-check-save.
+# ARGV[4] == '1' releases the lock in the same call (the turn's last write).
 _GUARDED_SAVE = """
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 if ARGV[1] == '' then redis.call('DEL', KEYS[1]) else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if ARGV[3] ~= '' and ARGV[4] == '1' then redis.call('DEL', KEYS[2]) end
 return 1
 """
 _HIT = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
+"""
+# The turn's first read: count it for the rate limit and load the record (same hash slot).
+_HIT_LOAD = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('GET', KEYS[2])}
 """
 
 
@@ -247,6 +287,7 @@ class RedisStore(DialogStore):
         self._release = client.register_script(_RELEASE)
         self._guarded = client.register_script(_GUARDED_SAVE)
         self._hit = client.register_script(_HIT)
+        self._hit_load = client.register_script(_HIT_LOAD)
 
     @asynccontextmanager
     async def _lock(self, msisdn: str, wait: float) -> AsyncIterator[LockHandle]:
@@ -261,10 +302,12 @@ class RedisStore(DialogStore):
                     raise LockTimeout(f"turn lock busy for {wait:.0f}s")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
+            handle = LockHandle(msisdn, token)
             try:
-                yield LockHandle(msisdn, token)
+                yield handle
             finally:
-                await self._release(keys=[key], args=[token])
+                if not handle.released:
+                    await self._release(keys=[key], args=[token])
 
     def lock(
         self, msisdn: str, *, wait: float = constants.LOCK_WAIT
@@ -276,25 +319,54 @@ class RedisStore(DialogStore):
         return None if raw is None else DialogRecord.decode(raw)
 
     async def _write(
-        self, msisdn: str, dialog: str, value: bytes, ttl: float, guard: LockHandle | None
+        self,
+        msisdn: str,
+        dialog: str,
+        value: bytes,
+        ttl: float,
+        guard: LockHandle | None,
+        release: bool,
     ) -> None:
         session = keys.session(self.prefix, msisdn, dialog)
         token = guard.token if guard is not None else ""
         done = await self._guarded(
-            keys=[session, keys.lock(self.prefix, msisdn)], args=[value, _ms(ttl), token]
+            keys=[session, keys.lock(self.prefix, msisdn)],
+            args=[value, _ms(ttl), token, "1" if release else "0"],
         )
         if not done:
             raise LockLost("the turn lock expired before the record was written")
+        if guard is not None and release:
+            guard.released = True
 
     async def save(
-        self, msisdn: str, record: DialogRecord, ttl: float, *, guard: LockHandle | None = None
+        self,
+        msisdn: str,
+        record: DialogRecord,
+        ttl: float,
+        *,
+        guard: LockHandle | None = None,
+        release: bool = False,
     ) -> None:
-        await self._write(msisdn, record.dialog, record.encode(), ttl, guard)
+        await self._write(msisdn, record.dialog, record.encode(), ttl, guard, release)
 
     async def delete(
-        self, msisdn: str, dialog: str = "sms", *, guard: LockHandle | None = None
+        self,
+        msisdn: str,
+        dialog: str = "sms",
+        *,
+        guard: LockHandle | None = None,
+        release: bool = False,
     ) -> None:
-        await self._write(msisdn, dialog, b"", 1, guard)
+        await self._write(msisdn, dialog, b"", 1, guard, release)
+
+    async def hit_and_load(
+        self, msisdn: str, dialog: str, rate_key: str, window: float
+    ) -> tuple[int, DialogRecord | None]:
+        hits, raw = await self._hit_load(
+            keys=[keys.prefixed(self.prefix, rate_key), keys.session(self.prefix, msisdn, dialog)],
+            args=[_ms(window)],
+        )
+        return int(hits), None if raw is None else DialogRecord.decode(raw)
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         full = keys.prefixed(self.prefix, key)
@@ -315,7 +387,12 @@ def store_from_url(url: str | None, prefix: str = constants.DEFAULT_PREFIX) -> D
     if url.startswith(("redis://", "rediss://", "unix://")):
         import redis.asyncio as aioredis
 
-        return RedisStore(aioredis.from_url(url), prefix, owns_client=True)
+        # A blocking pool: a burst of turns waits for a connection instead of failing with
+        # MaxConnectionsError (redis-py's default pool raises at 100 connections).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=constants.REDIS_CONNECTIONS, timeout=constants.LOCK_WAIT
+        )
+        return RedisStore(aioredis.Redis.from_pool(pool), prefix, owns_client=True)
     from backend.errors import ConfigError
 
     raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {url!r}")

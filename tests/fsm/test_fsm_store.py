@@ -213,3 +213,32 @@ def test_store_from_url_picks_the_implementation() -> None:
 
     with pytest.raises(ConfigError):
         store_from_url("http://nope")
+
+
+async def test_hit_and_load_in_one_call(case: StoreCase) -> None:
+    rec = DialogRecord("sms", "confirm", {"op": "x"})
+    await case.store.save(MSISDN, rec, 60)
+    assert await case.store.hit_and_load(MSISDN, "sms", keys.rate(MSISDN), 60) == (1, rec)
+    assert await case.store.hit_and_load(MSISDN, "ussd", keys.rate(MSISDN), 60) == (2, None)
+
+
+async def test_last_write_releases_the_lock(case: StoreCase) -> None:
+    """``release=True``: the turn's final save frees the lock in the same call."""
+    async with case.store.lock(MSISDN) as guard:
+        await case.store.save(MSISDN, DialogRecord("sms", "x", {}), 60, guard=guard, release=True)
+    async with case.store.lock(MSISDN) as guard:
+        await case.store.delete(MSISDN, "sms", guard=guard, release=True)
+    async with asyncio.timeout(2), case.store.lock(MSISDN, wait=0.5):
+        assert await case.store.load(MSISDN) is None
+
+
+@pytest.mark.redis
+async def test_redis_release_with_the_save_frees_the_key(
+    redis_prefix: str, redis_client: object
+) -> None:
+    store = RedisStore(redis_client, redis_prefix)
+    async with store.lock(MSISDN) as guard:
+        await store.save(MSISDN, DialogRecord("sms", "x", {}), 60, guard=guard, release=True)
+        assert guard.released
+        assert await redis_client.get(keys.lock(redis_prefix, MSISDN)) is None  # type: ignore[attr-defined]
+    assert await redis_client.exists(keys.session(redis_prefix, MSISDN, "sms")) == 1  # type: ignore[attr-defined]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dialogs.errors import DialogInputError
 from dialogs.parsing import dialled_path, fold, menu_number, parse_command, split_numbers
@@ -77,3 +79,21 @@ def test_dialled_path_and_menu_numbers() -> None:
     assert menu_number(" 7 ") == 7
     assert menu_number("x") is None
     assert menu_number("1234") is None
+
+
+@given(
+    digits=st.from_regex(r"[5-8][0-9]{8}", fullmatch=True),
+    prefix=st.sampled_from(["", "48", "+48", "+48 ", "0048"]),
+    sep=st.sampled_from(["", " ", "-"]),
+)
+def test_any_spelling_of_a_mobile_number(digits: str, prefix: str, sep: str) -> None:
+    spelled = prefix + sep.join([digits[:3], digits[3:6], digits[6:]])
+    assert split_numbers(spelled) == ["48" + digits]
+    assert split_numbers(f"{spelled}, {spelled}") == ["48" + digits] * 2
+
+
+@given(st.text(max_size=40))
+def test_fold_is_idempotent_ascii(text: str) -> None:
+    once = fold(text)
+    assert fold(once) == once
+    assert once == once.upper()

@@ -351,3 +351,24 @@ def ussd_hint(lang: str) -> str:
 
 def ussd_more(lang: str) -> str:
     return "99 Dalej" if lang == "pl" else "99 More"
+
+
+async def test_random_answers_never_break_a_screen(
+    runtime: Runtime, case: StoreCase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A seeded random walk of 300 answers: every reply is a screen ≤ 182, no turn fails."""
+    import random
+
+    rng = random.Random(24)
+    answers = ["0", "00", "99", "1", "2", "3", "4", "5", "6", "7", "8", "9", "x", "*100#",
+               "*100*3*2#", "000000", "601111222 602333444 603555666",
+               "ul. Krótka 7, 31-019 Kraków", "Opis sprawy"]  # fmt: skip
+    phone = Phone(runtime, "48600000003")
+    await phone.dial()
+    for _ in range(300):
+        text = rng.choice(answers)
+        if phone.ended and not text.startswith("*"):
+            text = "*100#"
+        reply = await (phone.dial(text) if text.startswith("*") else phone.ussd(text))
+        assert reply.strip() and len(reply) <= SCREEN_LIMIT, reply
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -244,6 +244,17 @@ class SmppLink:
         """
         outcomes: list[Pdu | SubmitError | None] = [None] * len(pdus)
         sent: list[tuple[int, int, asyncio.Future[Pdu], float]] = []
+        loop = asyncio.get_running_loop()
+        waiting = 0
+        all_in: asyncio.Future[None] | None = None
+
+        def one_done(_fut: asyncio.Future[Pdu]) -> None:
+            nonlocal waiting
+            self._release_slot()
+            waiting -= 1
+            if waiting == 0 and all_in is not None and not all_in.done():
+                all_in.set_result(None)
+
         index = 0
         while index < len(pdus):
             if self._closing.is_set() or not self._bound.is_set():
@@ -258,12 +269,22 @@ class SmppLink:
                     self._release_slot()
                     outcomes[index + offset] = exc
                     continue
-                fut.add_done_callback(self._slot_done)
+                waiting += 1
+                fut.add_done_callback(one_done)
                 sent.append((index + offset, seq, fut, wait))
             index += room
-        for position, seq, fut, wait in sent:
+        if waiting:
+            all_in = loop.create_future()
             try:
-                outcomes[position] = await self._outcome(pdus[position], seq, fut, wait)
+                await all_in
+            except asyncio.CancelledError:
+                for _, seq, fut, _ in sent:
+                    self._forget(seq, fut)
+                    fut.cancel()  # frees its window slot through one_done
+                raise
+        for position, seq, fut, wait in sent:  # every future is done: no awaiting per PDU
+            try:
+                outcomes[position] = self._result(pdus[position], seq, fut, wait)
             except SubmitError as exc:
                 outcomes[position] = exc
         return [o if o is not None else LinkDown() for o in outcomes]
@@ -438,8 +459,21 @@ class SmppLink:
 
     async def _outcome(self, pdu: Pdu, seq: int, fut: asyncio.Future[Pdu], wait: float) -> Pdu:
         try:
-            return await fut
-        except _Overdue:
+            await fut
+        except asyncio.CancelledError:  # the caller gave up: forget the request
+            self._forget(seq, fut)
+            raise
+        except Exception:  # noqa: S110 - the future's error is turned into a SubmitError below
+            pass
+        return self._result(pdu, seq, fut, wait)
+
+    def _result(self, pdu: Pdu, seq: int, fut: asyncio.Future[Pdu], wait: float) -> Pdu:
+        """The response of a finished request, or the SubmitError it ended with."""
+        self._forget(seq, fut)
+        error = fut.exception()
+        if error is None:
+            return fut.result()
+        if isinstance(error, _Overdue):
             self.stats.timeouts += 1
             self._late.add(seq)
             self._consecutive_timeouts += 1
@@ -451,13 +485,15 @@ class SmppLink:
             ):
                 log.warning("smpp responses stopped: dropping link", extra={"bind": self.name})
                 proto.transport.abort()
-            raise ResponseTimeout(pdu.command, wait) from None
-        finally:
-            entry = self._pending.get(seq)
-            if entry is not None and entry[0] is fut:
-                del self._pending[seq]
-            if not self._pending:
-                self._idle.set()
+            raise ResponseTimeout(pdu.command, wait)
+        raise error
+
+    def _forget(self, seq: int, fut: asyncio.Future[Pdu]) -> None:
+        entry = self._pending.get(seq)
+        if entry is not None and entry[0] is fut:
+            del self._pending[seq]
+        if not self._pending:
+            self._idle.set()
 
     async def _sweep(self) -> None:
         """Fail requests whose response is overdue; runs while a connection is up."""

@@ -128,7 +128,7 @@ class Runtime:
         backend: Any,
         settings: Any = None,
         *,
-        rate_limit: int = 30,
+        rate_limit: int = 60,
         rate_window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

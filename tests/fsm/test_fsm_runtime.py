@@ -6,9 +6,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from fsm.machine import DialogMachine, Transition
 from fsm.record import DialogRecord
 from fsm.runtime import Inbound, Notice, Reply, Runtime, Turn
+from fsm.store import store_from_url
 from tests.fsm.conftest import StoreCase
 
 MSISDN = "48600000001"
@@ -125,3 +128,24 @@ async def test_rate_limit_answers_politely(case: StoreCase) -> None:
 async def test_unknown_channel_gets_nothing(case: StoreCase) -> None:
     rt = runtime(case)
     assert await rt.turn(Inbound(MSISDN, "ussd", "*100#")) == []
+
+
+@pytest.mark.redis
+async def test_two_processes_share_one_subscriber_without_losing_a_turn(
+    redis_server_url: str, redis_prefix: str, redis_client: object
+) -> None:
+    """Two runtimes on two Redis connections stand in for two `idea24 serve` processes."""
+    stores = [store_from_url(redis_server_url, redis_prefix) for _ in range(2)]
+    dialog = Counter()
+    dialog.ttl = 30
+    runtimes = [Runtime(s, {"sms": dialog}, backend=None, rate_limit=0) for s in stores]
+    try:
+        turns = [runtimes[i % 2].turn(Inbound(MSISDN, "sms", f"+{i}")) for i in range(20)]
+        replies = await asyncio.wait_for(asyncio.gather(*turns), 30)
+        counts = sorted(int(r[0].text.removeprefix("n=")) for r in replies)
+        assert counts == list(range(1, 21)), "each turn saw the one before it"
+        rec = await stores[0].load(MSISDN)
+        assert rec is not None and sorted(rec.data["log"]) == sorted(f"+{i}" for i in range(20))
+    finally:
+        for s in stores:
+            await s.aclose()

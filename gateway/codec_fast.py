@@ -68,13 +68,19 @@ def _tlvs(cmd: str, pdu: Pdu, keys: set[str] | frozenset[str]) -> bytes:
     out = []
     for name in sorted(keys & order.keys(), key=order.__getitem__):
         value = params[name]
-        if value is not None:
+        packer = _INT_TLV_PACKERS.get(name)
+        if packer is not None and type(value) is int and 0 <= value <= packer[1]:
+            out.append(packer[0](value))
+        elif value is not None:
             out.append(encode_tlv(cmd, TLVS[name], value))
     if not keys <= order.keys():
         for name in params:
             if name in keys and name not in order:
                 value = params[name]
-                if value is not None:
+                packer = _INT_TLV_PACKERS.get(name)
+                if packer is not None and type(value) is int and 0 <= value <= packer[1]:
+                    out.append(packer[0](value))
+                elif value is not None:
                     t = TLVS.get(name)
                     if t is None:
                         raise _Unusual
@@ -282,6 +288,20 @@ def _decode_empty(frame: bytes) -> Pdu:
 _NAMES: Final = {COMMAND_IDS[n]: n for n in COMMAND_IDS}
 _IDS: Final = dict(COMMAND_IDS)
 _TL: Final = TLV_HEADER
+_INT_FORMATS: Final = {1: "B", 2: "H", 4: "L"}
+
+
+def _int_packer(tag: int, size: int) -> Callable[[int], bytes]:
+    packer = struct.Struct(">HH" + _INT_FORMATS[size]).pack
+    return lambda value: packer(tag, size, value)
+
+
+#: Integer TLVs packed in one call (value range checked by the caller).
+_INT_TLV_PACKERS: Final[Mapping[str, tuple[Callable[[int], bytes], int]]] = {
+    t.name: (_int_packer(t.tag, t.size), (1 << (8 * t.size)) - 1)
+    for t in TLVS.values()
+    if t.kind == "int"
+}
 #: Per hot command, the TLVs smpplib packs and their position in its wire order.
 _ORDER: Final[Mapping[str, dict[str, int]]] = {
     cmd: {name: i for i, name in enumerate(codec_smpplib.DELEGATED[cmd])}

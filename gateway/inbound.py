@@ -5,11 +5,14 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    ``receipted_message_id`` / ``message_state`` TLV make a :class:`ReceiptEvent`; its text
    (``id:... stat:DELIVRD ...``) never reaches the dialogs.
 2. **Redelivery is dropped.** An SMSC that missed our deliver_sm_resp sends the same PDU again.
-   Each PDU gets a key from its source, destination, content and concatenation reference; the
-   first ``claim_once(key, ttl)`` wins, a repeat within the window is acknowledged and dropped.
-   The key store is pluggable (the fsm store's Redis ``SET NX EX`` shares it across processes).
-   USSD PDUs are keyed only when they carry ``its_session_info`` (whose sequence number
-   changes every exchange): answering ``1`` twice in a menu is not a redelivery.
+   Each PDU gets a key from its source, destination, content and concatenation reference and is
+   claimed with ``claim_once(key, ttl)`` (pluggable: the fsm store's Redis ``SET NX EX``). A PDU
+   is a redelivery when its claim fails *and* it repeats the previous PDU this process got from
+   that subscriber: a subscriber who texts ``3IJA``, changes the numbers and texts ``3IJA``
+   again a few seconds later means it, and SMPP carries nothing else that tells the two apart.
+   (A redelivery arriving at another process than the first copy is therefore handed on: a
+   repeated answer is the lesser harm than a command left unanswered.) USSD PDUs are keyed only
+   when they carry ``its_session_info`` (whose sequence number changes every exchange).
 3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
    every part is in.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -142,6 +146,8 @@ class InboundProcessor:
         self._dedup = dedup if dedup is not None else MemoryKeyStore(clock)
         self._dedup_ttl = dedup_ttl
         self._reassembler = Reassembler(reassembly_timeout)
+        self._last: OrderedDict[str, str] = OrderedDict()  # source → key of its last PDU
+        self._max_sources = 100_000
         self._country_code = country_code
         self._clock = clock
         self.messages = 0
@@ -154,10 +160,17 @@ class InboundProcessor:
         if is_receipt(pdu):
             return await self._receipt(pdu, source)
         key = dedup_key(pdu)
-        if key is not None and not await self._dedup.claim_once(key, self._dedup_ttl):
-            self.duplicates += 1
-            log.info("duplicate MO dropped", extra={"msisdn": source})
-            return Status.ESME_ROK
+        if key is not None:
+            fresh = await self._dedup.claim_once(key, self._dedup_ttl)
+            repeat = self._last.get(source) == key
+            self._last[source] = key
+            self._last.move_to_end(source)
+            if len(self._last) > self._max_sources:
+                self._last.popitem(last=False)
+            if not fresh and repeat:
+                self.duplicates += 1
+                log.info("duplicate MO dropped", extra={"msisdn": source})
+                return Status.ESME_ROK
         try:
             whole = self._reassembler.add(source, dict(pdu.params), self._clock())
         except ValueError:

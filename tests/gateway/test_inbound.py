@@ -157,3 +157,13 @@ async def test_incomplete_long_mo_expires(got: list[Any], clock: Clock) -> None:
     clock.now += 61
     [lost] = processor.expire()
     assert lost.source == "48600000001" and lost.missing == (2,)
+
+
+async def test_same_command_after_another_is_not_a_redelivery(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    for seq, text in enumerate([b"3IJA", b"3IJA 605111222 606222333 607333444", b"3IJA"]):
+        await processor(deliver(seq, short_message=text))
+    assert [m.text for m in got] == ["3IJA", "3IJA 605111222 606222333 607333444", "3IJA"]
+    await processor(deliver(9, short_message=b"3IJA"))  # straight after the same: redelivery
+    assert len(got) == 3 and processor.duplicates == 1

@@ -19,6 +19,7 @@ Three jobs, in this order, each because the SMSC does it to us in production:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -148,6 +149,7 @@ class InboundProcessor:
         self._reassembler = Reassembler(reassembly_timeout)
         self._last: OrderedDict[str, str] = OrderedDict()  # source → key of its last PDU
         self._max_sources = 100_000
+        self._locks: dict[str, list[Any]] = {}  # source → [asyncio.Lock, users]
         self._country_code = country_code
         self._clock = clock
         self.messages = 0
@@ -159,6 +161,23 @@ class InboundProcessor:
         source = self._msisdn(str(pdu.get("source_addr", "")))
         if is_receipt(pdu):
             return await self._receipt(pdu, source)
+        # One subscriber's PDUs are handled one at a time, in arrival order (the session starts
+        # a task per PDU in that order and asyncio.Lock queues its waiters FIFO): "3IJA ..."
+        # then "TAK 111111" must reach the dialogs in that order even when the dedup store
+        # answers the second claim first.
+        entry = self._locks.get(source)
+        if entry is None:
+            entry = self._locks[source] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await self._message_pdu(pdu, source)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[source]
+
+    async def _message_pdu(self, pdu: Pdu, source: str) -> int:
         key = dedup_key(pdu)
         if key is not None:
             fresh = await self._dedup.claim_once(key, self._dedup_ttl)

@@ -167,3 +167,28 @@ async def test_same_command_after_another_is_not_a_redelivery(
     assert [m.text for m in got] == ["3IJA", "3IJA 605111222 606222333 607333444", "3IJA"]
     await processor(deliver(9, short_message=b"3IJA"))  # straight after the same: redelivery
     assert len(got) == 3 and processor.duplicates == 1
+
+
+async def test_one_subscribers_messages_reach_the_sink_in_arrival_order(got: list[Any]) -> None:
+    import asyncio
+
+    class SlowFirstClaim(MemoryKeyStore):
+        """The first claim answers last, as a Redis round trip may."""
+
+        calls = 0
+
+        async def claim_once(self, key: str, ttl: float) -> bool:
+            SlowFirstClaim.calls += 1
+            if SlowFirstClaim.calls == 1:
+                await asyncio.sleep(0.05)
+            return await super().claim_once(key, ttl)
+
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    processor = InboundProcessor(sink, dedup=SlowFirstClaim())
+    first = asyncio.create_task(processor(deliver(1, short_message=b"3IJA 605111222")))
+    second = asyncio.create_task(processor(deliver(2, short_message=b"TAK 111111")))
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert [m.text for m in got] == ["3IJA 605111222", "TAK 111111"]
+    assert processor._locks == {}

@@ -6,6 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const thread = $("thread"), text = $("text"), msisdnInput = $("msisdn"), status = $("status");
   const dialog = $("ussd"), ussdText = $("ussd-text"), ussdAnswer = $("ussd-answer");
+  const locale = document.documentElement.lang || undefined;  // the page's, not the browser's
   let source = null;
   let msisdn = "";
 
@@ -46,7 +47,7 @@
     item.textContent = message.text;
     const meta = document.createElement("span");
     meta.className = "meta";
-    const time = new Date(message.at * 1000).toLocaleTimeString();
+    const time = new Date(message.at * 1000).toLocaleTimeString(locale);
     const parts = message.parts > 1 ? ` · ${message.parts} części` : "";
     const receipt = message.receipt ? ` · ${message.receipt}` : "";
     meta.textContent = `${message.direction === "mo" ? "do" : "od"} ${message.peer} · ${time}${parts}${receipt}`;

@@ -205,7 +205,8 @@ class SmppLink:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Requests holding a window slot now."""
+        return self._in_window
 
     def start(self) -> None:
         if self._runner is None:
@@ -469,13 +470,15 @@ class SmppLink:
 
     def _result(self, pdu: Pdu, seq: int, fut: asyncio.Future[Pdu], wait: float) -> Pdu:
         """The response of a finished request, or the SubmitError it ended with."""
+        unanswered = seq in self._pending
         self._forget(seq, fut)
         error = fut.exception()
         if error is None:
             return fut.result()
         if isinstance(error, _Overdue):
             self.stats.timeouts += 1
-            self._late.add(seq)
+            if unanswered:
+                self._late.add(seq)
             self._consecutive_timeouts += 1
             proto = self._proto
             if (
@@ -554,9 +557,14 @@ class SmppLink:
     def _dispatch(self, proto: _Protocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
         if pdu.is_response:
             self._consecutive_timeouts = 0
-            entry = self._pending.get(pdu.sequence)
-            if entry is not None and not entry[0].done():
-                entry[0].set_result(pdu)
+            entry = self._pending.pop(pdu.sequence, None)
+            if entry is not None:
+                if not entry[0].done():
+                    entry[0].set_result(pdu)
+                else:  # already judged overdue, its caller not yet told
+                    self.stats.late_responses += 1
+                if not self._pending:
+                    self._idle.set()
             elif pdu.sequence in self._late:
                 self._late.discard(pdu.sequence)
                 self.stats.late_responses += 1

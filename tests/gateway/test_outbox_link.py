@@ -225,3 +225,74 @@ async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorContro
             assert await outbox.depth() == 0
     finally:
         await stalled.stop()
+
+
+async def test_window_full_and_response_timeout_against_the_simulator(
+    sim: SimulatorController,
+) -> None:
+    from gateway.session import SubmitError
+
+    params = {"source_addr": "2424", "destination_addr": A, "short_message": b"w"}
+    async with SmppSession(profile(sim, window=4, response_timeout=0.6)) as session:
+        assert await session.wait_bound(5)
+        sim.faults.update(delay=0.3)
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, session.tx.in_flight)
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        started = time.monotonic()
+        results = await session.submit_many([[params]] * 8)
+        elapsed = time.monotonic() - started
+        watcher.cancel()
+        assert all(not isinstance(r, SubmitError) for r in results)
+        assert peak == 4 and 0.55 <= elapsed < 3  # two rounds of 4, 0.3 s each
+        sim.faults.update(delay=1.0)
+        with pytest.raises(SubmitError) as info:
+            await session.submit([dict(params, short_message=b"slow")])
+        assert info.value.temporary and session.tx.stats.timeouts == 1
+        await wait_for(lambda: session.tx.stats.late_responses == 1, 3)
+        assert session.bound  # one timeout is not a dead link
+
+
+async def test_enquire_link_both_ways_with_the_simulator() -> None:
+    """Each side's enquire_link is traffic that keeps the other quiet, so one side at a time."""
+    async with SimulatorController(accounts={"idea24": "idea24"}, enquire_link_interval=0.2) as sim:
+        async with SmppSession(profile(sim, enquire_link=30.0)) as session:
+            assert await session.wait_bound(5)
+            await wait_for(lambda: session.tx.stats.enquire_links_answered >= 2, 5)
+        sim.smsc.enquire_link_interval = 30.0
+        async with SmppSession(profile(sim, enquire_link=0.15)) as session:
+            assert await session.wait_bound(5)
+            await wait_for(lambda: session.tx.stats.enquire_links_sent >= 2, 5)
+            assert session.bound and session.tx.stats.connects == 1
+            assert session.tx.stats.timeouts == 0  # every one was answered
+
+
+async def test_smsc_restart_on_the_same_port(sim: SimulatorController) -> None:
+    host, port = sim.smpp_address
+    outbox = MemoryOutbox()
+    session = SmppSession(profile(sim), backoff_base=0.05, backoff_cap=0.2)
+    sender = OutboxSender(outbox, session)
+    delivered: list[str] = []
+    async with session:
+        assert await session.wait_bound(5)
+        sender.start()
+        for n in range(30):
+            await outbox.put(A, f"s{n}", {"channel": "sms"})
+        await sim.wait_messages(A, 10, wait=10)
+        await sim.stop()  # the SMSC goes away mid-traffic...
+        delivered += mt_texts(sim, A)
+        async with SimulatorController(
+            accounts={"idea24": "idea24"}, host=host, port=port
+        ) as again:
+            await again.wait_messages(A, 30 - len(delivered), wait=20)  # ...and comes back
+            await wait_for(lambda: not outbox._queues, 10)
+            delivered += mt_texts(again, A)
+        await sender.stop()
+    assert delivered == [f"s{n}" for n in range(30)]
+    assert session.tx.stats.connects >= 2

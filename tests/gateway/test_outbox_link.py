@@ -296,3 +296,82 @@ async def test_smsc_restart_on_the_same_port(sim: SimulatorController) -> None:
         await sender.stop()
     assert delivered == [f"s{n}" for n in range(30)]
     assert session.tx.stats.connects >= 2
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def shared_store(request: pytest.FixtureRequest) -> tuple[str, str]:
+    kind = str(request.param)
+    if kind == "redis":
+        return kind, request.getfixturevalue("redis_server_url")
+    return kind, request.getfixturevalue("postgres_url")
+
+
+async def test_two_processes_two_binds_share_one_outbox(
+    sim: SimulatorController, shared_store: tuple[str, str], redis_prefix: str
+) -> None:
+    """Two gateway "processes" (own outbox object, own bind) drain one shared outbox while the
+    SMSC drops a connection: every reply leaves once, each subscriber's in order."""
+    kind, url = shared_store
+    cleanup: list[Any] = []
+    if kind == "redis":
+        import redis.asyncio as aioredis
+
+        from gateway.outbox_redis import RedisOutbox
+
+        client = aioredis.from_url(url)
+        boxes: list[Outbox] = [RedisOutbox(client, redis_prefix) for _ in range(3)]
+
+        async def close_redis() -> None:
+            async for key in client.scan_iter(match=f"*{redis_prefix}*"):
+                await client.delete(key)
+            await client.aclose()
+
+        cleanup.append(close_redis)
+    else:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from gateway.outbox_sql import SqlOutbox, outbox_table
+
+        engine = create_async_engine(url)
+        boxes = [SqlOutbox(engine, poll=0.02) for _ in range(3)]
+        await boxes[0].create()  # type: ignore[attr-defined]
+        async with engine.begin() as conn:
+            await conn.execute(outbox_table.delete())
+        cleanup.append(engine.dispose)
+    producer, *workers = boxes
+    subscribers = [f"4860000010{i}" for i in range(4)]
+    try:
+        for n in range(10):
+            for msisdn in subscribers:
+                await producer.put(msisdn, f"{msisdn[-1]}:{n}", {"channel": "sms"})
+        sim.faults.update(drop_after=12)
+        sessions = [SmppSession(profile(sim, window=4), backoff_base=0.05) for _ in workers]
+        senders = [
+            OutboxSender(box, s, consumer=f"proc{i}", retry_base=0.05, poll=0.05)
+            for i, (box, s) in enumerate(zip(workers, sessions, strict=True))
+        ]
+        for s in sessions:
+            await s.start()
+        for sender in senders:
+            sender.start()
+        try:
+            await wait_for(lambda: sum(1 for m in sim.messages() if m.direction == "mt") >= 40, 30)
+            async with asyncio.timeout(15):
+                while await producer.depth():  # noqa: ASYNC110 - a store query, no event
+                    await asyncio.sleep(0.05)
+        finally:
+            for sender in senders:
+                await sender.stop()
+            for s in sessions:
+                await s.close()
+        for msisdn in subscribers:
+            assert mt_texts(sim, msisdn) == [f"{msisdn[-1]}:{n}" for n in range(10)]
+        assert all(sender.sent > 0 for sender in senders)  # both processes did work
+    finally:
+        for step in cleanup:
+            await step()

@@ -137,6 +137,7 @@ class _Entry:
     item: OutboxItem
     lease_until: float = 0.0
     not_before: float = 0.0
+    owner: str = ""
 
 
 class MemoryOutbox(Outbox):
@@ -175,6 +176,7 @@ class MemoryOutbox(Outbox):
                 if head.lease_until > now or head.not_before > now:
                     continue
                 head.lease_until = now + self._lease
+                head.owner = consumer
                 head.item = replace(head.item, attempts=head.item.attempts + 1)
                 out.append(head.item)
                 if len(out) >= limit:
@@ -213,6 +215,13 @@ class MemoryOutbox(Outbox):
     async def fail(self, item: OutboxItem, error: str) -> None:
         if self._pop(item):
             self._failed.append((item, error))
+
+    async def heartbeat(self, consumer: str) -> None:
+        now = self._clock()
+        for queue in self._queues.values():
+            head = queue[0]
+            if head.owner == consumer and head.lease_until > now:
+                head.lease_until = now + self._lease
 
     async def depth(self) -> int:
         return sum(len(q) for q in self._queues.values())

@@ -159,42 +159,60 @@ class RedisOutbox(Outbox):
         sending: set[str],
         limit: int,
     ) -> list[OutboxItem]:
-        out: list[OutboxItem] = []
-        seen: set[str] = set()  # one item per subscriber per take: order is by done-mark
+        """The candidates that may go now, leased to ``consumer``: three pipelined round trips
+        (done-marks, retry states, claim) whatever the number of candidates."""
+        fresh = [(e, f) for e, f in candidates if e not in sending]
+        if not fresh or limit <= 0:
+            return []
+        msisdns = sorted({f["m"] for _, f in fresh})
+        pipe = self._redis.pipeline(transaction=False)
+        for msisdn in msisdns:
+            pipe.get(self._done_key(msisdn))
+        done = {m: int(v or 0) for m, v in zip(msisdns, await pipe.execute(), strict=True)}
+        ready: list[tuple[str, dict[str, str]]] = []
+        stale: list[str] = []
+        heads: set[str] = set()  # one entry per subscriber: the next in its sequence
+        for entry, f in fresh:
+            seq, msisdn = int(f["s"]), f["m"]
+            if done[msisdn] >= seq:  # finished by a consumer whose XACK raced our read
+                stale.append(entry)
+            elif done[msisdn] == seq - 1 and msisdn not in heads:
+                heads.add(msisdn)
+                ready.append((entry, f))
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in stale:
+            pipe.xack(self._stream, GROUP_NAME, entry)
+        for entry, _ in ready:
+            pipe.hgetall(self._acc_key(entry))
+        states = (await pipe.execute())[len(stale) :]
         now = self._clock()
-        for entry, f in candidates:
-            msisdn = f["m"]
-            if entry in sending or msisdn in seen or len(out) >= limit:
-                continue
-            seq = int(f["s"])
-            done = int(await self._redis.get(self._done_key(msisdn)) or 0)
-            if done >= seq:  # finished by someone whose XACK raced our read
-                await self._redis.xack(self._stream, GROUP_NAME, entry)
-                continue
-            if done != seq - 1:
-                continue
-            state = {
-                _s(k): _s(v) for k, v in (await self._redis.hgetall(self._acc_key(entry))).items()
-            }
-            if float(state.get("nb", 0)) > now:
-                seen.add(msisdn)
-                continue
-            attempts = await self._redis.hincrby(self._acc_key(entry), "n", 1)
-            await self._redis.expire(self._acc_key(entry), SEQ_TTL)
-            await self._redis.xclaim(self._stream, GROUP_NAME, consumer, 0, [entry], justid=True)
-            accepted = {int(k): v for k, v in json.loads(state.get("acc", "{}")).items()}
-            seen.add(msisdn)
+        chosen: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        for (entry, f), raw in zip(ready, states, strict=True):
+            state = {_s(k): _s(v) for k, v in raw.items()}
+            if float(state.get("nb", 0)) <= now and len(chosen) < limit:
+                chosen.append((entry, f, state))
+        if not chosen:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for entry, _, _ in chosen:
+            pipe.hincrby(self._acc_key(entry), "n", 1)
+            pipe.expire(self._acc_key(entry), SEQ_TTL)
+        ids: list[str | bytes | int | memoryview] = [entry for entry, _, _ in chosen]
+        pipe.xclaim(self._stream, GROUP_NAME, consumer, 0, ids, justid=True)
+        replies = await pipe.execute()
+        out: list[OutboxItem] = []
+        for n, (entry, f, state) in enumerate(chosen):
             sending.add(entry)
             out.append(
                 OutboxItem(
                     entry,
-                    msisdn,
+                    f["m"],
                     f["t"],
                     json.loads(f.get("meta", "{}")),
                     int(f.get("r", 0)),
-                    seq,
-                    int(attempts),
-                    accepted,
+                    int(f["s"]),
+                    int(replies[2 * n]),
+                    {int(k): v for k, v in json.loads(state.get("acc", "{}")).items()},
                 )
             )
         return out

@@ -304,3 +304,12 @@ async def test_submit_many_pipelines_in_order_with_outcomes_per_message(smsc: Mi
     accepted = [p.get("short_message") for p in smsc.accepted.values()]
     assert sorted(accepted) == sorted([b"a1", b"a2", b"c0", b"c1", b"c2", b"c3", b"c4"])
     assert session.pushbacks == 1
+
+
+async def test_unbind_from_the_smsc_is_answered_and_the_link_rebinds(smsc: MiniSmsc) -> None:
+    async with SmppSession(smsc.profile(), backoff_base=0.05) as session:
+        assert await session.wait_bound(5)
+        resp = await smsc.client.request(Pdu("unbind"))
+        assert resp.command == "unbind_resp" and resp.status == 0
+        await until(lambda: session.tx.stats.connects == 2 and session.bound)
+        assert (await session.submit([sm()])).message_ids

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ import aiohttp
 from simulator.ussd import is_dial_string
 
 DEFAULT_SHORT_CODE = "2424"
+#: How many printed message ids are remembered to skip their later updates (receipts).
+SEEN_IDS = 1000
 _STREAM = aiohttp.ClientTimeout(total=None, sock_read=None)
 
 
@@ -51,6 +54,18 @@ class Handset:
         self.out = out
         self.short_code = short_code
         self.ussd_open = False
+        self._seen: set[object] = set()
+        self._seen_order: deque[object] = deque()
+
+    def first_sight(self, message_id: object) -> bool:
+        """True once per message: the stream sends it again when its receipt updates it."""
+        if message_id in self._seen:
+            return False
+        self._seen.add(message_id)
+        self._seen_order.append(message_id)
+        if len(self._seen_order) > SEEN_IDS:
+            self._seen.discard(self._seen_order.popleft())
+        return True
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -67,7 +82,9 @@ class Handset:
                 if not line.startswith("data:"):
                     continue
                 message = json.loads(line[5:])
-                if message["direction"] == "mt" and message["kind"] == "sms":
+                if message["direction"] != "mt" or message["kind"] != "sms":
+                    continue
+                if self.first_sight(message["id"]):
                     self.say(f"< {message['peer']}: {message['text']}")
 
     async def handle(self, line: str) -> None:
@@ -136,7 +153,9 @@ async def run_phone(
                 listener.result()  # raises the connection error
             if not connected.is_set():
                 raise TimeoutError("no event stream within 5 s")
-            phone.say(f"Phone {msisdn} on {simulator_url}. Type an SMS, or dial *100#.")
+            phone.say(
+                f"Phone {msisdn} on {simulator_url}. Type an SMS, or dial *100#; Ctrl-D quits."
+            )
             async for line in source:
                 await phone.handle(line)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

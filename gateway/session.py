@@ -227,11 +227,22 @@ class SmppLink:
         """
         if self._closing.is_set():
             raise LinkDown("link is shutting down")
-        await self._acquire_slots(1)
+        if self._in_window < self._window_size:  # room: no coroutine for the slot
+            self._in_window += 1
+        else:
+            await self._acquire_slots(1)
         try:
             if not self._bound.is_set() or self._closing.is_set():
                 raise LinkDown()
-            return await self._exchange(pdu, response_timeout)
+            seq, fut, wait = self._send_request(pdu, response_timeout)
+            try:
+                await fut
+            except asyncio.CancelledError:  # the caller gave up: forget the request
+                self._forget(seq, fut)
+                raise
+            except Exception:  # noqa: S110 - the future's error becomes a SubmitError below
+                pass
+            return self._result(pdu, seq, fut, wait)
         finally:
             self._release_slot()
 

@@ -93,6 +93,25 @@ class _Overdue(Exception):
     """Internal: the sweeper's verdict on one request."""
 
 
+class _BatchWait:
+    """Counts the outstanding requests of one ``request_many``; whoever completes a request's
+    future calls :meth:`one_done` at once (no callback scheduled per PDU), which frees its
+    window slot and wakes the batch when the last one is in."""
+
+    __slots__ = ("future", "link", "waiting")
+
+    def __init__(self, link: SmppLink) -> None:
+        self.link = link
+        self.waiting = 0
+        self.future: asyncio.Future[None] | None = None
+
+    def one_done(self) -> None:
+        self.link._release_slot()
+        self.waiting -= 1
+        if self.waiting == 0 and self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     """The SMSC's message id of each part, in part order."""
@@ -183,7 +202,7 @@ class SmppLink:
         self._window_open = asyncio.Event()
         self._window_open.set()
         #: sequence → (future, deadline); a sweeper fails the overdue (cheaper than a timer each).
-        self._pending: dict[int, tuple[asyncio.Future[Pdu], float]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Pdu], float, _BatchWait | None]] = {}
         self._late: set[int] = set()
         self._conn: codec.SmppConnection | None = None
         self._proto: _Protocol | None = None
@@ -256,17 +275,7 @@ class SmppLink:
         """
         outcomes: list[Pdu | SubmitError | None] = [None] * len(pdus)
         sent: list[tuple[int, int, asyncio.Future[Pdu], float]] = []
-        loop = asyncio.get_running_loop()
-        waiting = 0
-        all_in: asyncio.Future[None] | None = None
-
-        def one_done(_fut: asyncio.Future[Pdu]) -> None:
-            nonlocal waiting
-            self._release_slot()
-            waiting -= 1
-            if waiting == 0 and all_in is not None and not all_in.done():
-                all_in.set_result(None)
-
+        batch = _BatchWait(self)
         index = 0
         while index < len(pdus):
             if self._closing.is_set() or not self._bound.is_set():
@@ -276,23 +285,26 @@ class SmppLink:
             room = await self._acquire_slots(len(pdus) - index)
             for offset in range(room):
                 try:
-                    seq, fut, wait = self._send_request(pdus[index + offset], response_timeout)
+                    seq, fut, wait = self._send_request(
+                        pdus[index + offset], response_timeout, batch
+                    )
                 except SubmitError as exc:
                     self._release_slot()
                     outcomes[index + offset] = exc
                     continue
-                waiting += 1
-                fut.add_done_callback(one_done)
+                batch.waiting += 1
                 sent.append((index + offset, seq, fut, wait))
             index += room
-        if waiting:
-            all_in = loop.create_future()
+        if batch.waiting:
+            batch.future = asyncio.get_running_loop().create_future()
             try:
-                await all_in
+                await batch.future
             except asyncio.CancelledError:
                 for _, seq, fut, _ in sent:
-                    self._forget(seq, fut)
-                    fut.cancel()  # frees its window slot through one_done
+                    if not fut.done():
+                        self._forget(seq, fut)
+                        fut.cancel()
+                        batch.one_done()
                 raise
         for position, seq, fut, wait in sent:  # every future is done: no awaiting per PDU
             try:
@@ -449,7 +461,7 @@ class SmppLink:
         return await self._outcome(pdu, seq, fut, wait)
 
     def _send_request(
-        self, pdu: Pdu, response_timeout: float | None
+        self, pdu: Pdu, response_timeout: float | None, batch: _BatchWait | None = None
     ) -> tuple[int, asyncio.Future[Pdu], float]:
         conn, proto = self._conn, self._proto
         if conn is None or proto is None or proto.transport is None or proto.lost.done():
@@ -463,7 +475,7 @@ class SmppLink:
             raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
         wait = self.profile.response_timeout if response_timeout is None else response_timeout
         fut: asyncio.Future[Pdu] = proto._loop.create_future()
-        self._pending[seq] = (fut, time.monotonic() + wait)
+        self._pending[seq] = (fut, time.monotonic() + wait, batch)
         self._idle.clear()
         self.stats.requests += 1
         proto.write(data)
@@ -515,16 +527,20 @@ class SmppLink:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            for fut, deadline in list(self._pending.values()):
+            for fut, deadline, batch in list(self._pending.values()):
                 if deadline <= now and not fut.done():
                     fut.set_exception(_Overdue())
+                    if batch is not None:
+                        batch.one_done()
 
     def _fail_pending(self, proto: _Protocol) -> None:
         if proto is not self._proto:
             return
-        for fut, _ in self._pending.values():
+        for fut, _, batch in list(self._pending.values()):
             if not fut.done():
                 fut.set_exception(LinkDown("link lost with the request outstanding"))
+                if batch is not None:
+                    batch.one_done()
         self._late.clear()
 
     def _write(self, proto: _Protocol, data: bytes) -> None:
@@ -572,6 +588,8 @@ class SmppLink:
             if entry is not None:
                 if not entry[0].done():
                     entry[0].set_result(pdu)
+                    if entry[2] is not None:
+                        entry[2].one_done()
                 else:  # already judged overdue, its caller not yet told
                     self.stats.late_responses += 1
                 if not self._pending:

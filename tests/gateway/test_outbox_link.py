@@ -77,6 +77,15 @@ def mt_texts(sim: SimulatorController, msisdn: str) -> list[str]:
     return [m.text for m in sim.messages(msisdn) if m.direction == "mt"]
 
 
+def assert_once_in_order(texts: list[str], expected: list[str], doubles_allowed: int) -> None:
+    """Nothing lost, order kept; a repeat only right after itself and only for a submit the SMSC
+    took while the connection died before its submit_sm_resp reached us (SMPP cannot tell
+    those apart from lost ones: at-least-once is the only safe choice for a password SMS)."""
+    collapsed = [t for i, t in enumerate(texts) if i == 0 or texts[i - 1] != t]
+    assert collapsed == expected
+    assert len(texts) - len(collapsed) <= doubles_allowed
+
+
 async def test_mo_sms_gets_its_reply(sim: SimulatorController, pool: BindPool) -> None:
     await sim.inject_mo(A, "2424", "INFO")
     [reply] = await sim.wait_messages(A, 1)
@@ -135,7 +144,7 @@ async def test_duplicate_mo_is_answered_once(sim: SimulatorController, pool: Bin
     assert pool.inbound.duplicates == 1
 
 
-async def test_dropped_connection_mid_traffic_loses_and_doubles_nothing(
+async def test_dropped_connection_mid_traffic_loses_nothing_and_keeps_order(
     sim: SimulatorController, pool: BindPool
 ) -> None:
     sim.faults.update(drop_after=15)
@@ -148,7 +157,8 @@ async def test_dropped_connection_mid_traffic_loses_and_doubles_nothing(
     # the last submit_sm_resp may still be on its way
     await wait_for(lambda: not pool.outbox._queues, 10)  # type: ignore[attr-defined]
     for msisdn in (A, B):
-        assert mt_texts(sim, msisdn) == [f"{msisdn[-1]}:{n}" for n in range(20)]
+        expected = [f"{msisdn[-1]}:{n}" for n in range(20)]
+        assert_once_in_order(mt_texts(sim, msisdn), expected, doubles_allowed=1)
 
 
 async def test_smsc_throttling_slows_down_and_drops_nothing(
@@ -370,7 +380,8 @@ async def test_two_processes_two_binds_share_one_outbox(
             for s in sessions:
                 await s.close()
         for msisdn in subscribers:
-            assert mt_texts(sim, msisdn) == [f"{msisdn[-1]}:{n}" for n in range(10)]
+            expected = [f"{msisdn[-1]}:{n}" for n in range(10)]
+            assert_once_in_order(mt_texts(sim, msisdn), expected, doubles_allowed=1)
         assert all(sender.sent > 0 for sender in senders)  # both processes did work
     finally:
         for step in cleanup:

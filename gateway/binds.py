@@ -322,6 +322,42 @@ class BindPool:
         await asyncio.gather(*(s.stop(grace) for s in self.senders))
         await asyncio.gather(*(s.close(grace) for s in self.sessions))
 
+    def snapshot(self) -> dict[str, Any]:
+        """Plain numbers for /healthz and /metrics: per bind, inbound, receipts."""
+        binds = {}
+        for session, sender in zip(self.sessions, self.senders, strict=True):
+            binds[session.name] = {
+                "bound": session.bound,
+                "window": session.profile.window,
+                "in_flight": session.tx.in_flight,
+                "submitted_parts": session.submitted_parts,
+                "pushbacks": session.pushbacks,
+                "effective_rate": session.throttle.effective_rate,
+                "timeouts": sum(link.stats.timeouts for link in session.links),
+                "connects": sum(link.stats.connects for link in session.links),
+                "sent": sender.sent,
+                "retried": sender.retried,
+                "failed": sender.failed,
+            }
+        t, i = self.tracker, self.inbound
+        return {
+            "binds": binds,
+            "inbound": {
+                "messages": i.messages,
+                "receipts": i.receipts,
+                "duplicates": i.duplicates,
+                "parts_waiting": i.parts_waiting,
+            },
+            "delivery": {
+                "submitted": t.submitted,
+                "delivered": t.delivered,
+                "failed": t.failed,
+                "receipts": t.receipts,
+                "early": t.early,
+                "parked": t.parked,
+            },
+        }
+
     async def __aenter__(self) -> BindPool:
         await self.start()
         return self

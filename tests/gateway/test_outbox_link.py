@@ -91,6 +91,10 @@ async def test_mo_sms_gets_its_reply(sim: SimulatorController, pool: BindPool) -
     [reply] = await sim.wait_messages(A, 1)
     assert reply.text == "echo INFO" and reply.kind == "sms"
     await wait_for(lambda: pool.tracker.delivered == 1)
+    snap = pool.snapshot()
+    [bind] = snap["binds"].values()
+    assert bind["bound"] and bind["sent"] == 1 and bind["submitted_parts"] == 1
+    assert snap["inbound"]["messages"] == 1 and snap["delivery"]["delivered"] == 1
 
 
 async def test_ussd_menu_then_final(sim: SimulatorController, pool: BindPool) -> None:

@@ -327,9 +327,6 @@ class SmppLink:
         if self._in_window < self._window_size:
             self._window_open.set()
 
-    def _slot_done(self, _fut: asyncio.Future[Pdu]) -> None:
-        self._release_slot()
-
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Stop taking requests, let in-flight ones finish, unbind, disconnect."""
         self._closing.set()

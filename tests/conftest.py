@@ -78,6 +78,16 @@ async def redis_client(redis_server_url: str, redis_prefix: str) -> AsyncIterato
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped at the end)."""
+    yield from _fresh_database()
+
+
+@pytest.fixture
+def own_postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (e.g. a whole server's walk with demo data)."""
+    yield from _fresh_database()
+
+
+def _fresh_database() -> Iterator[str]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(PG_ADMIN_DSN)

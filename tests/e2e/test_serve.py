@@ -109,9 +109,9 @@ async def test_walk_on_embedded_defaults(tmp_path: Path) -> None:
 @pytest.mark.redis
 @pytest.mark.postgres
 async def test_walk_on_postgres_and_redis(
-    tmp_path: Path, postgres_url: str, redis_server_url: str
+    tmp_path: Path, own_postgres_url: str, redis_server_url: str
 ) -> None:
-    env = {"IDEA24_DATABASE_URL": postgres_url, "IDEA24_REDIS_URL": redis_server_url}
+    env = {"IDEA24_DATABASE_URL": own_postgres_url, "IDEA24_REDIS_URL": redis_server_url}
     async with serve(tmp_path, env) as s:
         await walk(s)
         await _stop_cleanly(s)

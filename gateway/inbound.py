@@ -12,7 +12,11 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    again a few seconds later means it, and SMPP carries nothing else that tells the two apart.
    (A redelivery arriving at another process than the first copy is therefore handed on: a
    repeated answer is the lesser harm than a command left unanswered.) USSD PDUs are keyed only
-   when they carry ``its_session_info`` (whose sequence number changes every exchange).
+   when they carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session,
+   so a USSD answer also counts the *turn*: :meth:`InboundProcessor.replied` is told when a reply
+   to the subscriber leaves, and an answer that arrived after a reply to the previous one is a
+   new turn (the subscriber answered the menu), never a redelivery — ``2``, menu, ``2`` again
+   are both handed on, while a copy that arrived before that reply left is still dropped.
 3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
    every part is in.
 """
@@ -147,7 +151,8 @@ class InboundProcessor:
         self._dedup = dedup if dedup is not None else MemoryKeyStore(clock)
         self._dedup_ttl = dedup_ttl
         self._reassembler = Reassembler(reassembly_timeout)
-        self._last: OrderedDict[str, str] = OrderedDict()  # source → key of its last PDU
+        self._last: OrderedDict[str, _Turn] = OrderedDict()  # source → its last PDU
+        self._tick = 0  # orders arrivals and replies (a counter: no clock ties)
         self._max_sources = 100_000
         self._locks: dict[str, list[Any]] = {}  # source → [asyncio.Lock, users]
         self._country_code = country_code
@@ -157,7 +162,16 @@ class InboundProcessor:
         self.duplicates = 0
         self.parts_waiting = 0
 
+    def replied(self, msisdn: str) -> None:
+        """A reply to ``msisdn`` is leaving: its next USSD answer starts a new turn."""
+        turn = self._last.get(self._msisdn(msisdn))
+        if turn is not None:
+            self._tick += 1
+            turn.replied = self._tick
+
     async def __call__(self, pdu: Pdu) -> int:
+        self._tick += 1
+        arrived = self._tick  # before any await: the order the link handed the PDUs over
         source = self._msisdn(str(pdu.get("source_addr", "")))
         if is_receipt(pdu):
             return await self._receipt(pdu, source)
@@ -171,18 +185,26 @@ class InboundProcessor:
         entry[1] += 1
         try:
             async with entry[0]:
-                return await self._message_pdu(pdu, source)
+                return await self._message_pdu(pdu, source, arrived)
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._locks[source]
 
-    async def _message_pdu(self, pdu: Pdu, source: str) -> int:
+    async def _message_pdu(self, pdu: Pdu, source: str, arrived: int) -> int:
         key = dedup_key(pdu)
         if key is not None:
             fresh = await self._dedup.claim_once(key, self._dedup_ttl)
-            repeat = self._last.get(source) == key
-            self._last[source] = key
+            turn = self._last.get(source)
+            if turn is None:
+                turn = self._last[source] = _Turn(key, arrived)
+                repeat = False
+            else:
+                repeat = turn.key == key and not (
+                    pdu.get("ussd_service_op") is not None
+                    and turn.arrived < turn.replied < arrived  # answered after our reply
+                )
+                turn.key, turn.arrived = key, arrived
             self._last.move_to_end(source)
             if len(self._last) > self._max_sources:
                 self._last.popitem(last=False)
@@ -259,6 +281,17 @@ class InboundProcessor:
             return normalise_msisdn(raw, self._country_code)
         except InvalidInput:  # alphanumeric or odd source: keep it as the SMSC gave it
             return raw
+
+
+class _Turn:
+    """The last PDU from one subscriber: its dedup key, when it arrived, when we last replied."""
+
+    __slots__ = ("arrived", "key", "replied")
+
+    def __init__(self, key: str, arrived: int) -> None:
+        self.key = key
+        self.arrived = arrived
+        self.replied = 0
 
 
 def _session_number(info: Any) -> int:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.link import (
     InboundHandler,
@@ -37,6 +37,7 @@ __all__ = [
     "LinkDown",
     "LinkMode",
     "LinkStats",
+    "ReplyAware",
     "ResponseTimeout",
     "SmppLink",
     "SmppSession",
@@ -45,6 +46,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ReplyAware(Protocol):
+    """An inbound handler that wants to know when a USSD reply leaves (to tell a new turn of a
+    session from a redelivered answer: :meth:`gateway.inbound.InboundProcessor.replied`)."""
+
+    def replied(self, msisdn: str) -> None: ...
+
 
 PUSHBACK_STATUSES = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
 
@@ -70,9 +80,14 @@ class SmppSession:
         backoff_cap: float = 30.0,
         connect_timeout: float = 5.0,
         stable_after: float = 10.0,
+        on_ussd_reply: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
         self.name = profile.name
+        if on_ussd_reply is None and isinstance(on_inbound, ReplyAware):
+            on_ussd_reply = on_inbound.replied
+        #: told the destination of every USSD submit_sm as it is sent
+        self._on_ussd_reply = on_ussd_reply
         self.throttle = throttle or Throttle(profile.rate)
         self._max_pushbacks = max_pushbacks
 
@@ -174,6 +189,8 @@ class SmppSession:
                 break
             if not throttle.unlimited:
                 await throttle.acquire(len(todo))
+            if self._on_ussd_reply is not None:
+                self._note_ussd([pdus[i] for i in todo])
             answers = await self.tx.request_many([pdus[i] for i in todo])
             again: list[int] = []
             for i, answer in zip(todo, answers, strict=True):
@@ -221,12 +238,21 @@ class SmppSession:
             results.append(error)
         return results
 
+    def _note_ussd(self, pdus: Sequence[Pdu]) -> None:
+        notify = self._on_ussd_reply
+        assert notify is not None
+        for pdu in pdus:
+            if pdu.params.get("ussd_service_op") is not None:
+                notify(str(pdu.params.get("destination_addr", "")))
+
     async def _submit_one(self, params: Mapping[str, Any]) -> str:
         pdu = Pdu("submit_sm", params=params)
         throttle = self.throttle
         for _ in range(self._max_pushbacks + 1):
             if not throttle.unlimited:
                 await throttle.acquire(1)
+            if self._on_ussd_reply is not None:
+                self._note_ussd((pdu,))
             resp = await self.tx.request(pdu)
             status = resp.status
             if status == Status.ESME_ROK:

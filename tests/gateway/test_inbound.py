@@ -192,3 +192,30 @@ async def test_one_subscribers_messages_reach_the_sink_in_arrival_order(got: lis
     await asyncio.wait_for(asyncio.gather(first, second), 5)
     assert [m.text for m in got] == ["3IJA 605111222", "TAK 111111"]
     assert processor._locks == {}
+
+
+async def test_ussd_answer_after_our_reply_is_a_new_turn_not_a_redelivery(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"2", ussd_service_op=18, its_session_info=0x0700)
+
+    await processor(answer(1))
+    await processor(answer(2))  # no reply in between: the SMSC redelivered it
+    assert len(got) == 1 and processor.duplicates == 1
+    processor.replied("+48600000001")  # the menu left (any spelling of the number)
+    await processor(answer(3))  # the subscriber answered the menu with "2" again
+    assert len(got) == 2 and processor.duplicates == 1
+    await processor(answer(4))  # a copy of that one, before our next reply
+    assert len(got) == 2 and processor.duplicates == 2
+
+
+async def test_a_reply_does_not_make_a_repeated_sms_new(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    """SMS redeliveries come after the SMSC's timeout, usually after our reply left: the turn
+    rule is for USSD only, where the network cannot redeliver an answered menu's answer."""
+    await processor(deliver(1, short_message=b"INFO"))
+    processor.replied("48600000001")
+    await processor(deliver(2, short_message=b"INFO"))
+    assert len(got) == 1 and processor.duplicates == 1

@@ -390,3 +390,35 @@ async def test_two_processes_two_binds_share_one_outbox(
     finally:
         for step in cleanup:
             await step()
+
+
+async def test_ussd_repeated_answers_are_turns_and_a_redelivery_is_still_dropped() -> None:
+    """The simulator echoes its_session_info unchanged through the session, so ``2`` answered
+    twice in a row is the same PDU twice: only the turn tells them apart (the second arrived
+    after the menu for the first left). One answer is held past the simulator's deliver_sm
+    timeout, so the SMSC redelivers it (a true redelivery): that copy is dropped."""
+    async with SimulatorController(accounts={"idea24": "idea24"}, response_timeout=0.5) as sim:
+        outbox = MemoryOutbox()
+        stall_on = 3  # the second "2": a repeat of the turn before it, and redelivered
+
+        class Stalling(Echo):
+            async def __call__(self, event: InboundEvent) -> None:
+                if len(self.seen) == stall_on - 1:
+                    link = pool.sessions[0].tx
+                    before = link.stats.inbound
+                    await wait_for(lambda: link.stats.inbound > before)  # the copy came in
+                await super().__call__(event)
+
+        echo = Stalling(outbox)
+        pool = BindPool([profile(sim)], outbox, echo, dedup=MemoryKeyStore())
+        async with pool:
+            assert await pool.sessions[0].wait_bound(5)
+            answers = ["*100#", "2", "2", "00", "2", "00", "00"]
+            for answer in answers:
+                screen = await sim.ussd(A, answer)
+                assert screen.text.startswith("Menu:") and not screen.end
+            assert [m.text for m in echo.seen] == answers
+            assert len({m.session_id for m in echo.seen}) == 1
+            assert pool.inbound.duplicates >= 1  # the redelivered "2"
+            await wait_for(lambda: pool.senders[0].sent == len(answers))
+            assert len(mt_texts(sim, A)) == len(answers)  # no menu for the dropped copy

@@ -48,6 +48,7 @@ class Components:
     runtime: Runtime | None = None
     outbox: Outbox | None = None
     pool: BindPool | None = None
+    router: Router | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -186,6 +187,7 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         metrics.receipts.labels(state).inc()
 
     router = Router(c.runtime, c.outbox, metrics)
+    c.router = router
     pool = BindPool(
         profiles,
         c.outbox,
@@ -193,11 +195,14 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         dedup=c.store,
         tracker=DeliveryTracker(on_state=on_state),
         policy="transliterate" if s.encoding == "transliterate" else "ucs2",
+        # Link tuning no flag carries (e.g. a short reconnect back-off in fault tests).
+        session_options=s.extra.get("session_options"),
     )
     c.pool = pool
     async with pool:
         yield
     c.pool = None
+    c.router = None
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:

@@ -1,12 +1,19 @@
 """One ESME connection to the simulated SMSC: bind state, responses, the deliver_sm window.
 
-Theory of operation. The session is an ``asyncio.Protocol``: bytes go into the shared sans-I/O
-:class:`gateway.codec.SmppConnection`, each decoded PDU is answered at once, and everything
-written during one ``data_received`` leaves in a single ``transport.write``. Nothing here awaits,
-so one slow client never holds up another: when its socket buffer fills (``pause_writing``) the
-session stops reading from it and stops sending it deliver_sm, which wait in ``pending`` until
-``resume_writing``. Server-originated deliver_sm (MO, receipts) are windowed: at most ``window``
-await their deliver_sm_resp; if the connection dies they go back to the SMSC for another session.
+Theory of operation. The session is an ``asyncio.Protocol``: the codec's :class:`Framer` cuts
+the byte stream into PDUs, each PDU goes through the shared sans-I/O
+:class:`gateway.codec.SmppConnection` and is answered at once, and everything written during one
+``data_received`` (responses, then the receipts those submits asked for) leaves in a single
+``transport.write``. Two PDUs that make up nearly all traffic skip the general path where the
+bind-state table would only say yes: a submit_sm while bound to transmit is decoded by the codec
+and handled without a state check, a plain deliver_sm_resp is read from its header alone, and
+submit_sm_resp and receipts are written from pre-packed bytes (:mod:`simulator.fastpath`).
+
+Nothing here awaits, so one slow client never holds up another: when its socket buffer fills
+(``pause_writing``) the session stops reading from it and stops sending it deliver_sm, which
+wait in ``pending`` until ``resume_writing``. Server-originated deliver_sm (MO, receipts) are
+windowed: at most ``window`` await their deliver_sm_resp; if the connection dies they go back to
+the SMSC for another session.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway.codec import BindState, SmppConnection
-from gateway.errors import LocalProtocolError, ProtocolError
+from gateway.codec import BindState, Framer, SmppConnection, decode
+from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from gateway.pdu import TEMPORARY_STATUSES, Pdu, Status
+from simulator import fastpath
 
 if TYPE_CHECKING:
     from simulator.smsc import Smsc
@@ -29,23 +37,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BIND_MODES = {"bind_transmitter": "tx", "bind_receiver": "rx", "bind_transceiver": "trx"}
+_TX_STATES = frozenset({BindState.BOUND_TX, BindState.BOUND_TRX})
+_RX_STATES = frozenset({BindState.BOUND_RX, BindState.BOUND_TRX})
+_DELIVER_SM_RESP_OK = b"\x00\x00\x00\x11\x80\x00\x00\x05"  # length 17: empty message_id
+_HEADER = fastpath.HEADER
 
 
 @dataclass(slots=True)
 class Delivery:
     """A deliver_sm the SMSC must get acknowledged by some receiving session of ``system_id``
-    (None: any). ``done`` runs once with the final deliver_sm_resp status."""
+    (None: any). ``done`` runs once with the final deliver_sm_resp status.
 
-    pdu: Pdu
+    A receipt carries its pre-packed ``body`` (:func:`simulator.fastpath.receipt_body`) and the
+    ``receipt`` (message id, state) to record once acknowledged; ``pdu`` is then built only if
+    some path needs it.
+    """
+
+    pdu: Pdu | None
     system_id: str | None = None
     attempts: int = 0
     done: Callable[[int], None] | None = field(default=None)
+    body: bytes | None = None
+    receipt: tuple[str, str] | None = None
+    destination: str = ""
+
+    def template(self) -> Pdu:
+        """The deliver_sm to send (sequence 0), decoded from ``body`` if it was pre-packed."""
+        if self.pdu is None:
+            assert self.body is not None
+            self.pdu = decode(fastpath.deliver_sm(0, self.body))
+        return self.pdu
+
+    def destination_addr(self) -> str:
+        if self.pdu is None:
+            return self.destination
+        return str(self.pdu.get("destination_addr"))
 
 
 class SmscSession(asyncio.Protocol):
     def __init__(self, smsc: Smsc) -> None:
         self.smsc = smsc
         self.conn = SmppConnection("smsc")
+        self.framer = Framer()
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.system_id: str | None = None
@@ -127,20 +160,40 @@ class SmscSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.smsc.now()
         self._in_receive = True
+        framer = self.framer
+        conn = self.conn
         try:
-            self.conn.receive_data(data)
+            framer.feed(data)
             while not self.closed:
-                event = self.conn.next_event()
+                try:
+                    frame = framer.next_frame()
+                except RemoteProtocolError as exc:  # framing lost: answer and hang up
+                    conn.close()
+                    self._on_error(exc)
+                    break
+                if frame is None:
+                    break
+                head = frame[:8]
+                if head == _DELIVER_SM_RESP_OK and frame[16] == 0:
+                    self._on_deliver_resp_frame(frame)
+                    continue
+                if head[4:] == b"\x00\x00\x00\x04" and conn.state in _TX_STATES:
+                    try:
+                        event: Pdu | ProtocolError | None = decode(frame)
+                    except RemoteProtocolError as exc:
+                        event = exc
+                else:
+                    conn.receive_data(frame)
+                    event = conn.next_event()
                 if event is None:
                     break
                 if isinstance(event, ProtocolError):
                     self._on_error(event)
                 else:
                     self._dispatch(event)
-        except ProtocolError as exc:  # framing lost inside the codec: answer and hang up
-            self._on_error(exc)
         finally:
             self._in_receive = False
+            self.smsc.drain_receipts()
             self.flush()
 
     # -- writing -----------------------------------------------------------------------------
@@ -172,6 +225,15 @@ class SmscSession(asyncio.Protocol):
             return False
         return True
 
+    def accept_submit(self, request: Pdu, message_id: str) -> None:
+        """Answer a submit_sm / data_sm with ESME_ROK and ``message_id`` (honouring delays)."""
+        if request.command == "submit_sm" and self.smsc.handler.response_delay(request) <= 0:
+            data = fastpath.submit_sm_resp(request.sequence, message_id)
+            if data is not None and self.conn.state is not BindState.CLOSED:
+                self.write(data)
+                return
+        self.respond(request, request.response(0, message_id=message_id))
+
     def respond(self, request: Pdu, response: Pdu) -> None:
         delay = self.smsc.handler.response_delay(request)
         if delay > 0:
@@ -199,18 +261,31 @@ class SmscSession(asyncio.Protocol):
         self.pending.append(delivery)
         self.pump()
 
+    def enqueue_many(self, deliveries: list[Delivery]) -> None:
+        self.pending.extend(deliveries)
+        self.pump()
+
     def pump(self) -> None:
         window = self.smsc.window
         now = self.smsc.now()
-        while self.pending and len(self.outstanding) < window and not self._paused:
+        pending = self.pending
+        outstanding = self.outstanding
+        conn = self.conn
+        while pending and len(outstanding) < window and not self._paused:
             if not self.can_receive:
                 return
-            delivery = self.pending.popleft()
-            template = delivery.pdu
-            pdu = Pdu(template.command, self.conn.next_sequence(), 0, template.params)
-            self.outstanding[pdu.sequence] = (delivery, now)
+            delivery = pending.popleft()
+            body = delivery.body
+            if body is not None and conn.state in _RX_STATES:  # pre-packed receipt
+                sequence = conn.next_sequence()
+                outstanding[sequence] = (delivery, now)
+                self.write(fastpath.deliver_sm(sequence, body))
+                continue
+            template = delivery.template()
+            pdu = Pdu(template.command, conn.next_sequence(), 0, template.params)
+            outstanding[pdu.sequence] = (delivery, now)
             if not self.send(pdu):
-                del self.outstanding[pdu.sequence]
+                del outstanding[pdu.sequence]
                 self.smsc.undelivered.append(delivery)
                 return
 
@@ -257,16 +332,31 @@ class SmscSession(asyncio.Protocol):
             return
         self.smsc.submit(self, pdu)
 
+    def _on_deliver_resp_frame(self, frame: bytes) -> None:
+        """A deliver_sm_resp with an empty message_id, read from its header alone."""
+        _length, _command, status, sequence = _HEADER.unpack_from(frame)
+        pdu = Pdu("deliver_sm_resp", sequence, status, {"message_id": ""})
+        if self.smsc.handler.should_drop(pdu):
+            log.info("fault: dropping connection", extra={"peer": self.peer})
+            self.close(abort=True)
+            return
+        self._on_deliver_resp(pdu)
+
     def _on_deliver_resp(self, pdu: Pdu) -> None:
         entry = self.outstanding.pop(pdu.sequence, None)
         if entry is None:
             return
         delivery = entry[0]
-        if pdu.status in TEMPORARY_STATUSES:
+        status = pdu.status
+        if status in TEMPORARY_STATUSES:
             self.smsc.retry(delivery)
-        elif delivery.done is not None:
-            delivery.done(pdu.status)
-        self.pump()
+        else:
+            if delivery.done is not None:
+                delivery.done(status)
+            if status == 0 and delivery.receipt is not None:
+                self.smsc.store.set_receipt(*delivery.receipt)
+        if self.pending:
+            self.pump()
 
     def _on_enquire_link(self, pdu: Pdu) -> None:
         self.respond(pdu, pdu.response())

@@ -5,7 +5,13 @@ the bound sessions, the handset store and the USSD sessions. Each TCP connection
 :class:`~simulator.session.SmscSession` that calls back here for decisions. Messages towards an
 ESME (MO, USSD from handsets, delivery receipts) are :class:`Delivery` records routed round-robin
 to a session that can receive (receipts: one of the submitting account's); with none bound they
-wait in ``undelivered`` until one binds, as a store-and-forward SMSC would. A maintenance task
+wait in ``undelivered`` until one binds, as a store-and-forward SMSC would.
+
+Submits are the hot path (tens of thousands a second): a receipt is packed into wire bytes once
+(its text written by :func:`gateway.receipts.format_receipt`, the definition the gateway's parser
+reads) and queued; the queue is routed once per batch of received PDUs
+(:meth:`Smsc.drain_receipts`), so a batch of receipts leaves with the responses in one write.
+A single-part submit is stored as raw octets and decoded when read. A maintenance task
 ticks a few times a second: enquire_link on quiet links, closing silent ones, taking back
 unanswered deliver_sm, ending idle USSD sessions.
 """
@@ -22,10 +28,20 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
-from gateway.pdu import REGISTERED_DELIVERY_RECEIPT_MASK, Pdu, Status, UssdOp
-from gateway.text import Body, decode_body, encode_ussd
+from gateway.pdu import (
+    ESM_UDHI,
+    REGISTERED_DELIVERY_RECEIPT_MASK,
+    MessageState,
+    Pdu,
+    Status,
+    UssdOp,
+)
+from gateway.receipts import format_receipt
+from gateway.text import Body, codec_for, decode_body, encode_ussd
+from simulator import fastpath
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
 from simulator.mo import handset_parts
 from simulator.mt import MtAssembler, split_part
@@ -52,21 +68,29 @@ class UssdError(ValueError):
     """A USSD answer with no open session (the handset must dial a code like ``*100#`` first)."""
 
 
+#: Fields of a submit that, when present, make it more than a plain single-part SMS.
+_NOT_PLAIN = ("message_payload", "sar_msg_ref_num", "ussd_service_op")
+
+
 def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
-    """The SMSC receipt body of SMPP 3.4 appendix B, as most SMSCs send it."""
-    delivered = "001" if state == "DELIVRD" else "000"
-    err = "000" if state == "DELIVRD" else "001"
-    return (
-        f"id:{message_id} sub:001 dlvrd:{delivered} "
-        f"submit date:{_minute(int(submitted) // 60)} done date:{_minute(int(done) // 60)} "
-        f"stat:{state} err:{err} text:{text[:20]}"
+    """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.receipts.format_receipt`.
+
+    ``state`` is a ``stat:`` word of :data:`RECEIPT_STATES`; err is 000 when delivered, else 001.
+    """
+    return format_receipt(
+        message_id,
+        MessageState(RECEIPT_STATES[state]),
+        submitted_at=_minute(int(submitted) // 60),
+        done_at=_minute(int(done) // 60),
+        error="000" if state == "DELIVRD" else "001",
+        text=text,
     )
 
 
 @functools.lru_cache(maxsize=4)
-def _minute(minute: int) -> str:
-    """YYMMDDhhmm of a minute since the epoch (cached: receipts come thousands a second)."""
-    return time.strftime("%y%m%d%H%M", time.localtime(minute * 60))
+def _minute(minute: int) -> datetime:
+    """Local time of a minute since the epoch (cached: receipts come thousands a second)."""
+    return datetime.fromtimestamp(minute * 60)
 
 
 class Smsc:
@@ -101,6 +125,9 @@ class Smsc:
         self._refs = itertools.count(secrets.randbelow(256))
         self._rr = 0
         self._receipts: dict[str, str] = {}
+        self._receipt_order: deque[str] = deque()
+        self._queued: list[Delivery] = []
+        self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -190,7 +217,7 @@ class Smsc:
         return out
 
     def route(self, delivery: Delivery) -> None:
-        candidates = self.receivers(delivery.system_id, str(delivery.pdu.get("destination_addr")))
+        candidates = self.receivers(delivery.system_id, delivery.destination_addr())
         if not candidates:
             self.undelivered.append(delivery)
             return
@@ -213,77 +240,142 @@ class Smsc:
         return format(next(self._ids), "x")
 
     def submit(self, session: SmscSession, pdu: Pdu) -> None:
-        """Answer a submit_sm / data_sm; record it for the handset; schedule its receipt."""
+        """Answer a submit_sm / data_sm; record it for the handset; queue its receipt."""
         assert session.system_id is not None
         now = self.now()
+        params = pdu.params
         status = self.handler.submit_status(session.system_id, pdu, now)
-        if status == 0 and not pdu.get("destination_addr"):
+        if status == 0 and not params.get("destination_addr"):
             status = int(Status.ESME_RINVDSTADR)
         if status:
             session.respond(pdu, pdu.response(status, message_id=""))
             return
         self.submitted += 1
         message_id = self.next_message_id()
-        response = pdu.response(0, message_id=message_id)
-        split = split_part(pdu.params)
-        receipt = self._receipt_for(session.system_id, pdu, message_id, split[1])
+        plain = not params.get("esm_class", 0) & ESM_UDHI and not any(
+            name in params for name in _NOT_PLAIN
+        )
+        if plain:  # one part, no headers: no need to split or reassemble
+            split: Split | None = None
+            data = params.get("short_message") or b""
+            excerpt = fastpath.receipt_excerpt(data, params.get("data_coding", 0))
+        else:
+            split = split_part(params)
+            excerpt = decode_body(split[1].data[:40], split[1].codec)
+        receipt = self._receipt_for(session.system_id, pdu, message_id, excerpt)
         if receipt is not None and self.faults.receipt_first:
-            self._send_receipt(receipt)
+            self.route(receipt)
             receipt = None
-        session.respond(pdu, response)
-        self._record_mt(pdu, message_id, now, split)
+        session.accept_submit(pdu, message_id)
+        if split is None:
+            dc = params.get("data_coding", 0)
+            codec = codec_for(dc)
+            if codec == "gsm" and not data.isascii():
+                codec = "latin-1"
+            self.store.add_raw_sms(
+                params.get("destination_addr", ""),
+                params.get("source_addr", ""),
+                data,
+                codec,
+                dc,
+                message_id,
+                time.time(),
+            )
+        else:
+            self._record_mt(pdu, message_id, now, split)
         if receipt is not None:
             delay = self.handler.receipt_delay(pdu)
             if delay > 0:
-                asyncio.get_running_loop().call_later(delay, self._send_receipt, receipt)
+                asyncio.get_running_loop().call_later(delay, self.route, receipt)
             else:
-                self._send_receipt(receipt)
+                self.queue_receipt(receipt)
 
     def _receipt_for(
-        self, system_id: str, pdu: Pdu, message_id: str, body: Body
+        self, system_id: str, pdu: Pdu, message_id: str, excerpt: str
     ) -> Delivery | None:
-        wanted = int(pdu.get("registered_delivery", 0)) & REGISTERED_DELIVERY_RECEIPT_MASK
+        params = pdu.params
+        wanted = params.get("registered_delivery", 0) & REGISTERED_DELIVERY_RECEIPT_MASK
         if not wanted:
             return None
         state = self.handler.receipt_state(pdu)
+        self._remember(message_id, state)
         if wanted == 2 and state == "DELIVRD":  # receipt on failure only
-            self._remember(message_id, state)
             return None
-        source = str(pdu.get("source_addr", ""))
-        destination = str(pdu.get("destination_addr", ""))
+        source = params.get("source_addr", "")
+        destination = params.get("destination_addr", "")
         now = time.time()
-        excerpt = decode_body(body.data[:40], body.codec)
-        text = receipt_text(message_id, state, now, now, excerpt)
-        params: dict[str, Any] = {
+        text = receipt_text(message_id, state, now, now, excerpt).encode("ascii", "replace")
+        body = fastpath.receipt_body(
+            source_ton=params.get("dest_addr_ton", 1),
+            source_npi=params.get("dest_addr_npi", 1),
+            source=destination,
+            dest_ton=params.get("source_addr_ton", 0),
+            dest_npi=params.get("source_addr_npi", 0),
+            destination=source,
+            text=text,
+            message_id=message_id,
+            message_state=RECEIPT_STATES[state],
+        )
+        if body is not None:
+            return Delivery(
+                None, system_id, body=body, receipt=(message_id, state), destination=source
+            )
+        fields: dict[str, Any] = {  # an address the fast path will not pack: the codec decides
             "service_type": "",
-            "source_addr_ton": pdu.get("dest_addr_ton", 1),
-            "source_addr_npi": pdu.get("dest_addr_npi", 1),
+            "source_addr_ton": params.get("dest_addr_ton", 1),
+            "source_addr_npi": params.get("dest_addr_npi", 1),
             "source_addr": destination,
-            "dest_addr_ton": pdu.get("source_addr_ton", 0),
-            "dest_addr_npi": pdu.get("source_addr_npi", 0),
+            "dest_addr_ton": params.get("source_addr_ton", 0),
+            "dest_addr_npi": params.get("source_addr_npi", 0),
             "destination_addr": source,
             "esm_class": 0x04,
             "data_coding": 0,
-            "short_message": text.encode("ascii", "replace"),
+            "short_message": text,
             "receipted_message_id": message_id,
             "message_state": RECEIPT_STATES[state],
         }
-        self._remember(message_id, state)
+        pdu = Pdu("deliver_sm", params=fields)
+        return Delivery(pdu, system_id, receipt=(message_id, state), destination=source)
 
-        def done(status: int, message_id: str = message_id, state: str = state) -> None:
-            if status == 0:
-                self.store.set_receipt(message_id, state)
+    def queue_receipt(self, receipt: Delivery) -> None:
+        """Route ``receipt`` with the rest of this batch (see :meth:`drain_receipts`)."""
+        self._queued.append(receipt)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self.drain_receipts)
 
-        return Delivery(Pdu("deliver_sm", params=params), system_id, done=done)
+    def drain_receipts(self) -> None:
+        """Route the queued receipts: receivers looked up once per account, not per receipt."""
+        self._drain_scheduled = False
+        queued = self._queued
+        if not queued:
+            return
+        self._queued = []
+        by_account: dict[str | None, list[Delivery]] = {}
+        for receipt in queued:
+            by_account.setdefault(receipt.system_id, []).append(receipt)
+        for system_id, receipts in by_account.items():
+            candidates = self.receivers(system_id, "")
+            if not candidates:
+                self.undelivered.extend(receipts)
+                continue
+            if len(candidates) == 1:
+                candidates[0].enqueue_many(receipts)
+                continue
+            n = len(candidates)
+            for i, receipt in enumerate(receipts, self._rr + 1):
+                candidates[i % n].pending.append(receipt)
+            self._rr += len(receipts)
+            for session in candidates:
+                session.pump()
 
     def _remember(self, message_id: str, state: str) -> None:
         receipts = self._receipts
         receipts[message_id] = state
-        if len(receipts) > QUERY_LIMIT:
-            del receipts[next(iter(receipts))]
-
-    def _send_receipt(self, receipt: Delivery) -> None:
-        self.route(receipt)
+        order = self._receipt_order
+        order.append(message_id)
+        if len(order) > QUERY_LIMIT:
+            receipts.pop(order.popleft(), None)
 
     def _record_mt(self, pdu: Pdu, message_id: str, now: float, split: Split) -> None:
         op = pdu.get("ussd_service_op")

@@ -3,6 +3,10 @@
 The store is the simulator's memory of traffic, read by tests (``sim.messages(msisdn)``), the
 HTTP API and the live event stream (SSE). It is bounded per handset so a load test does not grow
 it without end, and it keeps no state outside the instance.
+
+Writes outnumber reads by far under load (every submit is recorded, a person reads a few), so a
+single-part SMS is kept as its raw octets (:meth:`HandsetStore.add_raw_sms`) and its text is
+decoded only when someone reads it or a live subscriber is listening.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import itertools
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
+
+from gateway.text import decode_body
 
 #: Messages kept per handset; older ones are forgotten first.
 DEFAULT_KEEP = 200
@@ -50,13 +56,44 @@ class HandsetMessage:
         return out
 
 
+class _RawSms(NamedTuple):
+    """A single-part MT SMS as submitted; becomes a :class:`HandsetMessage` when read."""
+
+    id: int
+    msisdn: str
+    peer: str
+    data: bytes
+    codec: str
+    data_coding: int
+    message_id: str
+    at: float
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        return (self.message_id,)
+
+    def materialise(self) -> HandsetMessage:
+        return HandsetMessage(
+            id=self.id,
+            msisdn=self.msisdn,
+            peer=self.peer,
+            direction="mt",
+            kind="sms",
+            text=decode_body(self.data, self.codec),
+            parts=1,
+            data_coding=self.data_coding,
+            message_ids=(self.message_id,),
+            at=self.at,
+        )
+
+
 class HandsetStore:
     """Bounded per-handset history plus fan-out of every change to live subscribers."""
 
     def __init__(self, keep: int = DEFAULT_KEEP) -> None:
         self._keep = keep
         self._history: dict[str, deque[int]] = {}
-        self._by_id: dict[int, HandsetMessage] = {}
+        self._by_id: dict[int, HandsetMessage | _RawSms] = {}
         self._by_message_id: dict[str, int] = {}
         self._receipts: dict[int, str] = {}
         self._ids = itertools.count(1)
@@ -64,21 +101,41 @@ class HandsetStore:
 
     def add(self, **values: Any) -> HandsetMessage:
         message = HandsetMessage(id=next(self._ids), **values)
-        history = self._history.get(message.msisdn)
-        if history is None:
-            history = self._history[message.msisdn] = deque()
-        if len(history) >= self._keep:
-            old = self._by_id.pop(history.popleft())
-            self._receipts.pop(old.id, None)
-            for mid in old.message_ids:
-                self._by_message_id.pop(mid, None)
-        history.append(message.id)
-        self._by_id[message.id] = message
+        self._keep_record(message)
         for mid in message.message_ids:
             self._by_message_id[mid] = message.id
         if self._subscribers:
             self._publish(message)
         return message
+
+    def add_raw_sms(
+        self,
+        msisdn: str,
+        peer: str,
+        data: bytes,
+        codec: str,
+        data_coding: int,
+        message_id: str,
+        at: float,
+    ) -> None:
+        """Record a single-part MT SMS by its octets (``codec``: from ``gateway.text``)."""
+        record = _RawSms(next(self._ids), msisdn, peer, data, codec, data_coding, message_id, at)
+        self._keep_record(record)
+        self._by_message_id[message_id] = record.id
+        if self._subscribers:
+            self._publish(record.materialise())
+
+    def _keep_record(self, record: HandsetMessage | _RawSms) -> None:
+        history = self._history.get(record.msisdn)
+        if history is None:
+            history = self._history[record.msisdn] = deque()
+        if len(history) >= self._keep:
+            old = self._by_id.pop(history.popleft())
+            self._receipts.pop(old.id, None)
+            for mid in old.message_ids:
+                self._by_message_id.pop(mid, None)
+        history.append(record.id)
+        self._by_id[record.id] = record
 
     def set_receipt(self, message_id: str, state: str) -> None:
         """Record the receipt state of the logical message that part ``message_id`` belongs to.
@@ -94,7 +151,8 @@ class HandsetStore:
             self._publish(self._read(key))
 
     def _read(self, key: int) -> HandsetMessage:
-        message = self._by_id[key]
+        record = self._by_id[key]
+        message = record if isinstance(record, HandsetMessage) else record.materialise()
         state = self._receipts.get(key)
         return message if state is None else replace(message, receipt=state)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, ServiceError
 from gateway.metrics import CONTENT_TYPE, Metrics
@@ -23,6 +25,11 @@ from gateway.openapi import openapi_document
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Aggregators' session ids are short tokens; a longer one would not fit the USSD session record.
+MAX_SESSION_ID = 100
+#: A body aiohttp cannot read: bad Content-Encoding, a broken multipart, a cut chunked stream.
+UNREADABLE_BODY = (RequestPayloadError, HttpProcessingError)
 
 
 class PasswordPortal(Protocol):
@@ -63,7 +70,7 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> web.Respon
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8; nesting past the C stack
         raise web.HTTPBadRequest(
             text=json.dumps({"error": {"code": "bad_json", "message": "body is not valid JSON"}}),
             content_type="application/json",
@@ -155,7 +162,12 @@ async def verify_password(request: web.Request) -> web.Response:
 async def ussd_aggregator(request: web.Request) -> web.Response:
     """Africa's-Talking-style aggregator: ``text`` holds every answer so far joined by ``*``."""
     deps = request.app[DEPS]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except UNREADABLE_BODY:
+        return web.Response(
+            status=400, text="END request body cannot be read", content_type="text/plain"
+        )
     session_id = str(form.get("sessionId", "")).strip()
     phone = str(form.get("phoneNumber", "")).strip()
     service_code = str(form.get("serviceCode", "")).strip() or deps.settings.ussd_code
@@ -163,6 +175,12 @@ async def ussd_aggregator(request: web.Request) -> web.Response:
     if not session_id or not phone:
         return web.Response(
             status=400, text="END sessionId and phoneNumber are required", content_type="text/plain"
+        )
+    if len(session_id) > MAX_SESSION_ID:
+        return web.Response(
+            status=400,
+            text=f"END sessionId longer than {MAX_SESSION_ID} characters",
+            content_type="text/plain",
         )
     try:
         msisdn = normalise_msisdn(phone)
@@ -216,6 +234,10 @@ async def api_errors(
     except web.HTTPException as exc:
         deps.metrics.http_requests.labels(route, str(exc.status)).inc()
         raise
+    except UNREADABLE_BODY:
+        # The body itself is broken (bad Content-Encoding, cut chunked stream): the client's fault.
+        deps.metrics.http_requests.labels(route, "400").inc()
+        return json_error(400, "bad_body", "request body cannot be read")
     except Exception:
         log.exception("unhandled error in %s", route)
         deps.metrics.http_requests.labels(route, "500").inc()

@@ -102,8 +102,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "properties": {
-                                        "sessionId": {"type": "string"},
-                                        "phoneNumber": {"type": "string"},
+                                        "sessionId": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 100,
+                                            "pattern": r"\S",
+                                        },
+                                        "phoneNumber": _MSISDN,
                                         "serviceCode": {"type": "string", "examples": ["*100#"]},
                                         "text": {
                                             "type": "string",
@@ -121,7 +126,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         },
                         "400": {
-                            "description": "missing fields",
+                            "description": "missing or malformed fields, unreadable body",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         },
                     },

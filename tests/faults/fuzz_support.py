@@ -12,7 +12,9 @@ import contextlib
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import codec
@@ -152,6 +154,28 @@ def mutants(draw: st.DrawFn, valid: Callable[[int], bytes], sequence: int = 1000
     return Mutant(kind, frame(cid, bytes(mutated), sequence=sequence))
 
 
+T = TypeVar("T")
+
+
+def collect(strategy: st.SearchStrategy[T], count: int) -> list[T]:
+    """``count`` examples of ``strategy``, the same every run (for async tests over sockets)."""
+    out: list[T] = []
+
+    @settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def run(value: T) -> None:
+        out.append(value)
+
+    run()
+    return out
+
+
 # -- raw peers over loopback --------------------------------------------------------------------
 
 
@@ -219,6 +243,39 @@ class RawPeer:
             await self.writer.wait_closed()
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a server did with one bad PDU: its answer (command, status) and/or a hang-up."""
+
+    answer: tuple[str, int] | None
+    closed: bool
+
+
+async def probe(
+    peer: RawPeer, mutant: Mutant, sequence: int, within: float = READ_TIMEOUT
+) -> Outcome:
+    """Send ``mutant`` (whose sequence is ``sequence``) and an enquire_link; collect the answers.
+
+    Waits for the answer to the mutant and the enquire_link_resp, or for the hang-up.
+    """
+    peer.send(mutant.data + enquire_link(sequence + 1))
+    answer: tuple[str, int] | None = None
+    echoed = False
+    try:
+        while answer is None or not echoed:
+            data = await peer.read_frame(within)
+            name, status, seq = answer_status(data)
+            if name == "enquire_link":
+                peer.send(HEADER.pack(16, COMMAND_IDS["enquire_link_resp"], 0, seq))
+            elif name == "enquire_link_resp" and seq == sequence + 1:
+                echoed = True
+            elif seq == sequence and int.from_bytes(data[4:8], "big") & 0x80000000:
+                answer = (name, status)
+    except PeerClosed:
+        return Outcome(answer, True)
+    return Outcome(answer, False)
+
+
 Handler = Callable[[RawPeer], Awaitable[None]]
 
 
@@ -283,15 +340,18 @@ def status_name(status: int) -> str:
 
 __all__ = [
     "Mutant",
+    "Outcome",
     "PeerClosed",
     "RawPeer",
     "accept_bind",
     "answer_status",
     "bind",
+    "collect",
     "deliver_sm",
     "enquire_link",
     "frame",
     "mutants",
+    "probe",
     "raw_server",
     "status_name",
     "submit_sm",

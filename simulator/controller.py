@@ -85,7 +85,6 @@ class SimulatorController:
         self.http_url = f"http://{host}:{port}"
 
     async def stop(self) -> None:
-        self.smsc.store.close()  # ends the SSE streams, or the HTTP runner would wait for them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

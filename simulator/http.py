@@ -147,6 +147,15 @@ class HandsetApi:
             self.smsc.store.unsubscribe(queue)
         return response
 
+    async def end_streams(self, app: web.Application) -> None:
+        """``on_shutdown``: end every open event stream.
+
+        aiohttp waits (up to its shutdown_timeout) for running handlers after the shutdown
+        hooks; an SSE handler only returns when its stream ends, so without this a browser tab
+        left on the handset page would hold ``idea24 serve`` for seconds after SIGTERM.
+        """
+        self.smsc.store.close()
+
     async def faults_get(self, request: web.Request) -> web.Response:
         return web.json_response(self.smsc.faults.as_dict())
 
@@ -212,6 +221,7 @@ def add_handset_routes(
     app.router.add_post(f"{api}/faults", h.faults_set)
     app.router.add_delete(f"{api}/faults", h.faults_reset)
     app.router.add_get(f"{api}/sessions", h.sessions)
+    app.on_shutdown.append(h.end_streams)
     return h
 
 

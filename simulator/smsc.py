@@ -68,10 +68,6 @@ class UssdError(ValueError):
     """A USSD answer with no open session (the handset must dial a code like ``*100#`` first)."""
 
 
-#: Fields of a submit that, when present, make it more than a plain single-part SMS.
-_NOT_PLAIN = ("message_payload", "sar_msg_ref_num", "ussd_service_op")
-
-
 def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
     """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.receipts.format_receipt`.
 
@@ -252,8 +248,11 @@ class Smsc:
             return
         self.submitted += 1
         message_id = self.next_message_id()
-        plain = not params.get("esm_class", 0) & ESM_UDHI and not any(
-            name in params for name in _NOT_PLAIN
+        plain = (
+            not params.get("esm_class", 0) & ESM_UDHI
+            and "message_payload" not in params
+            and "sar_msg_ref_num" not in params
+            and "ussd_service_op" not in params
         )
         if plain:  # one part, no headers: no need to split or reassemble
             split: Split | None = None

@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from simulator.controller import SimulatorController, parse_accounts, run_simulator
 from simulator.handset import run_phone
+from simulator.http import add_handset_routes
+from simulator.smsc import Smsc
 from tests.conftest import free_port
 from tests.simulator.peer import EsmeThread
 
@@ -194,3 +197,27 @@ async def test_terminal_handset_without_simulator() -> None:
 
     code = await run_phone(MSISDN, f"http://127.0.0.1:{free_port()}", lines=nothing(), out=screen)
     assert code == 1 and "cannot reach" in screen.getvalue()
+
+
+async def test_open_event_stream_does_not_hold_shutdown(http: aiohttp.ClientSession) -> None:
+    """A handset page left open must not keep the server from stopping (``idea24 serve``
+    mounts these routes on its own app, whose runner would wait for the SSE handler)."""
+    smsc = Smsc()
+    await smsc.start()
+    app = web.Application()
+    add_handset_routes(app, smsc, prefix="/phone")
+    runner = web.AppRunner(app, shutdown_timeout=60.0)  # aiohttp's default wait for handlers
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with http.get(f"http://{host}:{port}/phone/api/v1/events") as stream:
+            assert await stream.content.readline() == b": connected\n"
+            async with asyncio.timeout(5):  # without the on_shutdown hook: 60 s
+                await runner.cleanup()
+                rest = await stream.content.read()
+        assert b"event:" not in rest  # the stream ended cleanly, nothing half-written
+    finally:
+        await runner.cleanup()
+        await smsc.stop()

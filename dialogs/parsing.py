@@ -63,6 +63,8 @@ def split_numbers(text: str) -> list[str]:
     11-digit ``48…`` number.
     """
     numbers: list[str] = []
+    # Full-width or Arabic-Indic digits are digits to a subscriber, but stored and shown as ASCII.
+    text = re.sub(r"\d", lambda m: str(unicodedata.digit(m.group())), text)
     for chunk in re.split(r"[,;]", text):
         current = ""
         for token in _NUMBER_TOKENS.findall(

@@ -20,7 +20,7 @@ def normalise_msisdn(raw: str, country_code: str = "48") -> str:
         text = text[1:]
     elif text.startswith("00"):
         text = text[2:]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "６００…" is a digit to Python, not to SMPP
         raise InvalidInput("msisdn", "a phone number has only digits, e.g. 48600000001")
     if len(text) == 9 and country_code == "48":
         text = country_code + text

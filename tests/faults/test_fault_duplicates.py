@@ -71,7 +71,7 @@ async def test_receipts_doubled_late_and_out_of_order(
 
     # Receipts go out through these two (delayed ones through route): each is sent twice.
     smsc.route = route_twice  # type: ignore[method-assign]
-    smsc.queue_receipt = queue_twice  # type: ignore[method-assign]
+    smsc.queue_receipt = queue_twice  # type: ignore[method-assign,assignment]
     async with gateway(sim, sqlite_url) as gw:
         driver = Driver(sim, workload)
         sim.faults.update(receipt_first=True)

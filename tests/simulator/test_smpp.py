@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from typing import Any
 
 import pytest
 import smpplib.exceptions
@@ -368,3 +369,99 @@ async def test_stop_unbinds_bound_peers() -> None:
     assert pdu.command == "unbind"
     await stopping
     await asyncio.to_thread(peer.client.disconnect)
+
+
+def _submit_plain(peer: Peer, n: int) -> None:
+    for i in range(n):  # pipelined: nothing is read until all are sent
+        peer.submit(destination_addr=MSISDN, short_message=f"m{i}".encode(), registered_delivery=1)
+
+
+async def test_pipelined_receipts_shared_by_the_accounts_receivers(
+    sim: SimulatorController,
+) -> None:
+    tx = await bound(sim, "transmitter")
+    receivers = [await bound(sim, "receiver") for _ in range(2)]
+    n = 120  # more than a window of 64 outstanding
+    try:
+        await asyncio.to_thread(_submit_plain, tx, n)
+        await asyncio.to_thread(tx.pump, lambda: len(tx.responses) == n)
+
+        def all_receipts() -> bool:
+            return sum(len(rx.delivered) for rx in receivers) >= n
+
+        await asyncio.gather(*(asyncio.to_thread(rx.pump, all_receipts) for rx in receivers))
+    finally:
+        for peer in (tx, *receivers):
+            await asyncio.to_thread(peer.close)
+    ids = [r.message_id.decode() for r in tx.responses]
+    receipted = [d.receipted_message_id.decode() for rx in receivers for d in rx.delivered]
+    assert sorted(receipted) == sorted(ids) and len(set(ids)) == n
+    assert all(rx.delivered for rx in receivers), "receipts go round-robin"
+    messages = sim.messages(MSISDN)
+    assert [m.text for m in messages] == [f"m{i}" for i in range(n)]
+    assert {m.receipt for m in messages} == {"DELIVRD"}
+
+
+async def test_receipt_waits_for_a_receiver(sim: SimulatorController) -> None:
+    tx = await bound(sim, "transmitter")
+    try:
+        await asyncio.to_thread(_submit_plain, tx, 1)
+        await asyncio.to_thread(tx.pump, lambda: len(tx.responses) == 1)
+        assert sim.smsc.describe()["undelivered"] == 1
+        rx = await bound(sim, "receiver")
+        await asyncio.to_thread(rx.pump, lambda: len(rx.delivered) == 1)
+        await asyncio.to_thread(rx.close)
+    finally:
+        await asyncio.to_thread(tx.close)
+    assert rx.delivered[0].receipted_message_id == tx.responses[0].message_id
+    assert tx.delivered == []
+
+
+async def test_receipt_refused_for_now_is_delivered_again(sim: SimulatorController) -> None:
+    peer = await bound(sim)
+    answers = iter([Status.ESME_RX_T_APPN])
+
+    def refuse_first(pdu: object, **_: object) -> int | None:
+        peer._received(pdu)
+        return next(answers, None)
+
+    peer.client.set_message_received_handler(refuse_first)
+    try:
+        await asyncio.to_thread(_submit_plain, peer, 1)
+        await asyncio.to_thread(peer.pump, lambda: len(peer.delivered) == 2)
+        for _ in range(50):  # the second, acknowledged copy records the state
+            if sim.messages(MSISDN)[0].receipt is not None:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await asyncio.to_thread(peer.close)
+    first, second = peer.delivered
+    assert first.receipted_message_id == second.receipted_message_id
+    assert first.receipted_message_id == peer.responses[0].message_id
+    assert sim.messages(MSISDN)[0].receipt == "DELIVRD"
+
+
+async def test_query_sm_reports_the_final_state(sim: SimulatorController) -> None:
+    sim.faults.update(receipt_states=["UNDELIV"])
+    peer = await bound(sim)
+    answers: list[Any] = []
+    peer.client.set_query_resp_handler(answers.append)
+
+    def query(message_id: bytes) -> None:
+        pdu = smpplib.smpp.make_pdu(
+            "query_sm", client=peer.client, message_id=message_id.decode(), source_addr="2424"
+        )
+        peer.client.send_pdu(pdu)
+
+    try:
+        await asyncio.to_thread(_submit_plain, peer, 1)
+        await asyncio.to_thread(peer.pump, lambda: len(peer.responses) == 1)
+        await asyncio.to_thread(query, peer.responses[0].message_id)
+        await asyncio.to_thread(query, b"ffffffffff")
+        await asyncio.to_thread(peer.pump, lambda: len(answers) == 2)
+    finally:
+        await asyncio.to_thread(peer.close)
+    known, unknown = answers
+    assert (known.status, known.message_state) == (0, 5)
+    assert known.message_id == peer.responses[0].message_id
+    assert unknown.status == Status.ESME_RINVMSGID

@@ -208,8 +208,8 @@ async def test_ussd_dialogue_ops_1_2_18_17(sim: SimulatorController) -> None:
         its = pdu.its_session_info  # type: ignore[attr-defined]
         text = pdu.short_message.decode()  # type: ignore[attr-defined]
         common = {
-            "destination_addr": pdu.source_addr.decode(),
-            "service_type": "USSD",  # type: ignore[attr-defined]
+            "destination_addr": pdu.source_addr.decode(),  # type: ignore[attr-defined]
+            "service_type": "USSD",
             "its_session_info": its,
         }
         if op == UssdOp.PSSR_INDICATION:

@@ -324,3 +324,21 @@ DECODERS: Final[Mapping[str, Callable[[bytes], Pdu]]] = {
     "enquire_link": _decode_empty,
     "enquire_link_resp": _decode_empty,
 }
+
+
+def submit_sm_template(params: Mapping[str, Any]) -> bytes:
+    """A whole submit_sm with sequence 0 — the same bytes :func:`gateway.codec.encode` makes —
+    for a sender that numbers it by writing octets 12..16 (``SmppLink.submit_templates``).
+
+    Encoded once per part, so a retry or a pushback resends it without encoding again. Raises
+    :class:`LocalProtocolError` for what the codec refuses.
+    """
+    data = _encode_sm(Pdu("submit_sm", 0, 0, params))
+    if len(data) > _MAX_PDU_LENGTH:
+        raise LocalProtocolError(
+            f"submit_sm: {len(data)} octets, at most {_MAX_PDU_LENGTH}", status=Status.ESME_RSYSERR
+        )
+    return data
+
+
+_MAX_PDU_LENGTH: Final = 65536

@@ -24,15 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from backend.errors import Idea24Error
 from gateway import codec
 from gateway.errors import LocalProtocolError, ProtocolError
-from gateway.pdu import Pdu, Status
+from gateway.pdu import COMMAND_IDS, Pdu, Status
 from gateway.settings import SmscProfile
 from gateway.throttle import Backoff
 
@@ -84,27 +85,43 @@ class ResponseTimeout(SubmitError):
         )
 
 
-class _Overdue(Exception):
-    """Internal: the sweeper's verdict on one request."""
+#: What a submit_sm_resp says: (command_status, message_id).
+Outcome = tuple[int, str]
+
+_HEADER: Final = struct.Struct(">LLLL")
+_SEQUENCE: Final = struct.Struct(">L")
+_SUBMIT_SM_RESP: Final = COMMAND_IDS["submit_sm_resp"]
+_SUBMIT_STATES: Final = codec.REQUESTS["esme"]["submit_sm"]
 
 
-class _BatchWait:
-    """Counts the outstanding requests of one ``request_many``; whoever completes a request's
-    future calls :meth:`one_done` at once (no callback scheduled per PDU), which frees its
-    window slot and wakes the batch when the last one is in."""
+class _Batch:
+    """Requests sent together for one caller, who awaits them all at once.
 
-    __slots__ = ("future", "link", "waiting")
+    Each request has an entry ``(batch, index, deadline)`` in the link's pending table; whoever
+    settles it (a response, the sweeper, a lost connection) calls :meth:`SmppLink._settle`,
+    which stores the outcome at ``index``, frees the window slot and wakes the caller after the
+    last one: no future, timer or callback per PDU. ``raw`` batches carry pre-encoded submit_sm
+    and get ``(status, message_id)`` tuples; the others get response :class:`Pdu` objects.
+    """
 
-    def __init__(self, link: SmppLink) -> None:
-        self.link = link
+    __slots__ = ("future", "pdus", "raw", "results", "wait", "waiting", "windowed")
+
+    def __init__(
+        self, size: int, wait: float, *, raw: bool, windowed: bool, pdus: Sequence[Pdu] = ()
+    ) -> None:
+        self.results: list[Any] = [None] * size
         self.waiting = 0
         self.future: asyncio.Future[None] | None = None
+        self.wait = wait
+        self.raw = raw
+        self.windowed = windowed
+        self.pdus = pdus
 
-    def one_done(self) -> None:
-        self.link._release_slot()
-        self.waiting -= 1
-        if self.waiting == 0 and self.future is not None and not self.future.done():
-            self.future.set_result(None)
+    def command(self, index: int) -> str:
+        return "submit_sm" if self.raw else self.pdus[index].command
+
+
+_Entry = tuple[_Batch, int, float]
 
 
 @dataclass(slots=True)
@@ -131,13 +148,13 @@ class _Protocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self.transport: asyncio.Transport | None = None
-        self._out: list[bytes] = []
+        self._out: list[bytes | bytearray] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if not self._out:
             self._loop.call_soon(self.flush)
         self._out.append(data)
@@ -189,11 +206,13 @@ class SmppLink:
         self._in_window = 0
         self._window_open = asyncio.Event()
         self._window_open.set()
-        #: sequence → (future, deadline); a sweeper fails the overdue (cheaper than a timer each).
-        self._pending: dict[int, tuple[asyncio.Future[Pdu], float, _BatchWait | None]] = {}
+        #: sequence → (batch, index, deadline); a sweeper settles the overdue ones.
+        self._pending: dict[int, _Entry] = {}
         self._late: set[int] = set()
         self._conn: codec.SmppConnection | None = None
         self._proto: _Protocol | None = None
+        self._rx = bytearray()  # received bytes not yet a whole PDU
+        self._framing_lost = False
         self._bound = asyncio.Event()
         self._closing = asyncio.Event()
         self._idle = asyncio.Event()
@@ -232,88 +251,33 @@ class SmppLink:
         Raises :class:`LinkDown` when not bound (or the link drops meanwhile) and
         :class:`ResponseTimeout` when no response came in time.
         """
-        if self._closing.is_set():
-            raise LinkDown("link is shutting down")
-        if self._in_window < self._window_size:  # room: no coroutine for the slot
-            self._in_window += 1
-        else:
-            await self._acquire_slots(1)
-        try:
-            if not self._bound.is_set() or self._closing.is_set():
-                raise LinkDown()
-            seq, fut, wait = self._send_request(pdu, response_timeout)
-            try:
-                await fut
-            except asyncio.CancelledError:  # the caller gave up: forget the request
-                self._forget(seq, fut)
-                raise
-            except Exception:  # noqa: S110 - the future's error becomes a SubmitError below
-                pass
-            return self._result(pdu, seq, fut, wait)
-        finally:
-            self._release_slot()
+        [outcome] = await self.request_many((pdu,), response_timeout)
+        if isinstance(outcome, SubmitError):
+            raise outcome
+        return outcome
 
     async def request_many(
         self, pdus: Sequence[Pdu], response_timeout: float | None = None
     ) -> list[Pdu | SubmitError]:
         """Send requests in order, as many at a time as the window has room for; one outcome
-        per request (a response of any status, or the :class:`SubmitError` it met).
+        per request (a response of any status, or the :class:`SubmitError` it met)."""
+        batch = _Batch(len(pdus), self._wait(response_timeout), raw=False, windowed=True, pdus=pdus)
+        await self._through_window(batch, pdus, self._send_pdus)
+        return batch.results
 
-        One coroutine for the whole batch: far cheaper per PDU than :meth:`request` each.
+    async def submit_templates(
+        self, templates: Sequence[bytes], response_timeout: float | None = None
+    ) -> list[Outcome | SubmitError]:
+        """Send pre-encoded submit_sm PDUs (:func:`gateway.codec_fast.submit_sm_template`: the
+        whole PDU with sequence 0) through the window; one outcome per template, in order:
+        ``(command_status, message_id)`` of its response, or the :class:`SubmitError` it met.
+
+        The hot path: each PDU costs a sequence number patched into its bytes and one entry in
+        the pending table; responses are matched without building a :class:`Pdu`.
         """
-        outcomes: list[Pdu | SubmitError | None] = [None] * len(pdus)
-        sent: list[tuple[int, int, asyncio.Future[Pdu], float]] = []
-        batch = _BatchWait(self)
-        index = 0
-        while index < len(pdus):
-            if self._closing.is_set() or not self._bound.is_set():
-                for rest in range(index, len(pdus)):
-                    outcomes[rest] = LinkDown()
-                break
-            room = await self._acquire_slots(len(pdus) - index)
-            for offset in range(room):
-                try:
-                    seq, fut, wait = self._send_request(
-                        pdus[index + offset], response_timeout, batch
-                    )
-                except SubmitError as exc:
-                    self._release_slot()
-                    outcomes[index + offset] = exc
-                    continue
-                batch.waiting += 1
-                sent.append((index + offset, seq, fut, wait))
-            index += room
-        if batch.waiting:
-            batch.future = asyncio.get_running_loop().create_future()
-            try:
-                await batch.future
-            except asyncio.CancelledError:
-                for _, seq, fut, _ in sent:
-                    if not fut.done():
-                        self._forget(seq, fut)
-                        fut.cancel()
-                        batch.one_done()
-                raise
-        for position, seq, fut, wait in sent:  # every future is done: no awaiting per PDU
-            try:
-                outcomes[position] = self._result(pdus[position], seq, fut, wait)
-            except SubmitError as exc:
-                outcomes[position] = exc
-        return [o if o is not None else LinkDown() for o in outcomes]
-
-    async def _acquire_slots(self, want: int) -> int:
-        """Wait for room in the window; take up to ``want`` slots (at least one)."""
-        while self._in_window >= self._window_size:
-            self._window_open.clear()
-            await self._window_open.wait()
-        room = min(want, self._window_size - self._in_window)
-        self._in_window += room
-        return room
-
-    def _release_slot(self) -> None:
-        self._in_window -= 1
-        if self._in_window < self._window_size:
-            self._window_open.set()
+        batch = _Batch(len(templates), self._wait(response_timeout), raw=True, windowed=True)
+        await self._through_window(batch, templates, self._send_templates)
+        return batch.results
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Stop taking requests, let in-flight ones finish, unbind, disconnect."""
@@ -335,6 +299,90 @@ class SmppLink:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the window ----------------------------------------------------------------------------
+
+    def _wait(self, response_timeout: float | None) -> float:
+        return self.profile.response_timeout if response_timeout is None else response_timeout
+
+    async def _through_window(
+        self,
+        batch: _Batch,
+        items: Sequence[Any],
+        send: Callable[[_Batch, Sequence[Any], int, int], None],
+    ) -> None:
+        """Send ``items`` as the window makes room (``send(batch, items, start, count)`` for
+        each run that fits) and wait until every one is settled."""
+        total = len(items)
+        index = 0
+        try:
+            while index < total:
+                if self._closing.is_set() or not self._bound.is_set():
+                    down = (
+                        LinkDown("link is shutting down") if self._closing.is_set() else LinkDown()
+                    )
+                    for rest in range(index, total):
+                        batch.results[rest] = down
+                    break
+                free = self._window_size - self._in_window
+                if free > 0:  # room: no coroutine for the slots
+                    room = min(total - index, free)
+                    self._in_window += room
+                else:
+                    room = await self._acquire_slots(total - index)
+                try:
+                    send(batch, items, index, room)
+                except SubmitError as exc:  # nothing of this run left: give its slots back
+                    for _ in range(room):
+                        self._release_slot()
+                    for failed in range(index, index + room):
+                        batch.results[failed] = exc
+                index += room
+            if batch.waiting:
+                batch.future = asyncio.get_running_loop().create_future()
+                await batch.future
+        except asyncio.CancelledError:  # the caller gave up: forget its requests
+            self._abandon(batch)
+            raise
+
+    async def _acquire_slots(self, want: int) -> int:
+        """Wait for room in the window; take up to ``want`` slots (at least one)."""
+        while self._in_window >= self._window_size:
+            self._window_open.clear()
+            await self._window_open.wait()
+        room = min(want, self._window_size - self._in_window)
+        self._in_window += room
+        return room
+
+    def _release_slot(self) -> None:
+        self._in_window -= 1
+        if self._in_window < self._window_size:
+            self._window_open.set()
+
+    def _settle(self, batch: _Batch, index: int, outcome: Any) -> None:
+        """One request of ``batch`` is over (its entry already left the pending table)."""
+        batch.results[index] = outcome
+        if batch.windowed:
+            self._in_window -= 1
+            if self._in_window < self._window_size:
+                self._window_open.set()
+        batch.waiting -= 1
+        if batch.waiting == 0:
+            future = batch.future
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def _abandon(self, batch: _Batch) -> None:
+        """Drop a cancelled caller's outstanding requests (their responses become late)."""
+        for seq, entry in list(self._pending.items()):
+            if entry[0] is batch:
+                del self._pending[seq]
+                self._late.add(seq)
+                if batch.windowed:
+                    self._release_slot()
+        batch.waiting = 0
+        if not self._pending:
+            self._idle.set()
 
     # -- connection loop ---------------------------------------------------------------------
 
@@ -363,6 +411,8 @@ class SmppLink:
             self.stats.connects += 1
             self._proto = proto
             self._conn = codec.SmppConnection("esme")
+            self._rx = bytearray()
+            self._framing_lost = False
             self._last_rx = time.monotonic()
             self._consecutive_timeouts = 0
             started = time.monotonic()
@@ -442,91 +492,113 @@ class SmppLink:
     # -- requests and responses --------------------------------------------------------------
 
     async def _exchange(self, pdu: Pdu, response_timeout: float | None) -> Pdu:
-        seq, fut, wait = self._send_request(pdu, response_timeout)
-        return await self._outcome(pdu, seq, fut, wait)
+        """A request outside the window (bind, enquire_link, unbind): its response or raise."""
+        batch = _Batch(1, self._wait(response_timeout), raw=False, windowed=False, pdus=(pdu,))
+        self._send_pdus(batch, (pdu,), 0, 1)
+        try:
+            batch.future = asyncio.get_running_loop().create_future()
+            if batch.waiting:
+                await batch.future
+        except asyncio.CancelledError:
+            self._abandon(batch)
+            raise
+        outcome = batch.results[0]
+        if isinstance(outcome, SubmitError):
+            raise outcome
+        assert isinstance(outcome, Pdu)
+        return outcome
 
-    def _send_request(
-        self, pdu: Pdu, response_timeout: float | None, batch: _BatchWait | None = None
-    ) -> tuple[int, asyncio.Future[Pdu], float]:
+    def _live(self) -> tuple[codec.SmppConnection, _Protocol]:
         conn, proto = self._conn, self._proto
         if conn is None or proto is None or proto.transport is None or proto.lost.done():
             raise LinkDown()
-        seq = conn.next_sequence()
-        try:  # numbered here: cheaper than letting the codec copy the Pdu with dataclasses.replace
-            data = conn.send(Pdu(pdu.command, seq, pdu.status, pdu.params, pdu.extra_tlvs))
-        except LocalProtocolError as exc:
-            if exc.status == Status.ESME_RINVBNDSTS:
-                raise LinkDown(str(exc)) from exc
-            raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
-        wait = self.profile.response_timeout if response_timeout is None else response_timeout
-        fut: asyncio.Future[Pdu] = proto._loop.create_future()
-        self._pending[seq] = (fut, time.monotonic() + wait, batch)
+        return conn, proto
+
+    def _send_pdus(self, batch: _Batch, pdus: Sequence[Pdu], start: int, count: int) -> None:
+        """Encode and send ``pdus[start:start + count]`` through the codec (any request)."""
+        conn, proto = self._live()
+        deadline = time.monotonic() + batch.wait
+        for index in range(start, start + count):
+            pdu = pdus[index]
+            seq = conn.next_sequence()
+            try:  # numbered here: cheaper than letting the codec copy the Pdu
+                data = conn.send(Pdu(pdu.command, seq, pdu.status, pdu.params, pdu.extra_tlvs))
+            except LocalProtocolError as exc:
+                error: SubmitError = (
+                    LinkDown(str(exc))
+                    if exc.status == Status.ESME_RINVBNDSTS
+                    else SubmitError(str(exc), status=exc.status, temporary=False)
+                )
+                batch.results[index] = error
+                if batch.windowed:
+                    self._release_slot()
+                continue
+            self._pending[seq] = (batch, index, deadline)
+            batch.waiting += 1
+            self.stats.requests += 1
+            proto.write(data)
+        if self._pending:
+            self._idle.clear()
+
+    def _send_templates(
+        self, batch: _Batch, templates: Sequence[bytes], start: int, count: int
+    ) -> None:
+        """Number pre-encoded submit_sm PDUs and send them in one write."""
+        conn, proto = self._live()
+        if conn.state not in _SUBMIT_STATES:
+            raise LinkDown(f"cannot submit in state {conn.state.value}")
+        deadline = time.monotonic() + batch.wait
+        stop = start + count
+        out = bytearray(b"".join(templates[start:stop]))
+        pending = self._pending
+        next_sequence = conn.next_sequence
+        pack_into = _SEQUENCE.pack_into
+        offset = 0
+        for index in range(start, stop):
+            seq = next_sequence()
+            pack_into(out, offset + 12, seq)
+            offset += len(templates[index])
+            pending[seq] = (batch, index, deadline)
+        batch.waiting += count
+        self.stats.requests += count
         self._idle.clear()
-        self.stats.requests += 1
-        proto.write(data)
-        return seq, fut, wait
-
-    async def _outcome(self, pdu: Pdu, seq: int, fut: asyncio.Future[Pdu], wait: float) -> Pdu:
-        try:
-            await fut
-        except asyncio.CancelledError:  # the caller gave up: forget the request
-            self._forget(seq, fut)
-            raise
-        except Exception:  # noqa: S110 - the future's error is turned into a SubmitError below
-            pass
-        return self._result(pdu, seq, fut, wait)
-
-    def _result(self, pdu: Pdu, seq: int, fut: asyncio.Future[Pdu], wait: float) -> Pdu:
-        """The response of a finished request, or the SubmitError it ended with."""
-        unanswered = seq in self._pending
-        self._forget(seq, fut)
-        error = fut.exception()
-        if error is None:
-            return fut.result()
-        if isinstance(error, _Overdue):
-            self.stats.timeouts += 1
-            if unanswered:
-                self._late.add(seq)
-            self._consecutive_timeouts += 1
-            proto = self._proto
-            if (
-                self._consecutive_timeouts >= self._dead_after
-                and proto is not None
-                and proto.transport is not None
-            ):
-                log.warning("smpp responses stopped: dropping link", extra={"bind": self.name})
-                proto.transport.abort()
-            raise ResponseTimeout(pdu.command, wait)
-        raise error
-
-    def _forget(self, seq: int, fut: asyncio.Future[Pdu]) -> None:
-        entry = self._pending.get(seq)
-        if entry is not None and entry[0] is fut:
-            del self._pending[seq]
-        if not self._pending:
-            self._idle.set()
+        proto.write(out)
 
     async def _sweep(self) -> None:
-        """Fail requests whose response is overdue; runs while a connection is up."""
+        """Settle requests whose response is overdue; runs while a connection is up. One scan
+        per tick over the pending table instead of a timer per request."""
         tick = max(0.01, min(0.5, self.profile.response_timeout / 8))
+        pending = self._pending
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            for fut, deadline, batch in list(self._pending.values()):
-                if deadline <= now and not fut.done():
-                    fut.set_exception(_Overdue())
-                    if batch is not None:
-                        batch.one_done()
+            overdue = [seq for seq, entry in pending.items() if entry[2] <= now]
+            for seq in overdue:
+                batch, index, _ = pending.pop(seq)
+                self._late.add(seq)
+                self.stats.timeouts += 1
+                self._consecutive_timeouts += 1
+                self._settle(batch, index, ResponseTimeout(batch.command(index), batch.wait))
+            if overdue:
+                if not pending:
+                    self._idle.set()
+                proto = self._proto
+                if (
+                    self._consecutive_timeouts >= self._dead_after
+                    and proto is not None
+                    and proto.transport is not None
+                ):
+                    log.warning("smpp responses stopped: dropping link", extra={"bind": self.name})
+                    proto.transport.abort()
 
     def _fail_pending(self, proto: _Protocol) -> None:
         if proto is not self._proto:
             return
-        for fut, _, batch in list(self._pending.values()):
-            if not fut.done():
-                fut.set_exception(LinkDown("link lost with the request outstanding"))
-                if batch is not None:
-                    batch.one_done()
+        pending, self._pending = self._pending, {}
+        for batch, index, _ in pending.values():
+            self._settle(batch, index, LinkDown("link lost with the request outstanding"))
         self._late.clear()
+        self._idle.set()
 
     def _write(self, proto: _Protocol, data: bytes) -> None:
         proto.write(data)
@@ -543,11 +615,58 @@ class SmppLink:
         self._fail_pending(proto)
 
     def _on_data(self, proto: _Protocol, data: bytes) -> None:
+        """Cut the stream into PDUs. A plain submit_sm_resp (message_id, no TLVs) to a
+        pre-encoded submit settles it here without a :class:`Pdu`; every other PDU goes through
+        the codec, in stream order (it checks, decodes and tracks the bind state)."""
         conn = self._conn
         if conn is None or proto is not self._proto:
             return
         self._last_rx = time.monotonic()
-        conn.receive_data(data)
+        if self._framing_lost:
+            conn.receive_data(data)
+            self._drain(proto, conn)
+            return
+        buf = self._rx
+        buf += data
+        size = len(buf)
+        pos = 0
+        pending = self._pending
+        unpack = _HEADER.unpack_from
+        answered = False
+        while size - pos >= 16:
+            length, command_id, status, seq = unpack(buf, pos)
+            if not 16 <= length <= codec.MAX_PDU_LENGTH:  # the codec reports it and closes
+                self._framing_lost = True
+                conn.receive_data(bytes(buf[pos:]))
+                buf.clear()
+                self._drain(proto, conn)
+                return
+            end = pos + length
+            if end > size:
+                break
+            if command_id == _SUBMIT_SM_RESP:
+                entry = pending.get(seq)
+                if entry is not None and entry[0].raw:
+                    nul = buf.find(0, pos + 16, end) if length > 16 else -1
+                    if length == 16 or (nul == end - 1 and nul - pos <= 80):
+                        del pending[seq]
+                        message_id = buf[pos + 16 : nul].decode("latin-1") if nul > 0 else ""
+                        self._settle(entry[0], entry[1], (status, message_id))
+                        answered = True
+                        pos = end
+                        continue
+            conn.receive_data(bytes(buf[pos:end]))
+            pos = end
+            self._drain(proto, conn)
+            if proto is not self._proto:
+                return
+        del buf[:pos]
+        if answered:
+            self._consecutive_timeouts = 0
+            if not pending:
+                self._idle.set()
+
+    def _drain(self, proto: _Protocol, conn: codec.SmppConnection) -> None:
         while True:
             try:
                 event = conn.next_event()
@@ -571,12 +690,12 @@ class SmppLink:
             self._consecutive_timeouts = 0
             entry = self._pending.pop(pdu.sequence, None)
             if entry is not None:
-                if not entry[0].done():
-                    entry[0].set_result(pdu)
-                    if entry[2] is not None:
-                        entry[2].one_done()
-                else:  # already judged overdue, its caller not yet told
-                    self.stats.late_responses += 1
+                batch, index, _ = entry
+                if batch.raw:
+                    outcome: Any = (pdu.status, str(pdu.get("message_id", "") or ""))
+                else:
+                    outcome = pdu
+                self._settle(batch, index, outcome)
                 if not self._pending:
                     self._idle.set()
             elif pdu.sequence in self._late:

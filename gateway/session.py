@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from gateway.codec_fast import submit_sm_template
+from gateway.errors import LocalProtocolError
 from gateway.link import (
     InboundHandler,
     LinkDown,
@@ -27,7 +29,7 @@ from gateway.link import (
     SubmitError,
     status_name,
 )
-from gateway.pdu import TEMPORARY_STATUSES, Pdu, Status
+from gateway.pdu import TEMPORARY_STATUSES, Status
 from gateway.settings import SmscProfile
 from gateway.throttle import Backoff, Throttle
 
@@ -145,31 +147,42 @@ class SmppSession:
 
         Raises :class:`SubmitError` (``temporary`` or not, with the parts that were accepted).
         """
-        if len(parts) == 1:  # the common case: no gather, no extra tasks
-            try:
-                return SubmitResult((await self._submit_one(parts[0]),))
-            except SubmitError as exc:
-                exc.accepted = {}
-                raise
-        results = await asyncio.gather(
-            *(self._submit_one(params) for params in parts), return_exceptions=True
-        )
-        accepted: dict[int, str] = {}
-        errors: list[SubmitError] = []
-        for index, result in enumerate(results):
-            if isinstance(result, SubmitError):
-                errors.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                accepted[index] = result
-        if errors:
-            # The first permanent error wins (a retry cannot help), else the first temporary one.
-            permanent = [e for e in errors if not e.temporary]
-            first = permanent[0] if permanent else errors[0]
-            first.accepted = accepted
-            raise first
-        return SubmitResult(tuple(accepted[i] for i in range(len(parts))))
+        if len(parts) != 1:
+            [outcome] = await self.submit_many((parts,))
+            if isinstance(outcome, SubmitError):
+                raise outcome
+            return outcome
+        # The common case, one part: no flattening, no per-message bookkeeping.
+        params = parts[0]
+        try:
+            template = submit_sm_template(params)
+        except LocalProtocolError as exc:
+            raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
+        throttle = self.throttle
+        for _ in range(self._max_pushbacks + 1):
+            if not throttle.unlimited:
+                await throttle.acquire(1)
+            if self._on_ussd_reply is not None:
+                self._note_ussd((params,))
+            [answer] = await self.tx.submit_templates((template,))
+            if isinstance(answer, SubmitError):
+                raise answer
+            status, message_id = answer
+            if status == Status.ESME_ROK:
+                self.submitted_parts += 1
+                throttle.success()
+                return SubmitResult((message_id,))
+            if status not in PUSHBACK_STATUSES:
+                raise _refused(status)
+            self.pushbacks += 1
+            pause = throttle.pushback()
+            log.info(
+                "smpp pushback %s: pausing %.2fs",
+                status_name(status),
+                pause,
+                extra={"bind": self.name},
+            )
+        raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
 
     async def submit_many(
         self, messages: Sequence[Sequence[Mapping[str, Any]]]
@@ -177,12 +190,20 @@ class SmppSession:
         """Submit several messages (each a list of part params) as one pipelined batch.
 
         One outcome per message, as :meth:`submit` would give it (returned, not raised).
-        Pushback statuses are retried for the affected parts after the throttle's pause.
+        Pushback statuses are retried for the affected parts after the throttle's pause. Each
+        part is encoded once (:func:`gateway.codec_fast.submit_sm_template`), retries included.
         """
-        flat = [(m, p) for m, parts in enumerate(messages) for p in range(len(parts))]
-        pdus = [Pdu("submit_sm", params=messages[m][p]) for m, p in flat]
-        outcomes: dict[int, str | SubmitError] = {}
-        todo = list(range(len(flat)))
+        flat = [params for parts in messages for params in parts]
+        outcomes: list[str | SubmitError | None] = [None] * len(flat)
+        templates: list[bytes] = [b""] * len(flat)
+        todo: list[int] = []
+        for i, params in enumerate(flat):
+            try:
+                templates[i] = submit_sm_template(params)
+            except LocalProtocolError as exc:
+                outcomes[i] = SubmitError(str(exc), status=exc.status, temporary=False)
+                continue
+            todo.append(i)
         throttle = self.throttle
         for _ in range(self._max_pushbacks + 1):
             if not todo:
@@ -190,23 +211,21 @@ class SmppSession:
             if not throttle.unlimited:
                 await throttle.acquire(len(todo))
             if self._on_ussd_reply is not None:
-                self._note_ussd([pdus[i] for i in todo])
-            answers = await self.tx.request_many([pdus[i] for i in todo])
+                self._note_ussd([flat[i] for i in todo])
+            answers = await self.tx.submit_templates([templates[i] for i in todo])
             again: list[int] = []
             for i, answer in zip(todo, answers, strict=True):
                 if isinstance(answer, SubmitError):
                     outcomes[i] = answer
-                elif answer.status == Status.ESME_ROK:
-                    self.submitted_parts += 1
-                    outcomes[i] = str(answer.get("message_id", ""))
-                elif answer.status in PUSHBACK_STATUSES:
+                    continue
+                status, message_id = answer
+                if status == Status.ESME_ROK:
+                    outcomes[i] = message_id
+                elif status in PUSHBACK_STATUSES:
                     again.append(i)
                 else:
-                    outcomes[i] = SubmitError(
-                        f"submit_sm refused: {status_name(answer.status)}",
-                        status=answer.status,
-                        temporary=answer.status in TEMPORARY_STATUSES,
-                    )
+                    outcomes[i] = _refused(status)
+            self.submitted_parts += len(todo) - len(again)
             if len(again) < len(todo):
                 throttle.success()
             if again:
@@ -221,12 +240,13 @@ class SmppSession:
         results: list[SubmitResult | SubmitError] = []
         position = 0
         for parts in messages:
-            mine = [outcomes[position + p] for p in range(len(parts))]
+            mine = outcomes[position : position + len(parts)]
             position += len(parts)
             errors = [o for o in mine if isinstance(o, SubmitError)]
             if not errors:
                 results.append(SubmitResult(tuple(str(o) for o in mine)))
                 continue
+            # The first permanent error wins (a retry cannot help), else the first temporary one.
             permanent = [e for e in errors if not e.temporary]
             first = permanent[0] if permanent else errors[0]
             error = SubmitError(
@@ -238,40 +258,17 @@ class SmppSession:
             results.append(error)
         return results
 
-    def _note_ussd(self, pdus: Sequence[Pdu]) -> None:
+    def _note_ussd(self, parts: Sequence[Mapping[str, Any]]) -> None:
         notify = self._on_ussd_reply
         assert notify is not None
-        for pdu in pdus:
-            if pdu.params.get("ussd_service_op") is not None:
-                notify(str(pdu.params.get("destination_addr", "")))
+        for params in parts:
+            if params.get("ussd_service_op") is not None:
+                notify(str(params.get("destination_addr", "")))
 
-    async def _submit_one(self, params: Mapping[str, Any]) -> str:
-        pdu = Pdu("submit_sm", params=params)
-        throttle = self.throttle
-        for _ in range(self._max_pushbacks + 1):
-            if not throttle.unlimited:
-                await throttle.acquire(1)
-            if self._on_ussd_reply is not None:
-                self._note_ussd((pdu,))
-            resp = await self.tx.request(pdu)
-            status = resp.status
-            if status == Status.ESME_ROK:
-                self.submitted_parts += 1
-                throttle.success()
-                return str(resp.get("message_id", ""))
-            if status in PUSHBACK_STATUSES:
-                self.pushbacks += 1
-                pause = throttle.pushback()
-                log.info(
-                    "smpp pushback %s: pausing %.2fs",
-                    status_name(status),
-                    pause,
-                    extra={"bind": self.name},
-                )
-                continue
-            raise SubmitError(
-                f"submit_sm refused: {status_name(status)}",
-                status=status,
-                temporary=status in TEMPORARY_STATUSES,
-            )
-        raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
+
+def _refused(status: int) -> SubmitError:
+    return SubmitError(
+        f"submit_sm refused: {status_name(status)}",
+        status=status,
+        temporary=status in TEMPORARY_STATUSES,
+    )

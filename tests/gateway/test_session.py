@@ -313,3 +313,49 @@ async def test_unbind_from_the_smsc_is_answered_and_the_link_rebinds(smsc: MiniS
         assert resp.command == "unbind_resp" and resp.status == 0
         await until(lambda: session.tx.stats.connects == 2 and session.bound)
         assert (await session.submit([sm()])).message_ids
+
+
+def test_submit_sm_template_is_what_the_codec_encodes() -> None:
+    from gateway import codec
+    from gateway.codec_fast import submit_sm_template
+    from gateway.errors import LocalProtocolError
+
+    for params in (
+        sm(),
+        {**sm(), "esm_class": 0x40, "data_coding": 8, "registered_delivery": 1},
+        {**sm(), "service_type": "USSD", "ussd_service_op": 2, "its_session_info": 0x0700},
+        {**sm(""), "message_payload": b"x" * 400},
+    ):
+        template = submit_sm_template(params)
+        numbered = template[:12] + struct.pack(">L", 77) + template[16:]
+        assert numbered == codec.encode(Pdu("submit_sm", 77, 0, params))
+    with pytest.raises(LocalProtocolError):
+        submit_sm_template({**sm(), "destination_addr": "4" * 30})
+
+
+async def test_responses_the_fast_path_leaves_to_the_codec_are_matched(smsc: MiniSmsc) -> None:
+    """submit_sm_resp with a TLV, a generic_nack, and responses cut into small pieces."""
+
+    async def hold(client: Client, pdu: Pdu) -> int | None:
+        return None
+
+    smsc.submit_hook = hold
+    async with SmppSession(smsc.profile(window=8)) as session:
+        assert await session.wait_bound(5)
+        sending = asyncio.create_task(session.submit_many([[sm(f"m{n}")] for n in range(3)]))
+        await until(lambda: len(smsc.held) == 3)
+        (client, tlv), (_, nack), (_, split) = smsc.held
+        data = (
+            client.conn.send(
+                Pdu("submit_sm_resp", tlv.sequence, 0, {"message_id": "A1"}, ((0x1400, b"x"),))
+            )
+            + client.conn.send(Pdu("generic_nack", nack.sequence, Status.ESME_RINVCMDLEN))
+            + client.conn.send(split.response(Status.ESME_ROK, message_id="B2"))
+        )
+        for start in range(0, len(data), 7):
+            client.writer.write(data[start : start + 7])
+            await client.writer.drain()
+        first, second, third = await sending
+    assert not isinstance(first, SubmitError) and first.message_ids == ("A1",)
+    assert isinstance(second, SubmitError) and second.status == Status.ESME_RINVCMDLEN
+    assert not isinstance(third, SubmitError) and third.message_ids == ("B2",)

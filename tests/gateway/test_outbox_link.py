@@ -404,21 +404,21 @@ async def test_ussd_repeated_answers_are_turns_and_a_redelivery_is_still_dropped
         class Stalling(Echo):
             async def __call__(self, event: InboundEvent) -> None:
                 if len(self.seen) == stall_on - 1:
-                    link = pool.sessions[0].tx
+                    link = bind_pool.sessions[0].tx
                     before = link.stats.inbound
                     await wait_for(lambda: link.stats.inbound > before)  # the copy came in
                 await super().__call__(event)
 
         echo = Stalling(outbox)
-        pool = BindPool([profile(sim)], outbox, echo, dedup=MemoryKeyStore())
-        async with pool:
-            assert await pool.sessions[0].wait_bound(5)
+        bind_pool = BindPool([profile(sim)], outbox, echo, dedup=MemoryKeyStore())
+        async with bind_pool:
+            assert await bind_pool.sessions[0].wait_bound(5)
             answers = ["*100#", "2", "2", "00", "2", "00", "00"]
             for answer in answers:
                 screen = await sim.ussd(A, answer)
                 assert screen.text.startswith("Menu:") and not screen.end
             assert [m.text for m in echo.seen] == answers
             assert len({m.session_id for m in echo.seen}) == 1
-            assert pool.inbound.duplicates >= 1  # the redelivered "2"
-            await wait_for(lambda: pool.senders[0].sent == len(answers))
+            assert bind_pool.inbound.duplicates >= 1  # the redelivered "2"
+            await wait_for(lambda: bind_pool.senders[0].sent == len(answers))
             assert len(mt_texts(sim, A)) == len(answers)  # no menu for the dropped copy

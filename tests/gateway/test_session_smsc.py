@@ -150,15 +150,15 @@ class MiniSmsc:
                 self.bound.set()
         elif pdu.command == "submit_sm":
             self.submits.append(pdu)
-            status = (
+            answer = (
                 Status.ESME_ROK if self.submit_hook is None else await self.submit_hook(client, pdu)
             )
-            if status is None:
+            if answer is None:
                 self.held.append((client, pdu))
-            elif status == Status.ESME_ROK:
+            elif answer == Status.ESME_ROK:
                 self.accept(client, pdu)
             else:
-                client.write(pdu.response(status, message_id=""))
+                client.write(pdu.response(answer, message_id=""))
         elif pdu.command == "enquire_link":
             client.write(pdu.response())
         elif pdu.command == "unbind":

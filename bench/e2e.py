@@ -1,0 +1,859 @@
+"""End-to-end turns/s and turn latency through the real SMPP link, beside an echo ceiling.
+
+    .venv/bin/python bench/e2e.py [--quick] [--json] [--subscribers 3000] [--seconds 8]
+        [--concurrency 100] [--pairs sqlite-memory,postgresql-redis] [--scenarios pakiet,wlacz,ussd]
+    .venv/bin/python bench/e2e.py --rate 500 --duration 30      # open loop: fixed offered rate
+
+Theory of operation. This process runs the SMSC simulator (``simulator.SimulatorController`` on a
+free loopback port) and the load driver; the server under test is a real ``idea24 serve``
+subprocess bound to that simulator with ``--smsc``, so every turn crosses the SMPP link both ways:
+the simulator sends the MO as deliver_sm, the server runs the dialog turn, queues the reply in its
+outbox and submits it; the simulator records it at the handset. Turn latency is "MO injected →
+reply at the handset": for SMS from just before ``inject_mo`` to the ``at`` stamp of the MT the
+simulator stored (read from its event stream), for USSD the time ``dial`` takes to return the
+network's screen.
+
+Per storage pair (SQLite + in-memory sessions, PostgreSQL + Redis) the database is created fresh
+and seeded with N synthetic subscribers 48700000000+i (subscriber code = last 6 digits, as
+``idea24 db seed --subscribers N``), one server is started, and each scenario runs for
+``--seconds`` after a short warm-up, closed loop: ``--concurrency`` virtual handsets each own a
+disjoint slice of subscribers, so one subscriber never has two turns in flight.
+
+Scenarios: ``pakiet`` (SMS ``PAKIET``, a read), ``wlacz`` (SMS ``WLACZ NOCE`` then ``TAK <code>``,
+a real change with its audit row; the next round switches it off with ``WYLACZ``), ``ussd``
+(``*100#`` → ``1`` Konto → ``1`` Adres; the session stays open, as a handset leaves it). Every
+MO counts as one turn. A reply that is not what the scenario expects counts as an error.
+
+The ceiling is the same SMS traffic answered by ``--echo-server``: a ``BindPool`` with a memory
+outbox whose sink echoes the text back (no dialog, store or backend) in its own process.
+
+CPU seconds per 1,000 turns and peak RSS are the server process's own (``/proc``); Redis and
+PostgreSQL work is not in them. Redis memory per open USSD session is the growth of Redis
+``used_memory`` while ``--ussd-sessions`` handsets hold a session open, divided by that count
+(everything a session keeps: record, rate counter, dedup marks).
+
+PostgreSQL runs go to a dedicated database ``idea24_bench`` (dropped and created per run);
+Redis runs use ``--redis-url`` (default DB 15), which is flushed at the start of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path and its name shadows the package.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-e2e-secret"
+SHORT_CODE = "2424"
+SCENARIOS = ("pakiet", "wlacz", "ussd")
+PAIRS = {"sqlite-memory": ("sqlite", "memory"), "postgresql-redis": ("postgresql", "redis")}
+BENCH_DB = "idea24_bench"
+TURN_TIMEOUT = 15.0
+RUN_KEYS = (
+    "scenario",
+    "db",
+    "store",
+    "turns_per_s",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "cpu_s_per_1000",
+    "rss_mb",
+)
+
+# -- numbers ---------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between ranks (numpy's default).
+
+    ``values`` need not be sorted; an empty sequence gives NaN (no turn completed).
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One scenario on one storage pair: the fields of a ``runs`` entry in ``--json``."""
+
+    scenario: str
+    db: str
+    store: str
+    turns_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_s_per_1000: float
+    rss_mb: float
+
+
+def summarise(
+    scenario: str,
+    db: str,
+    store: str,
+    latencies_s: Sequence[float],
+    elapsed_s: float,
+    cpu_s: float,
+    rss_mb: float,
+) -> RunResult:
+    """Turn counts and times into a :class:`RunResult` (ms, turns/s, CPU s per 1,000 turns)."""
+    turns = len(latencies_s)
+    ms = [v * 1000 for v in latencies_s]
+    return RunResult(
+        scenario,
+        db,
+        store,
+        round(turns / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        round(percentile(ms, 50), 2),
+        round(percentile(ms, 95), 2),
+        round(percentile(ms, 99), 2),
+        round(cpu_s * 1000 / turns, 3) if turns else math.nan,
+        round(rss_mb, 1),
+    )
+
+
+def report(ceiling: float, runs: Sequence[RunResult], **extra: Any) -> dict[str, Any]:
+    """The ``--json`` object: the ceiling, one entry per run, then any extra top-level facts."""
+    return {
+        "ceiling_turns_per_s": round(float(ceiling), 1),
+        "runs": [{k: _json_number(v) for k, v in asdict(r).items()} for r in runs],
+        **extra,
+    }
+
+
+def _json_number(value: Any) -> Any:
+    """JSON has no NaN: a figure that could not be measured is ``null``."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def table(ceiling: float, runs: Sequence[RunResult]) -> str:
+    head = f"{'scenario':8} {'db':10} {'store':6} {'turns/s':>9} {'p50 ms':>8} {'p95 ms':>8}"
+    head += f" {'p99 ms':>8} {'CPU s/1k':>9} {'RSS MB':>7} {'x ceil':>7}"
+    lines = [head]
+    for r in runs:
+        ratio = r.turns_per_s / ceiling if ceiling else math.nan
+        lines.append(
+            f"{r.scenario:8} {r.db:10} {r.store:6} {r.turns_per_s:9.0f} {r.p50_ms:8.1f}"
+            f" {r.p95_ms:8.1f} {r.p99_ms:8.1f} {r.cpu_s_per_1000:9.3f} {r.rss_mb:7.1f}"
+            f" {ratio:7.2f}"
+        )
+    lines.append(f"echo ceiling (same SMS traffic, no dialog/backend): {ceiling:.0f} turns/s")
+    return "\n".join(lines)
+
+
+# -- the server process ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ProcessStats:
+    """CPU seconds and peak RSS of one process, read from ``/proc`` (Linux)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / self._tick  # utime + stime, all threads
+
+    def peak_rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return math.nan
+
+
+class ServerProcess:
+    """``idea24 serve`` (or the echo server) as a subprocess, bound to the bench's simulator."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def stats(self) -> ProcessStats:
+        assert self.proc is not None
+        return ProcessStats(self.proc.pid)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("wb") as log:
+            return subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+
+    async def start(self, sim: Any, wait: float = 120.0) -> None:
+        self.proc = self._spawn()
+        deadline = time.monotonic() + wait
+        while not sim.smsc.receivers(None, SHORT_CODE):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                await self.stop()
+                raise RuntimeError(f"server did not bind ({' '.join(self.argv[:4])}):\n{tail}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(300):
+            if proc.poll() is not None:
+                return
+            await asyncio.sleep(0.05)
+        proc.kill()
+        proc.wait()
+
+
+def serve_argv(
+    smsc_url: str, db_url: str, redis_url: str | None, profile: Path | None = None
+) -> list[str]:
+    """``idea24 serve`` against the bench's simulator; under pyinstrument when ``profile``."""
+    script = Path(sys.executable).with_name("idea24")
+    if profile is not None:
+        argv = [sys.executable, "-m", "pyinstrument", "-r", "session"]
+        argv += ["-o", str(profile), "-m", "gateway.cli"]
+    elif script.exists():
+        argv = [str(script)]
+    else:
+        argv = [sys.executable, "-m", "gateway.cli"]
+    argv += ["serve", "--smsc", smsc_url, "--http", f"127.0.0.1:{free_port()}"]
+    argv += ["--database-url", db_url]
+    if redis_url:
+        argv += ["--redis-url", redis_url]
+    return argv
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDEA24_")}
+    env.update(
+        IDEA24_SECRET_KEY=SECRET,
+        IDEA24_API_KEY="bench-api-key",
+        IDEA24_LOG_LEVEL=os.environ.get("IDEA24_BENCH_LOG_LEVEL", "WARNING"),
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra or {})
+    return env
+
+
+# -- replies at the handset ------------------------------------------------------------------------
+
+
+class Replies:
+    """Hands each MT SMS the simulator stores to whoever waits for that subscriber.
+
+    One subscription to the simulator's event stream for the whole run (a waiter per message
+    would fan every event out to every waiter). If the stream cuts us off for lagging behind, the
+    waiters are served from the store instead.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._waiting: dict[str, deque[tuple[float, asyncio.Future[Any]]]] = defaultdict(deque)
+        self._task: asyncio.Task[None] | None = None
+
+    def expect(self, msisdn: str, since: float) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[msisdn].append((since, future))
+        return future
+
+    def forget(self, msisdn: str, future: asyncio.Future[Any]) -> None:
+        queue = self._waiting.get(msisdn)
+        if queue:
+            with contextlib.suppress(ValueError):
+                queue.remove(next(x for x in queue if x[1] is future))
+
+    def _deliver(self, message: Any) -> None:
+        queue = self._waiting.get(message.msisdn)
+        while queue:
+            _since, future = queue.popleft()
+            if not future.done():
+                future.set_result(message)
+                break
+        if queue is not None and not queue:
+            del self._waiting[message.msisdn]
+
+    async def _run(self) -> None:
+        queue = self._store.subscribe()
+        try:
+            while True:
+                message = await queue.get()
+                if message is None:  # we lagged behind: resubscribe, then catch up from the store
+                    self._store.unsubscribe(queue)
+                    queue = self._store.subscribe()
+                    self._catch_up()
+                    continue
+                if message.direction == "mt" and message.kind == "sms" and message.receipt is None:
+                    self._deliver(message)
+        finally:
+            self._store.unsubscribe(queue)
+
+    def _catch_up(self) -> None:
+        for msisdn in list(self._waiting):
+            for message in self._store.messages(msisdn):
+                queue = self._waiting.get(msisdn)
+                if not queue:
+                    break
+                if (
+                    message.direction == "mt"
+                    and message.kind == "sms"
+                    and message.at >= queue[0][0]
+                ):
+                    self._deliver(message)
+
+    def __enter__(self) -> Replies:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class UnexpectedReply(AssertionError):
+    """The server answered, but not what the scenario expects (counted as an error)."""
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one measured window collected."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    def fail(self, what: str) -> None:
+        self.errors += 1
+        if len(self.samples) < 3:
+            self.samples.append(what)
+
+
+class Driver:
+    """Runs turns against the simulator: SMS through ``inject_mo``, USSD through ``dial``."""
+
+    def __init__(self, sim: Any, replies: Replies) -> None:
+        self.sim = sim
+        self.replies = replies
+        self.active: dict[str, bool] = {}
+        self._rounds: dict[str, int] = defaultdict(int)
+
+    def keyword(self, msisdn: str, word: str) -> str:
+        """``word`` in alternating case: the gateway drops an SMS that repeats the sender's
+        previous one exactly within its dedup TTL (an SMSC redelivery looks like that)."""
+        self._rounds[msisdn] += 1
+        return word if self._rounds[msisdn] % 2 else word.capitalize()
+
+    async def sms(self, msisdn: str, text: str) -> tuple[float, str]:
+        since = time.time()
+        future = self.replies.expect(msisdn, since)
+        try:
+            await self.sim.smsc.inject_mo(msisdn, SHORT_CODE, text)
+            async with asyncio.timeout(TURN_TIMEOUT):
+                message = await future
+        except BaseException:
+            self.replies.forget(msisdn, future)
+            raise
+        return max(0.0, message.at - since), message.text
+
+    async def ussd(self, msisdn: str, text: str) -> tuple[float, str]:
+        started = time.perf_counter()
+        reply = await self.sim.smsc.dial(msisdn, text, TURN_TIMEOUT)
+        return time.perf_counter() - started, reply.text
+
+    async def pakiet(self, msisdn: str, tally: Tally, record: Callable[[], bool]) -> None:
+        latency, text = await self.sms(msisdn, self.keyword(msisdn, "PAKIET"))
+        _expect(text.startswith("Pakiet"), text)
+        if record():
+            tally.latencies.append(latency)
+
+    async def wlacz(self, msisdn: str, tally: Tally, record: Callable[[], bool]) -> None:
+        on = not self.active.get(msisdn, False)
+        latency, text = await self.sms(msisdn, ("WLACZ" if on else "WYLACZ") + " NOCE")
+        if record():
+            tally.latencies.append(latency)
+        if "TAK" not in text:  # already in that state (an earlier run): switch the other way
+            self.active[msisdn] = on
+            return
+        latency, text = await self.sms(msisdn, f"TAK {msisdn[-6:]}")
+        _expect("noce" in text.lower(), text)
+        self.active[msisdn] = on
+        if record():
+            tally.latencies.append(latency)
+
+    async def walk(self, msisdn: str, tally: Tally, record: Callable[[], bool]) -> None:
+        for step, marker in (("*100#", "1 "), ("1", "konto"), ("1", "")):
+            latency, text = await self.ussd(msisdn, step)
+            _expect(marker.lower() in text.lower(), text)
+            if record():
+                tally.latencies.append(latency)
+
+
+def _expect(ok: bool, text: str) -> None:
+    if not ok:
+        raise UnexpectedReply(text[:120])
+
+
+Scenario = Callable[[str, Tally, Callable[[], bool]], Awaitable[None]]
+
+
+def slices(subscribers: Sequence[str], users: int) -> list[list[str]]:
+    """Disjoint subscriber lists, one per virtual handset (round-robin), none empty."""
+    users = max(1, min(users, len(subscribers)))
+    return [list(subscribers[i::users]) for i in range(users)]
+
+
+async def closed_loop(
+    scenario: Scenario, subscribers: Sequence[str], users: int, warmup: float, seconds: float
+) -> tuple[Tally, float]:
+    """``users`` handsets, each one turn at a time; returns what the measured window saw."""
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup
+    end = start + seconds
+
+    def record() -> bool:
+        return start <= loop.time() < end
+
+    async def user(mine: list[str]) -> None:
+        for msisdn in _cycle(mine):
+            if loop.time() >= end:
+                return
+            try:
+                await scenario(msisdn, tally, record)
+            except UnexpectedReply as exc:
+                if record():
+                    tally.fail(f"unexpected reply: {exc}")
+            except (TimeoutError, OSError, RuntimeError, ValueError) as exc:
+                if record():
+                    tally.fail(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(user(m) for m in slices(subscribers, users)))
+    return tally, seconds
+
+
+async def open_loop(
+    driver: Driver, subscribers: Sequence[str], rate: float, seconds: float, warmup: float
+) -> tuple[Tally, float]:
+    """``PAKIET`` turns started at a fixed offered ``rate`` whatever the server's pace."""
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup
+    end = start + seconds
+    tasks: set[asyncio.Task[None]] = set()
+    order = _cycle(list(subscribers))
+
+    async def one(msisdn: str, measured: bool) -> None:
+        try:
+            latency, text = await driver.sms(msisdn, driver.keyword(msisdn, "PAKIET"))
+            _expect(text.startswith("Pakiet"), text)
+            if measured:
+                tally.latencies.append(latency)
+        except (UnexpectedReply, TimeoutError, OSError, RuntimeError, ValueError) as exc:
+            if measured:
+                tally.fail(f"{type(exc).__name__}: {exc}")
+
+    t0 = loop.time()
+    sent = 0
+    while True:
+        now = loop.time()
+        if now >= end:
+            break
+        due = int((now - t0) * rate) - sent
+        for _ in range(due):
+            task = loop.create_task(one(next(order), start <= now < end))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        sent += max(0, due)
+        await asyncio.sleep(0.002)
+    if tasks:
+        await asyncio.wait(tasks, timeout=TURN_TIMEOUT + 5)
+    return tally, seconds
+
+
+def _cycle(items: list[str]) -> Iterator[str]:
+    while True:
+        yield from items
+
+
+# -- storage ---------------------------------------------------------------------------------------
+
+
+async def fresh_postgres(admin_url: str) -> str:
+    """Drop and create ``idea24_bench`` next to ``admin_url``; returns its SQLAlchemy URL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    finally:
+        await conn.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{BENCH_DB}"
+
+
+async def flush_redis(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+async def redis_used_memory(url: str) -> int:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        info = await client.info("memory")
+        return int(info["used_memory"])
+    finally:
+        await client.aclose()
+
+
+async def seed_database(url: str, subscribers: int) -> float:
+    from backend.manage import seed
+
+    t0 = time.perf_counter()
+    await seed(url, SECRET, demo=True, subscribers=subscribers)
+    return time.perf_counter() - t0
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Options:
+    subscribers: int
+    seconds: float
+    warmup: float
+    concurrency: int
+    pairs: list[str]
+    scenarios: list[str]
+    window: int
+    rate: float | None
+    postgres: str
+    redis_url: str
+    ussd_sessions: int
+    as_json: bool
+    workdir: Path
+    uvloop: bool = False
+    profile: Path | None = None
+
+
+def say(opts: Options, text: str) -> None:
+    print(text, file=sys.stderr if opts.as_json else sys.stdout, flush=True)
+
+
+def subscriber_list(n: int) -> list[str]:
+    from backend.seed import SYNTHETIC_BASE
+
+    numbers = [str(SYNTHETIC_BASE + i) for i in range(n)]
+    random.Random(24).shuffle(numbers)
+    return numbers
+
+
+async def measure_ceiling(opts: Options, sim: Any, driver: Driver, smsc_url: str) -> float:
+    argv = [sys.executable, str(SCRIPT), "--echo-server", smsc_url]
+    if opts.uvloop:
+        argv.append("--uvloop")
+    server = ServerProcess(argv, server_env(), opts.workdir / "echo.log")
+    await server.start(sim)
+    try:
+
+        async def echo(msisdn: str, tally: Tally, record: Callable[[], bool]) -> None:
+            sent = driver.keyword(msisdn, "PAKIET")
+            latency, text = await driver.sms(msisdn, sent)
+            _expect(text == sent, text)
+            if record():
+                tally.latencies.append(latency)
+
+        tally, elapsed = await closed_loop(
+            echo, subscriber_list(opts.subscribers), opts.concurrency, opts.warmup, opts.seconds
+        )
+    finally:
+        await server.stop()
+    if tally.errors:
+        say(opts, f"echo ceiling: {tally.errors} errors, e.g. {tally.samples}")
+    rate = len(tally.latencies) / elapsed
+    say(
+        opts,
+        f"echo ceiling: {rate:.0f} turns/s, p50 {percentile(tally.latencies, 50) * 1000:.1f} ms",
+    )
+    return rate
+
+
+async def run_pair(
+    opts: Options, sim: Any, driver: Driver, smsc_url: str, pair: str
+) -> tuple[list[RunResult], dict[str, Any]]:
+    db, store = PAIRS[pair]
+    if db == "sqlite":
+        db_url = f"sqlite+aiosqlite:///{opts.workdir / 'bench.db'}"
+        with contextlib.suppress(FileNotFoundError):
+            for suffix in ("", "-wal", "-shm"):
+                (opts.workdir / f"bench.db{suffix}").unlink()
+    else:
+        db_url = await fresh_postgres(opts.postgres)
+    redis_url = opts.redis_url if store == "redis" else None
+    if redis_url:
+        await flush_redis(redis_url)
+    seeded = await seed_database(db_url, opts.subscribers)
+    say(opts, f"{pair}: seeded {opts.subscribers} subscribers in {seeded:.1f} s")
+    server = ServerProcess(
+        serve_argv(
+            smsc_url,
+            db_url,
+            redis_url,
+            opts.profile / f"{pair}.pyisession" if opts.profile else None,
+        ),
+        server_env(),
+        opts.workdir / f"{pair}.log",
+    )
+    await server.start(sim)
+    extra: dict[str, Any] = {}
+    results = []
+    try:
+        stats = server.stats
+        numbers = subscriber_list(opts.subscribers)
+        scenarios: dict[str, Scenario] = {
+            "pakiet": driver.pakiet,
+            "wlacz": driver.wlacz,
+            "ussd": driver.walk,
+        }
+        if opts.rate:
+            todo: list[tuple[str, Any]] = [("pakiet", None)]
+        else:
+            todo = [(name, scenarios[name]) for name in opts.scenarios]
+        for name, scenario in todo:
+            cpu0 = stats.cpu_s()
+            wall0 = time.perf_counter()
+            if scenario is None:
+                assert opts.rate is not None
+                tally, elapsed = await open_loop(
+                    driver, numbers, opts.rate, opts.seconds, opts.warmup
+                )
+            else:
+                tally, elapsed = await closed_loop(
+                    scenario, numbers, opts.concurrency, opts.warmup, opts.seconds
+                )
+            # CPU over the whole call, scaled to the measured window's share of the wall time.
+            wall = time.perf_counter() - wall0
+            cpu = (stats.cpu_s() - cpu0) * min(1.0, elapsed / wall) if wall else 0.0
+            result = summarise(name, db, store, tally.latencies, elapsed, cpu, stats.peak_rss_mb())
+            results.append(result)
+            note = f", {tally.errors} errors e.g. {tally.samples}" if tally.errors else ""
+            say(
+                opts,
+                f"{pair} {name}: {result.turns_per_s:.0f} turns/s, p50/p95/p99"
+                f" {result.p50_ms}/{result.p95_ms}/{result.p99_ms} ms{note}",
+            )
+        if redis_url and opts.ussd_sessions and not opts.rate:
+            extra["redis_bytes_per_ussd_session"] = await redis_per_session(opts, driver, redis_url)
+    finally:
+        await server.stop()
+    return results, extra
+
+
+async def redis_per_session(opts: Options, driver: Driver, redis_url: str) -> float:
+    """Open ``--ussd-sessions`` USSD sessions (``*100#``, left open) and weigh them in Redis."""
+    from backend.seed import SYNTHETIC_BASE
+
+    await asyncio.sleep(1.0)  # let the server settle (outbox drained)
+    count = min(opts.ussd_sessions, opts.subscribers)
+    # Subscribers beyond the seeded ones are not needed: the root menu needs no database row.
+    numbers = [str(SYNTHETIC_BASE + 5_000_000 + i) for i in range(count)]
+    before = await redis_used_memory(redis_url)
+    sem = asyncio.Semaphore(opts.concurrency)
+
+    async def dial(msisdn: str) -> None:
+        async with sem:
+            await driver.ussd(msisdn, "*100#")
+
+    await asyncio.gather(*(dial(n) for n in numbers))
+    await asyncio.sleep(0.5)
+    after = await redis_used_memory(redis_url)
+    per = (after - before) / count
+    say(opts, f"redis: {per:.0f} bytes per open USSD session ({count} sessions)")
+    return round(per, 1)
+
+
+async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
+    from simulator.controller import SimulatorController
+
+    async with SimulatorController(window=max(256, opts.window * 4)) as sim:
+        host, port = sim.smpp_address
+        smsc_url = f"smpp://idea24:idea24@{host}:{port}?window={opts.window}"
+        with Replies(sim.smsc.store) as replies:
+            driver = Driver(sim, replies)
+            ceiling = await measure_ceiling(opts, sim, driver, smsc_url)
+            runs: list[RunResult] = []
+            extra: dict[str, Any] = {}
+            for pair in opts.pairs:
+                results, more = await run_pair(opts, sim, driver, smsc_url, pair)
+                runs += results
+                extra.update(more)
+    if opts.rate:
+        extra["offered_turns_per_s"] = opts.rate
+    extra["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": list(os.getloadavg())}
+    return ceiling, runs, extra
+
+
+# -- the echo server (ceiling) ---------------------------------------------------------------------
+
+
+async def echo_server(smsc_url: str) -> None:
+    """A ``BindPool`` whose sink puts each message's text back: the SMPP path without a dialog."""
+    from gateway.binds import BindPool
+    from gateway.inbound import InboundEvent, InboundMessage, MemoryKeyStore
+    from gateway.outbox import MemoryOutbox, reply_meta
+    from gateway.settings import SmscProfile
+
+    outbox = MemoryOutbox()
+
+    async def sink(event: InboundEvent) -> None:
+        if isinstance(event, InboundMessage):
+            await outbox.put(event.msisdn, event.text, reply_meta(event))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    pool = BindPool([SmscProfile.from_url(smsc_url)], outbox, sink, dedup=MemoryKeyStore())
+    async with pool:
+        await stop.wait()
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/e2e.py",
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="every pair and scenario in < 5 min")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--subscribers", type=int, default=None, help="synthetic subscribers")
+    parser.add_argument("--seconds", type=float, default=None, help="measured time per scenario")
+    parser.add_argument("--warmup", type=float, default=None, help="unmeasured start (seconds)")
+    parser.add_argument("--concurrency", type=int, default=100, help="virtual handsets")
+    parser.add_argument("--pairs", default=",".join(PAIRS), help="db-store pairs, comma separated")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--window", type=int, default=64, help="SMPP window of the bind")
+    parser.add_argument("--rate", type=float, help="open loop: offered PAKIET turns/s")
+    parser.add_argument("--duration", type=float, help="open loop: seconds (as --seconds)")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="flushed!")
+    parser.add_argument("--ussd-sessions", type=int, default=1000)
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the simulator and echo server on uvloop"
+    )
+    parser.add_argument(
+        "--profile", metavar="DIR", help="run each server under pyinstrument, sessions saved in DIR"
+    )
+    parser.add_argument("--echo-server", metavar="SMSC_URL", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def options(args: argparse.Namespace, workdir: Path) -> Options:
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for p in pairs:
+        if p not in PAIRS:
+            raise SystemExit(f"--pairs: unknown pair {p!r}; choose from {', '.join(PAIRS)}")
+    for s in scenarios:
+        if s not in SCENARIOS:
+            raise SystemExit(f"--scenarios: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
+    seconds = args.duration or args.seconds or (5.0 if args.quick else 15.0)
+    return Options(
+        subscribers=args.subscribers or (2000 if args.quick else 5000),
+        seconds=seconds,
+        warmup=args.warmup if args.warmup is not None else (1.5 if args.quick else 3.0),
+        concurrency=args.concurrency,
+        pairs=pairs,
+        scenarios=scenarios,
+        window=args.window,
+        rate=args.rate,
+        postgres=args.postgres,
+        redis_url=args.redis_url,
+        ussd_sessions=args.ussd_sessions,
+        as_json=args.json,
+        workdir=workdir,
+        uvloop=args.uvloop,
+        profile=Path(args.profile).resolve() if args.profile else None,
+    )
+
+
+def event_loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop for the bench's own process when asked for and installed, else asyncio's."""
+    if not use_uvloop:
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.echo_server:
+        with asyncio.Runner(loop_factory=event_loop_factory(args.uvloop)) as runner:
+            runner.run(echo_server(args.echo_server))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="idea24-e2e-") as tmp:
+        opts = options(args, Path(tmp))
+        with asyncio.Runner(loop_factory=event_loop_factory(args.uvloop)) as runner:
+            ceiling, runs, extra = runner.run(run(opts))
+    if args.json:
+        print(json.dumps(report(ceiling, runs, **extra)))
+    else:
+        print(table(ceiling, runs))
+        if "redis_bytes_per_ussd_session" in extra:
+            print(f"Redis per open USSD session: {extra['redis_bytes_per_ussd_session']:.0f} B")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

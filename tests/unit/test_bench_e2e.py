@@ -1,0 +1,84 @@
+"""bench/e2e.py: the command line answers --help, and its numbers and JSON are right (no timing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "e2e.py"
+
+
+@pytest.fixture(scope="module")
+def e2e() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("bench_e2e", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_e2e"] = module  # dataclasses look their module up while decorating
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("bench_e2e", None)
+
+
+def test_help_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for flag in ("--quick", "--json", "--rate", "--duration", "--pairs", "--scenarios"):
+        assert flag in done.stdout
+
+
+def test_percentile_interpolates_like_numpy(e2e: ModuleType) -> None:
+    values = [15.0, 20.0, 35.0, 40.0, 50.0]
+    assert e2e.percentile(values, 0) == 15.0
+    assert e2e.percentile(values, 100) == 50.0
+    assert e2e.percentile(values, 50) == 35.0
+    assert e2e.percentile(values, 40) == pytest.approx(29.0)  # rank 1.6: 20 + 0.6 * 15
+    assert e2e.percentile(list(reversed(values)), 90) == pytest.approx(46.0)
+    assert e2e.percentile([7.0], 99) == 7.0
+    assert math.isnan(e2e.percentile([], 50))
+    with pytest.raises(ValueError):
+        e2e.percentile(values, 101)
+
+
+def test_percentile_of_a_hundred(e2e: ModuleType) -> None:
+    values = [float(i) for i in range(1, 101)]
+    assert e2e.percentile(values, 99) == pytest.approx(99.01)
+    assert e2e.percentile(values, 95) == pytest.approx(95.05)
+
+
+def test_summarise_and_report_shape(e2e: ModuleType) -> None:
+    latencies = [0.001 * i for i in range(1, 201)]  # 1..200 ms
+    run = e2e.summarise("pakiet", "sqlite", "memory", latencies, 2.0, 0.5, 80.04)
+    assert run.turns_per_s == 100.0
+    assert run.p50_ms == pytest.approx(100.5)
+    assert run.p99_ms == pytest.approx(198.01)
+    assert run.cpu_s_per_1000 == 2.5  # 0.5 s for 200 turns
+    empty = e2e.summarise("ussd", "postgresql", "redis", [], 2.0, 0.1, 90.0)
+    out = json.loads(
+        json.dumps(e2e.report(1234.56, [run, empty], redis_bytes_per_ussd_session=812.0))
+    )
+    assert out["ceiling_turns_per_s"] == 1234.6
+    assert list(out["runs"][0]) == list(e2e.RUN_KEYS)
+    assert out["runs"][0]["scenario"] == "pakiet" and out["runs"][0]["db"] == "sqlite"
+    assert out["runs"][1]["p50_ms"] is None and out["runs"][1]["turns_per_s"] == 0.0
+    assert out["redis_bytes_per_ussd_session"] == 812.0
+    assert "x ceil" in e2e.table(1234.56, [run])
+
+
+def test_slices_are_disjoint_and_cover_everyone(e2e: ModuleType) -> None:
+    numbers = [str(48700000000 + i) for i in range(10)]
+    parts = e2e.slices(numbers, 3)
+    assert sorted(n for part in parts for n in part) == sorted(numbers)
+    assert len(parts) == 3 and all(parts)
+    assert len(e2e.slices(numbers, 50)) == 10, "never more handsets than subscribers"

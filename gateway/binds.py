@@ -88,6 +88,33 @@ def build_parts(
     return out
 
 
+def consumer_name(bind: str) -> str:
+    """Who leases outbox items: host, process id, bind (unique among live senders)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{bind}"
+
+
+def dead_local_consumer(consumer: str) -> bool:
+    """True for a consumer of a process on this host that no longer runs — or of an earlier
+    process that had our pid (containers restart with the same one) — so its leases can be
+    taken back at start-up instead of waited out. Other hosts' consumers are never judged."""
+    prefix = f"{socket.gethostname()}-"
+    if not consumer.startswith(prefix):
+        return False
+    pid_text = consumer[len(prefix) :].partition("-")[0]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # called before our senders take anything: nothing live is ours yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a live process of another user
+    return False
+
+
 def retry_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
     return float(min(cap, base * (2 ** max(0, attempts - 1))))
 
@@ -113,7 +140,7 @@ class OutboxSender:
         self.session = session
         self.tracker = tracker
         self.policy = policy
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{session.name}"
+        self.consumer = consumer or consumer_name(session.name)
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.max_attempts = max_attempts
@@ -299,6 +326,12 @@ class BindPool:
     async def start(self) -> None:
         for session in self.sessions:
             await session.start()
+        if self.senders:
+            # A restart after a crash: what the dead process had leased goes out now, not
+            # after its leases expire (a shared store also holds other processes' leases).
+            recovered = await self.outbox.recover(self.senders[0].consumer, dead_local_consumer)
+            if recovered:
+                log.warning("outbox items of a dead process taken back: %d", recovered)
         for sender in self.senders:
             sender.start()
         self._housekeeper = asyncio.create_task(self._housekeeping())

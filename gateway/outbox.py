@@ -128,6 +128,12 @@ class Outbox(ABC):
         """Keep the leases of items ``consumer`` is still sending (slow or throttled binds)."""
         return None
 
+    async def recover(self, consumer: str, dead: Callable[[str], bool]) -> int:
+        """Take back at once what consumers ``dead`` names hold (a crashed process on this host),
+        instead of waiting out their leases; returns how many items. ``consumer`` is who may
+        be handed them (stores whose leases are per consumer)."""
+        return 0
+
     async def close(self) -> None:
         return None
 

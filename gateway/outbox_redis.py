@@ -222,6 +222,31 @@ class RedisOutbox(Outbox):
         if entries:
             await self._redis.xclaim(self._stream, GROUP_NAME, consumer, 0, entries, justid=True)
 
+    async def recover(self, consumer: str, dead: Callable[[str], bool]) -> int:
+        """Move the pending entries of dead consumers to ``consumer`` (its next ``take`` reads
+        them as its own) and remove those consumers from the group."""
+        await self._ensure_group()
+        moved = 0
+        for info in await self._redis.xinfo_consumers(self._stream, GROUP_NAME):
+            name = _s(info["name"])
+            if name == consumer or not dead(name):
+                continue
+            while True:
+                pending = await self._redis.xpending_range(
+                    self._stream, GROUP_NAME, "-", "+", self._scan, consumername=name
+                )
+                ids: list[str | bytes | int | memoryview] = [p["message_id"] for p in pending]
+                if not ids:
+                    break
+                claimed = await self._redis.xclaim(
+                    self._stream, GROUP_NAME, consumer, 0, ids, justid=True
+                )
+                if not claimed:  # entries deleted while pending: nothing left to send
+                    await self._redis.xack(self._stream, GROUP_NAME, *ids)
+                moved += len(claimed)
+            await self._redis.xgroup_delconsumer(self._stream, GROUP_NAME, name)
+        return moved
+
     def _release(self, item: OutboxItem) -> None:
         for entries in self._sending.values():
             entries.discard(item.id)

@@ -165,6 +165,24 @@ class SqlOutbox(Outbox):
                 .values(lease_until=now + self._lease)
             )
 
+    async def recover(self, consumer: str, dead: Callable[[str], bool]) -> int:
+        await self.create()
+        t = outbox_table
+        live = sa.and_(t.c.state == "queued", t.c.lease_until >= self._clock())
+        async with self._engine.begin() as conn:
+            owners = (
+                await conn.execute(sa.select(t.c.lease_owner).where(live).distinct())
+            ).scalars()
+            gone = [o for o in owners if o is not None and dead(o)]
+            if not gone:
+                return 0
+            released = await conn.execute(
+                t.update()
+                .where(live, t.c.lease_owner.in_(gone))
+                .values(lease_owner=None, lease_until=0.0)
+            )
+        return int(released.rowcount or 0)
+
     async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(outbox_table.delete().where(outbox_table.c.id == int(item.id)))

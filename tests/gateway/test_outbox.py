@@ -199,3 +199,52 @@ async def test_two_processes_drain_without_double_sends_in_order(make_outbox: Fa
 def test_items_are_plain_records() -> None:
     item = OutboxItem("1", "48600000001", "x", {}, 5, 1)
     assert item.accepted == {} and item.attempts == 0
+
+
+async def test_recover_takes_back_a_dead_consumers_items_at_once(make_outbox: Factory) -> None:
+    """A restarted process need not wait out a crashed one's leases (MemoryOutbox: nothing
+    outlives its process, so nothing to recover)."""
+    crashed = make_outbox(lease=60.0)
+    restarted = make_outbox(lease=60.0)
+    await crashed.put("48600000001", ["first", "second"])
+    await crashed.put("48600000002", "other")
+    held = await crashed.take("host-1-bind", limit=5)
+    assert len(held) == 2
+    if isinstance(crashed, MemoryOutbox):
+        assert await restarted.recover("host-2-bind", lambda c: c == "host-1-bind") == 0
+        return
+    assert await restarted.take("host-2-bind", limit=5) == []
+    assert await restarted.recover("host-2-bind", lambda c: False) == 0
+    # Redis also moves the entry the crashed consumer had read and deferred ("second").
+    assert await restarted.recover("host-2-bind", lambda c: c == "host-1-bind") in (2, 3)
+    again = await restarted.take("host-2-bind", limit=5)
+    assert sorted(i.text for i in again) == ["first", "other"]
+    for item in again:
+        await restarted.done(item, ["1"])
+    [last] = await restarted.take("host-2-bind", limit=5)
+    assert last.text == "second"
+    await restarted.done(last, ["2"])
+    assert await restarted.depth() == 0
+
+
+def test_dead_local_consumer_judges_only_this_hosts_gone_processes() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from gateway.binds import consumer_name, dead_local_consumer
+
+    host = socket.gethostname()
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    gone = int(child.stdout)
+    assert dead_local_consumer(f"{host}-{gone}-idea24@127.0.0.1:2775")
+    assert dead_local_consumer(consumer_name("idea24@127.0.0.1:2775"))  # an earlier self
+    assert not dead_local_consumer(f"{host}-{os.getppid()}-idea24@127.0.0.1:2775")
+    assert not dead_local_consumer(f"other-host-{gone}-idea24@127.0.0.1:2775")
+    assert not dead_local_consumer(f"{host}-notapid-x")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -190,6 +191,8 @@ class RawPeer:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     framer: Framer = field(default_factory=Framer)
+    #: Requests from the other side answered while waiting for a response, by command.
+    answered: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     async def connect(cls, host: str, port: int) -> RawPeer:
@@ -218,11 +221,19 @@ class RawPeer:
         return codec.decode(await self.read_frame(within))
 
     async def read_response(self, sequence: int, within: float = READ_TIMEOUT) -> Pdu:
-        """The response with ``sequence``, answering enquire_link and skipping other requests."""
+        """The response with ``sequence``, answering what a well-behaved peer must meanwhile.
+
+        enquire_link, deliver_sm and data_sm (receipts, MO) get an OK response; an unbind is
+        answered and ends the wait with ``PeerClosed``.
+        """
         while True:
             pdu = await self.read_pdu(within)
-            if pdu.command == "enquire_link":
-                self.send(codec.encode(pdu.response()))
+            if pdu.command in ("enquire_link", "deliver_sm", "data_sm", "unbind"):
+                extra = {} if pdu.command in ("enquire_link", "unbind") else {"message_id": ""}
+                self.send(codec.encode(pdu.response(0, **extra)))
+                self.answered[pdu.command] += 1
+                if pdu.command == "unbind":
+                    raise PeerClosed("unbind")
                 continue
             if pdu.is_response and pdu.sequence == sequence:
                 return pdu
@@ -241,6 +252,28 @@ class RawPeer:
         self.writer.close()
         with contextlib.suppress(ConnectionError):
             await self.writer.wait_closed()
+
+
+class Progress:
+    """A counter one can await: ``await progress.more(20)`` returns after 20 more ``add()``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiters: list[tuple[int, asyncio.Event]] = []
+
+    def add(self, n: int = 1) -> None:
+        self.count += n
+        for target, event in self._waiters:
+            if self.count >= target:
+                event.set()
+
+    async def more(self, n: int) -> None:
+        entry = (self.count + n, asyncio.Event())
+        self._waiters.append(entry)
+        try:
+            await entry[1].wait()
+        finally:
+            self._waiters.remove(entry)
 
 
 @dataclass(frozen=True)
@@ -342,6 +375,7 @@ __all__ = [
     "Mutant",
     "Outcome",
     "PeerClosed",
+    "Progress",
     "RawPeer",
     "accept_bind",
     "answer_status",

@@ -316,7 +316,9 @@ class SmscSession(asyncio.Protocol):
             self.close()
 
     def _on_bind(self, pdu: Pdu) -> None:
-        status = Status.ESME_RALYBND if self.mode is not None else self.smsc.check_bind(pdu)
+        status = (
+            Status.ESME_RALYBND if self.mode is not None else self.smsc.check_bind(pdu, self.peer)
+        )
         response = pdu.response(status, system_id=self.smsc.system_id)
         self.send(response)
         if status == 0:

@@ -42,6 +42,7 @@ from gateway.pdu import (
 from gateway.receipts import format_receipt
 from gateway.text import Body, codec_for, decode_body, encode_ussd
 from simulator import fastpath
+from simulator.bindguard import BindGuard, peer_host
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
 from simulator.mo import handset_parts
 from simulator.mt import MtAssembler, split_part
@@ -102,8 +103,10 @@ class Smsc:
         inactivity_timeout: float = 90.0,
         response_timeout: float = 30.0,
         ussd_timeout: float = 120.0,
+        bind_guard: BindGuard | None = None,
     ) -> None:
         self.accounts = dict(accounts or DEFAULT_ACCOUNTS)
+        self.bind_guard = bind_guard if bind_guard is not None else BindGuard()
         self.faults = faults or (handler.faults if handler else Faults())
         self.handler = handler or SimulatorHandler(self.faults)
         self.system_id = system_id
@@ -184,13 +187,35 @@ class Smsc:
 
     # -- binds -------------------------------------------------------------------------------
 
-    def check_bind(self, pdu: Pdu) -> int:
+    def check_bind(self, pdu: Pdu, peer: str = "") -> int:
+        """The bind's status: credentials first (wrong ones are counted per peer address and
+        logged without the password), then the fault hooks; a blocked address gets
+        ESME_RBINDFAIL without its credentials being looked at."""
+        host, now = peer_host(peer), self.now()
+        if self.bind_guard.blocked(host, now):
+            log.debug("bind refused: address blocked", extra={"peer": peer})
+            return int(Status.ESME_RBINDFAIL)
         system_id = str(pdu.get("system_id", ""))
-        if system_id not in self.accounts:
-            return int(Status.ESME_RINVSYSID)
-        if not secrets.compare_digest(str(pdu.get("password", "")), self.accounts[system_id]):
-            return int(Status.ESME_RINVPASWD)
-        return self.handler.bind_status(system_id, pdu, self.now())
+        expected = self.accounts.get(system_id)
+        given = str(pdu.get("password", "")).encode("latin-1")  # compare_digest: no str > 0x7f
+        if expected is not None and secrets.compare_digest(given, expected.encode("latin-1")):
+            self.bind_guard.succeeded(host)
+            return self.handler.bind_status(system_id, pdu, now)
+        status = Status.ESME_RINVSYSID if expected is None else Status.ESME_RINVPASWD
+        blocked = self.bind_guard.failed(host, now)
+        log.warning(
+            "bind refused: wrong credentials",
+            extra={
+                "peer": peer,
+                # A wrong system_id may be a password typed in the wrong field: not shown.
+                "system_id": system_id
+                if expected is not None
+                else f"<unknown, {len(system_id)} chars>",
+                "status": status.name,
+                "address_blocked": blocked,
+            },
+        )
+        return int(status)
 
     def bound(self, session: SmscSession) -> None:
         if not session.can_receive or not self.undelivered:

@@ -333,7 +333,9 @@ def submit_sm_template(params: Mapping[str, Any]) -> bytes:
     Encoded once per part, so a retry or a pushback resends it without encoding again. Raises
     :class:`LocalProtocolError` for what the codec refuses.
     """
-    data = _encode_sm(Pdu("submit_sm", 0, 0, params))
+    data = _plain_sm_template(params) if params.keys() <= _SM_NAMES else None
+    if data is None:  # TLVs or anything unusual: the general path decides
+        data = _encode_sm(Pdu("submit_sm", 0, 0, params))
     if len(data) > _MAX_PDU_LENGTH:
         raise LocalProtocolError(
             f"submit_sm: {len(data)} octets, at most {_MAX_PDU_LENGTH}", status=Status.ESME_RSYSERR
@@ -342,3 +344,73 @@ def submit_sm_template(params: Mapping[str, Any]) -> bytes:
 
 
 _MAX_PDU_LENGTH: Final = 65536
+
+
+def _plain_sm_template(params: Mapping[str, Any]) -> bytes | None:
+    """:func:`_encode_sm` for mandatory fields only, without a :class:`Pdu`; None = unusual."""
+    g = params.get
+    service_type = g("service_type", "")
+    source_addr = g("source_addr", "")
+    destination_addr = g("destination_addr", "")
+    schedule = g("schedule_delivery_time", "")
+    validity = g("validity_period", "")
+    sm = g("short_message", b"")
+    if (
+        type(service_type) is not str
+        or type(source_addr) is not str
+        or type(destination_addr) is not str
+        or type(schedule) is not str
+        or type(validity) is not str
+        or type(sm) is not bytes
+        or len(sm) > 254
+        or len(service_type) > 5
+        or len(source_addr) > 20
+        or len(destination_addr) > 20
+        or len(schedule) > 16
+        or len(validity) > 16
+        or "\x00" in service_type + source_addr + destination_addr + schedule + validity
+    ):
+        return None
+    ints = (
+        g("source_addr_ton", 0),
+        g("source_addr_npi", 0),
+        g("dest_addr_ton", 0),
+        g("dest_addr_npi", 0),
+        g("esm_class", 0),
+        g("protocol_id", 0),
+        g("priority_flag", 0),
+        g("registered_delivery", 0),
+        g("replace_if_present_flag", 0),
+        g("data_coding", 0),
+        g("sm_default_msg_id", 0),
+    )
+    for value in ints:
+        if type(value) is not int:
+            return None
+    try:
+        body = _SM_FORMAT % (
+            service_type.encode("latin-1"),
+            ints[0],
+            ints[1],
+            source_addr.encode("latin-1"),
+            ints[2],
+            ints[3],
+            destination_addr.encode("latin-1"),
+            ints[4],
+            ints[5],
+            ints[6],
+            schedule.encode("latin-1"),
+            validity.encode("latin-1"),
+            ints[7],
+            ints[8],
+            ints[9],
+            ints[10],
+            len(sm),
+            sm,
+        )
+    except _PACK_FAILURES:  # an int outside 0..255, a character outside latin-1
+        return None
+    return _HEADER.pack(16 + len(body), _SUBMIT_SM_ID, 0, 0) + body
+
+
+_SUBMIT_SM_ID: Final = COMMAND_IDS["submit_sm"]

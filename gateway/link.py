@@ -28,7 +28,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from backend.errors import Idea24Error
 from gateway import codec
@@ -151,8 +151,8 @@ class _Protocol(asyncio.Protocol):
         self._out: list[bytes | bytearray] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
 
     def write(self, data: bytes | bytearray) -> None:
         if not self._out:
@@ -278,6 +278,31 @@ class SmppLink:
         batch = _Batch(len(templates), self._wait(response_timeout), raw=True, windowed=True)
         await self._through_window(batch, templates, self._send_templates)
         return batch.results
+
+    async def submit_template(
+        self, template: bytes, response_timeout: float | None = None
+    ) -> Outcome | SubmitError:
+        """:meth:`submit_templates` for one PDU (a message of one part, the common case)."""
+        if self._closing.is_set() or not self._bound.is_set():
+            return LinkDown("link is shutting down") if self._closing.is_set() else LinkDown()
+        if self._in_window < self._window_size:  # room: no coroutine for the slot
+            self._in_window += 1
+        else:
+            await self._acquire_slots(1)
+        batch = _Batch(1, self._wait(response_timeout), raw=True, windowed=True)
+        try:
+            self._send_templates(batch, (template,), 0, 1)
+        except SubmitError as exc:
+            self._release_slot()
+            return exc
+        future = batch.future = asyncio.get_running_loop().create_future()
+        try:
+            await future
+        except asyncio.CancelledError:
+            self._abandon(batch)
+            raise
+        outcome: Outcome | SubmitError = batch.results[0]
+        return outcome
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Stop taking requests, let in-flight ones finish, unbind, disconnect."""

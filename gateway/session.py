@@ -164,7 +164,7 @@ class SmppSession:
                 await throttle.acquire(1)
             if self._on_ussd_reply is not None:
                 self._note_ussd((params,))
-            [answer] = await self.tx.submit_templates((template,))
+            answer = await self.tx.submit_template(template)
             if isinstance(answer, SubmitError):
                 raise answer
             status, message_id = answer

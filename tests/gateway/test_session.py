@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_session_smsc import Client, MiniSmsc
 
 from gateway.pdu import Pdu, Status
@@ -359,3 +361,50 @@ async def test_responses_the_fast_path_leaves_to_the_codec_are_matched(smsc: Min
     assert not isinstance(first, SubmitError) and first.message_ids == ("A1",)
     assert isinstance(second, SubmitError) and second.status == Status.ESME_RINVCMDLEN
     assert not isinstance(third, SubmitError) and third.message_ids == ("B2",)
+
+
+_CSTRINGS = st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=24)
+_OCTETS = st.one_of(st.integers(-2, 300), st.booleans(), st.just("1"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    strings=st.dictionaries(
+        st.sampled_from(
+            [
+                "service_type",
+                "source_addr",
+                "destination_addr",
+                "schedule_delivery_time",
+                "validity_period",
+            ]
+        ),
+        _CSTRINGS,
+    ),
+    octets=st.dictionaries(
+        st.sampled_from(
+            ["source_addr_ton", "dest_addr_npi", "esm_class", "registered_delivery", "data_coding"]
+        ),
+        _OCTETS,
+    ),
+    short_message=st.one_of(st.binary(max_size=300), st.text(max_size=3)),
+)
+def test_submit_sm_template_agrees_with_the_codec(
+    strings: dict[str, str], octets: dict[str, Any], short_message: Any
+) -> None:
+    """Same bytes as codec.encode, or the same refusal, for odd values too."""
+    from gateway import codec
+    from gateway.codec_fast import submit_sm_template
+    from gateway.errors import LocalProtocolError
+
+    params = {**strings, **octets, "short_message": short_message}
+    try:
+        expected: bytes | int = codec.encode(Pdu("submit_sm", 9, 0, params))
+    except LocalProtocolError as exc:
+        expected = exc.status
+    try:
+        template = submit_sm_template(params)
+        got: bytes | int = template[:12] + struct.pack(">L", 9) + template[16:]
+    except LocalProtocolError as exc:
+        got = exc.status
+    assert got == expected

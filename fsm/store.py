@@ -12,7 +12,9 @@ Redis lock is contended only between processes. Idle locks and expired records a
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -238,6 +240,20 @@ class MemoryStore(DialogStore):
         return len(self._values)
 
 
+#: Lock tokens start with the host name and pid of the process holding them.
+_OWNER_PREFIX = f"{socket.gethostname()}-"
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -295,9 +311,14 @@ class RedisStore(DialogStore):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         async with self._locks.hold(key, wait):
-            token = secrets.token_hex(12)
+            token = f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
             delay = 0.002
+            checked = False
             while not await self._redis.set(key, token, nx=True, px=_ms(self._lock_ttl)):
+                if not checked:  # once per turn: only when someone holds the lock
+                    checked = True
+                    if await self._break_orphaned(key):
+                        continue
                 if loop.time() + delay > deadline:
                     raise LockTimeout(f"turn lock busy for {wait:.0f}s")
                 await asyncio.sleep(delay)
@@ -313,6 +334,20 @@ class RedisStore(DialogStore):
         self, msisdn: str, *, wait: float = constants.LOCK_WAIT
     ) -> AbstractAsyncContextManager[LockHandle]:
         return self._lock(msisdn, wait)
+
+    async def _break_orphaned(self, key: str) -> bool:
+        """Delete a lock left by a process of this host that no longer runs (killed mid-turn):
+        its subscriber need not wait ``lock_ttl`` after a crash and restart."""
+        holder = await self._redis.get(key)
+        if holder is None:
+            return True
+        text = holder.decode() if isinstance(holder, bytes) else str(holder)
+        if not text.startswith(_OWNER_PREFIX):
+            return False
+        pid = text[len(_OWNER_PREFIX) :].partition("-")[0]
+        if not pid.isdigit() or not _process_gone(int(pid)):
+            return False
+        return bool(await self._release(keys=[key], args=[text]))
 
     async def load(self, msisdn: str, dialog: str = "sms") -> DialogRecord | None:
         raw = await self._redis.get(keys.session(self.prefix, msisdn, dialog))

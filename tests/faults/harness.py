@@ -234,6 +234,7 @@ class Tally:
     """What a fault test counted; ``line()`` is the one summary line it prints."""
 
     name: str
+    processed_known: bool = False  # False: a subprocess gateway, turns seen only at the handset
     turns_sent: int = 0
     processed_once: int = 0
     processed_twice: int = 0
@@ -251,9 +252,14 @@ class Tally:
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.extra.items())
+        processed = (
+            f"processed once={self.processed_once} twice+={self.processed_twice}"
+            f" never={self.not_processed}"
+            if self.processed_known
+            else "processed: counted at the handsets"
+        )
         return (
-            f"FAULT {self.name}: MO sent={self.turns_sent} processed once={self.processed_once}"
-            f" twice+={self.processed_twice} never={self.not_processed} | replies"
+            f"FAULT {self.name}: MO sent={self.turns_sent} {processed} | replies"
             f" expected={self.replies_expected} delivered once={self.delivered_once}"
             f" repeated={self.delivered_repeated} missing={self.missing}"
             f" unexpected={len(self.unexpected)} | money activations"
@@ -291,6 +297,7 @@ def compare(
         if collapsed != expected:
             tally.order_broken.append(msisdn)
     if processed is not None:
+        tally.processed_known = True
         for msisdn, turns in workload.scripts.items():
             texts = Counter(t.text for t in turns)
             for text, n in texts.items():

@@ -1,0 +1,197 @@
+"""Processes a fault test kills: ``idea24 serve`` bound to the test's simulator, a private Redis.
+
+Both are started on free ports and always stopped by their context manager, so a failed test
+leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+from simulator.controller import SimulatorController
+from tests.conftest import free_port, unavailable
+from tests.e2e.serve import idea24_command
+from tests.faults.harness import SECRET, SHORT_CODE
+
+
+class ServeProcess:
+    """``idea24 serve --smsc smpp://…`` against the simulator running in the test process."""
+
+    def __init__(
+        self,
+        sim: SimulatorController,
+        database_url: str,
+        workdir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        host, port = sim.smpp_address
+        self.smsc = f"smpp://idea24:idea24@{host}:{port}?window=32&source_addr={SHORT_CODE}"
+        self.database_url = database_url
+        self.workdir = workdir
+        self.extra_env = dict(env or {})
+        self.http_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.log_path = workdir / "serve.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self, within: float = 60.0) -> None:
+        env = {
+            **os.environ,
+            "IDEA24_DATABASE_URL": self.database_url,
+            "IDEA24_SECRET_KEY": SECRET,
+            "IDEA24_API_KEY": "faults-api-key",
+            "IDEA24_SHORT_CODE": SHORT_CODE,
+            "IDEA24_LOG_FORMAT": "json",
+            **self.extra_env,
+        }
+        cmd = [
+            *idea24_command(),
+            "serve",
+            "--smsc",
+            self.smsc,
+            "--http",
+            f"127.0.0.1:{self.http_port}",
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+            )
+        self.starts += 1
+        await self._wait_healthy(within)
+
+    async def _wait_healthy(self, within: float) -> None:
+        assert self.proc is not None
+        url = f"http://127.0.0.1:{self.http_port}/healthz"
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"idea24 serve exited:\n{self.log()[-3000:]}")
+                try:
+                    async with http.get(url) as r:
+                        if r.status == 200:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"idea24 serve not healthy in {within}s:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no unbind, no drain, no cleanup — a power cut as far as the process knows."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@asynccontextmanager
+async def serve_process(
+    sim: SimulatorController,
+    database_url: str,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[ServeProcess]:
+    served = ServeProcess(sim, database_url, workdir, env)
+    try:
+        await served.start()
+        yield served
+    finally:
+        served.stop()
+
+
+class RedisProcess:
+    """A private ``redis-server`` on a free port, with an append-only file that is fsynced on
+    every write (so a restart keeps what Redis acknowledged, as a production setup must)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            unavailable("redis-server is not installed (apt-get install redis-server)")
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        client = aioredis.from_url(self.url)
+        try:
+            for _ in range(100):
+                try:
+                    await client.ping()
+                    return
+                except (RedisError, OSError):
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+        raise AssertionError("private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the port stays open but nothing answers (a hung or partitioned Redis)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@asynccontextmanager
+async def redis_process(workdir: Path) -> AsyncIterator[RedisProcess]:
+    server = RedisProcess(workdir)
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.resume()
+        server.kill()

@@ -22,6 +22,8 @@ from gateway.text import decode_body
 
 #: Messages kept per handset; older ones are forgotten first.
 DEFAULT_KEEP = 200
+#: Messages kept over all handsets (a load test to a million numbers stays bounded too).
+DEFAULT_KEEP_TOTAL = 100_000
 #: Events an SSE subscriber may lag behind before it is cut off (it reconnects and re-lists).
 SUBSCRIBER_BACKLOG = 1000
 
@@ -90,8 +92,10 @@ class _RawSms(NamedTuple):
 class HandsetStore:
     """Bounded per-handset history plus fan-out of every change to live subscribers."""
 
-    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, keep: int = DEFAULT_KEEP, keep_total: int = DEFAULT_KEEP_TOTAL) -> None:
         self._keep = keep
+        self._keep_total = keep_total
+        self._order: deque[int] = deque()  # record ids oldest first; may hold forgotten ones
         self._history: dict[str, deque[int]] = {}
         self._by_id: dict[int, HandsetMessage | _RawSms] = {}
         self._by_message_id: dict[str, int] = {}
@@ -130,12 +134,27 @@ class HandsetStore:
         if history is None:
             history = self._history[record.msisdn] = deque()
         if len(history) >= self._keep:
-            old = self._by_id.pop(history.popleft())
-            self._receipts.pop(old.id, None)
-            for mid in old.message_ids:
-                self._by_message_id.pop(mid, None)
+            self._forget(self._by_id.pop(history.popleft()))
         history.append(record.id)
         self._by_id[record.id] = record
+        order = self._order
+        order.append(record.id)
+        if len(order) > self._keep_total:
+            old = self._by_id.pop(order.popleft(), None)
+            if old is not None:  # the oldest overall is the oldest of its handset
+                old_history = self._history[old.msisdn]
+                if old_history[0] == old.id:
+                    old_history.popleft()
+                else:
+                    old_history.remove(old.id)
+                if not old_history:
+                    del self._history[old.msisdn]
+                self._forget(old)
+
+    def _forget(self, old: HandsetMessage | _RawSms) -> None:
+        self._receipts.pop(old.id, None)
+        for mid in old.message_ids:
+            self._by_message_id.pop(mid, None)
 
     def set_receipt(self, message_id: str, state: str) -> None:
         """Record the receipt state of the logical message that part ``message_id`` belongs to.
@@ -163,6 +182,7 @@ class HandsetStore:
 
     def clear(self) -> None:
         self._history.clear()
+        self._order.clear()
         self._by_id.clear()
         self._by_message_id.clear()
         self._receipts.clear()

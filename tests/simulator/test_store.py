@@ -1,0 +1,42 @@
+"""The handset store: bounded per handset and overall, single-part SMS decoded on read."""
+
+from __future__ import annotations
+
+from simulator.store import HandsetStore
+
+
+def _raw(store: HandsetStore, msisdn: str, text: str, message_id: str) -> None:
+    store.add_raw_sms(msisdn, "2424", text.encode("utf-16-be"), "utf-16-be", 8, message_id, 1.0)
+
+
+def _mo(store: HandsetStore, msisdn: str, text: str) -> None:
+    store.add(
+        msisdn=msisdn, peer="2424", direction="mo", kind="sms", text=text, parts=1, data_coding=0
+    )
+
+
+def test_raw_sms_is_decoded_when_read_with_its_receipt() -> None:
+    store = HandsetStore()
+    _raw(store, "48600000001", "Zażółć", "a1")
+    store.set_receipt("a1", "DELIVRD")
+    [message] = store.messages("48600000001")
+    assert (message.text, message.parts, message.data_coding) == ("Zażółć", 1, 8)
+    assert (message.direction, message.kind, message.message_ids) == ("mt", "sms", ("a1",))
+    assert message.receipt == "DELIVRD"
+    assert store.messages() == [message]
+
+
+def test_bounded_per_handset_and_overall() -> None:
+    store = HandsetStore(keep=3, keep_total=5)
+    for i in range(6):
+        _raw(store, "48600000001", f"a{i}", f"a{i}")
+    assert [m.text for m in store.messages("48600000001")] == ["a3", "a4", "a5"]
+    store.set_receipt("a0", "DELIVRD")  # forgotten: nothing to update, no error
+    for i in range(4):
+        _mo(store, f"4860000010{i}", f"b{i}")
+    assert [m.text for m in store.messages()] == ["a5", "b0", "b1", "b2", "b3"]
+    assert [m.text for m in store.messages("48600000001")] == ["a5"]
+    for i in range(4, 9):
+        _mo(store, f"4860000010{i}", f"b{i}")
+    assert store.messages("48600000001") == []
+    assert len(store.messages()) == 5

@@ -100,6 +100,10 @@ async def open_backend(
     try:
         if migrate:
             await create_schema(engine)
-        yield Backend(make_sessionmaker(engine), secret_key, clock)
+        backend = Backend(make_sessionmaker(engine), secret_key, clock)
+        try:
+            yield backend
+        finally:
+            backend.context.close()
     finally:
         await engine.dispose()

@@ -19,7 +19,8 @@ from backend.errors import InvalidInput, LockedOut, NotFound, ServiceError, Wron
 from backend.hashing import keyed_hash, matches
 from backend.models import Account, Subscriber
 from backend.records import Address, Change, CodeScope, SubscriberInfo
-from backend.services.context import Context, audit, get_account, get_subscriber, lock_subscriber
+from backend.services import reads
+from backend.services.context import Context, audit, get_account, lock_subscriber
 
 CODE_ATTEMPTS = 3
 CODE_LOCKOUT = timedelta(minutes=15)
@@ -39,11 +40,16 @@ def account_code_hash(secret_key: bytes, account_number: str, code: str) -> str:
     return keyed_hash(secret_key, ACCOUNT_CODE, account_number, code)
 
 
+async def _subscriber_row(ctx: Context, msisdn: str) -> Any:
+    row = await ctx.reads.one(reads.SUBSCRIBER, msisdn=msisdn)
+    if row is None:
+        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+    return row
+
+
 async def subscriber(ctx: Context, msisdn: str) -> SubscriberInfo:
-    async with ctx.sessions() as session:
-        sub = await get_subscriber(session, msisdn)
-        account = await get_account(session, sub.account_number)
-        return SubscriberInfo(sub.msisdn, account.number, account.kind, sub.name, sub.language)
+    row = await _subscriber_row(ctx, msisdn)
+    return SubscriberInfo(row.msisdn, row.number, row.kind, row.name, row.language)
 
 
 async def is_subscriber(ctx: Context, msisdn: str) -> bool:
@@ -89,10 +95,8 @@ async def check_subscriber_code(
 
 
 async def address(ctx: Context, msisdn: str) -> Address:
-    async with ctx.sessions() as session:
-        sub = await get_subscriber(session, msisdn)
-        account = await get_account(session, sub.account_number)
-        return Address(account.street, account.postal_code, account.city)
+    row = await _subscriber_row(ctx, msisdn)
+    return Address(row.street, row.postal_code, row.city)
 
 
 def parse_address(text: str) -> Address:

@@ -9,12 +9,13 @@ newer request replaces a pending one, the same one again is returned as it is.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.errors import Conflict, InvalidInput, NotAllowed, NotFound
-from backend.models import Account, ChangeRequestRow, InvoiceRow, Subscriber, UsageRow
+from backend.models import ChangeRequestRow, InvoiceRow, Subscriber
 from backend.periods import next_period_start, period_of
 from backend.records import (
     ChangeRequest,
@@ -26,6 +27,7 @@ from backend.records import (
     Tariff,
     Usage,
 )
+from backend.services import reads
 from backend.services.context import (
     Context,
     audit,
@@ -79,22 +81,6 @@ async def _settle_tariff(session: AsyncSession, sub: Subscriber, today: date) ->
         pending.status = "done"
 
 
-async def _usage(
-    ctx: Context, session: AsyncSession, sub: Subscriber, account: Account, tariff: Tariff
-) -> Usage:
-    start, end = period_of(ctx.today(), account.billing_day)
-    row = await session.get(UsageRow, (sub.msisdn, start))
-    return Usage(
-        sub.msisdn,
-        start,
-        end,
-        tariff.minutes,
-        row.minutes_used if row else 0,
-        tariff.sms,
-        row.sms_used if row else 0,
-    )
-
-
 async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRow | None:
     return await session.scalar(
         select(InvoiceRow)
@@ -104,26 +90,47 @@ async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRo
     )
 
 
-async def summary(ctx: Context, msisdn: str) -> Summary:
+async def _state(ctx: Context, msisdn: str, with_invoice: bool) -> tuple[Any, Usage, Tariff]:
+    """One statement: the subscriber's tariff in force and bundle use (and last invoice)."""
     reference = await ctx.reference()
-    async with ctx.sessions() as session:
-        sub = await get_subscriber(session, msisdn)
-        account = await get_account(session, sub.account_number)
-        tariff = reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
-        usage = await _usage(ctx, session, sub, account, tariff)
-        last = await _last_invoice(session, account.number)
-        return Summary(
-            msisdn, account.number, sub.name, tariff, _invoice(last) if last else None, usage
+    today = ctx.today()
+    statement = reads.SUMMARY if with_invoice else reads.USAGE
+    row = await ctx.reads.one(statement, msisdn=msisdn, today=today)
+    if row is None:
+        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+    tariff = reference.tariffs[reads.effective_tariff(row, today)]
+    start, end = period_of(today, row.billing_day)
+    current = row.usage_start == start
+    usage = Usage(
+        msisdn,
+        start,
+        end,
+        tariff.minutes,
+        row.minutes_used if current else 0,
+        tariff.sms,
+        row.sms_used if current else 0,
+    )
+    return row, usage, tariff
+
+
+async def summary(ctx: Context, msisdn: str) -> Summary:
+    row, usage, tariff = await _state(ctx, msisdn, with_invoice=True)
+    last = None
+    if row.invoice_number is not None:
+        last = Invoice(
+            row.invoice_number,
+            row.invoice_start,
+            row.invoice_end,
+            row.invoice_issued,
+            row.invoice_due,
+            row.invoice_amount,
+            bool(row.invoice_paid),
         )
+    return Summary(msisdn, row.number, row.name, tariff, last, usage)
 
 
 async def usage(ctx: Context, msisdn: str) -> Usage:
-    reference = await ctx.reference()
-    async with ctx.sessions() as session:
-        sub = await get_subscriber(session, msisdn)
-        account = await get_account(session, sub.account_number)
-        tariff = reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
-        return await _usage(ctx, session, sub, account, tariff)
+    return (await _state(ctx, msisdn, with_invoice=False))[1]
 
 
 async def last_invoice(ctx: Context, msisdn: str) -> Invoice:

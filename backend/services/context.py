@@ -19,7 +19,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.errors import NotFound
 from backend.models import (
@@ -32,6 +32,7 @@ from backend.models import (
     TariffPlan,
 )
 from backend.records import LetterType, PaymentMethodOption, Tariff
+from backend.services.reads import Reads, reads_for
 
 Clock = Callable[[], datetime]
 LOCAL_TZ = ZoneInfo("Europe/Warsaw")
@@ -79,6 +80,11 @@ class Context:
         self, sessions: async_sessionmaker[AsyncSession], secret_key: bytes, clock: Clock
     ) -> None:
         self.sessions = sessions
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("the Backend's sessionmaker must be bound to an AsyncEngine")
+        #: The one-statement reads of the hot path (services/reads.py).
+        self.reads: Reads = reads_for(engine)
         self.secret_key = secret_key
         self.clock = clock
         self._reference = ReferenceData()
@@ -98,6 +104,10 @@ class Context:
             if not self._reference.loaded:
                 self._reference = await _load_reference(self.sessions)
         return self._reference
+
+    def close(self) -> None:
+        """Release what the reads hold of their own (inline SQLite connections)."""
+        self.reads.close()
 
     def invalidate_reference(self) -> None:
         self._reference = ReferenceData()

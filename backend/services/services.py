@@ -8,22 +8,25 @@ its audit entry.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.errors import NotFound
 from backend.models import ActiveService, Charge
 from backend.records import Change, Quote, ServiceView
+from backend.services import reads
 from backend.services.context import (
     Context,
     ServiceInfo,
     audit,
-    get_subscriber,
     lock_subscriber,
 )
 
 
-def _view(info: ServiceInfo, row: ActiveService | None) -> ServiceView:
+def _view(info: ServiceInfo, row: Any) -> ServiceView:
+    """``row``: an ``ActiveService`` or a read row with ``numbers`` (None: inactive)."""
     return ServiceView(
         code=info.code,
         name=info.name,
@@ -50,11 +53,16 @@ async def active_rows(session: AsyncSession, msisdn: str) -> dict[str, ActiveSer
     return {row.service_code: row for row in rows}
 
 
+def _no_subscriber(msisdn: str) -> NotFound:
+    return NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+
+
 async def services(ctx: Context, msisdn: str, include_all: bool = False) -> list[ServiceView]:
     reference = await ctx.reference()
-    async with ctx.sessions() as session:
-        await get_subscriber(session, msisdn)
-        active = await active_rows(session, msisdn)
+    found = await ctx.reads.all(reads.ACTIVE_ALL, msisdn=msisdn)
+    if not found:
+        raise _no_subscriber(msisdn)
+    active = {r.service_code: r for r in found if r.service_code is not None}
     return [
         _view(info, active.get(code))
         for code, info in reference.services.items()
@@ -62,18 +70,21 @@ async def services(ctx: Context, msisdn: str, include_all: bool = False) -> list
     ]
 
 
+async def _active_row(ctx: Context, msisdn: str, code: str) -> Any:
+    """The subscriber's row of service ``code`` (None if inactive); NotFound without one."""
+    row = await ctx.reads.one(reads.ACTIVE_ONE, msisdn=msisdn, code=code)
+    if row is None:
+        raise _no_subscriber(msisdn)
+    return row if row.service_code is not None else None
+
+
 async def service(ctx: Context, msisdn: str, code: str) -> ServiceView:
     info = await catalogue_service(ctx, code)
-    async with ctx.sessions() as session:
-        await get_subscriber(session, msisdn)
-        row = await session.get(ActiveService, (msisdn, info.code))
-    return _view(info, row)
+    return _view(info, await _active_row(ctx, msisdn, info.code))
 
 
 async def _is_active(ctx: Context, msisdn: str, code: str) -> bool:
-    async with ctx.sessions() as session:
-        await get_subscriber(session, msisdn)
-        return await session.get(ActiveService, (msisdn, code)) is not None
+    return await _active_row(ctx, msisdn, code) is not None
 
 
 async def quote_activation(ctx: Context, msisdn: str, code: str) -> Quote:

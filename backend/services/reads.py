@@ -1,0 +1,227 @@
+"""The hot reads as single Core statements: one round trip each instead of an ORM session's four.
+
+Theory of operation: a self-care turn mostly reads (``PAKIET``, ``INFO``, the USSD screens). Through
+an ORM session each read cost four to five queries (subscriber, account, pending tariff request,
+usage row, last invoice) plus the session's begin/rollback, and on SQLite every one of them is a
+hop to aiosqlite's thread. Here each read is one SELECT built once at import (so SQLAlchemy's
+compiled cache always hits) and run on a pooled connection in autocommit mode (no BEGIN/ROLLBACK
+round trips on PostgreSQL): the subscriber row joined to its account, the newest pending tariff
+request, the usage row of the newest period that has begun and the last invoice, each found by a
+correlated subquery on an indexed key. The callers turn the row into the same records as before.
+
+On a SQLite file the reads skip aiosqlite altogether: :class:`InlineSqliteReads` runs them on
+plain ``sqlite3`` connections in the event-loop thread. A SELECT on a local file takes tens of
+microseconds, while each aiosqlite call is a hand-off to its worker thread and back (ten of them
+per read: cursor, execute, fetch, close, rollback...), which cost ten times more CPU than the
+query. WAL mode means readers never wait for the writer, so the loop does not block on one;
+``busy_timeout`` is kept short for the rare checkpoint. Writes stay on aiosqlite (they may wait
+for the write lock). An in-memory SQLite database is private to its connection, so it keeps the
+pooled path, as PostgreSQL does.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Protocol, cast
+
+from sqlalchemy import (
+    Date,
+    Engine,
+    Row,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.models import (
+    Account,
+    ActiveService,
+    ChangeRequestRow,
+    InvoiceRow,
+    Subscriber,
+    UsageRow,
+)
+
+_S = cast(Table, Subscriber.__table__)
+_A = cast(Table, Account.__table__)
+_C = cast(Table, ChangeRequestRow.__table__)
+_U = cast(Table, UsageRow.__table__)
+_I = cast(Table, InvoiceRow.__table__)
+_ACT = cast(Table, ActiveService.__table__)
+
+_MSISDN = bindparam("msisdn", type_=String())
+_TODAY = bindparam("today", type_=Date())
+_CODE = bindparam("code", type_=String())
+
+
+def _state(with_invoice: bool) -> Select[Any]:
+    """Subscriber + account + pending tariff request + current usage (+ last invoice)."""
+    pending_id = (
+        select(func.max(_C.c.id))
+        .where(_C.c.msisdn == _S.c.msisdn, _C.c.kind == "tariff", _C.c.status == "pending")
+        .correlate(_S)
+        .scalar_subquery()
+    )
+    u2 = _U.alias("u2")
+    newest_period = (
+        select(func.max(u2.c.period_start))
+        .where(u2.c.msisdn == _S.c.msisdn, u2.c.period_start <= _TODAY)
+        .correlate(_S)
+        .scalar_subquery()
+    )
+    columns: list[Any] = [
+        _S.c.msisdn,
+        _S.c.name,
+        _S.c.tariff_code,
+        _A.c.number,
+        _A.c.billing_day,
+        _C.c.value.label("pending_tariff"),
+        _C.c.effective.label("pending_effective"),
+        _U.c.period_start.label("usage_start"),
+        _U.c.minutes_used,
+        _U.c.sms_used,
+    ]
+    joined = (
+        _S.join(_A, _A.c.number == _S.c.account_number)
+        .outerjoin(_C, _C.c.id == pending_id)
+        .outerjoin(_U, and_(_U.c.msisdn == _S.c.msisdn, _U.c.period_start == newest_period))
+    )
+    if with_invoice:
+        last_invoice = (
+            select(_I.c.id)
+            .where(_I.c.account_number == _A.c.number)
+            .order_by(_I.c.period_start.desc())
+            .limit(1)
+            .correlate(_A)
+            .scalar_subquery()
+        )
+        columns += [
+            _I.c.number.label("invoice_number"),
+            _I.c.period_start.label("invoice_start"),
+            _I.c.period_end.label("invoice_end"),
+            _I.c.issued.label("invoice_issued"),
+            _I.c.due_date.label("invoice_due"),
+            _I.c.amount.label("invoice_amount"),
+            _I.c.paid.label("invoice_paid"),
+        ]
+        joined = joined.outerjoin(_I, _I.c.id == last_invoice)
+    return select(*columns).select_from(joined).where(_S.c.msisdn == _MSISDN)
+
+
+USAGE = _state(with_invoice=False)
+SUMMARY = _state(with_invoice=True)
+SUBSCRIBER = (
+    select(
+        _S.c.msisdn,
+        _A.c.number,
+        _A.c.kind,
+        _S.c.name,
+        _S.c.language,
+        _A.c.street,
+        _A.c.postal_code,
+        _A.c.city,
+    )
+    .select_from(_S.join(_A, _A.c.number == _S.c.account_number))
+    .where(_S.c.msisdn == _MSISDN)
+)
+#: The subscriber (to tell "no such number" apart) and its row of one service, if active.
+ACTIVE_ONE = (
+    select(_S.c.msisdn, _ACT.c.service_code, _ACT.c.numbers)
+    .select_from(
+        _S.outerjoin(_ACT, and_(_ACT.c.msisdn == _S.c.msisdn, _ACT.c.service_code == _CODE))
+    )
+    .where(_S.c.msisdn == _MSISDN)
+)
+#: The subscriber and all its active services (one row per service; one row of NULLs if none).
+ACTIVE_ALL = (
+    select(_S.c.msisdn, _ACT.c.service_code, _ACT.c.numbers)
+    .select_from(_S.outerjoin(_ACT, _ACT.c.msisdn == _S.c.msisdn))
+    .where(_S.c.msisdn == _MSISDN)
+)
+
+
+class Reads(Protocol):
+    """Runs the statements above: one row, or all rows."""
+
+    async def one(self, statement: Select[Any], **params: Any) -> Row[Any] | None: ...
+
+    async def all(self, statement: Select[Any], **params: Any) -> list[Row[Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class PooledReads:
+    """On the backend's own pool, in autocommit (a lone SELECT needs no BEGIN/ROLLBACK)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def one(self, statement: Select[Any], **params: Any) -> Row[Any] | None:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(statement, params)
+            found: Row[Any] | None = result.first()
+            return found
+
+    async def all(self, statement: Select[Any], **params: Any) -> list[Row[Any]]:
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(statement, params)).all())
+
+    def close(self) -> None:
+        return None  # the pool belongs to the backend's engine
+
+
+READ_BUSY_TIMEOUT_MS = 200
+
+
+def _read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={READ_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+    finally:
+        cursor.close()
+
+
+class InlineSqliteReads:
+    """Plain ``sqlite3`` in the loop thread for a SQLite file (see the module docstring)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        url = engine.url.set(drivername="sqlite")
+        self._engine: Engine = create_engine(url, pool_size=2, max_overflow=2)
+        event.listen(self._engine, "connect", _read_pragmas)
+
+    async def one(self, statement: Select[Any], **params: Any) -> Row[Any] | None:
+        with self._engine.connect() as conn:
+            return conn.execute(statement, params).first()
+
+    async def all(self, statement: Select[Any], **params: Any) -> list[Row[Any]]:
+        with self._engine.connect() as conn:
+            return list(conn.execute(statement, params).all())
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def reads_for(engine: AsyncEngine) -> Reads:
+    """Inline reads for a SQLite file, pooled ones otherwise (PostgreSQL, in-memory SQLite)."""
+    url = engine.url
+    database = url.database or ""
+    in_memory = not database or database == ":memory:" or "mode=memory" in str(url)
+    if url.get_backend_name() == "sqlite" and not in_memory:
+        return InlineSqliteReads(engine)
+    return PooledReads(engine)
+
+
+def effective_tariff(row: Row[Any], today: date) -> str:
+    """The tariff in force today: a pending request applies from its ``effective`` day on."""
+    effective = row.pending_effective
+    if row.pending_tariff is not None and effective is not None and effective <= today:
+        return str(row.pending_tariff)
+    return str(row.tariff_code)

@@ -465,3 +465,48 @@ async def test_query_sm_reports_the_final_state(sim: SimulatorController) -> Non
     assert (known.status, known.message_state) == (0, 5)
     assert known.message_id == peer.responses[0].message_id
     assert unknown.status == Status.ESME_RINVMSGID
+
+
+def _raw_receiver(address: tuple[str, int]) -> socket.socket:
+    sock = _raw(address)
+    bind = smpplib.smpp.make_pdu(
+        "bind_receiver", need_sequence=False, system_id="idea24", password="idea24"
+    )
+    bind.sequence = 1
+    sock.sendall(bind.generate())
+    if _read_pdu(sock)[:2] != (0x80000001, 0):
+        sock.close()
+        raise AssertionError("bind_receiver refused")
+    return sock
+
+
+async def test_a_receiver_that_stops_answering_holds_up_nobody() -> None:
+    async with SimulatorController({"idea24": "idea24", "other": "secret"}, window=8) as sim:
+        slow = await asyncio.to_thread(_raw_receiver, sim.smpp_address)
+        try:
+            for i in range(30):
+                await sim.inject_mo(MSISDN, "2424", f"MO {i}")
+            [stuck] = sim.smsc.describe()["sessions"]
+            assert (stuck["outstanding"], stuck["pending"]) == (8, 22)  # the window, then a queue
+            other = await bound(sim, system_id="other", password="secret")
+            try:
+                await asyncio.to_thread(_submit_plain, other, 3)
+                await asyncio.to_thread(
+                    other.pump, lambda: len(other.responses) == 3 and len(other.delivered) == 3
+                )
+            finally:
+                await asyncio.to_thread(other.close)
+
+            def drain() -> list[bytes]:
+                texts = []
+                while len(texts) < 30:
+                    command_id, _status, seq, body = _read_pdu(slow)
+                    assert command_id == 0x05
+                    slow.sendall(struct.pack(">LLLL", 17, 0x80000005, 0, seq) + b"\x00")
+                    texts.append(body)
+                return texts
+
+            bodies = await asyncio.to_thread(drain)
+        finally:
+            slow.close()
+    assert all(f"MO {i}".encode() in b for i, b in enumerate(bodies))

@@ -498,7 +498,7 @@ async def test_a_receiver_that_stops_answering_holds_up_nobody() -> None:
                 await asyncio.to_thread(other.close)
 
             def drain() -> list[bytes]:
-                texts = []
+                texts: list[bytes] = []
                 while len(texts) < 30:
                     command_id, _status, seq, body = _read_pdu(slow)
                     assert command_id == 0x05

@@ -150,8 +150,8 @@ def mutants(draw: st.DrawFn, valid: Callable[[int], bytes], sequence: int = 1000
     flip = st.tuples(st.integers(0, len(body) - 1), st.integers(0, 255))
     flips = draw(st.lists(flip, min_size=1))
     mutated = bytearray(body)
-    for pos, value in flips:
-        mutated[pos] = value
+    for pos, octet in flips:
+        mutated[pos] = octet
     return Mutant(kind, frame(cid, bytes(mutated), sequence=sequence))
 
 

@@ -189,7 +189,9 @@ async def sms(runtime: Runtime, msisdn: str, text: str) -> list[Reply]:
     return await runtime.turn(Inbound(msisdn, "sms", text))
 
 
-async def test_odd_sms_texts_get_clear_answers(runtime: Runtime, caplog) -> None:
+async def test_odd_sms_texts_get_clear_answers(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
     judge = Judge(caplog)
     for msisdn in (SUBSCRIBER, STRANGER):
         for text in ODD_TEXTS:
@@ -197,7 +199,7 @@ async def test_odd_sms_texts_get_clear_answers(runtime: Runtime, caplog) -> None
     print(f"\nodd SMS: {judge.turns} turns, all clear; answers by kind {dict(judge.keys)}")
 
 
-async def test_numbers_in_every_shape(runtime: Runtime, caplog) -> None:
+async def test_numbers_in_every_shape(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     """3IJA / PRZYJACIEL with each shape, then a confirmation: a quote, or a clear refusal."""
     judge = Judge(caplog)
     for shape in NUMBER_SHAPES:
@@ -217,7 +219,9 @@ async def test_numbers_in_every_shape(runtime: Runtime, caplog) -> None:
     print(f"\nnumber shapes: {len(NUMBER_SHAPES)} shapes, {judge.turns} turns, {dict(judge.keys)}")
 
 
-async def test_ussd_odd_dials_and_answers(runtime: Runtime, caplog) -> None:
+async def test_ussd_odd_dials_and_answers(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
     judge = Judge(caplog)
     session = 0
     for dial in USSD_DIALS:
@@ -233,7 +237,9 @@ async def test_ussd_odd_dials_and_answers(runtime: Runtime, caplog) -> None:
     print(f"\nodd USSD: {judge.turns} turns over {session} sessions, {dict(judge.keys)}")
 
 
-async def test_random_text_gets_clear_answers(runtime: Runtime, caplog) -> None:
+async def test_random_text_gets_clear_answers(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
     """Random Unicode (every category, surrogates aside) by SMS and as USSD answers."""
     judge = Judge(caplog)
     texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)

@@ -48,7 +48,9 @@ async def _bind(host: str, port: int, system_id: str, password: str) -> int:
         await peer.aclose()
 
 
-async def test_bind_guessing_is_logged_masked_and_rate_limited(caplog) -> None:
+async def test_bind_guessing_is_logged_masked_and_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     guard = BindGuard(max_failures=5, window=60.0, block=300.0)
     statuses: dict[str, int] = {}

@@ -146,7 +146,8 @@ class OutboxSender:
         self.max_attempts = max_attempts
         self.poll = poll
         self.heartbeat_every = heartbeat_every
-        self._in_flight = 0  # items taken and not yet finished
+        self._in_flight = 0  # items taken and not yet answered by the SMSC
+        self._freed = asyncio.Event()  # an item left the window: room to take more
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -184,22 +185,18 @@ class OutboxSender:
                 self._spawn(items)
 
     async def _wait_slot(self) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
-        else:
-            await asyncio.sleep(self.poll)
+        self._freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._freed.wait(), self.poll)
 
     def _spawn(self, items: list[OutboxItem]) -> None:
-        """One task per batch taken: the parts of all of them go through the window together."""
+        """One task per batch taken: the parts of all of them go through the window together.
+        Each item stops counting against the window as soon as its own answer is in, so the
+        window is refilled without waiting for the slowest item of the batch."""
         self._in_flight += len(items)
         task = asyncio.create_task(self.send_batch(items))
         self._tasks.add(task)
-
-        def finished(t: asyncio.Task[None]) -> None:
-            self._tasks.discard(t)
-            self._in_flight -= len(items)
-
-        task.add_done_callback(finished)
+        task.add_done_callback(self._tasks.discard)
 
     def start(self) -> None:
         if self._runner is None:
@@ -234,29 +231,47 @@ class OutboxSender:
 
     async def send(self, item: OutboxItem) -> None:
         """One attempt at one item; never raises for SMSC errors."""
+        self._in_flight += 1
         await self.send_batch([item])
 
     async def send_batch(self, items: list[OutboxItem]) -> None:
         """One attempt at each item, their parts pipelined together; never raises for SMSC
-        errors: each item ends done, released for a retry, or failed."""
-        work: list[tuple[OutboxItem, int, list[int]]] = []
-        messages: list[list[dict[str, Any]]] = []
-        for item in items:
-            try:
-                parts = build_parts(self.session.profile, item, self.policy)
-            except text.TextEncodeError as exc:
-                self.failed += 1
-                log.error("outbox item cannot be encoded: %s", exc, extra={"msisdn": item.msisdn})
-                await self.outbox.fail(item, f"encode: {exc}")
-                continue
-            todo = [i for i in range(len(parts)) if i not in item.accepted]
-            work.append((item, len(parts), todo))
-            messages.append([parts[i] for i in todo])
-        if not work:
-            return
-        results = await self.session.submit_many(messages)
-        for (item, total, todo), result in zip(work, results, strict=True):
-            await self._settle(item, total, todo, result)
+        errors: each item ends done, released for a retry, or failed. Called by the run loop
+        for items it counted in ``_in_flight``; each is uncounted once (when answered)."""
+        counted = len(items)
+
+        def answered(_index: int = 0, _result: object = None) -> None:
+            nonlocal counted
+            if counted:
+                counted -= 1
+                self._in_flight -= 1
+                self._freed.set()
+
+        try:
+            work: list[tuple[OutboxItem, int, list[int]]] = []
+            messages: list[list[dict[str, Any]]] = []
+            for item in items:
+                try:
+                    parts = build_parts(self.session.profile, item, self.policy)
+                except text.TextEncodeError as exc:
+                    self.failed += 1
+                    log.error(
+                        "outbox item cannot be encoded: %s", exc, extra={"msisdn": item.msisdn}
+                    )
+                    answered()
+                    await self.outbox.fail(item, f"encode: {exc}")
+                    continue
+                todo = [i for i in range(len(parts)) if i not in item.accepted]
+                work.append((item, len(parts), todo))
+                messages.append([parts[i] for i in todo])
+            if not work:
+                return
+            results = await self.session.submit_many(messages, on_result=answered)
+            for (item, total, todo), result in zip(work, results, strict=True):
+                await self._settle(item, total, todo, result)
+        finally:
+            while counted:
+                answered()
 
     async def _settle(
         self, item: OutboxItem, total: int, todo: list[int], result: SubmitResult | SubmitError

@@ -104,10 +104,17 @@ class _Batch:
     and get ``(status, message_id)`` tuples; the others get response :class:`Pdu` objects.
     """
 
-    __slots__ = ("future", "pdus", "raw", "results", "wait", "waiting", "windowed")
+    __slots__ = ("future", "on_settled", "pdus", "raw", "results", "wait", "waiting", "windowed")
 
     def __init__(
-        self, size: int, wait: float, *, raw: bool, windowed: bool, pdus: Sequence[Pdu] = ()
+        self,
+        size: int,
+        wait: float,
+        *,
+        raw: bool,
+        windowed: bool,
+        pdus: Sequence[Pdu] = (),
+        on_settled: Callable[[int, Any], None] | None = None,
     ) -> None:
         self.results: list[Any] = [None] * size
         self.waiting = 0
@@ -116,6 +123,7 @@ class _Batch:
         self.raw = raw
         self.windowed = windowed
         self.pdus = pdus
+        self.on_settled = on_settled
 
     def command(self, index: int) -> str:
         return "submit_sm" if self.raw else self.pdus[index].command
@@ -266,16 +274,27 @@ class SmppLink:
         return batch.results
 
     async def submit_templates(
-        self, templates: Sequence[bytes], response_timeout: float | None = None
+        self,
+        templates: Sequence[bytes],
+        response_timeout: float | None = None,
+        on_settled: Callable[[int, Outcome | SubmitError], None] | None = None,
     ) -> list[Outcome | SubmitError]:
         """Send pre-encoded submit_sm PDUs (:func:`gateway.codec_fast.submit_sm_template`: the
         whole PDU with sequence 0) through the window; one outcome per template, in order:
         ``(command_status, message_id)`` of its response, or the :class:`SubmitError` it met.
+        ``on_settled(index, outcome)`` is called as each one settles (from the I/O callback:
+        keep it short), for a caller that refills its work before the slowest answer is in.
 
         The hot path: each PDU costs a sequence number patched into its bytes and one entry in
         the pending table; responses are matched without building a :class:`Pdu`.
         """
-        batch = _Batch(len(templates), self._wait(response_timeout), raw=True, windowed=True)
+        batch = _Batch(
+            len(templates),
+            self._wait(response_timeout),
+            raw=True,
+            windowed=True,
+            on_settled=on_settled,
+        )
         await self._through_window(batch, templates, self._send_templates)
         return batch.results
 
@@ -347,7 +366,7 @@ class SmppLink:
                         LinkDown("link is shutting down") if self._closing.is_set() else LinkDown()
                     )
                     for rest in range(index, total):
-                        batch.results[rest] = down
+                        self._record(batch, rest, down)
                     break
                 free = self._window_size - self._in_window
                 if free > 0:  # room: no coroutine for the slots
@@ -361,7 +380,7 @@ class SmppLink:
                     for _ in range(room):
                         self._release_slot()
                     for failed in range(index, index + room):
-                        batch.results[failed] = exc
+                        self._record(batch, failed, exc)
                 index += room
             if batch.waiting:
                 batch.future = asyncio.get_running_loop().create_future()
@@ -387,6 +406,8 @@ class SmppLink:
     def _settle(self, batch: _Batch, index: int, outcome: Any) -> None:
         """One request of ``batch`` is over (its entry already left the pending table)."""
         batch.results[index] = outcome
+        if batch.on_settled is not None:
+            batch.on_settled(index, outcome)
         if batch.windowed:
             self._in_window -= 1
             if self._in_window < self._window_size:
@@ -396,6 +417,13 @@ class SmppLink:
             future = batch.future
             if future is not None and not future.done():
                 future.set_result(None)
+
+    @staticmethod
+    def _record(batch: _Batch, index: int, outcome: Any) -> None:
+        """An outcome for a request that never reached the pending table."""
+        batch.results[index] = outcome
+        if batch.on_settled is not None:
+            batch.on_settled(index, outcome)
 
     def _abandon(self, batch: _Batch) -> None:
         """Drop a cancelled caller's outstanding requests (their responses become late)."""
@@ -554,7 +582,7 @@ class SmppLink:
                     if exc.status == Status.ESME_RINVBNDSTS
                     else SubmitError(str(exc), status=exc.status, temporary=False)
                 )
-                batch.results[index] = error
+                self._record(batch, index, error)
                 if batch.windowed:
                     self._release_slot()
                 continue

@@ -24,6 +24,7 @@ from gateway.link import (
     LinkDown,
     LinkMode,
     LinkStats,
+    Outcome,
     ResponseTimeout,
     SmppLink,
     SubmitError,
@@ -185,23 +186,65 @@ class SmppSession:
         raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
 
     async def submit_many(
-        self, messages: Sequence[Sequence[Mapping[str, Any]]]
+        self,
+        messages: Sequence[Sequence[Mapping[str, Any]]],
+        *,
+        on_result: Callable[[int, SubmitResult | SubmitError], None] | None = None,
     ) -> list[SubmitResult | SubmitError]:
         """Submit several messages (each a list of part params) as one pipelined batch.
 
         One outcome per message, as :meth:`submit` would give it (returned, not raised).
         Pushback statuses are retried for the affected parts after the throttle's pause. Each
         part is encoded once (:func:`gateway.codec_fast.submit_sm_template`), retries included.
+        ``on_result(index, outcome)`` is called the moment a message's outcome is final (from
+        the I/O callback: keep it short), so a sender can refill the window before the slowest
+        message of the batch is answered.
         """
-        flat = [params for parts in messages for params in parts]
+        flat: list[Mapping[str, Any]] = []
+        owner: list[int] = []
+        first: list[int] = []
+        for m, parts in enumerate(messages):
+            first.append(len(flat))
+            flat.extend(parts)
+            owner.extend([m] * len(parts))
         outcomes: list[str | SubmitError | None] = [None] * len(flat)
+        left = [len(parts) for parts in messages]  # parts of each message not final yet
+        results: list[SubmitResult | SubmitError | None] = [None] * len(messages)
+
+        def final(i: int, outcome: str | SubmitError) -> None:
+            outcomes[i] = outcome
+            m = owner[i]
+            left[m] -= 1
+            if left[m] == 0:
+                result = results[m] = _message_result(outcomes, first[m], len(messages[m]))
+                if on_result is not None:
+                    on_result(m, result)
+
+        def settle(i: int, answer: Outcome | SubmitError) -> bool:
+            """Record a final answer; False for a pushback (the part goes again)."""
+            if isinstance(answer, SubmitError):
+                final(i, answer)
+                return True
+            status, message_id = answer
+            if status == Status.ESME_ROK:
+                self.submitted_parts += 1
+                final(i, message_id)
+                return True
+            if status in PUSHBACK_STATUSES:
+                return False
+            final(i, _refused(status))
+            return True
+
+        for m, parts in enumerate(messages):
+            if not parts:
+                results[m] = SubmitResult(())
         templates: list[bytes] = [b""] * len(flat)
         todo: list[int] = []
         for i, params in enumerate(flat):
             try:
                 templates[i] = submit_sm_template(params)
             except LocalProtocolError as exc:
-                outcomes[i] = SubmitError(str(exc), status=exc.status, temporary=False)
+                final(i, SubmitError(str(exc), status=exc.status, temporary=False))
                 continue
             todo.append(i)
         throttle = self.throttle
@@ -212,20 +255,24 @@ class SmppSession:
                 await throttle.acquire(len(todo))
             if self._on_ussd_reply is not None:
                 self._note_ussd([flat[i] for i in todo])
-            answers = await self.tx.submit_templates([templates[i] for i in todo])
             again: list[int] = []
-            for i, answer in zip(todo, answers, strict=True):
-                if isinstance(answer, SubmitError):
-                    outcomes[i] = answer
-                    continue
-                status, message_id = answer
-                if status == Status.ESME_ROK:
-                    outcomes[i] = message_id
-                elif status in PUSHBACK_STATUSES:
-                    again.append(i)
-                else:
-                    outcomes[i] = _refused(status)
-            self.submitted_parts += len(todo) - len(again)
+            round_templates = [templates[i] for i in todo]
+            if on_result is None:
+                answers = await self.tx.submit_templates(round_templates)
+                again = [i for i, a in zip(todo, answers, strict=True) if not settle(i, a)]
+            else:
+
+                def settled(
+                    k: int,
+                    answer: Outcome | SubmitError,
+                    sent: list[int] = todo,
+                    again: list[int] = again,
+                ) -> None:
+                    if not settle(sent[k], answer):
+                        again.append(sent[k])
+
+                await self.tx.submit_templates(round_templates, on_settled=settled)
+                again.sort()  # parts go again in their order, not their answers'
             if len(again) < len(todo):
                 throttle.success()
             if again:
@@ -234,29 +281,11 @@ class SmppSession:
                 log.info("smpp pushback: pausing %.2fs", pause, extra={"bind": self.name})
             todo = again
         for i in todo:
-            outcomes[i] = SubmitError(
-                "SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True
+            final(
+                i,
+                SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True),
             )
-        results: list[SubmitResult | SubmitError] = []
-        position = 0
-        for parts in messages:
-            mine = outcomes[position : position + len(parts)]
-            position += len(parts)
-            errors = [o for o in mine if isinstance(o, SubmitError)]
-            if not errors:
-                results.append(SubmitResult(tuple(str(o) for o in mine)))
-                continue
-            # The first permanent error wins (a retry cannot help), else the first temporary one.
-            permanent = [e for e in errors if not e.temporary]
-            first = permanent[0] if permanent else errors[0]
-            error = SubmitError(
-                str(first),
-                status=first.status,
-                temporary=not permanent,
-                accepted={p: o for p, o in enumerate(mine) if isinstance(o, str)},
-            )
-            results.append(error)
-        return results
+        return [r if r is not None else LinkDown() for r in results]
 
     def _note_ussd(self, parts: Sequence[Mapping[str, Any]]) -> None:
         notify = self._on_ussd_reply
@@ -271,4 +300,23 @@ def _refused(status: int) -> SubmitError:
         f"submit_sm refused: {status_name(status)}",
         status=status,
         temporary=status in TEMPORARY_STATUSES,
+    )
+
+
+def _message_result(
+    outcomes: Sequence[str | SubmitError | None], start: int, count: int
+) -> SubmitResult | SubmitError:
+    """One message's outcome from its parts': the ids, or the error that decides a retry."""
+    mine = outcomes[start : start + count]
+    errors = [o for o in mine if isinstance(o, SubmitError)]
+    if not errors:
+        return SubmitResult(tuple(str(o) for o in mine))
+    # The first permanent error wins (a retry cannot help), else the first temporary one.
+    permanent = [e for e in errors if not e.temporary]
+    decisive = permanent[0] if permanent else errors[0]
+    return SubmitError(
+        str(decisive),
+        status=decisive.status,
+        temporary=not permanent,
+        accepted={p: o for p, o in enumerate(mine) if isinstance(o, str)},
     )

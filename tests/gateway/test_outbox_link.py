@@ -422,3 +422,67 @@ async def test_ussd_repeated_answers_are_turns_and_a_redelivery_is_still_dropped
             assert bind_pool.inbound.duplicates >= 1  # the redelivered "2"
             await wait_for(lambda: bind_pool.senders[0].sent == len(answers))
             assert len(mt_texts(sim, A)) == len(answers)  # no menu for the dropped copy
+
+
+async def test_a_throttled_bind_does_not_stall_the_others_and_windows_stay_full() -> None:
+    """Two binds share one outbox. One SMSC answers every submit ESME_RTHROTTLED: that bind
+    pauses and holds at most its window (then one item) while the other carries the rest. The
+    other SMSC holds its responses and lets them go a few at a time: whenever there is work
+    its window is refilled to the brim at once."""
+    from test_session_smsc import Client, MiniSmsc
+
+    from gateway.pdu import Pdu, Status
+
+    congested = await MiniSmsc({"idea24": "idea24"}).start()
+    holding = await MiniSmsc({"idea24": "idea24"}).start()
+
+    async def throttled(client: Client, pdu: Pdu) -> int | None:
+        return int(Status.ESME_RTHROTTLED)
+
+    async def hold(client: Client, pdu: Pdu) -> int | None:
+        return None
+
+    congested.submit_hook = throttled
+    holding.submit_hook = hold
+    outbox = MemoryOutbox()
+    window = 4
+    pool = BindPool(
+        [
+            congested.profile(window=3, response_timeout=30.0),
+            holding.profile(window=window, response_timeout=30.0),
+        ],
+        outbox,
+        Echo(outbox),
+        dedup=MemoryKeyStore(),
+    )
+    total = 24
+    try:
+        async with pool:
+            assert all([await s.wait_bound(5) for s in pool.sessions])
+            for n in range(total):
+                await outbox.put(f"4860000{n:04d}", f"m{n}", {"channel": "sms"})
+            congested_sender = pool.senders[0]
+
+            def work_for_holding() -> int:
+                return total - len(holding.accepted) - congested_sender.busy
+
+            while work_for_holding() > 0:
+                # Whenever there is work, the window is full (or holds all there is).
+                await wait_for(lambda: len(holding.held) == min(window, work_for_holding()))
+                await wait_for(lambda: pool.sessions[1].tx.in_flight == len(holding.held))
+                assert congested_sender.busy <= 3  # never more than its own window
+                releasing, holding.held = holding.held[:2], holding.held[2:]
+                for client, pdu in releasing:
+                    holding.accept(client, pdu)
+            assert congested.submits and not congested.accepted  # it was throttling all along
+            assert pool.sessions[0].pushbacks >= 1
+            congested.submit_hook = None
+            holding.submit_hook = None
+            holding.release_held()
+            await wait_for(lambda: len(congested.accepted) + len(holding.accepted) == total, 15)
+            sent = [str(p.get("destination_addr")) for p in congested.accepted.values()]
+            sent += [str(p.get("destination_addr")) for p in holding.accepted.values()]
+            assert sorted(sent) == [f"4860000{n:04d}" for n in range(total)]  # each once
+    finally:
+        await congested.stop()
+        await holding.stop()

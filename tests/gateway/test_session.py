@@ -408,3 +408,33 @@ def test_submit_sm_template_agrees_with_the_codec(
     except LocalProtocolError as exc:
         got = exc.status
     assert got == expected
+
+
+async def test_submit_many_reports_each_message_as_it_is_answered(smsc: MiniSmsc) -> None:
+    """``on_result`` fires per message when its last part is answered, not when the batch is:
+    a sender refills the window without waiting for the slowest answer."""
+
+    async def hold(client: Client, pdu: Pdu) -> int | None:
+        return None
+
+    smsc.submit_hook = hold
+    reported: list[tuple[int, Any]] = []
+    async with SmppSession(smsc.profile(window=8)) as session:
+        assert await session.wait_bound(5)
+        messages = [[sm("a")], [sm("b1"), sm("b2")], [sm("c")]]
+        sending = asyncio.create_task(
+            session.submit_many(messages, on_result=lambda m, r: reported.append((m, r)))
+        )
+        await until(lambda: len(smsc.held) == 4)
+        by_text = {pdu.get("short_message"): (client, pdu) for client, pdu in smsc.held}
+        smsc.accept(*by_text[b"c"])
+        smsc.accept(*by_text[b"b1"])
+        await until(lambda: len(reported) == 1)
+        assert reported[0][0] == 2 and not sending.done()  # "c" is done, "b" waits for b2
+        smsc.accept(*by_text[b"b2"])
+        await until(lambda: len(reported) == 2)
+        assert reported[1][0] == 1 and len(reported[1][1].message_ids) == 2
+        smsc.accept(*by_text[b"a"])
+        results = await sending
+    assert [m for m, _ in reported] == [2, 1, 0]
+    assert [r for _, r in sorted(reported, key=lambda x: x[0])] == results

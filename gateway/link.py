@@ -602,7 +602,7 @@ class SmppLink:
             raise LinkDown(f"cannot submit in state {conn.state.value}")
         deadline = time.monotonic() + batch.wait
         stop = start + count
-        out = bytearray(b"".join(templates[start:stop]))
+        out = bytearray(templates[start] if count == 1 else b"".join(templates[start:stop]))
         pending = self._pending
         next_sequence = conn.next_sequence
         pack_into = _SEQUENCE.pack_into

@@ -171,7 +171,8 @@ class SmppSession:
             status, message_id = answer
             if status == Status.ESME_ROK:
                 self.submitted_parts += 1
-                throttle.success()
+                if not throttle.unlimited:  # unlimited: no pause streak or lost rate to undo
+                    throttle.success()
                 return SubmitResult((message_id,))
             if status not in PUSHBACK_STATUSES:
                 raise _refused(status)

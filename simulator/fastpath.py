@@ -17,15 +17,15 @@ import struct
 from typing import Final
 
 from gateway.pdu import COMMAND_IDS, ESM_DELIVERY_RECEIPT
-from gateway.text import codec_for, decode_body
+from gateway.text import codec_for
 
 __all__ = [
     "DELIVER_SM",
     "DELIVER_SM_RESP",
     "SUBMIT_SM",
+    "body_codec",
     "deliver_sm",
     "receipt_body",
-    "receipt_excerpt",
     "submit_sm_resp",
 ]
 
@@ -111,13 +111,13 @@ def deliver_sm(sequence: int, body: bytes) -> bytes:
     return _pack_header(16 + len(body), DELIVER_SM, 0, sequence) + body
 
 
-def receipt_excerpt(data: bytes, data_coding: int) -> str:
-    """The first characters of a single-part body, as the receipt's ``text:`` field shows them.
+def body_codec(data: bytes, data_coding: int) -> str:
+    """The codec of a body without UDH, as :func:`gateway.text.split_short_message` picks it.
 
-    Decodes at most 40 octets (20 UCS-2 characters); a GSM-coded body with octets above 0x7F is
-    read as Latin-1, as :func:`gateway.text.split_short_message` does for the whole body.
+    A "GSM" body with octets above 0x7F cannot be GSM-7 (one septet per octet) and is read as
+    Latin-1; ``bytes.isascii`` checks that in C instead of a loop over the octets.
     """
     codec = codec_for(data_coding)
     if codec == "gsm" and not data.isascii():
-        codec = "latin-1"
-    return decode_body(data[:40], codec)
+        return "latin-1"
+    return codec

@@ -40,7 +40,7 @@ from gateway.pdu import (
     UssdOp,
 )
 from gateway.receipts import format_receipt
-from gateway.text import Body, codec_for, decode_body, encode_ussd
+from gateway.text import Body, decode_body, encode_ussd
 from simulator import fastpath
 from simulator.bindguard import BindGuard, peer_host
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
@@ -279,29 +279,26 @@ class Smsc:
             and "sar_msg_ref_num" not in params
             and "ussd_service_op" not in params
         )
-        if plain:  # one part, no headers: no need to split or reassemble
+        if plain:  # one part, no headers: nothing to split or reassemble
             split: Split | None = None
             data = params.get("short_message") or b""
-            excerpt = fastpath.receipt_excerpt(data, params.get("data_coding", 0))
+            body = Body(None, fastpath.body_codec(data, params.get("data_coding", 0)), data)
         else:
             split = split_part(params)
-            excerpt = decode_body(split[1].data[:40], split[1].codec)
+            body = split[1]
+        excerpt = decode_body(body.data[:40], body.codec)  # the receipt shows 20 characters
         receipt = self._receipt_for(session.system_id, pdu, message_id, excerpt)
         if receipt is not None and self.faults.receipt_first:
             self.route(receipt)
             receipt = None
         session.accept_submit(pdu, message_id)
         if split is None:
-            dc = params.get("data_coding", 0)
-            codec = codec_for(dc)
-            if codec == "gsm" and not data.isascii():
-                codec = "latin-1"
             self.store.add_raw_sms(
                 params.get("destination_addr", ""),
                 params.get("source_addr", ""),
-                data,
-                codec,
-                dc,
+                body.data,
+                body.codec,
+                params.get("data_coding", 0),
                 message_id,
                 time.time(),
             )

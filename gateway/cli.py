@@ -8,12 +8,14 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
 from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
+
+_T = TypeVar("_T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _run_fast(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` on uvloop's event loop when it is installed (``pip install
+    idea24[fast]``: a faster SMPP send path), else on asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from gateway.logs import setup_logging
 
@@ -170,7 +183,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         settings = _serve_settings(args)
         setup_logging(settings.log_level, settings.log_format)
         try:
-            return asyncio.run(_serve(settings))
+            return _run_fast(_serve(settings))
         except OSError as exc:
             raise ConfigError(f"cannot start: {exc}") from exc
     if args.command == "simulator":
@@ -180,7 +193,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         smpp_host, smpp_port = _host_port(args.smpp, "--smpp")
         http_host, http_port = _host_port(args.http, "--http")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
+            _run_fast(
                 run_simulator(
                     parse_accounts(args.account), smpp_host, smpp_port, http_host, http_port
                 )

@@ -308,6 +308,8 @@ def _message_result(
     outcomes: Sequence[str | SubmitError | None], start: int, count: int
 ) -> SubmitResult | SubmitError:
     """One message's outcome from its parts': the ids, or the error that decides a retry."""
+    if count == 1 and type(outcomes[start]) is str:  # the common case, cheaply
+        return SubmitResult((outcomes[start],))  # type: ignore[arg-type]
     mine = outcomes[start : start + count]
     errors = [o for o in mine if isinstance(o, SubmitError)]
     if not errors:

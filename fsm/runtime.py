@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 from fsm import keys
 from fsm.machine import DialogMachine
-from fsm.record import DialogRecord, RecordError
+from fsm.record import DialogRecord
 from fsm.store import DialogStore, LockHandle, LockLost, LockTimeout
 
 log = logging.getLogger(__name__)
@@ -148,19 +148,16 @@ class Runtime:
         extra = {"msisdn": inbound.msisdn, "channel": inbound.channel}
         try:
             # Nothing is awaited before the lock: turns of one subscriber queue in arrival order.
-            async with self.store.lock(inbound.msisdn) as guard:
-                # One round trip on Redis: count the turn and load the record (after the lock).
-                try:
-                    hits, record = await self.store.hit_and_load(
-                        inbound.msisdn, dialog.name, keys.rate(inbound.msisdn), self.rate_window
-                    )
-                except RecordError:
+            # Lock, rate count and record come in one round trip on Redis (load after the lock).
+            async with self.store.open_turn(
+                inbound.msisdn, dialog.name, keys.rate(inbound.msisdn), self.rate_window
+            ) as start:
+                if start.undecodable:
                     log.warning("dropping an undecodable dialog record", extra=extra)
-                    hits, record = 0, None
-                if self.rate_limit and hits > self.rate_limit:
-                    log.info("turn rate limited", extra={**extra, "hits": hits})
+                if self.rate_limit and start.hits > self.rate_limit:
+                    log.info("turn rate limited", extra={**extra, "hits": start.hits})
                     return [dialog.notice(inbound, {}, "rate_limited")]
-                return await self._locked_turn(dialog, inbound, guard, record)
+                return await self._locked_turn(dialog, inbound, start.guard, start.record)
         except LockTimeout:
             log.warning("turn lock busy", extra=extra)
             return [dialog.notice(inbound, {}, "busy")]

@@ -24,7 +24,7 @@ from typing import Any
 
 from backend.errors import Idea24Error
 from fsm import constants, keys
-from fsm.record import DialogRecord
+from fsm.record import DialogRecord, RecordError
 
 Clock = Callable[[], float]
 
@@ -48,6 +48,19 @@ class LockHandle:
 
 
 @dataclass(slots=True)
+class TurnStart:
+    """What a turn starts with: the held lock, its rate count, and the subscriber's record.
+
+    ``undecodable`` is set when a record was there but could not be read (it counts as none).
+    """
+
+    guard: LockHandle
+    hits: int
+    record: DialogRecord | None
+    undecodable: bool = False
+
+
+@dataclass(slots=True)
 class _LocalLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
@@ -66,11 +79,14 @@ class _LocalLocks:
             entry = self._locks[key] = _LocalLock()
         entry.users += 1
         try:
-            try:
-                async with asyncio.timeout(wait):
-                    await entry.lock.acquire()
-            except TimeoutError as exc:
-                raise LockTimeout(f"turn lock busy for {wait:.0f}s") from exc
+            if entry.users == 1 and not entry.lock.locked():
+                await entry.lock.acquire()  # nobody holds or waits: no timer needed (hot path)
+            else:
+                try:
+                    async with asyncio.timeout(wait):
+                        await entry.lock.acquire()
+                except TimeoutError as exc:
+                    raise LockTimeout(f"turn lock busy for {wait:.0f}s") from exc
             try:
                 yield
             finally:
@@ -127,6 +143,37 @@ class DialogStore(ABC):
     ) -> tuple[int, DialogRecord | None]:
         """``hit(rate_key, window)`` and ``load(msisdn, dialog)``; one round trip on Redis."""
         return await self.hit(rate_key, window), await self.load(msisdn, dialog)
+
+    def open_turn(
+        self,
+        msisdn: str,
+        dialog: str,
+        rate_key: str,
+        window: float,
+        *,
+        wait: float = constants.LOCK_WAIT,
+    ) -> AbstractAsyncContextManager[TurnStart]:
+        """Hold the lock, then count the turn and load the record: :meth:`lock` followed by
+        :meth:`hit_and_load` (load after the lock), in one round trip on Redis when the lock is
+        free. The record is written (and the lock released) by ``save``/``delete`` with
+        ``guard``, or the lock is released on exit."""
+        return self._open_turn(msisdn, dialog, rate_key, window, wait)
+
+    @asynccontextmanager
+    async def _open_turn(
+        self, msisdn: str, dialog: str, rate_key: str, window: float, wait: float
+    ) -> AsyncIterator[TurnStart]:
+        async with self.lock(msisdn, wait=wait) as guard:
+            yield await self._loaded(guard, dialog, rate_key, window)
+
+    async def _loaded(
+        self, guard: LockHandle, dialog: str, rate_key: str, window: float
+    ) -> TurnStart:
+        hits = await self.hit(rate_key, window)
+        try:
+            return TurnStart(guard, hits, await self.load(guard.msisdn, dialog))
+        except RecordError:
+            return TurnStart(guard, hits, None, undecodable=True)
 
     @abstractmethod
     async def claim_once(self, key: str, ttl: float) -> bool:
@@ -280,6 +327,23 @@ return {n, redis.call('GET', KEYS[2])}
 """
 
 
+# A turn's first call: take the lock and, only if it was free, count the turn and load the record
+# (all keys of one subscriber share a hash slot). Returns {1, hits, record} or {0}.
+_LOCK_HIT_LOAD = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return {1, n, redis.call('GET', KEYS[3])}
+"""
+
+
+def _start(guard: LockHandle, hits: int, raw: bytes | None) -> TurnStart:
+    try:
+        return TurnStart(guard, hits, None if raw is None else DialogRecord.decode(raw))
+    except RecordError:
+        return TurnStart(guard, hits, None, undecodable=True)
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -304,36 +368,79 @@ class RedisStore(DialogStore):
         self._guarded = client.register_script(_GUARDED_SAVE)
         self._hit = client.register_script(_HIT)
         self._hit_load = client.register_script(_HIT_LOAD)
+        self._lock_hit_load = client.register_script(_LOCK_HIT_LOAD)
+
+    def _token(self) -> str:
+        return f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
 
     @asynccontextmanager
     async def _lock(self, msisdn: str, wait: float) -> AsyncIterator[LockHandle]:
         key = keys.lock(self.prefix, msisdn)
+        deadline = asyncio.get_running_loop().time() + wait
+        async with (
+            self._locks.hold(key, wait),
+            self._remote_lock(key, msisdn, deadline, wait) as handle,
+        ):
+            yield handle
+
+    @asynccontextmanager
+    async def _remote_lock(
+        self, key: str, msisdn: str, deadline: float, wait: float
+    ) -> AsyncIterator[LockHandle]:
+        """The Redis lock (``SET NX PX``, back-off, orphan check), released on exit unless a
+        guarded write did; the caller already holds this process's local lock."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        async with self._locks.hold(key, wait):
-            token = f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
-            delay = 0.002
-            checked = False
-            while not await self._redis.set(key, token, nx=True, px=_ms(self._lock_ttl)):
-                if not checked:  # once per turn: only when someone holds the lock
-                    checked = True
-                    if await self._break_orphaned(key):
-                        continue
-                if loop.time() + delay > deadline:
-                    raise LockTimeout(f"turn lock busy for {wait:.0f}s")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-            handle = LockHandle(msisdn, token)
-            try:
-                yield handle
-            finally:
-                if not handle.released:
-                    await self._release(keys=[key], args=[token])
+        token = self._token()
+        delay = 0.002
+        checked = False
+        while not await self._redis.set(key, token, nx=True, px=_ms(self._lock_ttl)):
+            if not checked:  # once per turn: only when someone holds the lock
+                checked = True
+                if await self._break_orphaned(key):
+                    continue
+            if loop.time() + delay > deadline:
+                raise LockTimeout(f"turn lock busy for {wait:.0f}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        handle = LockHandle(msisdn, token)
+        try:
+            yield handle
+        finally:
+            if not handle.released:
+                await self._release(keys=[key], args=[token])
 
     def lock(
         self, msisdn: str, *, wait: float = constants.LOCK_WAIT
     ) -> AbstractAsyncContextManager[LockHandle]:
         return self._lock(msisdn, wait)
+
+    @asynccontextmanager
+    async def _open_turn(
+        self, msisdn: str, dialog: str, rate_key: str, window: float, wait: float
+    ) -> AsyncIterator[TurnStart]:
+        key = keys.lock(self.prefix, msisdn)
+        deadline = asyncio.get_running_loop().time() + wait
+        async with self._locks.hold(key, wait):
+            token = self._token()
+            taken = await self._lock_hit_load(
+                keys=[
+                    key,
+                    keys.prefixed(self.prefix, rate_key),
+                    keys.session(self.prefix, msisdn, dialog),
+                ],
+                args=[token, _ms(self._lock_ttl), _ms(window)],
+            )
+            if not int(taken[0]):
+                # Another process holds it: wait the usual way (orphan check, back-off).
+                async with self._remote_lock(key, msisdn, deadline, wait) as guard:
+                    yield await self._loaded(guard, dialog, rate_key, window)
+                return
+            guard = LockHandle(msisdn, token)
+            try:
+                yield _start(guard, int(taken[1]), taken[2])
+            finally:
+                if not guard.released:
+                    await self._release(keys=[key], args=[token])
 
     async def _break_orphaned(self, key: str) -> bool:
         """Delete a lock left by a process of this host that no longer runs (killed mid-turn):
@@ -394,14 +501,26 @@ class RedisStore(DialogStore):
     ) -> None:
         await self._write(msisdn, dialog, b"", 1, guard, release)
 
-    async def hit_and_load(
+    async def _hit_load_raw(
         self, msisdn: str, dialog: str, rate_key: str, window: float
-    ) -> tuple[int, DialogRecord | None]:
+    ) -> tuple[int, bytes | None]:
         hits, raw = await self._hit_load(
             keys=[keys.prefixed(self.prefix, rate_key), keys.session(self.prefix, msisdn, dialog)],
             args=[_ms(window)],
         )
-        return int(hits), None if raw is None else DialogRecord.decode(raw)
+        return int(hits), raw
+
+    async def hit_and_load(
+        self, msisdn: str, dialog: str, rate_key: str, window: float
+    ) -> tuple[int, DialogRecord | None]:
+        hits, raw = await self._hit_load_raw(msisdn, dialog, rate_key, window)
+        return hits, None if raw is None else DialogRecord.decode(raw)
+
+    async def _loaded(
+        self, guard: LockHandle, dialog: str, rate_key: str, window: float
+    ) -> TurnStart:
+        hits, raw = await self._hit_load_raw(guard.msisdn, dialog, rate_key, window)
+        return _start(guard, hits, raw)
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         full = keys.prefixed(self.prefix, key)

@@ -242,3 +242,61 @@ async def test_redis_release_with_the_save_frees_the_key(
         assert guard.released
         assert await redis_client.get(keys.lock(redis_prefix, MSISDN)) is None  # type: ignore[attr-defined]
     assert await redis_client.exists(keys.session(redis_prefix, MSISDN, "sms")) == 1  # type: ignore[attr-defined]
+
+
+async def test_open_turn_locks_counts_and_loads(case: StoreCase) -> None:
+    """The turn's opening call: lock held, rate counted, record loaded (one round trip on Redis)."""
+    store = case.store
+    rec = DialogRecord("sms", "confirm", {"op": "x"})
+    await store.save(MSISDN, rec, 60)
+    rate = keys.rate(MSISDN)
+    async with store.open_turn(MSISDN, "sms", rate, 60) as start:
+        assert (start.hits, start.record, start.undecodable) == (1, rec, False)
+        with pytest.raises(LockTimeout):
+            async with store.lock(MSISDN, wait=0.1):
+                pass
+        await store.save(
+            MSISDN, DialogRecord("sms", "idle", {}), 60, guard=start.guard, release=True
+        )
+    async with store.open_turn(MSISDN, "ussd", rate, 60) as start:
+        assert (start.hits, start.record) == (2, None)
+    async with asyncio.timeout(2), store.lock(MSISDN, wait=0.5):
+        pass  # released on exit without a write
+
+
+async def test_open_turn_reports_an_undecodable_record(case: StoreCase) -> None:
+    store = case.store
+    if isinstance(store, MemoryStore):
+        store._put(keys.session(store.prefix, MSISDN, "sms"), b"\xff not a record", 60)
+    else:
+        assert isinstance(store, RedisStore)
+        await store._redis.set(keys.session(store.prefix, MSISDN, "sms"), b"\xff not a record")
+    async with store.open_turn(MSISDN, "sms", keys.rate(MSISDN), 60) as start:
+        assert start.record is None and start.undecodable
+        assert start.hits == 1
+
+
+@pytest.mark.redis
+async def test_redis_open_turn_waits_for_another_process(
+    redis_prefix: str, redis_client: object
+) -> None:
+    """Lock taken elsewhere: the one-call path falls back to waiting, then loads after the lock."""
+    a = RedisStore(redis_client, redis_prefix)
+    b = RedisStore(redis_client, redis_prefix)  # another process: its own local locks
+    rate = keys.rate(MSISDN)
+    order: list[str] = []
+    async with a.lock(MSISDN) as guard:
+
+        async def other() -> None:
+            async with b.open_turn(MSISDN, "sms", rate, 60, wait=2) as start:
+                order.append(f"b sees {start.record.state if start.record else None}")
+
+        waiting = asyncio.create_task(other())
+        await asyncio.sleep(0.05)
+        order.append("a saves")
+        await a.save(MSISDN, DialogRecord("sms", "confirm", {}), 60, guard=guard, release=True)
+    await asyncio.wait_for(waiting, 2)
+    assert order == ["a saves", "b sees confirm"], "loaded after the lock, so it sees a's write"
+    with pytest.raises(LockTimeout):
+        async with a.lock(MSISDN), b.open_turn(MSISDN, "sms", rate, 60, wait=0.1):
+            pass

@@ -543,8 +543,18 @@ def store_from_url(url: str | None, prefix: str = constants.DEFAULT_PREFIX) -> D
 
         # A blocking pool: a burst of turns waits for a connection instead of failing with
         # MaxConnectionsError (redis-py's default pool raises at 100 connections).
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=constants.REDIS_CONNECTIONS, timeout=constants.LOCK_WAIT
+            url,
+            max_connections=constants.REDIS_CONNECTIONS,
+            timeout=constants.LOCK_WAIT,
+            # Ride out a Redis restart (~10 s): the turn waits instead of failing half-done.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=25),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         return RedisStore(aioredis.Redis.from_pool(pool), prefix, owns_client=True)
     from backend.errors import ConfigError

@@ -129,10 +129,19 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
     s = c.settings
     if s.redis_url:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
         from gateway.outbox_redis import RedisOutbox
 
-        client = aioredis.from_url(s.redis_url)
+        # Ride out a Redis restart (~10 s): a reply is queued late rather than lost.
+        client = aioredis.from_url(
+            s.redis_url,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=25),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         outbox: Outbox = RedisOutbox(client)
         try:
             c.outbox = outbox

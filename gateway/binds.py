@@ -15,12 +15,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from gateway import text
 from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, KeyStore, ReceiptEvent
-from gateway.outbox import DeliveryTracker, Outbox, OutboxItem
+from gateway.outbox import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
 from gateway.pdu import UssdOp
 from gateway.session import SmppSession, SubmitError, SubmitResult
 from gateway.settings import SmscProfile
@@ -169,20 +170,51 @@ class OutboxSender:
     async def run(self) -> None:
         beat = 0.0
         while not self._stopping.is_set():
-            now = time.monotonic()
-            if self._in_flight and now - beat >= self.heartbeat_every:
-                beat = now
-                await self.outbox.heartbeat(self.consumer)
-            if not self.session.can_submit:
-                await self.session.tx.wait_bound(self.poll)
+            try:
+                now = time.monotonic()
+                if self._in_flight and now - beat >= self.heartbeat_every:
+                    beat = now
+                    await self.outbox.heartbeat(self.consumer)
+                if not self.session.can_submit:
+                    await self.session.tx.wait_bound(self.poll)
+                    continue
+                capacity = self._capacity()
+                if capacity == 0:
+                    await self._wait_slot()
+                    continue
+                items = await self.outbox.take(self.consumer, capacity, wait=self.poll)
+            except STORE_ERRORS as exc:
+                # The outbox store is down (Redis restarting, database cut): wait, never die.
+                log.warning("outbox unavailable: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.poll)
                 continue
-            capacity = self._capacity()
-            if capacity == 0:
-                await self._wait_slot()
-                continue
-            items = await self.outbox.take(self.consumer, capacity, wait=self.poll)
             if items:
                 self._spawn(items)
+
+    async def _record(
+        self, item: OutboxItem, what: str, call: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Write an item's outcome, waiting out a store outage: a lost ``done`` would send the
+        reply again, a lost ``retry`` would hold it until its lease ran out. Gives up only when
+        the sender stops (the lease then brings the item back)."""
+        delay = self.poll
+        while True:
+            try:
+                await call()
+                return
+            except STORE_ERRORS as exc:
+                if self._stopping.is_set():
+                    log.error(
+                        "outbox %s not recorded: %s", what, exc, extra={"msisdn": item.msisdn}
+                    )
+                    return
+                log.warning(
+                    "outbox %s waits for the store: %s", what, exc, extra={"msisdn": item.msisdn}
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
 
     async def _wait_slot(self) -> None:
         self._freed.clear()
@@ -259,7 +291,8 @@ class OutboxSender:
                         "outbox item cannot be encoded: %s", exc, extra={"msisdn": item.msisdn}
                     )
                     answered()
-                    await self.outbox.fail(item, f"encode: {exc}")
+                    reason = f"encode: {exc}"
+                    await self._record(item, "fail", partial(self.outbox.fail, item, reason))
                     continue
                 todo = [i for i in range(len(parts)) if i not in item.accepted]
                 work.append((item, len(parts), todo))
@@ -283,15 +316,18 @@ class OutboxSender:
                 self.retried += 1
                 delay = retry_delay(item.attempts, self.retry_base, self.retry_cap)
                 log.info("outbox retry in %.1fs: %s", delay, result, extra={"msisdn": item.msisdn})
-                await self.outbox.retry(item, delay, str(result), accepted)
+                error = str(result)
+                await self._record(
+                    item, "retry", lambda: self.outbox.retry(item, delay, error, accepted)
+                )
             else:
                 self.failed += 1
                 log.error("outbox item failed: %s", result, extra={"msisdn": item.msisdn})
-                await self.outbox.fail(item, str(result))
+                await self._record(item, "fail", lambda: self.outbox.fail(item, str(result)))
             return
         accepted.update({todo[i]: mid for i, mid in enumerate(result.message_ids)})
         ids = [accepted[i] for i in range(total)]
-        await self.outbox.done(item, ids)
+        await self._record(item, "done", lambda: self.outbox.done(item, ids))
         self.sent += 1
         if self.tracker is not None and item.meta.get("channel") != "ussd":
             self.tracker.sent(item.id, item.msisdn, ids)

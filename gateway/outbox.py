@@ -31,6 +31,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway import receipts
 from gateway.inbound import InboundMessage, ReceiptEvent
 
@@ -45,6 +48,9 @@ DONE_KEY = "{prefix}:outbox:done:{{{msisdn}}}"
 ACCEPTED_KEY = "{prefix}:outbox:acc:{entry}"
 FAILED_KEY = "{prefix}:outbox:failed"
 DEFAULT_LEASE = 120.0
+#: What an outbox store raises while it is unreachable or failing (Redis restarting, database
+#: connections cut): senders wait and try again instead of dying.
+STORE_ERRORS: tuple[type[Exception], ...] = (OSError, RedisError, SQLAlchemyError)
 
 
 def new_ref() -> int:

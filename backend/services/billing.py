@@ -30,6 +30,7 @@ from backend.records import (
 from backend.services import reads
 from backend.services.context import (
     Context,
+    ReferenceData,
     audit,
     get_account,
     get_subscriber,
@@ -230,8 +231,11 @@ async def tariff(ctx: Context, msisdn: str) -> Tariff:
         return reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
 
 
-async def _target(ctx: Context, session: AsyncSession, sub: Subscriber, code: str) -> Tariff:
-    target = (await ctx.reference()).tariffs.get(code.strip().upper())
+async def _target(
+    reference: ReferenceData, session: AsyncSession, sub: Subscriber, code: str
+) -> Tariff:
+    # ``reference`` is read before the session opens: loading it needs a connection of its own.
+    target = reference.tariffs.get(code.strip().upper())
     if target is None:
         raise NotFound(f"no tariff {code!r}", what="tariff", code=code)
     account = await get_account(session, sub.account_number)
@@ -242,9 +246,10 @@ async def _target(ctx: Context, session: AsyncSession, sub: Subscriber, code: st
 
 async def quote_tariff_change(ctx: Context, msisdn: str, code: str) -> Quote:
     today = ctx.today()
+    reference = await ctx.reference()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
-        target = await _target(ctx, session, sub, code)
+        target = await _target(reference, session, sub, code)
         account = await get_account(session, sub.account_number)
         effective = next_period_start(today, account.billing_day)
         current = await _effective_tariff_code(session, sub, today)
@@ -265,10 +270,11 @@ async def quote_tariff_change(ctx: Context, msisdn: str, code: str) -> Quote:
 
 async def change_tariff(ctx: Context, msisdn: str, code: str, channel: str) -> ChangeRequest:
     today = ctx.today()
+    reference = await ctx.reference()
     async with ctx.sessions.begin() as session:
         sub = await lock_subscriber(session, msisdn)
         await _settle_tariff(session, sub, today)
-        target = await _target(ctx, session, sub, code)
+        target = await _target(reference, session, sub, code)
         account = await get_account(session, sub.account_number)
         pending = await _pending(session, msisdn, "tariff")
         if pending is not None and pending.value == target.code:

@@ -147,8 +147,9 @@ class OutboxSender:
         self.max_attempts = max_attempts
         self.poll = poll
         self.heartbeat_every = heartbeat_every
-        self._in_flight = 0  # items taken and not yet answered by the SMSC
-        self._freed = asyncio.Event()  # an item left the window: room to take more
+        self._in_flight = 0  # items taken and not yet finished (done, retried or failed)
+        self._unanswered = 0  # of those, items the SMSC has not answered yet: the window's load
+        self._freed = asyncio.Event()  # an item was answered: room to take more
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -162,7 +163,7 @@ class OutboxSender:
         return self._in_flight
 
     def _capacity(self) -> int:
-        free = self.session.profile.window - self._in_flight
+        free = self.session.profile.window - self._unanswered
         if self.session.throttle.delay_for(1) > self.poll:
             free = min(free, 1)  # paused by the SMSC: hold as little as possible
         return max(0, free)
@@ -226,9 +227,15 @@ class OutboxSender:
         Each item stops counting against the window as soon as its own answer is in, so the
         window is refilled without waiting for the slowest item of the batch."""
         self._in_flight += len(items)
+        self._unanswered += len(items)
         task = asyncio.create_task(self.send_batch(items))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def finished(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._in_flight -= len(items)
+
+        task.add_done_callback(finished)
 
     def start(self) -> None:
         if self._runner is None:
@@ -251,7 +258,7 @@ class OutboxSender:
         handled = 0
         async with asyncio.timeout(within):
             while True:
-                capacity = max(1, self.session.profile.window - self._in_flight)
+                capacity = max(1, self.session.profile.window - self._unanswered)
                 items = await self.outbox.take(self.consumer, capacity)
                 if not items and not self._tasks:
                     return handled
@@ -263,20 +270,20 @@ class OutboxSender:
 
     async def send(self, item: OutboxItem) -> None:
         """One attempt at one item; never raises for SMSC errors."""
-        self._in_flight += 1
+        self._unanswered += 1
         await self.send_batch([item])
 
     async def send_batch(self, items: list[OutboxItem]) -> None:
         """One attempt at each item, their parts pipelined together; never raises for SMSC
-        errors: each item ends done, released for a retry, or failed. Called by the run loop
-        for items it counted in ``_in_flight``; each is uncounted once (when answered)."""
+        errors: each item ends done, released for a retry, or failed. The caller counted the
+        items in ``_unanswered``; each is uncounted once, when answered."""
         counted = len(items)
 
         def answered(_index: int = 0, _result: object = None) -> None:
             nonlocal counted
             if counted:
                 counted -= 1
-                self._in_flight -= 1
+                self._unanswered -= 1
                 self._freed.set()
 
         try:

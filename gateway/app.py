@@ -152,7 +152,9 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
     else:
         from gateway.outbox_sql import SqlOutbox
 
-        engine = create_engine(s.database_url)
+        # pre-ping: a connection the database cut (restart, failover, idle kill) is replaced
+        # at checkout instead of failing the put of a turn's replies.
+        engine = create_engine(s.database_url, pool_pre_ping=True)
         sql_outbox = SqlOutbox(engine)
         await sql_outbox.create()
         c.outbox = sql_outbox

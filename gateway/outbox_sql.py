@@ -17,9 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.outbox import DEFAULT_LEASE, Outbox, OutboxItem, new_ref
+
+#: Tries of one put when the database cut the connection under it.
+PUT_ATTEMPTS = 3
 
 metadata = sa.MetaData()
 
@@ -71,9 +75,21 @@ class SqlOutbox(Outbox):
     ) -> list[str]:
         await self.create()
         meta_json = json.dumps(dict(meta or {}))
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        for attempt in range(1, PUT_ATTEMPTS + 1):
+            try:
+                return await self._put(msisdn, texts, meta_json)
+            except DBAPIError as exc:
+                # The turn already happened: a connection the database cut under the insert is
+                # worth another one (the failed transaction left nothing behind).
+                if not exc.connection_invalidated or attempt == PUT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _put(self, msisdn: str, texts: list[str], meta_json: str) -> list[str]:
         ids = []
         async with self._engine.begin() as conn:
-            for text in [texts] if isinstance(texts, str) else texts:
+            for text in texts:
                 result = await conn.execute(
                     outbox_table.insert().values(
                         msisdn=msisdn,

@@ -67,9 +67,11 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def backend(db_url: str, clock: FakeClock) -> AsyncIterator[Backend]:
     engine = create_engine(db_url)
+    backend = Backend(make_sessionmaker(engine), SECRET, clock)
     try:
-        yield Backend(make_sessionmaker(engine), SECRET, clock)
+        yield backend
     finally:
+        backend.context.close()
         await engine.dispose()
 
 

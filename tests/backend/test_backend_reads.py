@@ -1,0 +1,65 @@
+"""The one-statement reads (backend/services/reads.py): the right runner per database, and a
+PostgreSQL read survives its pooled connections being killed (invalidated, retried once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from backend.api import Backend
+from backend.db import create_engine
+from backend.services.reads import AsyncpgReads, InlineSqliteReads, PooledReads, reads_for
+from tests.conftest import PG_ADMIN_DSN
+
+
+async def test_runner_per_database(tmp_path: Path) -> None:
+    cases = [
+        (f"sqlite+aiosqlite:///{tmp_path / 'a.db'}", InlineSqliteReads),
+        ("sqlite+aiosqlite://", PooledReads),  # in memory: private to its connection
+        ("postgresql+asyncpg://postgres@127.0.0.1:5432/test", AsyncpgReads),
+    ]
+    for url, kind in cases:
+        engine = create_engine(url)
+        reads = reads_for(engine)
+        try:
+            assert isinstance(reads, kind), url
+        finally:
+            reads.close()
+            await engine.dispose()
+
+
+async def test_reads_agree_with_the_records(backend: Backend) -> None:
+    summary = await backend.summary("48600000001")
+    assert summary.usage == await backend.usage("48600000001")
+    assert summary.last_invoice == await backend.last_invoice("48600000001")
+    assert summary.tariff == await backend.tariff("48600000001")
+    mine = {s.code for s in await backend.services("48600000001")}
+    assert mine == {"3IJA", "MMS"}
+    assert (await backend.service("48600000001", "3ija")).numbers == (
+        "48601234567",
+        "48602345678",
+        "48603456789",
+    )
+
+
+@pytest.mark.postgres
+async def test_postgres_read_after_connections_were_killed(pg_seeded: str) -> None:
+    from backend.db import open_backend
+
+    async with open_backend(pg_seeded, "test-secret-key") as backend:
+        assert (await backend.usage("48600000001")).minutes_included == 120
+        database = pg_seeded.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        assert (await backend.usage("48600000001")).minutes_included == 120
+        assert (await backend.subscriber("48600000001")).language == "pl"

@@ -226,6 +226,7 @@ class AsyncpgReads:
                 records = await fairy.driver_connection.fetch(c.sql, *args)  # type: ignore[union-attr]
             except (
                 asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError,  # a killed connection mid-operation
                 asyncpg.PostgresConnectionError,
                 asyncpg.exceptions.OperatorInterventionError,
                 OSError,

@@ -244,7 +244,7 @@ class ServerProcess:
 
 
 def serve_argv(
-    smsc_url: str, db_url: str, redis_url: str | None, profile: Path | None = None
+    smsc_url: str, db_url: str, redis_url: str | None, http_port: int, profile: Path | None = None
 ) -> list[str]:
     """``idea24 serve`` against the bench's simulator; under pyinstrument when ``profile``."""
     script = Path(sys.executable).with_name("idea24")
@@ -255,7 +255,7 @@ def serve_argv(
         argv = [str(script)]
     else:
         argv = [sys.executable, "-m", "gateway.cli"]
-    argv += ["serve", "--smsc", smsc_url, "--http", f"127.0.0.1:{free_port()}"]
+    argv += ["serve", "--smsc", smsc_url, "--http", f"127.0.0.1:{http_port}"]
     argv += ["--database-url", db_url]
     if redis_url:
         argv += ["--redis-url", redis_url]
@@ -593,10 +593,34 @@ def subscriber_list(n: int) -> list[str]:
     return numbers
 
 
-async def measure_ceiling(opts: Options, sim: Any, driver: Driver, smsc_url: str) -> float:
+async def timed(
+    server: ProcessStats, run: Awaitable[tuple[Tally, float]]
+) -> tuple[Tally, float, float, float]:
+    """``run``'s tally and measured seconds, with the CPU seconds the server and this process
+    (simulator + driver) spent, scaled to the measured window's share of the wall time."""
+    me = ProcessStats(os.getpid())
+    server0, me0, wall0 = server.cpu_s(), me.cpu_s(), time.perf_counter()
+    tally, elapsed = await run
+    share = min(1.0, elapsed / max(time.perf_counter() - wall0, 1e-9))
+    return tally, elapsed, (server.cpu_s() - server0) * share, (me.cpu_s() - me0) * share
+
+
+def describe(name: str, result: RunResult, tally: Tally, bench_cpu: float) -> str:
+    turns = len(tally.latencies)
+    own = f", simulator+driver {bench_cpu * 1000 / turns:.3f} CPU s/1k" if turns else ""
+    note = f", {tally.errors} errors e.g. {tally.samples}" if tally.errors else ""
+    return (
+        f"{name}: {result.turns_per_s:.0f} turns/s, p50/p95/p99 {result.p50_ms}/{result.p95_ms}"
+        f"/{result.p99_ms} ms, server {result.cpu_s_per_1000} CPU s/1k{own}{note}"
+    )
+
+
+async def measure_ceiling(
+    opts: Options, sim: Any, driver: Driver, smsc_url: str
+) -> tuple[float, dict[str, Any]]:
     argv = [sys.executable, str(SCRIPT), "--echo-server", smsc_url]
-    if opts.uvloop:
-        argv.append("--uvloop")
+    if not opts.uvloop:
+        argv.append("--no-uvloop")
     server = ServerProcess(argv, server_env(), opts.workdir / "echo.log")
     await server.start(sim)
     try:
@@ -608,19 +632,19 @@ async def measure_ceiling(opts: Options, sim: Any, driver: Driver, smsc_url: str
             if record():
                 tally.latencies.append(latency)
 
-        tally, elapsed = await closed_loop(
-            echo, subscriber_list(opts.subscribers), opts.concurrency, opts.warmup, opts.seconds
+        stats = server.stats
+        tally, elapsed, cpu, bench_cpu = await timed(
+            stats,
+            closed_loop(
+                echo, subscriber_list(opts.subscribers), opts.concurrency, opts.warmup, opts.seconds
+            ),
         )
+        result = summarise("echo", "-", "-", tally.latencies, elapsed, cpu, stats.peak_rss_mb())
     finally:
         await server.stop()
-    if tally.errors:
-        say(opts, f"echo ceiling: {tally.errors} errors, e.g. {tally.samples}")
-    rate = len(tally.latencies) / elapsed
-    say(
-        opts,
-        f"echo ceiling: {rate:.0f} turns/s, p50 {percentile(tally.latencies, 50) * 1000:.1f} ms",
-    )
-    return rate
+    say(opts, describe("echo ceiling", result, tally, bench_cpu))
+    detail = {k: _json_number(v) for k, v in asdict(result).items() if k not in ("db", "store")}
+    return result.turns_per_s, detail
 
 
 async def run_pair(
@@ -639,11 +663,13 @@ async def run_pair(
         await flush_redis(redis_url)
     seeded = await seed_database(db_url, opts.subscribers)
     say(opts, f"{pair}: seeded {opts.subscribers} subscribers in {seeded:.1f} s")
+    http_port = free_port()
     server = ServerProcess(
         serve_argv(
             smsc_url,
             db_url,
             redis_url,
+            http_port,
             opts.profile / f"{pair}.pyisession" if opts.profile else None,
         ),
         server_env(),
@@ -665,33 +691,33 @@ async def run_pair(
         else:
             todo = [(name, scenarios[name]) for name in opts.scenarios]
         for name, scenario in todo:
-            cpu0 = stats.cpu_s()
-            wall0 = time.perf_counter()
             if scenario is None:
                 assert opts.rate is not None
-                tally, elapsed = await open_loop(
-                    driver, numbers, opts.rate, opts.seconds, opts.warmup
-                )
+                load = open_loop(driver, numbers, opts.rate, opts.seconds, opts.warmup)
             else:
-                tally, elapsed = await closed_loop(
-                    scenario, numbers, opts.concurrency, opts.warmup, opts.seconds
-                )
-            # CPU over the whole call, scaled to the measured window's share of the wall time.
-            wall = time.perf_counter() - wall0
-            cpu = (stats.cpu_s() - cpu0) * min(1.0, elapsed / wall) if wall else 0.0
+                load = closed_loop(scenario, numbers, opts.concurrency, opts.warmup, opts.seconds)
+            tally, elapsed, cpu, bench_cpu = await timed(stats, load)
             result = summarise(name, db, store, tally.latencies, elapsed, cpu, stats.peak_rss_mb())
             results.append(result)
-            note = f", {tally.errors} errors e.g. {tally.samples}" if tally.errors else ""
-            say(
-                opts,
-                f"{pair} {name}: {result.turns_per_s:.0f} turns/s, p50/p95/p99"
-                f" {result.p50_ms}/{result.p95_ms}/{result.p99_ms} ms{note}",
-            )
+            say(opts, describe(f"{pair} {name}", result, tally, bench_cpu))
+        if opts.profile:  # the server's own view of the same turns, beside the profile
+            await save_metrics(http_port, opts.profile / f"{pair}.metrics.txt")
         if redis_url and opts.ussd_sessions and not opts.rate:
             extra["redis_bytes_per_ussd_session"] = await redis_per_session(opts, driver, redis_url)
     finally:
         await server.stop()
     return results, extra
+
+
+async def save_metrics(http_port: int, path: Path) -> None:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{http_port}/metrics") as response,
+    ):
+        text = await response.text()
+    await asyncio.to_thread(path.write_text, text)
 
 
 async def redis_per_session(opts: Options, driver: Driver, redis_url: str) -> float:
@@ -725,9 +751,9 @@ async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
         smsc_url = f"smpp://idea24:idea24@{host}:{port}?window={opts.window}"
         with Replies(sim.smsc.store) as replies:
             driver = Driver(sim, replies)
-            ceiling = await measure_ceiling(opts, sim, driver, smsc_url)
+            ceiling, ceiling_run = await measure_ceiling(opts, sim, driver, smsc_url)
             runs: list[RunResult] = []
-            extra: dict[str, Any] = {}
+            extra: dict[str, Any] = {"ceiling": ceiling_run}
             for pair in opts.pairs:
                 results, more = await run_pair(opts, sim, driver, smsc_url, pair)
                 runs += results
@@ -787,7 +813,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="flushed!")
     parser.add_argument("--ussd-sessions", type=int, default=1000)
     parser.add_argument(
-        "--uvloop", action="store_true", help="run the simulator and echo server on uvloop"
+        "--no-uvloop",
+        dest="uvloop",
+        action="store_false",
+        help="run the simulator, driver and echo server on asyncio's loop (default: uvloop when"
+        " installed, as idea24 serve does)",
     )
     parser.add_argument(
         "--profile", metavar="DIR", help="run each server under pyinstrument, sessions saved in DIR"
@@ -826,7 +856,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
 
 
 def event_loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's loop for the bench's own process when asked for and installed, else asyncio's."""
+    """uvloop's loop when wanted and installed (``idea24 serve`` uses it then too)."""
     if not use_uvloop:
         return asyncio.new_event_loop
     try:

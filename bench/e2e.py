@@ -296,10 +296,15 @@ class Replies:
         return future
 
     def forget(self, msisdn: str, future: asyncio.Future[Any]) -> None:
+        """Stop waiting (timeout, error): the waiter leaves the queue if it is still there."""
         queue = self._waiting.get(msisdn)
-        if queue:
-            with contextlib.suppress(ValueError):
-                queue.remove(next(x for x in queue if x[1] is future))
+        if queue is None:
+            return
+        for entry in list(queue):
+            if entry[1] is future:
+                queue.remove(entry)
+        if not queue:
+            del self._waiting[msisdn]
 
     def _deliver(self, message: Any) -> None:
         queue = self._waiting.get(message.msisdn)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Iterator
-from types import ModuleType
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -82,3 +84,47 @@ def test_slices_are_disjoint_and_cover_everyone(e2e: ModuleType) -> None:
     assert sorted(n for part in parts for n in part) == sorted(numbers)
     assert len(parts) == 3 and all(parts)
     assert len(e2e.slices(numbers, 50)) == 10, "never more handsets than subscribers"
+
+
+class _FakeStore:
+    """The simulator store's subscription API, fed by hand."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.kept: list[Any] = []
+
+    def subscribe(self) -> asyncio.Queue[Any]:
+        return self.queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Any]) -> None:
+        pass
+
+    def messages(self, msisdn: str) -> list[Any]:
+        return [m for m in self.kept if m.msisdn == msisdn]
+
+
+def _message(msisdn: str, direction: str = "mt", receipt: str | None = None) -> Any:
+    return SimpleNamespace(
+        msisdn=msisdn, direction=direction, kind="sms", receipt=receipt, at=100.0, text="ok"
+    )
+
+
+async def test_replies_reach_the_waiter_of_their_number(e2e: ModuleType) -> None:
+    store = _FakeStore()
+    with e2e.Replies(store) as replies:
+        first = replies.expect("48700000001", 99.0)
+        second = replies.expect("48700000002", 99.0)
+        gone = replies.expect("48700000003", 99.0)
+        replies.forget("48700000003", gone)
+        for m in (
+            _message("48700000001", direction="mo"),  # what the handset sent: not a reply
+            _message("48700000002", receipt="DELIVRD"),  # a receipt update: not a new reply
+            _message("48700000002"),
+            _message("48700000003"),  # nobody waits any more
+        ):
+            store.queue.put_nowait(m)
+        assert (await asyncio.wait_for(second, 1)).msisdn == "48700000002"
+        assert not first.done() and not gone.done()
+        store.kept.append(_message("48700000001"))
+        store.queue.put_nowait(None)  # cut off for lagging: caught up from the store
+        assert (await asyncio.wait_for(first, 1)).msisdn == "48700000001"

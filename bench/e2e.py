@@ -28,9 +28,9 @@ The ceiling is the same SMS traffic answered by ``--echo-server``: a ``BindPool`
 outbox whose sink echoes the text back (no dialog, store or backend) in its own process.
 
 CPU seconds per 1,000 turns and peak RSS are the server process's own (``/proc``); Redis and
-PostgreSQL work is not in them. Redis memory per open USSD session is the growth of Redis
-``used_memory`` while ``--ussd-sessions`` handsets hold a session open, divided by that count
-(everything a session keeps: record, rate counter, dedup marks).
+PostgreSQL work is not in them. Redis memory per open USSD session: ``--ussd-sessions`` handsets
+dial ``*100#`` and leave the session open; the ``MEMORY USAGE`` of every key of theirs (record,
+rate counter, MO dedup mark), summed and divided by their number.
 
 PostgreSQL runs go to a dedicated database ``idea24_bench`` (dropped and created per run);
 Redis runs use ``--redis-url`` (default DB 15), which is flushed at the start of the run.
@@ -142,10 +142,10 @@ def summarise(
     )
 
 
-def report(ceiling: float, runs: Sequence[RunResult], **extra: Any) -> dict[str, Any]:
+def report(ceiling_rate: float, runs: Sequence[RunResult], **extra: Any) -> dict[str, Any]:
     """The ``--json`` object: the ceiling, one entry per run, then any extra top-level facts."""
     return {
-        "ceiling_turns_per_s": round(float(ceiling), 1),
+        "ceiling_turns_per_s": round(float(ceiling_rate), 1),
         "runs": [{k: _json_number(v) for k, v in asdict(r).items()} for r in runs],
         **extra,
     }
@@ -545,17 +545,6 @@ async def flush_redis(url: str) -> None:
         await client.aclose()
 
 
-async def redis_used_memory(url: str) -> int:
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(url)
-    try:
-        info = await client.info("memory")
-        return int(info["used_memory"])
-    finally:
-        await client.aclose()
-
-
 async def seed_database(url: str, subscribers: int) -> float:
     from backend.manage import seed
 
@@ -726,14 +715,20 @@ async def save_metrics(http_port: int, path: Path) -> None:
 
 
 async def redis_per_session(opts: Options, driver: Driver, redis_url: str) -> float:
-    """Open ``--ussd-sessions`` USSD sessions (``*100#``, left open) and weigh them in Redis."""
+    """Open ``--ussd-sessions`` USSD sessions (``*100#``, left open) and weigh their keys.
+
+    The numbers are outside the seeded range (the root menu reads no subscriber row), so every
+    key carrying them in its hash tag belongs to these sessions: the record, the rate counter,
+    the MO dedup mark. Their ``MEMORY USAGE`` summed, per session (Redis's own overhead per
+    key included; other databases on the server do not disturb it).
+    """
+    import redis.asyncio as aioredis
+
     from backend.seed import SYNTHETIC_BASE
 
-    await asyncio.sleep(1.0)  # let the server settle (outbox drained)
     count = min(opts.ussd_sessions, opts.subscribers)
-    # Subscribers beyond the seeded ones are not needed: the root menu needs no database row.
-    numbers = [str(SYNTHETIC_BASE + 5_000_000 + i) for i in range(count)]
-    before = await redis_used_memory(redis_url)
+    first = SYNTHETIC_BASE + 5_000_000
+    numbers = [str(first + i) for i in range(count)]
     sem = asyncio.Semaphore(opts.concurrency)
 
     async def dial(msisdn: str) -> None:
@@ -741,10 +736,17 @@ async def redis_per_session(opts: Options, driver: Driver, redis_url: str) -> fl
             await driver.ussd(msisdn, "*100#")
 
     await asyncio.gather(*(dial(n) for n in numbers))
-    await asyncio.sleep(0.5)
-    after = await redis_used_memory(redis_url)
-    per = (after - before) / count
-    say(opts, f"redis: {per:.0f} bytes per open USSD session ({count} sessions)")
+    client = aioredis.from_url(redis_url)
+    try:
+        found = [k async for k in client.scan_iter(match=f"*{{{str(first)[:5]}*", count=1000)]
+        pipe = client.pipeline(transaction=False)
+        for key in found:
+            pipe.memory_usage(key)
+        sizes = await pipe.execute()
+    finally:
+        await client.aclose()
+    per = sum(int(size or 0) for size in sizes) / count
+    say(opts, f"redis: {per:.0f} bytes per open USSD session ({len(found) / count:.1f} keys each)")
     return round(per, 1)
 
 

@@ -68,7 +68,11 @@ def test_summarise_and_report_shape(e2e: ModuleType) -> None:
     assert run.cpu_s_per_1000 == 2.5  # 0.5 s for 200 turns
     empty = e2e.summarise("ussd", "postgresql", "redis", [], 2.0, 0.1, 90.0)
     out = json.loads(
-        json.dumps(e2e.report(1234.56, [run, empty], redis_bytes_per_ussd_session=812.0))
+        json.dumps(
+            e2e.report(
+                1234.56, [run, empty], redis_bytes_per_ussd_session=812.0, ceiling={"p50_ms": 1}
+            )
+        )
     )
     assert out["ceiling_turns_per_s"] == 1234.6
     assert list(out["runs"][0]) == list(e2e.RUN_KEYS)

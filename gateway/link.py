@@ -54,7 +54,8 @@ class SubmitError(Idea24Error):
     """A submit did not go through. ``temporary``: the same parts may be sent again later.
 
     ``accepted`` maps the index of each part the SMSC did accept to its message id, so a retry
-    can send only the rest.
+    can send only the rest. ``attempted`` is False when nothing was written to the SMSC (the
+    link was down before the send): a retry policy need not count that as a try.
     """
 
     def __init__(
@@ -64,18 +65,23 @@ class SubmitError(Idea24Error):
         status: int = Status.ESME_RUNKNOWNERR,
         temporary: bool,
         accepted: Mapping[int, str] | None = None,
+        attempted: bool = True,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.temporary = temporary
         self.accepted: dict[int, str] = dict(accepted or {})
+        self.attempted = attempted
 
 
 class LinkDown(SubmitError):
-    """The link is not bound or was lost while the request was outstanding."""
+    """The link is not bound (``attempted`` False: nothing was sent) or was lost while the
+    request was outstanding."""
 
-    def __init__(self, message: str = "link not bound") -> None:
-        super().__init__(message, status=Status.ESME_RUNKNOWNERR, temporary=True)
+    def __init__(self, message: str = "link not bound", *, attempted: bool = False) -> None:
+        super().__init__(
+            message, status=Status.ESME_RUNKNOWNERR, temporary=True, attempted=attempted
+        )
 
 
 class ResponseTimeout(SubmitError):
@@ -649,7 +655,8 @@ class SmppLink:
             return
         pending, self._pending = self._pending, {}
         for batch, index, _ in pending.values():
-            self._settle(batch, index, LinkDown("link lost with the request outstanding"))
+            lost = LinkDown("link lost with the request outstanding", attempted=True)
+            self._settle(batch, index, lost)
         self._late.clear()
         self._idle.set()
 

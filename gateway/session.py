@@ -317,9 +317,11 @@ def _message_result(
     # The first permanent error wins (a retry cannot help), else the first temporary one.
     permanent = [e for e in errors if not e.temporary]
     decisive = permanent[0] if permanent else errors[0]
+    accepted = {p: o for p, o in enumerate(mine) if isinstance(o, str)}
     return SubmitError(
         str(decisive),
         status=decisive.status,
         temporary=not permanent,
-        accepted={p: o for p, o in enumerate(mine) if isinstance(o, str)},
+        accepted=accepted,
+        attempted=bool(accepted) or any(e.attempted for e in errors),
     )

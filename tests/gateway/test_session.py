@@ -438,3 +438,26 @@ async def test_submit_many_reports_each_message_as_it_is_answered(smsc: MiniSmsc
         results = await sending
     assert [m for m, _ in reported] == [2, 1, 0]
     assert [r for _, r in sorted(reported, key=lambda x: x[0])] == results
+
+
+async def test_submit_errors_say_whether_anything_was_sent(smsc: MiniSmsc) -> None:
+    """A part the link never wrote (not bound) is not a try; one lost in flight is."""
+    session = SmppSession(smsc.profile(), backoff_base=5.0)
+    with pytest.raises(SubmitError) as never:
+        await session.submit([sm()])  # never started: not bound
+    assert never.value.temporary and not never.value.attempted
+
+    async def hold(client: Client, pdu: Pdu) -> int | None:
+        return None
+
+    smsc.submit_hook = hold
+    async with session:
+        assert await session.wait_bound(5)
+        sending = asyncio.create_task(session.submit_many([[sm("a")], [sm("b")]]))
+        await until(lambda: len(smsc.held) == 2)
+        await smsc.drop_all()
+        lost = await sending
+        again = await session.submit_many([[sm("c")]])  # reconnecting (5 s back-off)
+    assert all(isinstance(r, SubmitError) and r.temporary and r.attempted for r in lost)
+    [down] = again
+    assert isinstance(down, SubmitError) and not down.attempted

@@ -319,9 +319,14 @@ class OutboxSender:
         accepted = dict(item.accepted)
         if isinstance(result, SubmitError):
             accepted.update({todo[i]: mid for i, mid in result.accepted.items()})
-            if result.temporary and item.attempts < self.max_attempts:
+            never_sent = not result.attempted  # the link was down: not a try, no back-off
+            if result.temporary and (item.attempts < self.max_attempts or never_sent):
                 self.retried += 1
-                delay = retry_delay(item.attempts, self.retry_base, self.retry_cap)
+                delay = (
+                    self.retry_base
+                    if never_sent
+                    else retry_delay(item.attempts, self.retry_base, self.retry_cap)
+                )
                 log.info("outbox retry in %.1fs: %s", delay, result, extra={"msisdn": item.msisdn})
                 error = str(result)
                 await self._record(

@@ -486,3 +486,17 @@ async def test_a_throttled_bind_does_not_stall_the_others_and_windows_stay_full(
     finally:
         await congested.stop()
         await holding.stop()
+
+
+async def test_a_reply_the_link_never_sent_is_not_a_try(sim: SimulatorController) -> None:
+    """Taken while the link was down (it dropped between take and send): put back after the
+    base delay every time, not after a growing back-off, and never failed for it."""
+    outbox = MemoryOutbox()
+    session = SmppSession(profile(sim))  # never started: every send finds the link down
+    sender = OutboxSender(outbox, session, retry_base=0.02, max_attempts=3)
+    await outbox.put(A, "later", {"channel": "sms"})
+    for _ in range(8):
+        [item] = await outbox.take("c1", 1, wait=2.0)  # a back-off would outgrow this wait
+        await sender.send(item)
+    assert sender.retried == 8 and sender.failed == 0 and not await outbox.failed()
+    assert await outbox.depth() == 1

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -89,24 +90,28 @@ def build_parts(
     return out
 
 
+#: This process among all that ever had its pid (containers restart with the same one).
+INCARNATION = secrets.token_hex(4)
+
+
 def consumer_name(bind: str) -> str:
-    """Who leases outbox items: host, process id, bind (unique among live senders)."""
-    return f"{socket.gethostname()}-{os.getpid()}-{bind}"
+    """Who leases outbox items: host, process id, incarnation, bind."""
+    return f"{socket.gethostname()}-{os.getpid()}-{INCARNATION}-{bind}"
 
 
 def dead_local_consumer(consumer: str) -> bool:
     """True for a consumer of a process on this host that no longer runs — or of an earlier
-    process that had our pid (containers restart with the same one) — so its leases can be
-    taken back at start-up instead of waited out. Other hosts' consumers are never judged."""
+    process that had our pid (another incarnation) — so its leases can be taken back at
+    start-up instead of waited out. Other hosts' consumers are never judged."""
     prefix = f"{socket.gethostname()}-"
     if not consumer.startswith(prefix):
         return False
-    pid_text = consumer[len(prefix) :].partition("-")[0]
+    pid_text, _, rest = consumer[len(prefix) :].partition("-")
     if not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return True  # called before our senders take anything: nothing live is ours yet
+        return rest.partition("-")[0] != INCARNATION
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -244,7 +244,8 @@ def test_dead_local_consumer_judges_only_this_hosts_gone_processes() -> None:
     )
     gone = int(child.stdout)
     assert dead_local_consumer(f"{host}-{gone}-idea24@127.0.0.1:2775")
-    assert dead_local_consumer(consumer_name("idea24@127.0.0.1:2775"))  # an earlier self
+    assert dead_local_consumer(f"{host}-{os.getpid()}-0ther-idea24@127.0.0.1:2775")  # same pid
+    assert not dead_local_consumer(consumer_name("idea24@127.0.0.1:2775"))  # this process
     assert not dead_local_consumer(f"{host}-{os.getppid()}-idea24@127.0.0.1:2775")
     assert not dead_local_consumer(f"other-host-{gone}-idea24@127.0.0.1:2775")
     assert not dead_local_consumer(f"{host}-notapid-x")

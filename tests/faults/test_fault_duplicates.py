@@ -36,7 +36,9 @@ async def test_every_mo_delivered_twice(
     tally.charges, tally.audits = await money_counts(sqlite_url, workload.msisdns)
     tally.extra.update(mo_pdus=2 * workload.turns, duplicates_dropped=dropped)
     fault_report.append(tally)
-    assert dropped == workload.turns, tally.line()
+    # Every second copy dropped (plus any the SMSC re-offered after its 5 s response timeout
+    # when the machine was slow: those are dropped too).
+    assert dropped >= workload.turns, tally.line()
     assert_exact(tally)
 
 

@@ -13,8 +13,8 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    (A redelivery arriving at another process than the first copy is therefore handed on: a
    repeated answer is the lesser harm than a command left unanswered.) USSD PDUs are keyed only
    when they carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session,
-   so a USSD answer also counts the *turn*: :meth:`InboundProcessor.replied` is told when a reply
-   to the subscriber leaves, and an answer that arrived after a reply to the previous one is a
+   so a USSD answer also counts the *turn*: :meth:`InboundProcessor.replied` is told when the SMSC
+   accepted a reply to the subscriber, and an answer that arrived after that reply is a
    new turn (the subscriber answered the menu), never a redelivery — ``2``, menu, ``2`` again
    are both handed on, while a copy that arrived before that reply left is still dropped.
 3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
@@ -163,7 +163,7 @@ class InboundProcessor:
         self.parts_waiting = 0
 
     def replied(self, msisdn: str) -> None:
-        """A reply to ``msisdn`` is leaving: its next USSD answer starts a new turn."""
+        """The SMSC accepted a reply to ``msisdn``: its next USSD answer starts a new turn."""
         turn = self._last.get(self._msisdn(msisdn))
         if turn is not None:
             self._tick += 1

@@ -89,7 +89,7 @@ class SmppSession:
         self.name = profile.name
         if on_ussd_reply is None and isinstance(on_inbound, ReplyAware):
             on_ussd_reply = on_inbound.replied
-        #: told the destination of every USSD submit_sm as it is sent
+        #: told the destination of every USSD submit_sm the SMSC accepts
         self._on_ussd_reply = on_ussd_reply
         self.throttle = throttle or Throttle(profile.rate)
         self._max_pushbacks = max_pushbacks
@@ -163,14 +163,14 @@ class SmppSession:
         for _ in range(self._max_pushbacks + 1):
             if not throttle.unlimited:
                 await throttle.acquire(1)
-            if self._on_ussd_reply is not None:
-                self._note_ussd((params,))
             answer = await self.tx.submit_template(template)
             if isinstance(answer, SubmitError):
                 raise answer
             status, message_id = answer
             if status == Status.ESME_ROK:
                 self.submitted_parts += 1
+                if self._on_ussd_reply is not None:
+                    self._note_ussd(params)
                 if not throttle.unlimited:  # unlimited: no pause streak or lost rate to undo
                     throttle.success()
                 return SubmitResult((message_id,))
@@ -212,6 +212,8 @@ class SmppSession:
         left = [len(parts) for parts in messages]  # parts of each message not final yet
         results: list[SubmitResult | SubmitError | None] = [None] * len(messages)
 
+        notify_ussd = self._on_ussd_reply is not None  # per answer, as it comes in
+
         def final(i: int, outcome: str | SubmitError) -> None:
             outcomes[i] = outcome
             m = owner[i]
@@ -229,6 +231,8 @@ class SmppSession:
             status, message_id = answer
             if status == Status.ESME_ROK:
                 self.submitted_parts += 1
+                if notify_ussd:
+                    self._note_ussd(flat[i])
                 final(i, message_id)
                 return True
             if status in PUSHBACK_STATUSES:
@@ -254,11 +258,9 @@ class SmppSession:
                 break
             if not throttle.unlimited:
                 await throttle.acquire(len(todo))
-            if self._on_ussd_reply is not None:
-                self._note_ussd([flat[i] for i in todo])
             again: list[int] = []
             round_templates = [templates[i] for i in todo]
-            if on_result is None:
+            if on_result is None and not notify_ussd:
                 answers = await self.tx.submit_templates(round_templates)
                 again = [i for i, a in zip(todo, answers, strict=True) if not settle(i, a)]
             else:
@@ -288,12 +290,13 @@ class SmppSession:
             )
         return [r if r is not None else LinkDown() for r in results]
 
-    def _note_ussd(self, parts: Sequence[Mapping[str, Any]]) -> None:
+    def _note_ussd(self, params: Mapping[str, Any]) -> None:
+        """A USSD screen was accepted by the SMSC: the subscriber's next answer is a new turn.
+        Told on acceptance, not on sending: a reply lost with the link (the SMSC then also
+        redelivers the answer it never saw acknowledged) does not start a turn."""
         notify = self._on_ussd_reply
-        assert notify is not None
-        for params in parts:
-            if params.get("ussd_service_op") is not None:
-                notify(str(params.get("destination_addr", "")))
+        if notify is not None and params.get("ussd_service_op") is not None:
+            notify(str(params.get("destination_addr", "")))
 
 
 def _refused(status: int) -> SubmitError:

@@ -66,16 +66,6 @@ async def test_redis_restarted_or_hung(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug outside the outbox: the backend engine (backend/db.py create_engine) has no"
-        " pool_pre_ping and fsm/runtime.py answers a database disconnect with the 'error'"
-        " notice and lets the MO be acknowledged, so turns that meet a killed connection are"
-        " answered 'Przepraszamy, wystąpił błąd' instead of processed (the outbox side holds:"
-        " pre-ping + put retried on connection_invalidated)"
-    ),
-)
 async def test_postgres_connections_killed(
     sim: SimulatorController, own_postgres_url: str, fault_report: list[Tally]
 ) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import pytest
-
 from simulator.controller import SimulatorController
 from tests.faults.harness import Tally, gateway, seed_subscribers, subscribers
 from tests.faults.test_fault_smsc import every
@@ -95,17 +93,6 @@ async def test_ussd_repeated_answers(
     assert_walks(tally, seen)
 
 
-@pytest.mark.xfail(
-    strict=False,  # the failure needs a race (about 1 run in 3 here): strict would be flaky
-    reason=(
-        "gateway/inbound.py USSD dedup: InboundProcessor.replied() is noted when the reply is"
-        " *submitted*; when the link drops after that submit but before the SMSC got our"
-        " deliver_sm_resp, the SMSC's redelivered copy of the answer arrives after the reply"
-        " and is taken for a new turn (turn.arrived < turn.replied < arrived): the answer is"
-        " processed twice, and the handset's real next answer, identical to the copy, is then"
-        " dropped as its duplicate -> the handset waits for a screen that never comes"
-    ),
-)
 async def test_ussd_repeated_answers_with_drops(
     sim: SimulatorController, sqlite_url: str, fault_report: list[Tally]
 ) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from backend.errors import Idea24Error
 from fsm import keys
 from fsm.machine import DialogMachine
 from fsm.record import DialogRecord
@@ -46,6 +47,35 @@ class Reply:
 
     text: str
     end: bool = True
+
+
+class TurnUnavailable(Idea24Error):
+    """The turn could not run for a passing infrastructure failure (database connection lost,
+    pool exhausted, Redis unreachable): nothing of it was saved. It is raised, not answered, so
+    the gateway tells the SMSC "temporary error" and the message comes again."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the stores' connections rather than of the dialog or the input."""
+    import asyncpg
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeout
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(
+        exc,
+        PoolTimeout
+        | RedisConnectionError
+        | RedisTimeout
+        | ConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.InternalClientError
+        | asyncpg.exceptions.OperatorInterventionError,
+    )
 
 
 class RecordTooLarge(ValueError):
@@ -140,6 +170,11 @@ class Runtime:
         self.rate_window = rate_window
         self._clock = clock
 
+    def notice(self, inbound: Inbound, kind: Notice) -> Reply:
+        """The channel's polite text for ``kind`` (for callers that cannot have the message
+        offered again, such as the HTTP USSD aggregator, when a turn raised ``TurnUnavailable``)."""
+        return self.dialogs[inbound.channel].notice(inbound, {}, kind)
+
     async def turn(self, inbound: Inbound) -> list[Reply]:
         dialog = self.dialogs.get(inbound.channel)
         if dialog is None:
@@ -161,7 +196,12 @@ class Runtime:
         except LockTimeout:
             log.warning("turn lock busy", extra=extra)
             return [dialog.notice(inbound, {}, "busy")]
-        except Exception:
+        except TurnUnavailable:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("turn unavailable: %s", type(exc).__name__, extra=extra)
+                raise TurnUnavailable(str(exc)) from exc
             # The turn boundary: whatever broke (store, backend, dialog) the subscriber is answered.
             log.exception("turn failed outside the dialog", extra=extra)
             return [dialog.notice(inbound, {}, "error")]
@@ -191,7 +231,9 @@ class Runtime:
             new = None if turn.finished else DialogRecord(dialog.name, turn.state, turn.data)
             if new is not None and len(new.encode()) > dialog.max_record_bytes:
                 raise RecordTooLarge(f"{dialog.name} record of {len(new.encode())} bytes")
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):  # nothing saved: the SMSC is told to offer the message again
+                raise TurnUnavailable(str(exc)) from exc
             # A failed turn must still answer; nothing of it is saved (see module docstring).
             log.exception("dialog turn failed", extra={**extra, "state": state})
             if dialog.reset_on_error and record is not None:

@@ -179,6 +179,15 @@ class DialogStore(ABC):
     async def claim_once(self, key: str, ttl: float) -> bool:
         """True the first time ``key`` is claimed within ``ttl`` seconds (dedup), False after."""
 
+    async def release(self, key: str) -> None:
+        """Forget a ``claim_once`` mark: the message it guarded was not handled after all (the
+        gateway answered the SMSC with a temporary error, so its redelivery must run)."""
+        await self.delete_key(key)
+
+    @abstractmethod
+    async def delete_key(self, key: str) -> None:
+        """Delete one prefixed key (a dedup mark or a rate counter)."""
+
     @abstractmethod
     async def hit(self, key: str, window: float) -> int:
         """Count one event in the fixed ``window`` (seconds) that the first hit opened."""
@@ -268,6 +277,11 @@ class MemoryStore(DialogStore):
             return False
         self._put(full, b"1", ttl)
         return True
+
+    async def delete_key(self, key: str) -> None:
+        full = keys.prefixed(self.prefix, key)
+        self._values.pop(full, None)
+        self._counters.pop(full, None)
 
     async def hit(self, key: str, window: float) -> int:
         full = keys.prefixed(self.prefix, key)
@@ -525,6 +539,9 @@ class RedisStore(DialogStore):
     async def claim_once(self, key: str, ttl: float) -> bool:
         full = keys.prefixed(self.prefix, key)
         return bool(await self._redis.set(full, b"1", nx=True, px=_ms(ttl)))
+
+    async def delete_key(self, key: str) -> None:
+        await self._redis.delete(keys.prefixed(self.prefix, key))
 
     async def hit(self, key: str, window: float) -> int:
         return int(await self._hit(keys=[keys.prefixed(self.prefix, key)], args=[_ms(window)]))

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fsm.runtime import Inbound, Reply
+from fsm.runtime import Inbound, Reply, TurnUnavailable
 from gateway.outbox import Outbox
 from gateway.router import TurnRunner, ussd_screen
 
@@ -47,7 +47,9 @@ class Portal:
         return bool(await self.backend.verify_temp_password(msisdn, password))
 
     async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
-        replies: list[Reply] = await self.runtime.turn(
-            Inbound(msisdn=msisdn, channel="ussd", text=text, session_id=f"http:{session_id}")
-        )
+        inbound = Inbound(msisdn=msisdn, channel="ussd", text=text, session_id=f"http:{session_id}")
+        try:
+            replies: list[Reply] = await self.runtime.turn(inbound)
+        except TurnUnavailable:  # no redelivery over HTTP: the aggregator gets the polite error
+            replies = [self.runtime.notice(inbound, "error")]
         return ussd_screen(replies)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from fsm.runtime import Inbound, Reply
+from fsm.runtime import Inbound, Notice, Reply
 from gateway.inbound import InboundEvent, InboundMessage, ReceiptEvent
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, reply_meta
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 class TurnRunner(Protocol):
     async def turn(self, inbound: Inbound) -> list[Reply]: ...
+
+    def notice(self, inbound: Inbound, kind: Notice) -> Reply: ...
 
 
 def to_inbound(message: InboundMessage) -> Inbound:

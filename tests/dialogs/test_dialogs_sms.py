@@ -9,7 +9,7 @@ import pytest
 
 from backend.api import Backend
 from dialogs import build_dialogs
-from fsm.runtime import Inbound, Runtime
+from fsm.runtime import Inbound, Runtime, TurnUnavailable
 from tests.dialogs.conftest import Phone, phone_for
 from tests.fsm.conftest import StoreCase
 
@@ -320,7 +320,7 @@ async def test_turn_failing_half_way_keeps_the_pending_change(
     await phone.sms("WLACZ NOCE")
 
     async def broken(*args: object, **kwargs: object) -> None:
-        raise ConnectionError("database went away")
+        raise RuntimeError("a bug half way through")
 
     monkeypatch.setattr(backend, "activate", broken)
     assert await phone.sms("TAK 111111") == (
@@ -328,6 +328,23 @@ async def test_turn_failing_half_way_keeps_the_pending_change(
     )
     monkeypatch.undo()
     assert not (await backend.service("48600000001", "NOCE")).active
+    assert (await phone.sms("TAK 111111")).startswith("Usługa Darmowe noce włączona od ")
+
+
+async def test_lost_database_connection_is_not_answered_but_offered_again(
+    phone: Phone, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A passing infrastructure failure raises TurnUnavailable (the gateway answers the SMSC
+    with a temporary error and the same MO comes again) and keeps the pending change."""
+    await phone.sms("WLACZ NOCE")
+
+    async def gone(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(backend, "activate", gone)
+    with pytest.raises(TurnUnavailable):
+        await phone.sms("TAK 111111")
+    monkeypatch.undo()
     assert (await phone.sms("TAK 111111")).startswith("Usługa Darmowe noce włączona od ")
 
 

@@ -300,3 +300,12 @@ async def test_redis_open_turn_waits_for_another_process(
     with pytest.raises(LockTimeout):
         async with a.lock(MSISDN), b.open_turn(MSISDN, "sms", rate, 60, wait=0.1):
             pass
+
+
+async def test_release_forgets_a_dedup_mark(case: StoreCase) -> None:
+    """The gateway gives a claim back when the message was not handled (temporary error)."""
+    key = keys.dedup(MSISDN, "abc")
+    assert await case.store.claim_once(key, 60)
+    assert not await case.store.claim_once(key, 60)
+    await case.store.release(key)
+    assert await case.store.claim_once(key, 60), "the redelivery is handled"

@@ -161,6 +161,11 @@ class OutboxSender:
         self.sent = 0
         self.retried = 0
         self.failed = 0
+        #: parts whose late ESME_ROK came while their retry was held (a duplicate saved)
+        self.late_saved = 0
+        #: parts queued again although the SMSC may hold them (written, never answered): the
+        #: only source of duplicate SMS; a late answer after this cannot recall them
+        self.resent_unanswered = 0
 
     @property
     def busy(self) -> int:
@@ -311,27 +316,89 @@ class OutboxSender:
                 messages.append([parts[i] for i in todo])
             if not work:
                 return
-            results = await self.session.submit_many(messages, on_result=answered)
-            for (item, total, todo), result in zip(work, results, strict=True):
-                await self._settle(item, total, todo, result)
+            late: dict[int, dict[int, str | None]] = {}  # message → part (of todo) → late id
+            heard = asyncio.Event()
+
+            def on_late(m: int, part: int, message_id: str | None) -> None:
+                late.setdefault(m, {})[part] = message_id
+                heard.set()
+
+            results = await self.session.submit_many(messages, on_result=answered, on_late=on_late)
+            held: list[int] = []
+            for m, ((item, total, todo), result) in enumerate(zip(work, results, strict=True)):
+                if isinstance(result, SubmitError) and result.temporary and result.late_possible:
+                    held.append(m)  # settled after the grace: its late answers may come
+                else:
+                    await self._settle(item, total, todo, result)
+            if held:
+                waited = await self._await_late(held, results, late, heard)
+                for m in held:
+                    item, total, todo = work[m]
+                    await self._settle(item, total, todo, results[m], late.get(m, {}), waited)
         finally:
             while counted:
                 answered()
 
+    async def _await_late(
+        self,
+        held: list[int],
+        results: Sequence[SubmitResult | SubmitError],
+        late: Mapping[int, Mapping[int, str | None]],
+        heard: asyncio.Event,
+    ) -> float:
+        """Hold timed-out messages until each timed-out part was answered late or the link said
+        no answer will come (its grace ran out, the connection closed); returns the seconds
+        held. The deadline here only backs up the link's own report."""
+        started = time.monotonic()
+        deadline = started + self.session.late_grace + self.session.profile.response_timeout
+
+        def open_parts() -> bool:
+            for m in held:
+                result = results[m]
+                assert isinstance(result, SubmitError)
+                if not result.late_possible <= late.get(m, {}).keys():
+                    return True
+            return False
+
+        while open_parts() and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            heard.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heard.wait(), min(remaining, self.poll))
+        return time.monotonic() - started
+
     async def _settle(
-        self, item: OutboxItem, total: int, todo: list[int], result: SubmitResult | SubmitError
+        self,
+        item: OutboxItem,
+        total: int,
+        todo: list[int],
+        result: SubmitResult | SubmitError,
+        late: Mapping[int, str | None] | None = None,
+        held: float = 0.0,
     ) -> None:
         accepted = dict(item.accepted)
         if isinstance(result, SubmitError):
             accepted.update({todo[i]: mid for i, mid in result.accepted.items()})
+            saved = {todo[i]: mid for i, mid in (late or {}).items() if mid is not None}
+            if saved:  # accepted after all: their answer came late, while the retry was held
+                self.late_saved += len(saved)
+                accepted.update(saved)
+                if len(accepted) == total:
+                    log.info("outbox late answers: sent", extra={"msisdn": item.msisdn})
+                    await self._done(item, [accepted[i] for i in range(total)])
+                    return
             never_sent = not result.attempted  # the link was down: not a try, no back-off
             if result.temporary and (item.attempts < self.max_attempts or never_sent):
                 self.retried += 1
-                delay = (
-                    self.retry_base
-                    if never_sent
-                    else retry_delay(item.attempts, self.retry_base, self.retry_cap)
+                self.resent_unanswered += sum(
+                    1 for i in result.unanswered if todo[i] not in accepted
                 )
+                # A held item waited for late answers already: that wait counts toward its
+                # back-off, so a genuinely lost submit is not delayed twice.
+                backoff = retry_delay(item.attempts, self.retry_base, self.retry_cap)
+                delay = self.retry_base if never_sent else max(0.0, backoff - held)
                 log.info("outbox retry in %.1fs: %s", delay, result, extra={"msisdn": item.msisdn})
                 error = str(result)
                 await self._record(
@@ -343,7 +410,10 @@ class OutboxSender:
                 await self._record(item, "fail", lambda: self.outbox.fail(item, str(result)))
             return
         accepted.update({todo[i]: mid for i, mid in enumerate(result.message_ids)})
-        ids = [accepted[i] for i in range(total)]
+        await self._done(item, [accepted[i] for i in range(total)])
+
+    async def _done(self, item: OutboxItem, ids: list[str]) -> None:
+        """Every part accepted: the item leaves the outbox and its receipts are awaited."""
         await self._record(item, "done", lambda: self.outbox.done(item, ids))
         self.sent += 1
         if self.tracker is not None and item.meta.get("channel") != "ussd":
@@ -439,6 +509,9 @@ class BindPool:
                 "sent": sender.sent,
                 "retried": sender.retried,
                 "failed": sender.failed,
+                "late_responses": sum(link.stats.late_responses for link in session.links),
+                "late_saved": sender.late_saved,
+                "resent_unanswered": sender.resent_unanswered,
             }
         t, i = self.tracker, self.inbound
         return {

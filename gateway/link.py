@@ -7,9 +7,15 @@ Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sa
 - **Window**: at most ``profile.window`` requests await their response; a request waits for a
   free slot, so the window is always full while there is work.
 - **Response timeout**: each request has one; a timed-out request fails with a *temporary*
-  :class:`SubmitError` (the outbox sends it again) and is remembered so its late response is
-  recognised. ``dead_after`` consecutive timeouts mean the link is dead: it is dropped and
-  re-established.
+  :class:`SubmitError` (the outbox sends it again) and is remembered for ``late_grace`` seconds
+  (bounded by ``max_late`` entries, forgotten when the connection closes: a response can only
+  come on the connection that carried the request). A late response is handed to the caller's
+  ``on_late(index, (status, message_id))``; an entry that expires or dies with the connection
+  is reported as ``on_late(index, None)``, so a caller holding a retry knows no answer will
+  come. ``dead_after`` consecutive timeouts with nothing at all received for a response timeout
+  mean the link is dead: it is dropped and re-established. A peer that still sends (MO,
+  enquire_link, other responses) is slow, not dead: dropping it would turn every late answer
+  into a lost one, and every accepted submit into a duplicate.
 - **enquire_link** goes out when nothing was received for ``profile.enquire_link`` seconds; the
   SMSC's are answered at once. deliver_sm / data_sm are handed to ``on_inbound`` (which returns
   the command_status to answer) and answered; malformed PDUs are answered with the codec's
@@ -26,6 +32,7 @@ import contextlib
 import logging
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -56,6 +63,10 @@ class SubmitError(Idea24Error):
     ``accepted`` maps the index of each part the SMSC did accept to its message id, so a retry
     can send only the rest. ``attempted`` is False when nothing was written to the SMSC (the
     link was down before the send): a retry policy need not count that as a try.
+    For a message of several parts (:meth:`gateway.session.SmppSession.submit_many`):
+    ``unanswered`` are the parts written whose answer never came (the SMSC may hold them: a
+    retry may duplicate them) and ``late_possible``, of those, the parts that timed out on a
+    live connection, whose late answer may still be reported through ``on_late``.
     """
 
     def __init__(
@@ -66,12 +77,16 @@ class SubmitError(Idea24Error):
         temporary: bool,
         accepted: Mapping[int, str] | None = None,
         attempted: bool = True,
+        unanswered: frozenset[int] = frozenset(),
+        late_possible: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(message)
         self.status = status
         self.temporary = temporary
         self.accepted: dict[int, str] = dict(accepted or {})
         self.attempted = attempted
+        self.unanswered = unanswered
+        self.late_possible = late_possible
 
 
 class LinkDown(SubmitError):
@@ -110,7 +125,17 @@ class _Batch:
     and get ``(status, message_id)`` tuples; the others get response :class:`Pdu` objects.
     """
 
-    __slots__ = ("future", "on_settled", "pdus", "raw", "results", "wait", "waiting", "windowed")
+    __slots__ = (
+        "future",
+        "on_late",
+        "on_settled",
+        "pdus",
+        "raw",
+        "results",
+        "wait",
+        "waiting",
+        "windowed",
+    )
 
     def __init__(
         self,
@@ -121,6 +146,7 @@ class _Batch:
         windowed: bool,
         pdus: Sequence[Pdu] = (),
         on_settled: Callable[[int, Any], None] | None = None,
+        on_late: Callable[[int, Outcome | None], None] | None = None,
     ) -> None:
         self.results: list[Any] = [None] * size
         self.waiting = 0
@@ -130,12 +156,15 @@ class _Batch:
         self.windowed = windowed
         self.pdus = pdus
         self.on_settled = on_settled
+        self.on_late = on_late
 
     def command(self, index: int) -> str:
         return "submit_sm" if self.raw else self.pdus[index].command
 
 
 _Entry = tuple[_Batch, int, float]
+#: Called with the index of a timed-out request and its late answer, or None when none will come.
+LateHandler = Callable[[int, Outcome | None], None]
 
 
 @dataclass(slots=True)
@@ -147,6 +176,7 @@ class LinkStats:
     requests: int = 0
     timeouts: int = 0
     late_responses: int = 0
+    late_accepted: int = 0  # late submit_sm_resp ESME_ROK handed to their caller
     nacks_sent: int = 0
     enquire_links_sent: int = 0
     enquire_links_answered: int = 0
@@ -207,6 +237,8 @@ class SmppLink:
         connect_timeout: float = 5.0,
         stable_after: float = 10.0,
         dead_after: int = 3,
+        late_grace: float | None = None,
+        max_late: int = 4096,
     ) -> None:
         self.profile = profile
         self.mode = mode
@@ -216,13 +248,17 @@ class SmppLink:
         self._connect_timeout = connect_timeout
         self._stable_after = stable_after
         self._dead_after = dead_after
+        #: how long a timed-out request waits for its late answer (default 2 x response timeout)
+        self.late_grace = 2.0 * profile.response_timeout if late_grace is None else late_grace
+        self._max_late = max(1, max_late)
         self._window_size = max(1, profile.window)
         self._in_window = 0
         self._window_open = asyncio.Event()
         self._window_open.set()
         #: sequence → (batch, index, deadline); a sweeper settles the overdue ones.
         self._pending: dict[int, _Entry] = {}
-        self._late: set[int] = set()
+        #: sequence → (batch, index, expiry) of timed-out requests, oldest first
+        self._late: OrderedDict[int, _Entry] = OrderedDict()
         self._conn: codec.SmppConnection | None = None
         self._proto: _Protocol | None = None
         self._rx = bytearray()  # received bytes not yet a whole PDU
@@ -284,12 +320,16 @@ class SmppLink:
         templates: Sequence[bytes],
         response_timeout: float | None = None,
         on_settled: Callable[[int, Outcome | SubmitError], None] | None = None,
+        on_late: LateHandler | None = None,
     ) -> list[Outcome | SubmitError]:
         """Send pre-encoded submit_sm PDUs (:func:`gateway.codec_fast.submit_sm_template`: the
         whole PDU with sequence 0) through the window; one outcome per template, in order:
         ``(command_status, message_id)`` of its response, or the :class:`SubmitError` it met.
         ``on_settled(index, outcome)`` is called as each one settles (from the I/O callback:
         keep it short), for a caller that refills its work before the slowest answer is in.
+        ``on_late(index, answer)`` is called for a template that timed out: with its late
+        ``(status, message_id)`` if it comes within ``late_grace`` on the same connection, else
+        with None once no answer can come (grace over, connection closed).
 
         The hot path: each PDU costs a sequence number patched into its bytes and one entry in
         the pending table; responses are matched without building a :class:`Pdu`.
@@ -300,6 +340,7 @@ class SmppLink:
             raw=True,
             windowed=True,
             on_settled=on_settled,
+            on_late=on_late,
         )
         await self._through_window(batch, templates, self._send_templates)
         return batch.results
@@ -436,9 +477,10 @@ class SmppLink:
         for seq, entry in list(self._pending.items()):
             if entry[0] is batch:
                 del self._pending[seq]
-                self._late.add(seq)
+                self._remember_late(seq, entry)
                 if batch.windowed:
                     self._release_slot()
+        batch.on_late = None  # nobody is listening any more
         batch.waiting = 0
         if not self._pending:
             self._idle.set()
@@ -631,10 +673,12 @@ class SmppLink:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            self._expire_late(now)
             overdue = [seq for seq, entry in pending.items() if entry[2] <= now]
             for seq in overdue:
-                batch, index, _ = pending.pop(seq)
-                self._late.add(seq)
+                entry = pending.pop(seq)
+                batch, index, _ = entry
+                self._remember_late(seq, entry)
                 self.stats.timeouts += 1
                 self._consecutive_timeouts += 1
                 self._settle(batch, index, ResponseTimeout(batch.command(index), batch.wait))
@@ -642,8 +686,10 @@ class SmppLink:
                 if not pending:
                     self._idle.set()
                 proto = self._proto
+                silent = now - self._last_rx >= self.profile.response_timeout
                 if (
                     self._consecutive_timeouts >= self._dead_after
+                    and silent
                     and proto is not None
                     and proto.transport is not None
                 ):
@@ -657,8 +703,36 @@ class SmppLink:
         for batch, index, _ in pending.values():
             lost = LinkDown("link lost with the request outstanding", attempted=True)
             self._settle(batch, index, lost)
-        self._late.clear()
+        late, self._late = self._late, OrderedDict()
+        for batch, index, _ in late.values():  # their answers cannot come on a new connection
+            self._tell_late(batch, index, None)
         self._idle.set()
+
+    def _remember_late(self, seq: int, entry: _Entry) -> None:
+        """Keep a timed-out request so its late answer can still be reported (bounded)."""
+        batch, index, _ = entry
+        self._late[seq] = (batch, index, time.monotonic() + self.late_grace)
+        while len(self._late) > self._max_late:
+            _, (old, old_index, _) = self._late.popitem(last=False)
+            self._tell_late(old, old_index, None)
+
+    def _expire_late(self, now: float) -> None:
+        """Forget timed-out requests whose grace is over (entries are in expiry order)."""
+        late = self._late
+        while late:
+            seq, (batch, index, expiry) = next(iter(late.items()))
+            if expiry > now:
+                return
+            del late[seq]
+            self._tell_late(batch, index, None)
+
+    def _tell_late(self, batch: _Batch, index: int, answer: Outcome | None) -> None:
+        on_late = batch.on_late
+        if on_late is not None:
+            try:
+                on_late(index, answer)
+            except Exception:  # a caller's bug must not break the connection's I/O
+                log.exception("smpp on_late callback failed", extra={"bind": self.name})
 
     def _write(self, proto: _Protocol, data: bytes) -> None:
         proto.write(data)
@@ -759,11 +833,18 @@ class SmppLink:
                 if not self._pending:
                     self._idle.set()
             elif pdu.sequence in self._late:
-                self._late.discard(pdu.sequence)
+                batch, index, _ = self._late.pop(pdu.sequence)
                 self.stats.late_responses += 1
                 log.warning(
-                    "smpp late %s", pdu.command, extra={"bind": self.name, "seq": pdu.sequence}
+                    "smpp late %s",
+                    pdu.command,
+                    extra={"bind": self.name, "seq": pdu.sequence, "status": pdu.status},
                 )
+                if batch.raw:
+                    if pdu.status == Status.ESME_ROK:
+                        self.stats.late_accepted += 1
+                    message_id = str(pdu.get("message_id", "") or "")
+                    self._tell_late(batch, index, (pdu.status, message_id))
             else:
                 log.warning(
                     "smpp unexpected %s",

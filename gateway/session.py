@@ -83,6 +83,7 @@ class SmppSession:
         backoff_cap: float = 30.0,
         connect_timeout: float = 5.0,
         stable_after: float = 10.0,
+        late_grace: float | None = None,
         on_ussd_reply: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
@@ -102,6 +103,7 @@ class SmppSession:
                 backoff=Backoff(backoff_base, backoff_cap),
                 connect_timeout=connect_timeout,
                 stable_after=stable_after,
+                late_grace=late_grace,
             )
 
         if profile.bind == "tx+rx":
@@ -111,6 +113,7 @@ class SmppSession:
             self.tx = link("trx", on_inbound)
             self.rx = None
         self.submitted_parts = 0
+        self.late_accepted = 0  # parts whose ESME_ROK came after the timeout
         self.pushbacks = 0
 
     @property
@@ -120,6 +123,11 @@ class SmppSession:
     @property
     def bound(self) -> bool:
         return all(link.bound for link in self.links)
+
+    @property
+    def late_grace(self) -> float:
+        """How long a timed-out submit waits for its late answer on the link."""
+        return self.tx.late_grace
 
     @property
     def can_submit(self) -> bool:
@@ -191,6 +199,7 @@ class SmppSession:
         messages: Sequence[Sequence[Mapping[str, Any]]],
         *,
         on_result: Callable[[int, SubmitResult | SubmitError], None] | None = None,
+        on_late: Callable[[int, int, str | None], None] | None = None,
     ) -> list[SubmitResult | SubmitError]:
         """Submit several messages (each a list of part params) as one pipelined batch.
 
@@ -200,6 +209,11 @@ class SmppSession:
         ``on_result(index, outcome)`` is called the moment a message's outcome is final (from
         the I/O callback: keep it short), so a sender can refill the window before the slowest
         message of the batch is answered.
+
+        ``on_late(message, part, message_id)`` follows up a part that timed out (listed in its
+        error's ``late_possible``): ``message_id`` when the SMSC's ESME_ROK came late (the part
+        *was* accepted: do not send it again), None when no acceptance will come (a late
+        refusal, the grace ran out or the connection closed). Called from the I/O callback.
         """
         flat: list[Mapping[str, Any]] = []
         owner: list[int] = []
@@ -240,6 +254,19 @@ class SmppSession:
             final(i, _refused(status))
             return True
 
+        def late(i: int, answer: Outcome | None) -> None:
+            m = owner[i]
+            if answer is None or answer[0] != Status.ESME_ROK:
+                if on_late is not None:
+                    on_late(m, i - first[m], None)
+                return
+            self.submitted_parts += 1
+            self.late_accepted += 1
+            if notify_ussd:
+                self._note_ussd(flat[i])
+            if on_late is not None:
+                on_late(m, i - first[m], answer[1])
+
         for m, parts in enumerate(messages):
             if not parts:
                 results[m] = SubmitResult(())
@@ -260,7 +287,7 @@ class SmppSession:
                 await throttle.acquire(len(todo))
             again: list[int] = []
             round_templates = [templates[i] for i in todo]
-            if on_result is None and not notify_ussd:
+            if on_result is None and on_late is None and not notify_ussd:
                 answers = await self.tx.submit_templates(round_templates)
                 again = [i for i, a in zip(todo, answers, strict=True) if not settle(i, a)]
             else:
@@ -274,7 +301,12 @@ class SmppSession:
                     if not settle(sent[k], answer):
                         again.append(sent[k])
 
-                await self.tx.submit_templates(round_templates, on_settled=settled)
+                def late_one(k: int, answer: Outcome | None, sent: list[int] = todo) -> None:
+                    late(sent[k], answer)
+
+                await self.tx.submit_templates(
+                    round_templates, on_settled=settled, on_late=late_one
+                )
                 again.sort()  # parts go again in their order, not their answers'
             if len(again) < len(todo):
                 throttle.success()
@@ -321,10 +353,14 @@ def _message_result(
     permanent = [e for e in errors if not e.temporary]
     decisive = permanent[0] if permanent else errors[0]
     accepted = {p: o for p, o in enumerate(mine) if isinstance(o, str)}
+    timed_out = frozenset(p for p, o in enumerate(mine) if isinstance(o, ResponseTimeout))
+    lost = frozenset(p for p, o in enumerate(mine) if isinstance(o, LinkDown) and o.attempted)
     return SubmitError(
         str(decisive),
         status=decisive.status,
         temporary=not permanent,
         accepted=accepted,
         attempted=bool(accepted) or any(e.attempted for e in errors),
+        unanswered=timed_out | lost,
+        late_possible=timed_out,
     )

@@ -14,19 +14,25 @@ from dataclasses import dataclass
 from dialogs.errors import DialogInputError
 
 _SPACES = re.compile(r"\s+")
+# Control characters and invisible format marks (zero-width space, BOM, direction marks, soft
+# hyphen): handsets and copy-paste insert them, subscribers never mean them, and echoing them
+# back in a reply would put a NUL or a direction override into an SMS.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
 _NOT_DECOMPOSED = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "ß": "ss"})
 
 
 def fold(text: str) -> str:
     """Upper-case ASCII, Polish letters stripped of diacritics, single spaces."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_NOT_DECOMPOSED))
+    decomposed = unicodedata.normalize("NFKD", _INVISIBLE.sub("", text).translate(_NOT_DECOMPOSED))
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _SPACES.sub(" ", plain).strip().upper()
 
 
 def squeeze(text: str) -> str:
-    """Single spaces, trimmed, original letters kept."""
-    return _SPACES.sub(" ", text).strip()
+    """Single spaces, trimmed, invisible marks dropped, original letters kept."""
+    return _SPACES.sub(" ", _INVISIBLE.sub("", text)).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,8 @@ def split_numbers(text: str) -> list[str]:
                 numbers.append(digits)
                 current = ""
         if current:
-            raise DialogInputError("input.bad_number", number=current)
+            shown = current if len(current) <= 16 else current[:15] + "…"
+            raise DialogInputError("input.bad_number", number=shown)
     return numbers
 
 

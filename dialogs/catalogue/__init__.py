@@ -6,6 +6,7 @@ Handlers never hold text: they pick a key and pass parameters already formatted 
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -20,6 +21,9 @@ from dialogs.catalogue.pl import TEXTS as PL
 LANGUAGES = ("pl", "en")
 TABLES: Mapping[str, Mapping[str, str]] = MappingProxyType({"pl": PL, "en": EN})
 _WARSAW = ZoneInfo("Europe/Warsaw")
+_FORMATTER = string.Formatter()
+# An abbreviation ending a sentence takes one stop ("zł/mies." + "." → "zł/mies."), not two.
+_DOUBLE_STOP = re.compile(r"(?<!\.)\.\.(?!\.)")
 
 
 class _Blank(dict[str, Any]):
@@ -35,7 +39,8 @@ class Texts:
         self._table = TABLES[self.lang]
 
     def __call__(self, key: str, /, **params: Any) -> str:
-        return string.Formatter().vformat(self._table[key], (), _Blank(params))
+        out = _FORMATTER.vformat(self._table[key], (), _Blank(params))
+        return _DOUBLE_STOP.sub(".", out) if ".." in out else out
 
     def has(self, key: str) -> bool:
         return key in self._table

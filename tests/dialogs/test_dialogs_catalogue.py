@@ -35,3 +35,11 @@ def test_texts_used_by_the_portal() -> None:
     for lang in ("pl", "en"):
         text = texts(lang)("password", password="Ab3dEf7h")
         assert "Ab3dEf7h" in text and "10 min" in text
+
+
+def test_an_abbreviation_ending_a_sentence_takes_one_stop() -> None:
+    t = texts("pl")
+    monthly = t("fee.monthly", amount=t.money(500))
+    quote = t("fav.3ija.quote", numbers="601234567", fee=t.money(0), monthly=monthly)
+    assert quote.endswith("zł/mies.") and ".." not in quote
+    assert t("fav.3ija.quote", numbers="1", fee="0", monthly="").endswith("0.")

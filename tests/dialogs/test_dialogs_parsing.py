@@ -97,3 +97,26 @@ def test_fold_is_idempotent_ascii(text: str) -> None:
     once = fold(text)
     assert fold(once) == once
     assert once == once.upper()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u200bPAKIET",
+        "\ufeffpakiet",
+        "PA\u00adKIET",
+        "\u202epakiet\u202c",
+        "pakiet\x00",
+        "\x07PAKIET",
+    ],
+)
+def test_invisible_marks_and_control_characters_do_not_hide_a_keyword(raw: str) -> None:
+    cmd = parse_command(raw, KEYWORDS)
+    assert cmd is not None and cmd.name == "usage", raw
+
+
+def test_a_rejected_number_is_shown_shortened() -> None:
+    with pytest.raises(DialogInputError) as info:
+        split_numbers("1" * 400)
+    shown = info.value.params["number"]
+    assert len(shown) <= 16 and shown.endswith("…")

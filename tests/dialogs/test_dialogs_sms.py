@@ -27,6 +27,10 @@ async def test_help_and_unknown(phone: Phone) -> None:
     assert await phone.sms("kup mi kawę") == (
         "Nie znamy komendy „kup”. Wyślij POMOC, aby poznać komendy, albo wybierz *100#."
     )
+    # Control characters and invisible marks are never echoed back.
+    assert await phone.sms("ku\x00p\u200b\x1b mi") == (
+        "Nie znamy komendy „kup”. Wyślij POMOC, aby poznać komendy, albo wybierz *100#."
+    )
     assert await phone.sms("TAK 111111") == (
         "Nie ma nic do potwierdzenia. Wyślij POMOC, aby poznać komendy."
     )

@@ -777,7 +777,7 @@ async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
 async def echo_server(smsc_url: str) -> None:
     """A ``BindPool`` whose sink puts each message's text back: the SMPP path without a dialog."""
     from gateway.binds import BindPool
-    from gateway.inbound import InboundEvent, InboundMessage, MemoryKeyStore
+    from gateway.inbound import InboundEvent, InboundMessage
     from gateway.outbox import MemoryOutbox, reply_meta
     from gateway.settings import SmscProfile
 
@@ -791,7 +791,7 @@ async def echo_server(smsc_url: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    pool = BindPool([SmscProfile.from_url(smsc_url)], outbox, sink, dedup=MemoryKeyStore())
+    pool = BindPool([SmscProfile.from_url(smsc_url)], outbox, sink)
     async with pool:
         await stop.wait()
 

@@ -203,7 +203,6 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         profiles,
         c.outbox,
         router,
-        dedup=c.store,
         tracker=DeliveryTracker(on_state=on_state),
         policy="transliterate" if s.encoding == "transliterate" else "ucs2",
         # Link tuning no flag carries (e.g. a short reconnect back-off in fault tests).

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from gateway import text
-from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, KeyStore, ReceiptEvent
+from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
 from gateway.outbox import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
 from gateway.pdu import UssdOp
 from gateway.session import SmppSession, SubmitError, SubmitResult
@@ -433,7 +433,6 @@ class BindPool:
         outbox: Outbox,
         sink: InboundSink,
         *,
-        dedup: KeyStore | None = None,
         tracker: DeliveryTracker | None = None,
         policy: text.Policy = "ucs2",
         session_options: Mapping[str, Any] | None = None,
@@ -446,7 +445,7 @@ class BindPool:
         self.tracker = tracker or DeliveryTracker()
         self._sink = sink
         self._receipts_to_sink = receipts_to_sink
-        self.inbound = InboundProcessor(self._route, dedup=dedup)
+        self.inbound = InboundProcessor(self._route)
         self.sessions = [
             SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
         ]

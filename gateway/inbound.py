@@ -5,18 +5,27 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    ``receipted_message_id`` / ``message_state`` TLV make a :class:`ReceiptEvent`; its text
    (``id:... stat:DELIVRD ...``) never reaches the dialogs.
 2. **Redelivery is dropped.** An SMSC that missed our deliver_sm_resp sends the same PDU again.
-   Each PDU gets a key from its source, destination, content and concatenation reference and is
-   claimed with ``claim_once(key, ttl)`` (pluggable: the fsm store's Redis ``SET NX EX``). A PDU
-   is a redelivery when its claim fails *and* it repeats the previous PDU this process got from
-   that subscriber: a subscriber who texts ``3IJA``, changes the numbers and texts ``3IJA``
-   again a few seconds later means it, and SMPP carries nothing else that tells the two apart.
-   (A redelivery arriving at another process than the first copy is therefore handed on: a
-   repeated answer is the lesser harm than a command left unanswered.) USSD PDUs are keyed only
-   when they carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session,
-   so a USSD answer also counts the *turn*: :meth:`InboundProcessor.replied` is told when the SMSC
-   accepted a reply to the subscriber, and an answer that arrived after that reply is a
-   new turn (the subscriber answered the menu), never a redelivery — ``2``, menu, ``2`` again
-   are both handed on, while a copy that arrived before that reply left is still dropped.
+   Each PDU gets a key from its source, destination, content and concatenation reference
+   (:func:`dedup_key`). SMPP carries nothing else that tells a copy from a subscriber who typed
+   the same thing again, so the decision is made from what this process saw, with no store round
+   trip per MO. A PDU is a candidate only when its key equals the last PDU this process handed
+   on from that subscriber (``3IJA``, ``3IJA 605...``, ``3IJA`` is three commands) and that one
+   was handled successfully: a copy of a turn that raised (``TurnUnavailable``: the SMSC was
+   answered ``ESME_RX_T_APPN``) is processed. An SMS candidate is a redelivery when
+   (a) it arrived before we had answered the previous copy (a slow turn outlived the SMSC's
+   response timeout), or (b) it arrived within ``redelivery_window`` (10 s) of it — network and
+   SMSC copies come back to back, a subscriber who read the reply and typed ``PAKIET`` again
+   takes longer and gets a second answer — or (c) an SMPP connection of this process was lost
+   since the previous copy arrived (:meth:`InboundProcessor.connection_lost`: our
+   deliver_sm_resp may never have reached the SMSC, which offers the MO again after
+   reconnecting) and it comes within ``dedup_ttl`` (120 s). USSD PDUs are keyed only when they
+   carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session, so a USSD
+   candidate within ``dedup_ttl`` is a redelivery unless it counts as a new *turn*:
+   :meth:`InboundProcessor.replied` is told when the SMSC accepted a reply to the subscriber,
+   and an answer that arrived after that reply is the subscriber answering the menu — ``2``,
+   menu, ``2`` again are both handed on, while a copy that arrived before the reply left is
+   still dropped. A redelivery that reaches another process, or this one after a restart, is
+   handed on: a repeated answer is the lesser harm than a command left unanswered.
 3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
    every part is in.
 """
@@ -30,7 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from backend.errors import InvalidInput
 from gateway import receipts, text
@@ -42,7 +51,10 @@ log = logging.getLogger(__name__)
 
 #: esm_class message types that are notifications, not subscriber text.
 RECEIPT_TYPES = frozenset({0x04, 0x08, 0x20})
+#: how long after a copy a connection loss still makes its repeat a redelivery (seconds)
 DEFAULT_DEDUP_TTL = 120.0
+#: how soon a repeat counts as a redelivery without any other sign (seconds)
+DEFAULT_REDELIVERY_WINDOW = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,32 +88,6 @@ class ReceiptEvent:
 
 InboundEvent = InboundMessage | ReceiptEvent
 InboundSink = Callable[[InboundEvent], Awaitable[None]]
-
-
-class KeyStore(Protocol):
-    async def claim_once(self, key: str, ttl: float) -> bool: ...
-
-
-class MemoryKeyStore:
-    """``claim_once`` in one process, with expiry (tests, embedded single-process serve)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
-        self._keys: dict[str, float] = {}
-        self._clock = clock
-        self._max = max_keys
-
-    async def claim_once(self, key: str, ttl: float) -> bool:
-        now = self._clock()
-        expiry = self._keys.get(key)
-        if expiry is not None and expiry > now:
-            return False
-        if len(self._keys) >= self._max:
-            self._keys = {k: e for k, e in self._keys.items() if e > now}
-        self._keys[key] = now + ttl
-        return True
-
-    async def release(self, key: str) -> None:
-        self._keys.pop(key, None)
 
 
 def is_receipt(pdu: Pdu) -> bool:
@@ -141,19 +127,22 @@ class InboundProcessor:
         self,
         sink: InboundSink,
         *,
-        dedup: KeyStore | None = None,
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        redelivery_window: float = DEFAULT_REDELIVERY_WINDOW,
         reassembly_timeout: float = 300.0,
         country_code: str = "48",
         clock: Callable[[], float] = time.monotonic,
+        max_sources: int = 100_000,
     ) -> None:
         self._sink = sink
-        self._dedup = dedup if dedup is not None else MemoryKeyStore(clock)
         self._dedup_ttl = dedup_ttl
+        self._window = redelivery_window
         self._reassembler = Reassembler(reassembly_timeout)
-        self._last: OrderedDict[str, _Turn] = OrderedDict()  # source → its last PDU
-        self._tick = 0  # orders arrivals and replies (a counter: no clock ties)
-        self._max_sources = 100_000
+        self._last: OrderedDict[str, _Turn] = OrderedDict()  # source → last PDU handed on (LRU)
+        self._max_sources = max_sources
+        # Orders arrivals, answers, replies and connection losses (a counter: no clock ties).
+        self._tick = 0
+        self._lost = 0  # tick of the last lost SMPP connection
         self._locks: dict[str, list[Any]] = {}  # source → [asyncio.Lock, users]
         self._country_code = country_code
         self._clock = clock
@@ -169,49 +158,80 @@ class InboundProcessor:
             self._tick += 1
             turn.replied = self._tick
 
+    def connection_lost(self) -> None:
+        """An SMPP connection of this process closed: a deliver_sm_resp written before may not
+        have reached the SMSC, which then offers that MO again after reconnecting."""
+        self._tick += 1
+        self._lost = self._tick
+
     async def __call__(self, pdu: Pdu) -> int:
         self._tick += 1
         arrived = self._tick  # before any await: the order the link handed the PDUs over
         source = self._msisdn(str(pdu.get("source_addr", "")))
         if is_receipt(pdu):
             return await self._receipt(pdu, source)
+        at = self._clock()
         # One subscriber's PDUs are handled one at a time, in arrival order (the session starts
         # a task per PDU in that order and asyncio.Lock queues its waiters FIFO): "3IJA ..."
-        # then "TAK 111111" must reach the dialogs in that order even when the dedup store
-        # answers the second claim first.
+        # then "TAK 111111" must reach the dialogs in that order, and a copy that came while
+        # its original was in the sink is judged once the original's outcome is known.
         entry = self._locks.get(source)
         if entry is None:
             entry = self._locks[source] = [asyncio.Lock(), 0]
         entry[1] += 1
         try:
             async with entry[0]:
-                return await self._message_pdu(pdu, source, arrived)
+                return await self._message_pdu(pdu, source, arrived, at)
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._locks[source]
 
-    async def _message_pdu(self, pdu: Pdu, source: str, arrived: int) -> int:
+    async def _message_pdu(self, pdu: Pdu, source: str, arrived: int, at: float) -> int:
         key = dedup_key(pdu)
+        turn: _Turn | None = None
         if key is not None:
-            fresh = await self._dedup.claim_once(key, self._dedup_ttl)
-            turn = self._last.get(source)
-            if turn is None:
-                turn = self._last[source] = _Turn(key, arrived)
-                repeat = False
-            else:
-                repeat = turn.key == key and not (
-                    pdu.get("ussd_service_op") is not None
-                    and turn.arrived < turn.replied < arrived  # answered after our reply
-                )
-                turn.key, turn.arrived = key, arrived
+            reason = self._redelivery(pdu, self._last.get(source), key, arrived, at)
+            if reason is not None:
+                self.duplicates += 1
+                log.info("duplicate MO dropped (%s)", reason, extra={"msisdn": source})
+                return Status.ESME_ROK
+            turn = self._last[source] = _Turn(key, arrived, at)
             self._last.move_to_end(source)
             if len(self._last) > self._max_sources:
                 self._last.popitem(last=False)
-            if not fresh and repeat:
-                self.duplicates += 1
-                log.info("duplicate MO dropped", extra={"msisdn": source})
-                return Status.ESME_ROK
+        try:
+            return await self._hand_on(pdu, source, key)
+        except BaseException:  # raised or cancelled: the SMSC was not answered ESME_ROK
+            if turn is not None:
+                turn.failed = True
+            raise
+        finally:
+            if turn is not None:
+                self._tick += 1
+                turn.answered = self._tick
+
+    def _redelivery(
+        self, pdu: Pdu, previous: _Turn | None, key: str, arrived: int, at: float
+    ) -> str | None:
+        """Why this PDU is a copy of ``previous`` (the subscriber's last one handed on), or None
+        when it is a new message."""
+        if previous is None or previous.key != key or previous.failed:
+            return None
+        age = at - previous.at
+        if pdu.get("ussd_service_op") is not None:
+            if age <= self._dedup_ttl and not previous.arrived < previous.replied < arrived:
+                return "ussd answer before our reply"
+            return None
+        if previous.answered == 0 or arrived < previous.answered:
+            return "came while the first was being answered"
+        if age <= self._window:
+            return "back to back"
+        if previous.arrived < self._lost and age <= self._dedup_ttl:
+            return "after a lost connection"
+        return None
+
+    async def _hand_on(self, pdu: Pdu, source: str, key: str | None) -> int:
         try:
             whole = self._reassembler.add(source, dict(pdu.params), self._clock())
         except ValueError:
@@ -220,14 +240,7 @@ class InboundProcessor:
         if whole is None:
             self.parts_waiting += 1
             return Status.ESME_ROK
-        message = self._message(pdu, source, whole, key)
-        try:
-            await self._sink(message)
-        except Exception:
-            release = getattr(self._dedup, "release", None)
-            if key is not None and release is not None:
-                await release(key)
-            raise
+        await self._sink(self._message(pdu, source, whole, key))
         self.messages += 1
         return Status.ESME_ROK
 
@@ -284,13 +297,17 @@ class InboundProcessor:
 
 
 class _Turn:
-    """The last PDU from one subscriber: its dedup key, when it arrived, when we last replied."""
+    """The last PDU handed on from one subscriber: its dedup key, when it arrived (tick and
+    clock), when it was answered and whether that failed, when the SMSC last took our reply."""
 
-    __slots__ = ("arrived", "key", "replied")
+    __slots__ = ("answered", "arrived", "at", "failed", "key", "replied")
 
-    def __init__(self, key: str, arrived: int) -> None:
+    def __init__(self, key: str, arrived: int, at: float) -> None:
         self.key = key
         self.arrived = arrived
+        self.at = at
+        self.answered = 0  # tick; 0 while the sink has it
+        self.failed = False
         self.replied = 0
 
 

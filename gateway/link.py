@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast, runtime_checkable
 
 from backend.errors import Idea24Error
 from gateway import codec
@@ -49,6 +49,16 @@ log = logging.getLogger(__name__)
 #: Called with each deliver_sm / data_sm; returns the command_status to answer with.
 InboundHandler = Callable[[Pdu], Awaitable[int]]
 LinkMode = Literal["trx", "tx", "rx"]
+
+
+@runtime_checkable
+class LossAware(Protocol):
+    """An inbound handler that wants to know when a connection closed: a deliver_sm_resp
+    written before may not have reached the SMSC, which then offers that MO again
+    (:meth:`gateway.inbound.InboundProcessor.connection_lost`)."""
+
+    def connection_lost(self) -> None: ...
+
 
 _BIND_COMMANDS: Mapping[str, str] = {
     "trx": "bind_transceiver",
@@ -747,6 +757,8 @@ class SmppLink:
     def _on_lost(self, proto: _Protocol) -> None:
         self._bound.clear()
         self._fail_pending(proto)
+        if isinstance(self._on_inbound, LossAware):
+            self._on_inbound.connection_lost()
 
     def _on_data(self, proto: _Protocol, data: bytes) -> None:
         """Cut the stream into PDUs. A plain submit_sm_resp (message_id, no TLVs) to a

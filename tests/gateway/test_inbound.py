@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,6 @@ from gateway.inbound import (
     InboundEvent,
     InboundMessage,
     InboundProcessor,
-    MemoryKeyStore,
     ReceiptEvent,
     dedup_key,
     is_receipt,
@@ -46,7 +46,7 @@ def processor(got: list[InboundEvent], clock: Clock) -> InboundProcessor:
     async def sink(event: InboundEvent) -> None:
         got.append(event)
 
-    return InboundProcessor(sink, dedup=MemoryKeyStore(clock), dedup_ttl=60, clock=clock)
+    return InboundProcessor(sink, clock=clock)  # dedup_ttl 120 s, redelivery window 10 s
 
 
 async def test_sms_becomes_a_message(processor: InboundProcessor, got: list[Any]) -> None:
@@ -94,7 +94,7 @@ async def test_redelivered_mo_is_acknowledged_but_not_handed_on(
     assert len(got) == 1 and processor.duplicates == 1
     await processor(deliver(3, short_message=b"INFO", source_addr="48600000002"))
     assert len(got) == 2  # another subscriber is another message
-    clock.now += 61
+    clock.now += 11
     await processor(deliver(4, short_message=b"INFO"))
     assert len(got) == 3  # outside the window: the subscriber typed it again
 
@@ -130,7 +130,9 @@ async def test_same_ussd_answer_twice_is_not_a_duplicate(
     assert dedup_key(deliver(short_message=b"1", ussd_service_op=18)) is None
 
 
-async def test_failing_sink_releases_the_dedup_claim(got: list[Any], clock: Clock) -> None:
+async def test_copy_of_a_failed_turn_is_processed(got: list[Any], clock: Clock) -> None:
+    """A turn that raised (TurnUnavailable) was answered ESME_RX_T_APPN: the SMSC's copy must
+    run the turn, however soon it comes."""
     calls = 0
 
     async def flaky(event: InboundEvent) -> None:
@@ -140,11 +142,13 @@ async def test_failing_sink_releases_the_dedup_claim(got: list[Any], clock: Cloc
             raise RuntimeError("router down")
         got.append(event)
 
-    processor = InboundProcessor(flaky, dedup=MemoryKeyStore(clock), clock=clock)
+    processor = InboundProcessor(flaky, clock=clock)
     with pytest.raises(RuntimeError):
-        await processor(deliver(short_message=b"HASLO"))
-    await processor(deliver(short_message=b"HASLO"))  # the SMSC's redelivery is processed
-    assert [m.text for m in got] == ["HASLO"]
+        await processor(deliver(1, short_message=b"HASLO"))
+    await processor(deliver(2, short_message=b"HASLO"))  # the SMSC's redelivery is processed
+    assert [m.text for m in got] == ["HASLO"] and processor.duplicates == 0
+    await processor(deliver(3, short_message=b"HASLO"))  # a copy of the one that succeeded
+    assert len(got) == 1 and processor.duplicates == 1
 
 
 async def test_incomplete_long_mo_expires(got: list[Any], clock: Clock) -> None:
@@ -169,28 +173,34 @@ async def test_same_command_after_another_is_not_a_redelivery(
     assert len(got) == 3 and processor.duplicates == 1
 
 
-async def test_one_subscribers_messages_reach_the_sink_in_arrival_order(got: list[Any]) -> None:
-    import asyncio
+class HeldSink:
+    """A sink that keeps the first event until ``release`` (a slow turn), recording entries."""
 
-    class SlowFirstClaim(MemoryKeyStore):
-        """The first claim answers last, as a Redis round trip may."""
+    def __init__(self) -> None:
+        self.entered: list[str] = []
+        self.first_in = asyncio.Event()
+        self.release = asyncio.Event()
 
-        calls = 0
+    async def __call__(self, event: InboundEvent) -> None:
+        assert isinstance(event, InboundMessage)
+        self.entered.append(event.text)
+        if len(self.entered) == 1:
+            self.first_in.set()
+            await self.release.wait()
 
-        async def claim_once(self, key: str, ttl: float) -> bool:
-            SlowFirstClaim.calls += 1
-            if SlowFirstClaim.calls == 1:
-                await asyncio.sleep(0.05)
-            return await super().claim_once(key, ttl)
 
-    async def sink(event: InboundEvent) -> None:
-        got.append(event)
-
-    processor = InboundProcessor(sink, dedup=SlowFirstClaim())
+async def test_one_subscribers_messages_reach_the_sink_in_arrival_order() -> None:
+    sink = HeldSink()
+    processor = InboundProcessor(sink)
     first = asyncio.create_task(processor(deliver(1, short_message=b"3IJA 605111222")))
+    await asyncio.wait_for(sink.first_in.wait(), 5)
     second = asyncio.create_task(processor(deliver(2, short_message=b"TAK 111111")))
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the second run as far as it can
+    assert sink.entered == ["3IJA 605111222"]  # waits for the first turn
+    sink.release.set()
     await asyncio.wait_for(asyncio.gather(first, second), 5)
-    assert [m.text for m in got] == ["3IJA 605111222", "TAK 111111"]
+    assert sink.entered == ["3IJA 605111222", "TAK 111111"]
     assert processor._locks == {}
 
 
@@ -219,3 +229,107 @@ async def test_a_reply_does_not_make_a_repeated_sms_new(
     processor.replied("48600000001")
     await processor(deliver(2, short_message=b"INFO"))
     assert len(got) == 1 and processor.duplicates == 1
+
+
+async def test_same_sms_typed_again_after_the_reply_is_answered_again(
+    processor: InboundProcessor, got: list[Any], clock: Clock
+) -> None:
+    """The reported bug: PAKIET, the reply, PAKIET again 15 s later got no answer."""
+    await processor(deliver(1, short_message=b"PAKIET"))
+    processor.replied("48600000001")
+    clock.now += 15
+    await processor(deliver(2, short_message=b"PAKIET"))
+    assert [m.text for m in got] == ["PAKIET", "PAKIET"] and processor.duplicates == 0
+
+
+async def test_back_to_back_copy_is_dropped(
+    processor: InboundProcessor, got: list[Any], clock: Clock
+) -> None:
+    await processor(deliver(1, short_message=b"PAKIET"))
+    clock.now += 9.5
+    await processor(deliver(2, short_message=b"PAKIET"))
+    assert len(got) == 1 and processor.duplicates == 1
+
+
+async def test_redelivery_window_is_configurable(got: list[Any], clock: Clock) -> None:
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    processor = InboundProcessor(sink, redelivery_window=2.0, clock=clock)
+    await processor(deliver(1, short_message=b"PAKIET"))
+    clock.now += 1.5
+    await processor(deliver(2, short_message=b"PAKIET"))
+    clock.now += 3
+    await processor(deliver(3, short_message=b"PAKIET"))
+    assert len(got) == 2 and processor.duplicates == 1
+
+
+async def test_copy_while_the_first_is_still_in_the_sink_is_dropped(clock: Clock) -> None:
+    """The SMSC timed out on a slow turn and resent: the copy is dropped however late."""
+    sink = HeldSink()
+    processor = InboundProcessor(sink, clock=clock)
+    first = asyncio.create_task(processor(deliver(1, short_message=b"PAKIET")))
+    await asyncio.wait_for(sink.first_in.wait(), 5)
+    clock.now += 30
+    copy = asyncio.create_task(processor(deliver(2, short_message=b"PAKIET")))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    sink.release.set()
+    assert list(await asyncio.wait_for(asyncio.gather(first, copy), 5)) == [Status.ESME_ROK] * 2
+    assert sink.entered == ["PAKIET"] and processor.duplicates == 1
+    clock.now += 15
+    await processor(deliver(3, short_message=b"PAKIET"))  # typed again after the answer
+    assert sink.entered == ["PAKIET", "PAKIET"]
+
+
+async def test_copy_after_a_lost_connection_is_dropped_within_the_ttl(
+    processor: InboundProcessor, got: list[Any], clock: Clock
+) -> None:
+    """Our deliver_sm_resp may have died with the connection: the SMSC resends after
+    reconnecting, which can take longer than the window."""
+    await processor(deliver(1, short_message=b"PAKIET"))
+    processor.connection_lost()
+    clock.now += 60
+    await processor(deliver(2, short_message=b"PAKIET"))
+    assert len(got) == 1 and processor.duplicates == 1
+    clock.now += 61  # 121 s after the first copy: past the TTL
+    await processor(deliver(3, short_message=b"PAKIET"))
+    assert len(got) == 2 and processor.duplicates == 1
+
+
+async def test_connection_lost_before_the_message_does_not_count(
+    processor: InboundProcessor, got: list[Any], clock: Clock
+) -> None:
+    processor.connection_lost()
+    await processor(deliver(1, short_message=b"PAKIET"))
+    clock.now += 60
+    await processor(deliver(2, short_message=b"PAKIET"))
+    assert len(got) == 2 and processor.duplicates == 0
+
+
+async def test_ussd_copy_after_the_ttl_is_a_new_message(
+    processor: InboundProcessor, got: list[Any], clock: Clock
+) -> None:
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"2", ussd_service_op=18, its_session_info=0x0700)
+
+    await processor(answer(1))
+    clock.now += 60  # no reply: a copy, however long the SMSC took (within the TTL)
+    await processor(answer(2))
+    clock.now += 61
+    await processor(answer(3))
+    assert len(got) == 2 and processor.duplicates == 1
+
+
+async def test_subscribers_remembered_are_bounded(got: list[Any], clock: Clock) -> None:
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    processor = InboundProcessor(sink, clock=clock, max_sources=2)
+    for n in (1, 2, 3):
+        await processor(deliver(n, short_message=b"INFO", source_addr=f"4860000000{n}"))
+    assert len(processor._last) == 2
+    await processor(deliver(4, short_message=b"INFO", source_addr="48600000001"))
+    assert len(got) == 4  # forgotten (least recently seen): handed on
+    await processor(deliver(5, short_message=b"INFO", source_addr="48600000003"))
+    assert len(got) == 4 and processor.duplicates == 1

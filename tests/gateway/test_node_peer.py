@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool
-from gateway.inbound import InboundEvent, InboundMessage, MemoryKeyStore
+from gateway.inbound import InboundEvent, InboundMessage
 from gateway.outbox import MemoryOutbox, reply_meta
 from gateway.settings import SmscProfile
 
@@ -142,7 +142,7 @@ async def pool(peer: NodeSmsc) -> AsyncIterator[BindPool]:
     profile = SmscProfile(
         "idea24", "secret", "127.0.0.1", peer.port, system_type="IDEA24", source_addr="2424"
     )
-    bind_pool = BindPool([profile], outbox, Echo(outbox), dedup=MemoryKeyStore())
+    bind_pool = BindPool([profile], outbox, Echo(outbox))
     async with bind_pool:
         assert await bind_pool.sessions[0].wait_bound(10)
         yield bind_pool

@@ -18,7 +18,6 @@ from test_outbox_link import A, Echo, mt_texts, profile, wait_for
 from test_session_smsc import Client, MiniSmsc
 
 from gateway.binds import BindPool, OutboxSender
-from gateway.inbound import MemoryKeyStore
 from gateway.outbox import DeliveryTracker, MemoryOutbox
 from gateway.pdu import Pdu
 from gateway.session import SmppSession
@@ -46,7 +45,6 @@ def late_pool(sim: SimulatorController, **session_options: Any) -> BindPool:
         [profile(sim, response_timeout=0.3)],
         outbox,
         Echo(outbox),
-        dedup=MemoryKeyStore(),
         session_options={"backoff_base": 0.05, **session_options},
     )
 

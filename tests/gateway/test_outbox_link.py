@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool, OutboxSender
-from gateway.inbound import InboundEvent, InboundMessage, MemoryKeyStore
+from gateway.inbound import InboundEvent, InboundMessage
 from gateway.outbox import DeliveryTracker, MemoryOutbox, Outbox, reply_meta
 from gateway.session import SmppSession
 from gateway.settings import SmscProfile
@@ -59,7 +59,6 @@ async def pool(sim: SimulatorController) -> AsyncIterator[BindPool]:
         [profile(sim)],
         outbox,
         Echo(outbox),
-        dedup=MemoryKeyStore(),
         session_options={"backoff_base": 0.05},
     )
     async with bind_pool:
@@ -224,7 +223,7 @@ async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorContro
     stalled.submit_hook = hold
     outbox = MemoryOutbox()
     slow = stalled.profile(window=3, response_timeout=30.0)
-    pool = BindPool([slow, profile(sim, window=8)], outbox, Echo(outbox), dedup=MemoryKeyStore())
+    pool = BindPool([slow, profile(sim, window=8)], outbox, Echo(outbox))
     try:
         async with pool:
             assert await pool.sessions[0].wait_bound(5) and await pool.sessions[1].wait_bound(5)
@@ -410,7 +409,7 @@ async def test_ussd_repeated_answers_are_turns_and_a_redelivery_is_still_dropped
                 await super().__call__(event)
 
         echo = Stalling(outbox)
-        bind_pool = BindPool([profile(sim)], outbox, echo, dedup=MemoryKeyStore())
+        bind_pool = BindPool([profile(sim)], outbox, echo)
         async with bind_pool:
             assert await bind_pool.sessions[0].wait_bound(5)
             answers = ["*100#", "2", "2", "00", "2", "00", "00"]
@@ -453,7 +452,6 @@ async def test_a_throttled_bind_does_not_stall_the_others_and_windows_stay_full(
         ],
         outbox,
         Echo(outbox),
-        dedup=MemoryKeyStore(),
     )
     total = 24
     try:

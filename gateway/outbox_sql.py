@@ -6,14 +6,33 @@ same row; a row is eligible only when no earlier row of the same subscriber is s
 replies to one subscriber leave in order. Sent rows are deleted; failed rows stay with
 ``state = 'failed'`` and the error. The table has its own MetaData (the outbox is gateway
 plumbing, not domain data) and is created with ``create_all(checkfirst=True)`` at startup.
+
+Cost per reply (the outbox was most of a turn's CPU on SQLite). Writes are coalesced: every
+``put`` and ``done`` made in the same event-loop tick (one per turn, many turns in flight) is
+written by one transaction — one multi-row INSERT … RETURNING and one ``DELETE … WHERE id IN``
+— by a single writer task, and each caller still returns only once *its* batch committed (the
+durability a turn's reply needs before the SMSC gets its deliver_sm_resp). One flush runs at a
+time, so ids keep production order across batches. ``take`` is one statement: ``UPDATE … WHERE
+id IN (SELECT … ORDER BY id LIMIT n) RETURNING …`` (SQLite ≥ 3.35; on PostgreSQL the inner
+SELECT is ``FOR UPDATE SKIP LOCKED``, so concurrent takers skip each other's rows instead of
+queueing). On SQLite the outbox's write transactions are serialised in-process by a lock, so
+they never wait for each other in SQLite's busy handler (other processes' writers still do).
+A committed put or done wakes this process's waiting ``take`` at once (an ``asyncio.Event``);
+rows written by other processes are found by polling every ``poll`` seconds.
+
+Durability on SQLite: WAL with ``synchronous=NORMAL`` (see :mod:`backend.db`): a committed
+reply survives the process being killed (SIGKILL, OOM); a power cut may lose the last
+transactions, which is not something we promise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +67,78 @@ outbox_table = sa.Table(
 )
 
 
+def _take_statement(postgres: bool) -> sa.Update:
+    """Lease up to ``:limit`` eligible rows to ``:owner`` and return them, in one statement.
+
+    Eligible: queued, no live lease, past its ``not_before``, and no earlier row of the same
+    subscriber still queued. On PostgreSQL the chosen rows are locked and rows another taker
+    holds are skipped; the outer WHERE re-checks the lease (a row leased meanwhile is left).
+    """
+    t = outbox_table
+    picked = t.alias("picked")
+    earlier = t.alias("earlier")
+    now = sa.bindparam("now", type_=sa.Float())
+    blocked = (
+        sa.select(earlier.c.id)
+        .where(
+            earlier.c.msisdn == picked.c.msisdn,
+            earlier.c.id < picked.c.id,
+            earlier.c.state == "queued",
+        )
+        .exists()
+    )
+    chosen = (
+        sa.select(picked.c.id)
+        .where(
+            picked.c.state == "queued",
+            picked.c.lease_until < now,
+            picked.c.not_before <= now,
+            ~blocked,
+        )
+        .order_by(picked.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    if postgres:
+        chosen = chosen.with_for_update(skip_locked=True, of=picked)
+    return (
+        t.update()
+        .where(t.c.id.in_(chosen.scalar_subquery()), t.c.state == "queued", t.c.lease_until < now)
+        .values(
+            lease_owner=sa.bindparam("owner", type_=sa.String()),
+            lease_until=sa.bindparam("until", type_=sa.Float()),
+            attempts=t.c.attempts + 1,
+        )
+        .returning(t.c.id, t.c.msisdn, t.c.text, t.c.meta, t.c.ref, t.c.attempts, t.c.accepted)
+    )
+
+
+_TAKE = _take_statement(postgres=False)
+_TAKE_PG = _take_statement(postgres=True)
+#: Many rows, one statement (SQLAlchemy's "insertmanyvalues" batches an executemany into one
+#: multi-row INSERT). RETURNING has no defined order, but one statement numbers its rows in
+#: VALUES order (SQLite: max(rowid) + 1 per row, the writer lock held; PostgreSQL: nextval per
+#: row, increasing for one session), so the sorted ids are the rows' ids in order.
+_INSERT = (
+    outbox_table.insert()
+    .values(state="queued", lease_until=0.0, not_before=0.0, attempts=0, accepted="{}")
+    .returning(outbox_table.c.id)
+)
+
+
+@dataclass(slots=True)
+class _Put:
+    msisdn: str
+    texts: list[str]
+    meta: str
+    ids: asyncio.Future[list[str]]
+
+
+@dataclass(slots=True)
+class _Done:
+    id: int
+    written: asyncio.Future[None]
+
+
 class SqlOutbox(Outbox):
     def __init__(
         self,
@@ -62,6 +153,13 @@ class SqlOutbox(Outbox):
         self._clock = clock
         self._poll = poll
         self._ready = False
+        self._postgres = engine.dialect.name == "postgresql"
+        # SQLite has one writer at a time: ours queue here rather than in its busy handler.
+        self._serial: asyncio.Lock | None = None if self._postgres else asyncio.Lock()
+        self._puts: list[_Put] = []
+        self._dones: list[_Done] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # a put or done committed here: a take may find more
 
     async def create(self) -> None:
         """Create the table if missing (idempotent; called lazily too)."""
@@ -70,111 +168,134 @@ class SqlOutbox(Outbox):
                 await conn.run_sync(metadata.create_all, checkfirst=True)
             self._ready = True
 
+    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._serial if self._serial is not None else contextlib.nullcontext()
+
+    # -- coalesced writes ------------------------------------------------------------------
+
     async def put(
         self, msisdn: str, texts: str | Sequence[str], meta: Mapping[str, Any] | None = None
     ) -> list[str]:
         await self.create()
-        meta_json = json.dumps(dict(meta or {}))
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        listed = [texts] if isinstance(texts, str) else list(texts)
+        if not listed:
+            return []
+        ids: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._puts.append(_Put(msisdn, listed, json.dumps(dict(meta or {})), ids))
+        self._wake_writer()
+        return await ids
+
+    async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._dones.append(_Done(int(item.id), written))
+        self._wake_writer()
+        await written
+
+    def _wake_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        """Flush what queued up, one batch at a time, until nothing is waiting."""
+        while self._puts or self._dones:
+            await asyncio.sleep(0)  # the calls of this tick join the batch
+            puts, self._puts = self._puts, []
+            dones, self._dones = self._dones, []
+            try:
+                ids = await self._flush(puts, dones)
+            except BaseException as exc:
+                for put in puts:
+                    if not put.ids.done():
+                        put.ids.set_exception(exc)
+                for done in dones:
+                    if not done.written.done():
+                        done.written.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for put, put_ids in zip(puts, ids, strict=True):
+                if not put.ids.done():
+                    put.ids.set_result(put_ids)
+            for done in dones:
+                if not done.written.done():
+                    done.written.set_result(None)
+            self._changed.set()
+
+    async def _flush(self, puts: list[_Put], dones: list[_Done]) -> list[list[str]]:
         for attempt in range(1, PUT_ATTEMPTS + 1):
             try:
-                return await self._put(msisdn, texts, meta_json)
+                return await self._flush_once(puts, dones)
             except DBAPIError as exc:
-                # The turn already happened: a connection the database cut under the insert is
+                # The turns already happened: a connection the database cut under the write is
                 # worth another one (the failed transaction left nothing behind).
                 if not exc.connection_invalidated or attempt == PUT_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
-    async def _put(self, msisdn: str, texts: list[str], meta_json: str) -> list[str]:
-        ids = []
-        async with self._engine.begin() as conn:
-            for text in texts:
-                result = await conn.execute(
-                    outbox_table.insert().values(
-                        msisdn=msisdn,
-                        text=text,
-                        meta=meta_json,
-                        ref=new_ref(),
-                        state="queued",
-                        lease_until=0.0,
-                        not_before=0.0,
-                        attempts=0,
-                        accepted="{}",
-                        created_at=self._clock(),
-                    )
+    async def _flush_once(self, puts: list[_Put], dones: list[_Done]) -> list[list[str]]:
+        now = self._clock()
+        rows = [
+            {"msisdn": put.msisdn, "text": text, "meta": put.meta, "ref": new_ref()}
+            for put in puts
+            for text in put.texts
+        ]
+        async with self._write_lock(), self._engine.begin() as conn:
+            if dones:
+                await conn.execute(
+                    outbox_table.delete().where(outbox_table.c.id.in_([d.id for d in dones]))
                 )
-                key = result.inserted_primary_key
-                assert key is not None
-                ids.append(str(key[0]))
-        return ids
+            inserted: list[int] = []
+            if rows:
+                result = await conn.execute(_INSERT, [{**row, "created_at": now} for row in rows])
+                inserted = sorted(int(r[0]) for r in result.all())
+        out: list[list[str]] = []
+        at = 0
+        for put in puts:
+            out.append([str(i) for i in inserted[at : at + len(put.texts)]])
+            at += len(put.texts)
+        return out
+
+    # -- taking ----------------------------------------------------------------------------
 
     async def take(self, consumer: str, limit: int = 1, wait: float = 0.0) -> list[OutboxItem]:
         await self.create()
         deadline = time.monotonic() + wait
         while True:
+            self._changed.clear()
             out = await self._take_once(consumer, limit)
-            if out or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
                 return out
-            await asyncio.sleep(min(self._poll, max(0.0, deadline - time.monotonic())))
+            # Woken by our own commits at once; other processes' rows are polled for.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(self._poll, remaining))
 
     async def _take_once(self, consumer: str, limit: int) -> list[OutboxItem]:
-        t = outbox_table
-        earlier = t.alias("earlier")
         now = self._clock()
-        blocked = (
-            sa.select(earlier.c.id)
-            .where(
-                earlier.c.msisdn == t.c.msisdn,
-                earlier.c.id < t.c.id,
-                earlier.c.state == "queued",
+        params = {"now": now, "until": now + self._lease, "owner": consumer, "limit": limit}
+        statement = _TAKE_PG if self._postgres else _TAKE
+        async with self._write_lock(), self._engine.begin() as conn:
+            rows = sorted((await conn.execute(statement, params)).all(), key=lambda r: r.id)
+        return [
+            OutboxItem(
+                str(r.id),
+                r.msisdn,
+                r.text,
+                json.loads(r.meta),
+                r.ref,
+                r.id,
+                r.attempts,
+                {int(k): v for k, v in json.loads(r.accepted).items()}
+                if r.accepted != "{}"
+                else {},
             )
-            .exists()
-        )
-        query = (
-            sa.select(t)
-            .where(
-                t.c.state == "queued",
-                t.c.lease_until < now,
-                t.c.not_before <= now,
-                ~blocked,
-            )
-            .order_by(t.c.id)
-            .limit(limit)
-        )
-        out = []
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-            for row in rows:
-                claimed = await conn.execute(
-                    t.update()
-                    .where(t.c.id == row["id"], t.c.state == "queued", t.c.lease_until < now)
-                    .values(
-                        lease_owner=consumer,
-                        lease_until=now + self._lease,
-                        attempts=t.c.attempts + 1,
-                    )
-                )
-                if claimed.rowcount != 1:
-                    continue  # another process leased it between our select and update
-                out.append(
-                    OutboxItem(
-                        str(row["id"]),
-                        row["msisdn"],
-                        row["text"],
-                        json.loads(row["meta"]),
-                        row["ref"],
-                        row["id"],
-                        row["attempts"] + 1,
-                        {int(k): v for k, v in json.loads(row["accepted"]).items()},
-                    )
-                )
-        return out
+            for r in rows
+        ]
 
     async def heartbeat(self, consumer: str) -> None:
         t = outbox_table
         now = self._clock()
-        async with self._engine.begin() as conn:
+        async with self._write_lock(), self._engine.begin() as conn:
             await conn.execute(
                 t.update()
                 .where(t.c.lease_owner == consumer, t.c.lease_until >= now, t.c.state == "queued")
@@ -185,7 +306,7 @@ class SqlOutbox(Outbox):
         await self.create()
         t = outbox_table
         live = sa.and_(t.c.state == "queued", t.c.lease_until >= self._clock())
-        async with self._engine.begin() as conn:
+        async with self._write_lock(), self._engine.begin() as conn:
             owners = (
                 await conn.execute(sa.select(t.c.lease_owner).where(live).distinct())
             ).scalars()
@@ -199,15 +320,11 @@ class SqlOutbox(Outbox):
             )
         return int(released.rowcount or 0)
 
-    async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(outbox_table.delete().where(outbox_table.c.id == int(item.id)))
-
     async def retry(
         self, item: OutboxItem, delay: float, error: str, accepted: Mapping[int, str]
     ) -> None:
         merged = {str(k): v for k, v in {**item.accepted, **accepted}.items()}
-        async with self._engine.begin() as conn:
+        async with self._write_lock(), self._engine.begin() as conn:
             await conn.execute(
                 outbox_table.update()
                 .where(outbox_table.c.id == int(item.id))
@@ -219,14 +336,16 @@ class SqlOutbox(Outbox):
                     error=error,
                 )
             )
+        self._changed.set()
 
     async def fail(self, item: OutboxItem, error: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._write_lock(), self._engine.begin() as conn:
             await conn.execute(
                 outbox_table.update()
                 .where(outbox_table.c.id == int(item.id))
                 .values(state="failed", lease_owner=None, lease_until=0.0, error=error)
             )
+        self._changed.set()
 
     async def depth(self) -> int:
         await self.create()
@@ -251,3 +370,9 @@ class SqlOutbox(Outbox):
             )
             for r in rows
         ]
+
+    async def close(self) -> None:
+        """Let a flush under way finish (its callers are waiting for it)."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait({writer}, timeout=5.0)

@@ -1,4 +1,4 @@
-"""USSD walks with identical answers in a row while the SMSC drops the connection every second.
+"""USSD walks with identical answers in a row while the SMSC drops the connection every 40 turns.
 
 An answer repeated inside one session ("00", "00") is a new turn; a deliver_sm the SMSC offers
 again after a drop is not. Each handset waits for every screen, as a phone does.
@@ -11,7 +11,6 @@ from collections import Counter
 
 from simulator.controller import SimulatorController
 from tests.faults.harness import Tally, gateway, seed_subscribers, subscribers
-from tests.faults.test_fault_smsc import every
 
 #: (what the handset sends, the screen it must get back)
 WALK = [
@@ -41,22 +40,30 @@ def screen(text: str) -> str:
 
 
 async def walks(
-    sim: SimulatorController, sqlite_url: str, name: str, drop_every: float | None
+    sim: SimulatorController, sqlite_url: str, name: str, drop_every: int | None
 ) -> tuple[Tally, dict[str, list[str]]]:
-    """50 handsets walk ``WALK`` at once (optionally with the link cut periodically)."""
+    """50 handsets walk ``WALK`` at once, the link cut after every ``drop_every`` screens.
+
+    Drops follow progress, not the clock: a fast run must meet them as often as a slow one.
+    """
     msisdns = subscribers(50)
     await seed_subscribers(sqlite_url, len(msisdns))
     seen: dict[str, list[str]] = {m: [] for m in msisdns}
+    drops = [0]
+    screens = [0]
 
     async def walk(msisdn: str) -> None:
         for text, _ in WALK:
             reply = await sim.ussd(msisdn, text, wait=10.0)
             seen[msisdn].append(screen(reply.text))
+            screens[0] += 1
+            if drop_every and screens[0] % drop_every == 0:
+                sim.drop_all()
+                drops[0] += 1
 
     async with gateway(sim, sqlite_url) as gw:
-        async with every(drop_every or 3600.0, sim.drop_all) as drops:
-            async with asyncio.timeout(90):
-                await asyncio.gather(*(walk(m) for m in msisdns))
+        async with asyncio.timeout(90):
+            await asyncio.gather(*(walk(m) for m in msisdns))
         processed = Counter(m for m, _ in gw.counter.turns.elements())
         duplicates = gw.snapshot()["inbound"]["duplicates"]
     expected = [name for _, name in WALK]
@@ -96,7 +103,7 @@ async def test_ussd_repeated_answers(
 async def test_ussd_repeated_answers_with_drops(
     sim: SimulatorController, sqlite_url: str, fault_report: list[Tally]
 ) -> None:
-    tally, seen = await walks(sim, sqlite_url, "ussd walks, repeated answers, drops 1s", 1.0)
+    tally, seen = await walks(sim, sqlite_url, "ussd walks, repeated answers, drops", 40)
     fault_report.append(tally)
     assert int(tally.extra["drops"]) >= 1, tally.line()
     assert_walks(tally, seen)

@@ -333,3 +333,27 @@ async def test_subscribers_remembered_are_bounded(got: list[Any], clock: Clock) 
     assert len(got) == 4  # forgotten (least recently seen): handed on
     await processor(deliver(5, short_message=b"INFO", source_addr="48600000003"))
     assert len(got) == 4 and processor.duplicates == 1
+
+
+async def test_the_link_reports_a_lost_connection(got: list[Any], clock: Clock) -> None:
+    """Wired for real: the SMSC cuts the connection after the first copy and re-offers the MO
+    a minute later over the new one (no sleeps: the clock is injected)."""
+    from gateway.session import SmppSession
+    from gateway.settings import SmscProfile
+    from simulator.controller import SimulatorController
+
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    processor = InboundProcessor(sink, clock=clock)
+    async with SimulatorController(accounts={"idea24": "idea24"}) as sim:
+        host, port = sim.smpp_address
+        profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
+        async with SmppSession(profile, processor, backoff_base=0.01, backoff_cap=0.05) as session:
+            assert await session.wait_bound(5)
+            await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
+            assert sim.drop_all() >= 1
+            clock.now += 60
+            await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
+    assert [m.text for m in got if isinstance(m, InboundMessage)] == ["PAKIET"]
+    assert processor.duplicates == 1

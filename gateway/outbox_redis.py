@@ -20,10 +20,11 @@ need the stream sharded by the same tag (not done: one Redis is the deployment f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -41,34 +42,102 @@ from gateway.outbox import (
     new_ref,
 )
 
+#: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
+#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids.
 _PUT = """
-local seq = redis.call('INCR', KEYS[2])
-if seq == 1 then redis.call('DEL', KEYS[3]) end
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
-local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1], 's', seq, 't', ARGV[2],
-                      'meta', ARGV[3], 'r', ARGV[4])
-return {id, seq}
+local ids = {}
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local seq_key, done_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local a = 2 + 4 * i
+  local seq = redis.call('INCR', seq_key)
+  if seq == 1 then redis.call('DEL', done_key) end
+  redis.call('EXPIRE', seq_key, ARGV[1])
+  if redis.call('EXISTS', done_key) == 1 then redis.call('EXPIRE', done_key, ARGV[1]) end
+  ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[a], 's', seq, 't', ARGV[a + 1],
+                          'meta', ARGV[a + 2], 'r', ARGV[a + 3])
+end
+return ids
 """
 
+#: Several items leave: KEYS = stream, failed list, then per item its done-mark and state
+#: keys; ARGV = group, TTL, then per item entry id, seq, failure record ('' when sent).
 _FINISH = """
-local done = tonumber(redis.call('GET', KEYS[2]) or '0')
-if done < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4]) end
-redis.call('XACK', KEYS[1], ARGV[3], ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3])
-if ARGV[5] ~= '' then
-  redis.call('LPUSH', KEYS[4], ARGV[5])
-  redis.call('LTRIM', KEYS[4], 0, 9999)
+local gone = {}
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local done_key, acc_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local a = 3 + 3 * i
+  local done = tonumber(redis.call('GET', done_key) or '0')
+  if done < tonumber(ARGV[a + 1]) then redis.call('SET', done_key, ARGV[a + 1], 'EX', ARGV[2]) end
+  gone[#gone + 1] = ARGV[a]
+  redis.call('DEL', acc_key)
+  if ARGV[a + 2] ~= '' then
+    redis.call('LPUSH', KEYS[2], ARGV[a + 2])
+    redis.call('LTRIM', KEYS[2], 0, 9999)
+  end
 end
-return 1
+redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
+redis.call('XDEL', KEYS[1], unpack(gone))
+return #gone
 """
 
 SEQ_TTL = 7 * 24 * 3600
+#: Seconds a waiting ``take`` blocks at most while an entry of its consumer waits its turn.
+PARKED_RECHECK = 0.05
+#: Items per script call at most (Lua's unpack() has a stack limit in the thousands).
+BATCH_MOST = 256
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Coalescer(Generic[A, R]):
+    """Calls made in the same event-loop tick go to Redis as one script call.
+
+    Each caller awaits its own result, so it still returns only once its write is in Redis;
+    the calls of a tick (one per turn, many turns in flight) share one round trip and one
+    script run. One write runs at a time: calls made meanwhile form the next batch.
+    """
+
+    def __init__(self, write: Callable[[list[A]], Awaitable[list[R]]]) -> None:
+        self._write = write
+        self._pending: list[tuple[A, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, args: Sequence[A]) -> list[R]:
+        """Write ``args`` (kept in this order, with whatever else this tick brings)."""
+        loop = asyncio.get_running_loop()
+        results: list[asyncio.Future[R]] = []
+        for arg in args:
+            results.append(loop.create_future())
+            self._pending.append((arg, results[-1]))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return [await result for result in results]
+
+    async def _run(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0)  # the calls of this tick join the batch
+            batch, self._pending = self._pending[:BATCH_MOST], self._pending[BATCH_MOST:]
+            try:
+                results = await self._write([arg for arg, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), value in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(value)
+
+    async def drain(self) -> None:
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task}, timeout=5.0)
 
 
 class RedisOutbox(Outbox):
@@ -92,6 +161,12 @@ class RedisOutbox(Outbox):
         self._finish = redis.register_script(_FINISH)
         self._group_ready = False
         self._sending: dict[str, set[str]] = {}  # consumer → entry ids handed out, not finished
+        # consumer → entries pending with it that wait (order, retry delay); None = not known
+        # (first take, after recover): its pending list is read only while this is not empty.
+        self._parked: dict[str, set[str] | None] = {}
+        self._autoclaimed = 0.0  # monotonic time of the last XAUTOCLAIM
+        self._puts: _Coalescer[tuple[str, str, str], str] = _Coalescer(self._put_many)
+        self._finishes: _Coalescer[tuple[OutboxItem, str], None] = _Coalescer(self._finish_many)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -117,37 +192,57 @@ class RedisOutbox(Outbox):
     ) -> list[str]:
         await self._ensure_group()
         meta_json = json.dumps(dict(meta or {}), separators=(",", ":"))
-        ids = []
-        for text in [texts] if isinstance(texts, str) else texts:
-            entry, _ = await self._put(
-                keys=[self._stream, self._seq_key(msisdn), self._done_key(msisdn)],
-                args=[msisdn, text, meta_json, new_ref(), SEQ_TTL],
-            )
-            ids.append(_s(entry))
-        return ids
+        texts = [texts] if isinstance(texts, str) else texts
+        return await self._puts([(msisdn, text, meta_json) for text in texts])
+
+    async def _put_many(self, items: list[tuple[str, str, str]]) -> list[str]:
+        keys = [self._stream]
+        args: list[Any] = [SEQ_TTL]
+        for msisdn, text, meta_json in items:
+            keys += [self._seq_key(msisdn), self._done_key(msisdn)]
+            args += [msisdn, text, meta_json, new_ref()]
+        return [_s(entry) for entry in await self._put(keys=keys, args=args)]
 
     async def take(self, consumer: str, limit: int = 1, wait: float = 0.0) -> list[OutboxItem]:
         await self._ensure_group()
         sending = self._sending.setdefault(consumer, set())
         candidates: list[tuple[str, dict[str, str]]] = []
-        own = await self._redis.xreadgroup(
-            GROUP_NAME, consumer, {self._stream: "0"}, count=self._scan
-        )
-        candidates += _entries(own)
-        reclaimed = await self._redis.xautoclaim(
-            self._stream, GROUP_NAME, consumer, int(self._lease * 1000), "0-0", count=self._scan
-        )
-        candidates += [(_s(i), _fields(f)) for i, f in reclaimed[1] if f]
-        for gone in reclaimed[2] if len(reclaimed) > 2 else []:
-            await self._redis.xack(self._stream, GROUP_NAME, gone)  # deleted while pending
+        if self._parked.get(consumer) != set():
+            # Entries read earlier that had to wait (or whose state we do not know): ours to
+            # look at again. The pending list also holds what is being sent, so it is not
+            # read while nothing waits.
+            own = await self._redis.xreadgroup(
+                GROUP_NAME, consumer, {self._stream: "0"}, count=self._scan
+            )
+            read = _entries(own)
+            complete = _count(own) < self._scan
+            self._parked[consumer] = set() if complete else None
+            candidates += read
+        now = time.monotonic()
+        if now - self._autoclaimed >= self._lease / 4:
+            # A dead consumer's entries are idle for ``lease`` before they may be taken; looking
+            # a few times per lease is enough (each look scans the group's pending list).
+            self._autoclaimed = now
+            reclaimed = await self._redis.xautoclaim(
+                self._stream, GROUP_NAME, consumer, int(self._lease * 1000), "0-0", count=self._scan
+            )
+            candidates += [(_s(i), _fields(f)) for i, f in reclaimed[1] if f]
+            for gone in reclaimed[2] if len(reclaimed) > 2 else []:
+                await self._redis.xack(self._stream, GROUP_NAME, gone)  # deleted while pending
         out = await self._eligible(consumer, candidates, sending, limit)
         if len(out) < limit:
+            block = None
+            if wait > 0 and not out:
+                # Something of ours waits (an earlier reply still leaving): look again soon.
+                block = int(
+                    min(wait, PARKED_RECHECK if self._parked.get(consumer) else wait) * 1000
+                )
             new = await self._redis.xreadgroup(
                 GROUP_NAME,
                 consumer,
                 {self._stream: ">"},
                 count=limit - len(out),
-                block=int(wait * 1000) if wait > 0 and not out else None,
+                block=block,
             )
             out += await self._eligible(consumer, _entries(new), sending, limit - len(out))
         return out
@@ -162,7 +257,12 @@ class RedisOutbox(Outbox):
         """The candidates that may go now, leased to ``consumer``: three pipelined round trips
         (done-marks, retry states, claim) whatever the number of candidates."""
         fresh = [(e, f) for e, f in candidates if e not in sending]
-        if not fresh or limit <= 0:
+        if not fresh:
+            return []
+        parked = self._parked.get(consumer)
+        if parked is not None:
+            parked.update(e for e, _ in fresh)  # pending with us; chosen ones leave below
+        if limit <= 0:
             return []
         msisdns = sorted({f["m"] for _, f in fresh})
         pipe = self._redis.pipeline(transaction=False)
@@ -185,6 +285,8 @@ class RedisOutbox(Outbox):
         for entry, _ in ready:
             pipe.hgetall(self._acc_key(entry))
         states = (await pipe.execute())[len(stale) :]
+        if parked is not None:
+            parked.difference_update(stale)
         now = self._clock()
         chosen: list[tuple[str, dict[str, str], dict[str, str]]] = []
         for (entry, f), raw in zip(ready, states, strict=True):
@@ -203,6 +305,8 @@ class RedisOutbox(Outbox):
         out: list[OutboxItem] = []
         for n, (entry, f, state) in enumerate(chosen):
             sending.add(entry)
+            if parked is not None:
+                parked.discard(entry)
             out.append(
                 OutboxItem(
                     entry,
@@ -245,26 +349,30 @@ class RedisOutbox(Outbox):
                     await self._redis.xack(self._stream, GROUP_NAME, *ids)
                 moved += len(claimed)
             await self._redis.xgroup_delconsumer(self._stream, GROUP_NAME, name)
+        if moved:
+            self._parked[consumer] = None  # read its pending list on the next take
         return moved
 
     def _release(self, item: OutboxItem) -> None:
         for entries in self._sending.values():
             entries.discard(item.id)
 
-    async def _finish_item(self, item: OutboxItem, failure: str = "") -> None:
-        self._release(item)
-        await self._finish(
-            keys=[
-                self._stream,
-                self._done_key(item.msisdn),
-                self._acc_key(item.id),
-                self._failed_key,
-            ],
-            args=[item.id, item.seq, GROUP_NAME, SEQ_TTL, failure],
-        )
+    async def _finish_many(self, items: list[tuple[OutboxItem, str]]) -> list[None]:
+        keys = [self._stream, self._failed_key]
+        args: list[Any] = [GROUP_NAME, SEQ_TTL]
+        for item, failure in items:
+            keys += [self._done_key(item.msisdn), self._acc_key(item.id)]
+            args += [item.id, item.seq, failure]
+        await self._finish(keys=keys, args=args)
+        return [None] * len(items)
 
     async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
-        await self._finish_item(item)
+        try:
+            await self._finishes([(item, "")])
+        finally:
+            # Only now: until the XACK, our own pending list still shows the entry, and one
+            # not marked as being sent would be handed out again.
+            self._release(item)
 
     async def retry(
         self, item: OutboxItem, delay: float, error: str, accepted: Mapping[int, str]
@@ -278,6 +386,11 @@ class RedisOutbox(Outbox):
                 "err": error,
             },
         )
+        for consumer, entries in self._sending.items():
+            if item.id in entries:
+                parked = self._parked.get(consumer)
+                if parked is not None:
+                    parked.add(item.id)  # still pending with that consumer: look again
         self._release(item)
 
     async def fail(self, item: OutboxItem, error: str) -> None:
@@ -289,7 +402,15 @@ class RedisOutbox(Outbox):
             "seq": item.seq,
             "error": error,
         }
-        await self._finish_item(item, json.dumps(record))
+        try:
+            await self._finishes([(item, json.dumps(record))])
+        finally:
+            self._release(item)
+
+    async def close(self) -> None:
+        """Let batches under way finish (their callers are waiting for them)."""
+        await self._puts.drain()
+        await self._finishes.drain()
 
     async def depth(self) -> int:
         await self._ensure_group()
@@ -315,3 +436,8 @@ def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
             if raw:  # a pending entry deleted meanwhile comes back with no fields
                 out.append((_s(entry), _fields(raw)))
     return out
+
+
+def _count(reply: Any) -> int:
+    """Entries in an XREADGROUP reply, deleted ones included."""
+    return sum(len(entries) for _stream, entries in reply or [])

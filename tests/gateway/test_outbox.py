@@ -196,6 +196,38 @@ async def test_two_processes_drain_without_double_sends_in_order(make_outbox: Fa
     assert await producer.depth() == 0
 
 
+async def test_puts_and_dones_made_together_keep_their_ids_and_order(
+    make_outbox: Factory,
+) -> None:
+    """Many turns queue their replies in the same loop tick (the SQL and Redis stores write
+    them as one batch): every caller gets its own ids, a subscriber's replies keep their
+    order, and items finished together all leave."""
+    box = make_outbox()
+    subscribers = [f"486000001{i:02d}" for i in range(20)]
+    ids = await asyncio.gather(*(box.put(m, [f"{m}:0", f"{m}:1"]) for m in subscribers))
+    assert all(len(pair) == 2 for pair in ids)
+    assert len({i for pair in ids for i in pair}) == 40
+    assert await box.depth() == 40
+    first = await box.take("c1", 100)
+    assert sorted(i.text for i in first) == sorted(f"{m}:0" for m in subscribers)
+    assert {i.id for i in first} == {pair[0] for pair in ids}
+    await asyncio.gather(*(box.done(i, ["x"]) for i in first))
+    second = await box.take("c1", 100) + await box.take("c2", 100)
+    assert sorted(i.text for i in second) == sorted(f"{m}:1" for m in subscribers)
+    assert await box.take("c1", 100) == []  # what is being sent is not handed out again
+    await asyncio.gather(*(box.done(i, ["y"]) for i in second))
+    assert await box.depth() == 0
+
+
+async def test_a_take_waiting_for_work_wakes_on_a_put(make_outbox: Factory) -> None:
+    box = make_outbox()
+    waiting = asyncio.create_task(box.take("c1", 10, wait=5.0))
+    await asyncio.sleep(0.01)
+    await box.put("48600000001", "hello")
+    [item] = await asyncio.wait_for(waiting, 5.0)
+    assert item.text == "hello"
+
+
 def test_items_are_plain_records() -> None:
     item = OutboxItem("1", "48600000001", "x", {}, 5, 1)
     assert item.accepted == {} and item.attempts == 0

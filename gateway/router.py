@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from fsm.runtime import Inbound, Notice, Reply
 from gateway.inbound import InboundEvent, InboundMessage, ReceiptEvent
@@ -44,11 +44,33 @@ def ussd_screen(replies: Sequence[Reply]) -> tuple[str, bool]:
     return "\n".join(r.text for r in replies), any(r.end for r in replies)
 
 
+class _ChannelMetrics(NamedTuple):
+    """The labelled children one channel's turns touch (``labels()`` costs a lookup a call)."""
+
+    messages_in: Any
+    seconds: Any
+    replied: Any
+    silent: Any
+
+
 class Router:
     def __init__(self, runtime: TurnRunner, outbox: Outbox, metrics: Metrics) -> None:
         self.runtime = runtime
         self.outbox = outbox
         self.metrics = metrics
+        self._channels: dict[str, _ChannelMetrics] = {}
+
+    def _channel(self, channel: str) -> _ChannelMetrics:
+        found = self._channels.get(channel)
+        if found is None:
+            m = self.metrics
+            found = self._channels[channel] = _ChannelMetrics(
+                m.messages_in.labels(channel, "ok"),
+                m.turn_seconds.labels(channel),
+                m.turns.labels(channel, "replied"),
+                m.turns.labels(channel, "silent"),
+            )
+        return found
 
     async def __call__(self, event: InboundEvent) -> None:
         if isinstance(event, ReceiptEvent):
@@ -58,10 +80,11 @@ class Router:
 
     async def handle(self, message: InboundMessage) -> None:
         started = time.perf_counter()
-        self.metrics.messages_in.labels(message.channel, "ok").inc()
+        counted = self._channel(message.channel)
+        counted.messages_in.inc()
         replies = await self.runtime.turn(to_inbound(message))
-        self.metrics.turn_seconds.labels(message.channel).observe(time.perf_counter() - started)
-        self.metrics.turns.labels(message.channel, "replied" if replies else "silent").inc()
+        counted.seconds.observe(time.perf_counter() - started)
+        (counted.replied if replies else counted.silent).inc()
         if not replies:
             return
         if message.channel == "ussd":

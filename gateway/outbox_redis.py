@@ -9,9 +9,9 @@ seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries 
 - ``take`` reads new entries (``>``) and, only while one of its consumer's entries waits (an
   earlier reply of that subscriber still leaving, a retry delay), its own pending ones; a few
   times per lease it reclaims entries idle longer than ``lease`` from dead consumers with
-  XAUTOCLAIM. One Lua call then picks what may go: an entry whose subscriber's done-mark is
-  ``seq - 1`` (every earlier reply left) and whose ``nb`` has passed is claimed and its attempt
-  count raised; the rest stay pending with this consumer and are looked at again.
+  XAUTOCLAIM. An entry is handed out only when its subscriber's done-mark is ``seq - 1``
+  (every earlier reply left) and its ``nb`` has passed; otherwise it stays pending with this
+  consumer and is looked at again.
 - ``heartbeat`` re-claims the entries being sent (XCLAIM JUSTID resets their idle time), so a
   slow send is never mistaken for a dead consumer.
 - ``done`` / ``fail`` advance the done-mark, XACK and XDEL in one Lua call.
@@ -86,37 +86,6 @@ end
 redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
 redis.call('XDEL', KEYS[1], unpack(gone))
 return #gone
-"""
-
-#: Which candidates may go now, leased to the consumer. KEYS = stream, then per candidate its
-#: subscriber's done-mark and its state key; ARGV = group, consumer, now, TTL, limit, then per
-#: candidate entry id, seq. A candidate goes when every earlier reply of its subscriber left
-#: (done-mark = seq - 1; one per subscriber) and its retry time (``nb``) passed: its attempt
-#: count is raised and it is claimed. Returns {entry, attempts, accepted JSON} per chosen entry
-#: and {entry, -1, ''} per entry already finished (acknowledged here).
-_LEASE = """
-local out, heads, chosen = {}, {}, 0
-local now, limit = tonumber(ARGV[3]), tonumber(ARGV[5])
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local done_key, acc_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local entry, seq = ARGV[6 + 2 * i], tonumber(ARGV[7 + 2 * i])
-  local done = tonumber(redis.call('GET', done_key) or '0')
-  if done >= seq then
-    redis.call('XACK', KEYS[1], ARGV[1], entry)
-    out[#out + 1] = {entry, -1, ''}
-  elseif done == seq - 1 and not heads[done_key] then
-    heads[done_key] = true
-    local nb = tonumber(redis.call('HGET', acc_key, 'nb') or '0')
-    if chosen < limit and nb <= now then
-      chosen = chosen + 1
-      local tries = redis.call('HINCRBY', acc_key, 'n', 1)
-      redis.call('EXPIRE', acc_key, ARGV[4])
-      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'JUSTID')
-      out[#out + 1] = {entry, tries, redis.call('HGET', acc_key, 'acc') or '{}'}
-    end
-  end
-end
-return out
 """
 
 SEQ_TTL = 7 * 24 * 3600
@@ -198,7 +167,6 @@ class RedisOutbox(Outbox):
         self._scan = scan
         self._put = redis.register_script(_PUT)
         self._finish = redis.register_script(_FINISH)
-        self._lease_script = redis.register_script(_LEASE)
         self._group_ready = False
         self._sending: dict[str, set[str]] = {}  # consumer → entry ids handed out, not finished
         # consumer → entries pending with it that wait (order, retry delay); None = not known
@@ -294,8 +262,8 @@ class RedisOutbox(Outbox):
         sending: set[str],
         limit: int,
     ) -> list[OutboxItem]:
-        """The candidates that may go now, leased to ``consumer``: one script call whatever the
-        number of candidates (it also acknowledges entries already finished)."""
+        """The candidates that may go now, leased to ``consumer``: three pipelined round trips
+        (done-marks, retry states, claim) whatever the number of candidates."""
         fresh = [(e, f) for e, f in candidates if e not in sending]
         if not fresh:
             return []
@@ -304,21 +272,49 @@ class RedisOutbox(Outbox):
             parked.update(e for e, _ in fresh)  # pending with us; chosen ones leave below
         if limit <= 0:
             return []
-        keys = [self._stream]
-        args: list[Any] = [GROUP_NAME, consumer, self._clock(), SEQ_TTL, limit]
+        msisdns = sorted({f["m"] for _, f in fresh})
+        pipe = self._redis.pipeline(transaction=False)
+        for msisdn in msisdns:
+            pipe.get(self._done_key(msisdn))
+        done = {m: int(v or 0) for m, v in zip(msisdns, await pipe.execute(), strict=True)}
+        ready: list[tuple[str, dict[str, str]]] = []
+        stale: list[str] = []
+        heads: set[str] = set()  # one entry per subscriber: the next in its sequence
         for entry, f in fresh:
-            keys += [self._done_key(f["m"]), self._acc_key(entry)]
-            args += [entry, f["s"]]
-        fields = dict(fresh)
+            seq, msisdn = int(f["s"]), f["m"]
+            if done[msisdn] >= seq:  # finished by a consumer whose XACK raced our read
+                stale.append(entry)
+            elif done[msisdn] == seq - 1 and msisdn not in heads:
+                heads.add(msisdn)
+                ready.append((entry, f))
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in stale:
+            pipe.xack(self._stream, GROUP_NAME, entry)
+        for entry, _ in ready:
+            pipe.hgetall(self._acc_key(entry))
+        states = (await pipe.execute())[len(stale) :]
+        if parked is not None:
+            parked.difference_update(stale)
+        now = self._clock()
+        chosen: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        for (entry, f), raw in zip(ready, states, strict=True):
+            state = {_s(k): _s(v) for k, v in raw.items()}
+            if float(state.get("nb", 0)) <= now and len(chosen) < limit:
+                chosen.append((entry, f, state))
+        if not chosen:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for entry, _, _ in chosen:
+            pipe.hincrby(self._acc_key(entry), "n", 1)
+            pipe.expire(self._acc_key(entry), SEQ_TTL)
+        ids: list[str | bytes | int | memoryview] = [entry for entry, _, _ in chosen]
+        pipe.xclaim(self._stream, GROUP_NAME, consumer, 0, ids, justid=True)
+        replies = await pipe.execute()
         out: list[OutboxItem] = []
-        for raw_entry, attempts, accepted in await self._lease_script(keys=keys, args=args):
-            entry = _s(raw_entry)
+        for n, (entry, f, state) in enumerate(chosen):
+            sending.add(entry)
             if parked is not None:
                 parked.discard(entry)
-            if attempts < 0:  # finished by a consumer whose XACK raced our read: acked now
-                continue
-            sending.add(entry)
-            f = fields[entry]
             out.append(
                 OutboxItem(
                     entry,
@@ -327,8 +323,8 @@ class RedisOutbox(Outbox):
                     json.loads(f.get("meta", "{}")),
                     int(f.get("r", 0)),
                     int(f["s"]),
-                    int(attempts),
-                    {int(k): v for k, v in json.loads(_s(accepted)).items()},
+                    int(replies[2 * n]),
+                    {int(k): v for k, v in json.loads(state.get("acc", "{}")).items()},
                 )
             )
         return out

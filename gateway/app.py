@@ -152,9 +152,12 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
     else:
         from gateway.outbox_sql import SqlOutbox
 
-        # pre-ping: a connection the database cut (restart, failover, idle kill) is replaced
-        # at checkout instead of failing the put of a turn's replies.
-        engine = create_engine(s.database_url, pool_pre_ping=True)
+        # pre-ping: a connection a database server cut (restart, failover, idle kill) is
+        # replaced at checkout instead of failing the put of a turn's replies. A SQLite file
+        # has no server to lose, and the ping would cost a thread hop per transaction.
+        engine = create_engine(
+            s.database_url, pool_pre_ping=not s.database_url.startswith("sqlite")
+        )
         sql_outbox = SqlOutbox(engine)
         await sql_outbox.create()
         c.outbox = sql_outbox

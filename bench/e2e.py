@@ -3,6 +3,7 @@
     .venv/bin/python bench/e2e.py [--quick] [--json] [--subscribers 3000] [--seconds 8]
         [--concurrency 100] [--pairs sqlite-memory,postgresql-redis] [--scenarios pakiet,wlacz,ussd]
     .venv/bin/python bench/e2e.py --rate 500 --duration 30      # open loop: fixed offered rate
+    .venv/bin/python bench/e2e.py --processes 2 --pairs postgresql-redis   # two servers, shared
 
 Theory of operation. This process runs the SMSC simulator (``simulator.SimulatorController`` on a
 free loopback port) and the load driver; the server under test is a real ``idea24 serve``
@@ -28,9 +29,19 @@ The ceiling is the same SMS traffic answered by ``--echo-server``: a ``BindPool`
 outbox whose sink echoes the text back (no dialog, store or backend) in its own process.
 
 CPU seconds per 1,000 turns and peak RSS are the server process's own (``/proc``); Redis and
-PostgreSQL work is not in them. Redis memory per open USSD session: ``--ussd-sessions`` handsets
-dial ``*100#`` and leave the session open; the ``MEMORY USAGE`` of every key of theirs (record,
-rate counter, MO dedup mark), summed and divided by their number.
+PostgreSQL work is not in them.
+
+``--processes N`` starts N ``idea24 serve`` subprocesses instead of one, each with its own bind
+to the same simulator account; the simulator routes each MO (and USSD step) round-robin over the
+account's receiving binds, so the N servers share the load and one PostgreSQL database and one
+Redis, and a subscriber's consecutive turns land on different processes (their dialog state is in
+Redis). CPU and peak RSS are then summed over the N processes. Only pairs whose state is shared
+between processes qualify: with SQLite + in-memory sessions a second process would hold its own
+dialog sessions, so N > 1 runs PostgreSQL + Redis only. The echo ceiling stays one process.
+
+Redis memory per open USSD session: ``--ussd-sessions`` handsets dial ``*100#`` and leave the
+session open; the ``MEMORY USAGE`` of every key of theirs (record, rate counter, MO dedup mark),
+summed and divided by their number.
 
 PostgreSQL runs go to a dedicated database ``idea24_bench`` (dropped and created per run);
 Redis runs use ``--redis-url`` (default DB 15), which is flushed at the start of the run.
@@ -81,7 +92,10 @@ RUN_KEYS = (
     "p99_ms",
     "cpu_s_per_1000",
     "rss_mb",
+    "processes",
 )
+#: Pairs whose every piece of state lives outside the server process, so N servers can share it.
+SHARED_PAIRS = ("postgresql-redis",)
 
 # -- numbers ---------------------------------------------------------------------------------------
 
@@ -115,6 +129,7 @@ class RunResult:
     p99_ms: float
     cpu_s_per_1000: float
     rss_mb: float
+    processes: int = 1
 
 
 def summarise(
@@ -125,8 +140,10 @@ def summarise(
     elapsed_s: float,
     cpu_s: float,
     rss_mb: float,
+    processes: int = 1,
 ) -> RunResult:
-    """Turn counts and times into a :class:`RunResult` (ms, turns/s, CPU s per 1,000 turns)."""
+    """Turn counts and times into a :class:`RunResult` (ms, turns/s, CPU s per 1,000 turns);
+    ``cpu_s`` and ``rss_mb`` are already summed over the ``processes`` servers."""
     turns = len(latencies_s)
     ms = [v * 1000 for v in latencies_s]
     return RunResult(
@@ -139,6 +156,7 @@ def summarise(
         round(percentile(ms, 99), 2),
         round(cpu_s * 1000 / turns, 3) if turns else math.nan,
         round(rss_mb, 1),
+        processes,
     )
 
 
@@ -158,14 +176,14 @@ def _json_number(value: Any) -> Any:
 
 def table(ceiling: float, runs: Sequence[RunResult]) -> str:
     head = f"{'scenario':8} {'db':10} {'store':6} {'turns/s':>9} {'p50 ms':>8} {'p95 ms':>8}"
-    head += f" {'p99 ms':>8} {'CPU s/1k':>9} {'RSS MB':>7} {'x ceil':>7}"
+    head += f" {'p99 ms':>8} {'CPU s/1k':>9} {'RSS MB':>7} {'x ceil':>7} {'procs':>5}"
     lines = [head]
     for r in runs:
         ratio = r.turns_per_s / ceiling if ceiling else math.nan
         lines.append(
             f"{r.scenario:8} {r.db:10} {r.store:6} {r.turns_per_s:9.0f} {r.p50_ms:8.1f}"
             f" {r.p95_ms:8.1f} {r.p99_ms:8.1f} {r.cpu_s_per_1000:9.3f} {r.rss_mb:7.1f}"
-            f" {ratio:7.2f}"
+            f" {ratio:7.2f} {r.processes:5d}"
         )
     lines.append(f"echo ceiling (same SMS traffic, no dialog/backend): {ceiling:.0f} turns/s")
     return "\n".join(lines)
@@ -221,9 +239,11 @@ class ServerProcess:
             )
 
     async def start(self, sim: Any, wait: float = 120.0) -> None:
+        """Spawn, and return once the simulator counts one more receiving bind than before."""
+        before = len(sim.smsc.receivers(None, SHORT_CODE))
         self.proc = self._spawn()
         deadline = time.monotonic() + wait
-        while not sim.smsc.receivers(None, SHORT_CODE):
+        while len(sim.smsc.receivers(None, SHORT_CODE)) <= before:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 await self.stop()
@@ -241,6 +261,44 @@ class ServerProcess:
             await asyncio.sleep(0.05)
         proc.kill()
         proc.wait()
+
+
+class GroupStats:
+    """CPU seconds and peak RSS summed over the server processes of one run."""
+
+    def __init__(self, members: Sequence[ProcessStats]) -> None:
+        self.members = list(members)
+
+    def cpu_s(self) -> float:
+        return sum(m.cpu_s() for m in self.members)
+
+    def peak_rss_mb(self) -> float:
+        return sum(m.peak_rss_mb() for m in self.members)
+
+
+class ServerGroup:
+    """N servers bound to the same simulator account; started one after another (each waits for
+    its own bind, so start-up work such as schema checks never races), stopped together."""
+
+    def __init__(self, servers: Sequence[ServerProcess]) -> None:
+        if not servers:
+            raise ValueError("a server group needs at least one server")
+        self.servers = list(servers)
+
+    @property
+    def stats(self) -> GroupStats:
+        return GroupStats([s.stats for s in self.servers])
+
+    async def start(self, sim: Any) -> None:
+        try:
+            for server in self.servers:
+                await server.start(sim)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.servers))
 
 
 def serve_argv(
@@ -381,10 +439,16 @@ class Driver:
         self._rounds: dict[str, int] = defaultdict(int)
 
     def keyword(self, msisdn: str, word: str) -> str:
-        """``word`` in alternating case: the gateway drops an SMS that repeats the sender's
-        previous one exactly within its dedup TTL (an SMSC redelivery looks like that)."""
+        """``word`` in the next of its letter-case variants for this sender.
+
+        A gateway process drops an SMS that repeats exactly the last one *it* handed on from
+        that sender within its redelivery window (an SMSC redelivery looks like that). One
+        process sees every MO, so alternating two spellings would do; with ``--processes N``
+        the simulator spreads MO over N binds, so a process sees an arbitrary subset: the
+        spelling must not come back for many rounds (commands are case-insensitive).
+        """
         self._rounds[msisdn] += 1
-        return word if self._rounds[msisdn] % 2 else word.capitalize()
+        return case_variant(word, self._rounds[msisdn] - 1)
 
     async def sms(self, msisdn: str, text: str) -> tuple[float, str]:
         since = time.time()
@@ -411,13 +475,14 @@ class Driver:
 
     async def wlacz(self, msisdn: str, tally: Tally, record: Callable[[], bool]) -> None:
         on = not self.active.get(msisdn, False)
-        latency, text = await self.sms(msisdn, ("WLACZ" if on else "WYLACZ") + " NOCE")
+        verb = self.keyword(msisdn, "WLACZ" if on else "WYLACZ")
+        latency, text = await self.sms(msisdn, f"{verb} NOCE")
         if record():
             tally.latencies.append(latency)
         if "TAK" not in text:  # already in that state (an earlier run): switch the other way
             self.active[msisdn] = on
             return
-        latency, text = await self.sms(msisdn, f"TAK {msisdn[-6:]}")
+        latency, text = await self.sms(msisdn, f"{self.keyword(msisdn, 'TAK')} {msisdn[-6:]}")
         _expect("noce" in text.lower(), text)
         self.active[msisdn] = on
         if record():
@@ -429,6 +494,20 @@ class Driver:
             _expect(marker.lower() in text.lower(), text)
             if record():
                 tally.latencies.append(latency)
+
+
+def case_variant(word: str, n: int) -> str:
+    """The ``n``-th spelling of ``word``: bit ``i`` of ``n`` lowers its ``i``-th letter, so the
+    first ``2 ** letters`` spellings are all different (``n = 0`` is ``word`` itself)."""
+    letters = [i for i, c in enumerate(word) if c.isalpha()]
+    if not letters:
+        return word
+    n %= 2 ** len(letters)
+    chars = list(word)
+    for bit, i in enumerate(letters):
+        if n >> bit & 1:
+            chars[i] = chars[i].lower()
+    return "".join(chars)
 
 
 def _expect(ok: bool, text: str) -> None:
@@ -461,13 +540,14 @@ async def closed_loop(
         for msisdn in _cycle(mine):
             if loop.time() >= end:
                 return
+            began = record()  # a turn begun in the window and lost after it still counts
             try:
                 await scenario(msisdn, tally, record)
             except UnexpectedReply as exc:
-                if record():
+                if began or record():
                     tally.fail(f"unexpected reply: {exc}")
             except (TimeoutError, OSError, RuntimeError, ValueError) as exc:
-                if record():
+                if began or record():
                     tally.fail(f"{type(exc).__name__}: {exc}")
 
     await asyncio.gather(*(user(m) for m in slices(subscribers, users)))
@@ -573,6 +653,7 @@ class Options:
     workdir: Path
     uvloop: bool = False
     profile: Path | None = None
+    processes: int = 1
 
 
 def say(opts: Options, text: str) -> None:
@@ -588,7 +669,7 @@ def subscriber_list(n: int) -> list[str]:
 
 
 async def timed(
-    server: ProcessStats, run: Awaitable[tuple[Tally, float]]
+    server: ProcessStats | GroupStats, run: Awaitable[tuple[Tally, float]]
 ) -> tuple[Tally, float, float, float]:
     """``run``'s tally and measured seconds, with the CPU seconds the server and this process
     (simulator + driver) spent, scaled to the measured window's share of the wall time."""
@@ -657,19 +738,27 @@ async def run_pair(
         await flush_redis(redis_url)
     seeded = await seed_database(db_url, opts.subscribers)
     say(opts, f"{pair}: seeded {opts.subscribers} subscribers in {seeded:.1f} s")
-    http_port = free_port()
-    server = ServerProcess(
-        serve_argv(
-            smsc_url,
-            db_url,
-            redis_url,
-            http_port,
-            opts.profile / f"{pair}.pyisession" if opts.profile else None,
-        ),
-        server_env(),
-        opts.workdir / f"{pair}.log",
+    names = [pair] if opts.processes == 1 else [f"{pair}-{i}" for i in range(opts.processes)]
+    http_ports = [free_port() for _ in names]
+    server = ServerGroup(
+        [
+            ServerProcess(
+                serve_argv(
+                    smsc_url,
+                    db_url,
+                    redis_url,
+                    port,
+                    opts.profile / f"{name}.pyisession" if opts.profile else None,
+                ),
+                server_env(),
+                opts.workdir / f"{name}.log",
+            )
+            for name, port in zip(names, http_ports, strict=True)
+        ]
     )
     await server.start(sim)
+    if opts.processes > 1:
+        say(opts, f"{pair}: {opts.processes} servers bound to the simulator")
     extra: dict[str, Any] = {}
     results = []
     try:
@@ -691,11 +780,21 @@ async def run_pair(
             else:
                 load = closed_loop(scenario, numbers, opts.concurrency, opts.warmup, opts.seconds)
             tally, elapsed, cpu, bench_cpu = await timed(stats, load)
-            result = summarise(name, db, store, tally.latencies, elapsed, cpu, stats.peak_rss_mb())
+            result = summarise(
+                name,
+                db,
+                store,
+                tally.latencies,
+                elapsed,
+                cpu,
+                stats.peak_rss_mb(),
+                opts.processes,
+            )
             results.append(result)
             say(opts, describe(f"{pair} {name}", result, tally, bench_cpu))
-        if opts.profile:  # the server's own view of the same turns, beside the profile
-            await save_metrics(http_port, opts.profile / f"{pair}.metrics.txt")
+        if opts.profile:  # the servers' own view of the same turns, beside the profile
+            for name, port in zip(names, http_ports, strict=True):
+                await save_metrics(port, opts.profile / f"{name}.metrics.txt")
         if redis_url and opts.ussd_sessions and not opts.rate:
             extra["redis_bytes_per_ussd_session"] = await redis_per_session(opts, driver, redis_url)
     finally:
@@ -811,7 +910,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None, help="measured time per scenario")
     parser.add_argument("--warmup", type=float, default=None, help="unmeasured start (seconds)")
     parser.add_argument("--concurrency", type=int, default=100, help="virtual handsets")
-    parser.add_argument("--pairs", default=",".join(PAIRS), help="db-store pairs, comma separated")
+    parser.add_argument(
+        "--pairs",
+        default=None,
+        help=f"db-store pairs, comma separated (default: {','.join(PAIRS)}; with --processes > 1:"
+        f" {','.join(SHARED_PAIRS)})",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="idea24 serve processes sharing the simulator account, database and Redis (default 1;"
+        " N > 1 needs a pair whose state is shared: postgresql-redis)",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--window", type=int, default=64, help="SMPP window of the bind")
     parser.add_argument("--rate", type=float, help="open loop: offered PAKIET turns/s")
@@ -834,11 +946,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def options(args: argparse.Namespace, workdir: Path) -> Options:
-    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    if args.processes < 1:
+        raise SystemExit(f"--processes: must be at least 1, got {args.processes}")
+    if args.pairs is None:
+        pairs = list(PAIRS) if args.processes == 1 else list(SHARED_PAIRS)
+    else:
+        pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for p in pairs:
         if p not in PAIRS:
             raise SystemExit(f"--pairs: unknown pair {p!r}; choose from {', '.join(PAIRS)}")
+        if args.processes > 1 and p not in SHARED_PAIRS:
+            raise SystemExit(
+                f"--processes {args.processes}: pair {p!r} keeps state inside each process (SQLite"
+                " file locking, in-memory dialog sessions), so several servers would not share it;"
+                f" use --pairs {','.join(SHARED_PAIRS)}"
+            )
     for s in scenarios:
         if s not in SCENARIOS:
             raise SystemExit(f"--scenarios: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
@@ -859,6 +982,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
         workdir=workdir,
         uvloop=args.uvloop,
         profile=Path(args.profile).resolve() if args.profile else None,
+        processes=args.processes,
     )
 
 

@@ -132,3 +132,59 @@ async def test_replies_reach_the_waiter_of_their_number(e2e: ModuleType) -> None
         store.kept.append(_message("48700000001"))
         store.queue.put_nowait(None)  # cut off for lagging: caught up from the store
         assert (await asyncio.wait_for(first, 1)).msisdn == "48700000001"
+
+
+def test_processes_defaults_to_one_and_reaches_every_run(e2e: ModuleType, tmp_path: Path) -> None:
+    opts = e2e.options(e2e.parse_args(["--quick"]), tmp_path)
+    assert opts.processes == 1
+    assert opts.pairs == list(e2e.PAIRS), "one process: every pair, as before"
+    run = e2e.summarise("pakiet", "postgresql", "redis", [0.01], 1.0, 0.001, 90.0, 2)
+    entry = e2e.report(1000.0, [run])["runs"][0]
+    assert entry["processes"] == 2 and list(entry) == list(e2e.RUN_KEYS)
+    assert e2e.summarise("ussd", "sqlite", "memory", [0.01], 1.0, 0.001, 90.0).processes == 1
+
+
+def test_processes_runs_only_pairs_that_share_their_state(e2e: ModuleType, tmp_path: Path) -> None:
+    opts = e2e.options(e2e.parse_args(["--processes", "2"]), tmp_path)
+    assert opts.processes == 2
+    assert opts.pairs == ["postgresql-redis"], "default pairs narrow to the shared one"
+    explicit = e2e.parse_args(["--processes", "3", "--pairs", "postgresql-redis"])
+    assert e2e.options(explicit, tmp_path).pairs == ["postgresql-redis"]
+    with pytest.raises(SystemExit, match=r"sqlite-memory.*--pairs postgresql-redis"):
+        e2e.options(e2e.parse_args(["--processes", "2", "--pairs", "sqlite-memory"]), tmp_path)
+    with pytest.raises(SystemExit, match="at least 1"):
+        e2e.options(e2e.parse_args(["--processes", "0"]), tmp_path)
+    with pytest.raises(SystemExit):  # argparse: not a number
+        e2e.parse_args(["--processes", "two"])
+
+
+class _FakeStats:
+    def __init__(self, cpu: float, rss: float) -> None:
+        self.cpu, self.rss = cpu, rss
+
+    def cpu_s(self) -> float:
+        return self.cpu
+
+    def peak_rss_mb(self) -> float:
+        return self.rss
+
+
+def test_group_stats_sum_over_processes(e2e: ModuleType) -> None:
+    stats = e2e.GroupStats([_FakeStats(1.5, 90.0), _FakeStats(2.0, 95.0)])
+    assert stats.cpu_s() == 3.5
+    assert stats.peak_rss_mb() == 185.0
+    with pytest.raises(ValueError):
+        e2e.ServerGroup([])
+
+
+def test_case_variants_do_not_repeat_for_many_rounds(e2e: ModuleType) -> None:
+    spellings = [e2e.case_variant("PAKIET", n) for n in range(64)]
+    assert spellings[0] == "PAKIET"
+    assert len(set(spellings)) == 64 and {s.upper() for s in spellings} == {"PAKIET"}
+    assert e2e.case_variant("PAKIET", 64) == "PAKIET", "then the cycle starts again"
+    assert e2e.case_variant("TAK", 5) == "tAk"
+    assert e2e.case_variant("123", 7) == "123"
+    driver = e2e.Driver(SimpleNamespace(), SimpleNamespace())
+    sent = [driver.keyword("48700000001", "PAKIET") for _ in range(10)]
+    assert len(set(sent)) == 10, "a sender's consecutive keywords all differ"
+    assert driver.keyword("48700000002", "PAKIET") == "PAKIET", "counted per sender"

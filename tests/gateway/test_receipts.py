@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway import receipts
 from gateway.pdu import MessageState
 from gateway.receipts import (
     IdIndex,
@@ -310,3 +311,20 @@ def test_index_is_bounded() -> None:
 def test_any_number_matches_across_bases(n: int) -> None:
     assert ids_match(format(n, "X"), str(n))
     assert ids_match("000" + format(n, "x"), format(n, "X"))
+
+
+@given(
+    message_id=st.text("0123456789abcdefABCDEF-", min_size=1, max_size=20),
+    state=st.sampled_from(list(receipts.STAT_WORDS)),
+    body=st.text(max_size=30),
+    seconds=st.booleans(),
+)
+def test_canonical_fast_read_agrees_with_the_general_scan(
+    message_id: str, state: MessageState, body: str, seconds: bool
+) -> None:
+    moment = datetime(2026, 11, 26, 3, 7, 9)
+    written = receipts.format_receipt(
+        message_id, state, submitted_at=moment, done_at=moment, text=body, seconds=seconds
+    )
+    assert receipts._fields(written) == receipts._fields_scan(written)
+    assert receipts._fields(written + "\\x00junk") == receipts._fields_scan(written + "\\x00junk")

@@ -210,6 +210,8 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         policy="transliterate" if s.encoding == "transliterate" else "ucs2",
         # Link tuning no flag carries (e.g. a short reconnect back-off in fault tests).
         session_options=s.extra.get("session_options"),
+        # Redis or PostgreSQL: other processes may take our replies from the same outbox.
+        shared_outbox=bool(s.redis_url) or not s.database_url.startswith("sqlite"),
     )
     c.pool = pool
     async with pool:

@@ -436,6 +436,7 @@ class BindPool:
         tracker: DeliveryTracker | None = None,
         policy: text.Policy = "ucs2",
         session_options: Mapping[str, Any] | None = None,
+        shared_outbox: bool = False,
         receipts_to_sink: bool = False,
         housekeeping_every: float = 30.0,
     ) -> None:
@@ -445,7 +446,8 @@ class BindPool:
         self.tracker = tracker or DeliveryTracker()
         self._sink = sink
         self._receipts_to_sink = receipts_to_sink
-        self.inbound = InboundProcessor(self._route)
+        # Shared outbox: our replies may leave through another process (USSD dedup needs it).
+        self.inbound = InboundProcessor(self._route, private_outbox=not shared_outbox)
         self.sessions = [
             SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
         ]

@@ -19,12 +19,14 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    since the previous copy arrived (:meth:`InboundProcessor.connection_lost`: our
    deliver_sm_resp may never have reached the SMSC, which offers the MO again after
    reconnecting) and it comes within ``dedup_ttl`` (120 s). USSD PDUs are keyed only when they
-   carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session, so a USSD
-   candidate within ``dedup_ttl`` is a redelivery unless it counts as a new *turn*:
-   :meth:`InboundProcessor.replied` is told when the SMSC accepted a reply to the subscriber,
-   and an answer that arrived after that reply is the subscriber answering the menu — ``2``,
-   menu, ``2`` again are both handed on, while a copy that arrived before the reply left is
-   still dropped. A redelivery that reaches another process, or this one after a restart, is
+   carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session, and a
+   handset answers a menu within a second, so a USSD candidate has no time window. It is a new
+   turn when the SMSC accepted a reply of ours to the subscriber since the previous copy
+   (:meth:`InboundProcessor.replied`): ``2``, menu, ``2`` again are two turns. Otherwise it is a
+   redelivery when (a) holds, or — with a private outbox, where every reply leaves through this
+   process — always; with an outbox shared by several processes (``private_outbox=False``) the
+   menu may have left through another process, so only (c) makes it a copy. A redelivery that
+   reaches another process, or this one after a restart, is
    handed on: a repeated answer is the lesser harm than a command left unanswered.
 3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
    every part is in.
@@ -133,10 +135,13 @@ class InboundProcessor:
         country_code: str = "48",
         clock: Callable[[], float] = time.monotonic,
         max_sources: int = 100_000,
+        private_outbox: bool = True,
     ) -> None:
         self._sink = sink
         self._dedup_ttl = dedup_ttl
         self._window = redelivery_window
+        # Every reply to our turns leaves through this process, so ``replied`` sees them all.
+        self._private_outbox = private_outbox
         self._reassembler = Reassembler(reassembly_timeout)
         self._last: OrderedDict[str, _Turn] = OrderedDict()  # source → last PDU handed on (LRU)
         self._max_sources = max_sources
@@ -219,12 +224,21 @@ class InboundProcessor:
         if previous is None or previous.key != key or previous.failed:
             return None
         age = at - previous.at
-        if pdu.get("ussd_service_op") is not None:
-            if age <= self._dedup_ttl and not previous.arrived < previous.replied < arrived:
-                return "ussd answer before our reply"
-            return None
         if previous.answered == 0 or arrived < previous.answered:
             return "came while the first was being answered"
+        if pdu.get("ussd_service_op") is not None:
+            # No time window: a handset answers a menu within a second. With a private outbox
+            # the same answer before our menu left is a copy (the subscriber had nothing to
+            # answer yet). With a shared one the menu may leave through another process and
+            # ``replied`` never come here: then a copy needs a sign that our deliver_sm_resp
+            # was lost.
+            if age > self._dedup_ttl or previous.arrived < previous.replied < arrived:
+                return None
+            if self._private_outbox:
+                return "ussd answer before our reply"
+            if previous.arrived < self._lost:
+                return "ussd answer after a lost connection"
+            return None
         if age <= self._window:
             return "back to back"
         if previous.arrived < self._lost and age <= self._dedup_ttl:

@@ -220,6 +220,31 @@ async def test_ussd_answer_after_our_reply_is_a_new_turn_not_a_redelivery(
     assert len(got) == 2 and processor.duplicates == 2
 
 
+async def test_ussd_with_a_shared_outbox_needs_a_lost_connection_to_call_an_answer_a_copy(
+    got: list[Any], clock: Clock
+) -> None:
+    """Two processes on one outbox: the menu for "2" may leave through the other process, so
+    "replied" never comes here; the next "2" is the subscriber's, unless a link was lost."""
+
+    async def sink(event: InboundEvent) -> None:
+        got.append(event)
+
+    processor = InboundProcessor(sink, clock=clock, private_outbox=False)
+
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"2", ussd_service_op=18, its_session_info=0x0700)
+
+    await processor(answer(1))
+    await processor(answer(2))  # the menu left elsewhere; the subscriber answered "2" again
+    assert len(got) == 2 and processor.duplicates == 0
+    processor.connection_lost()  # our deliver_sm_resp for answer 2 may not have arrived
+    await processor(answer(3))
+    assert len(got) == 2 and processor.duplicates == 1
+    processor.replied("48600000001")  # a menu of ours was accepted since: a new turn
+    await processor(answer(4))
+    assert len(got) == 3 and processor.duplicates == 1
+
+
 async def test_a_reply_does_not_make_a_repeated_sms_new(
     processor: InboundProcessor, got: list[Any]
 ) -> None:

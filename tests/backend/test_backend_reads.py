@@ -63,3 +63,40 @@ async def test_postgres_read_after_connections_were_killed(pg_seeded: str) -> No
         assert killed >= 1
         assert (await backend.usage("48600000001")).minutes_included == 120
         assert (await backend.subscriber("48600000001")).language == "pl"
+
+
+async def test_inline_sqlite_rows_equal_sqlalchemy_rows(sqlite_template: Path) -> None:
+    """Raw sqlite3 with the compiled SQL and processors gives what SQLAlchemy gives (dates too)."""
+    from datetime import date
+
+    from backend.services import reads
+
+    engine = create_engine(f"sqlite+aiosqlite:///{sqlite_template}")
+    inline, pooled = InlineSqliteReads(engine), PooledReads(engine)
+    today = date.today()
+    try:
+        for msisdn in ("48600000001", "48600000002", "48999999999"):
+            for statement in (reads.USAGE, reads.SUMMARY):
+                mine = await inline.one(statement, msisdn=msisdn, today=today)
+                theirs = await pooled.one(statement, msisdn=msisdn, today=today)
+                assert (mine is None) == (theirs is None)
+                if mine is not None:
+                    assert tuple(mine) == tuple(theirs)
+                    assert [type(v) for v in mine] == [type(v) for v in theirs]
+            got = await inline.one(reads.SUBSCRIBER, msisdn=msisdn)
+            want = await pooled.one(reads.SUBSCRIBER, msisdn=msisdn)
+            assert (None if got is None else tuple(got)) == (None if want is None else tuple(want))
+            for code in ("3IJA", "MMS", "NONE"):
+                got = await inline.one(reads.ACTIVE_ONE, msisdn=msisdn, code=code)
+                want = await pooled.one(reads.ACTIVE_ONE, msisdn=msisdn, code=code)
+                assert (None if got is None else tuple(got)) == (
+                    None if want is None else tuple(want)
+                )
+            assert [tuple(r) for r in await inline.all(reads.ACTIVE_ALL, msisdn=msisdn)] == [
+                tuple(r) for r in await pooled.all(reads.ACTIVE_ALL, msisdn=msisdn)
+            ]
+        summary = await inline.one(reads.SUMMARY, msisdn="48600000001", today=today)
+        assert summary is not None and isinstance(summary.invoice_start, date)
+    finally:
+        inline.close()
+        await engine.dispose()

@@ -280,6 +280,7 @@ class InlineSqliteReads:
         event.listen(self._engine, "connect", _read_pragmas)
         self._compiled: dict[Select[Any], _SqliteCompiled] = {}
         self._held: Any = None  # the pool's connection, held: its pragmas were set on connect
+        self._conn: Any = None  # its sqlite3 connection
 
     def _compile(self, statement: Select[Any]) -> _SqliteCompiled:
         found = self._compiled.get(statement)
@@ -289,14 +290,18 @@ class InlineSqliteReads:
             names = tuple(compiled.positiontup or ())
             binds = compiled._bind_processors
             columns = list(statement.selected_columns)
-            processors = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+            processors = tuple(
+                (i, p)
+                for i, c in enumerate(columns)
+                if (p := c.type._cached_result_processor(dialect, None)) is not None
+            )
             row_type = _namedtuple("Row", list(statement.selected_columns.keys()))
             found = _SqliteCompiled(
                 str(compiled),
                 names,
                 dict(compiled.params),
                 tuple(cast(Any, binds.get(n)) for n in names),
-                processors if any(processors) else None,
+                processors,
                 row_type._make,
             )
             self._compiled[statement] = found
@@ -308,17 +313,22 @@ class InlineSqliteReads:
         for name, bind in zip(c.names, c.binds, strict=True):
             value = params[name] if name in params else c.defaults[name]
             args.append(value if bind is None or value is None else bind(value))
-        held = self._held
-        if held is None:
-            held = self._held = self._engine.raw_connection()
-        rows = held.driver_connection.execute(c.sql, args).fetchall()
-        make, processors = c.row, c.processors
-        if processors is None:
+        conn = self._conn
+        if conn is None:
+            self._held = self._engine.raw_connection()
+            conn = self._conn = self._held.driver_connection
+        rows = conn.execute(c.sql, args).fetchall()
+        make = c.row
+        if not c.processors:
             return [make(r) for r in rows]
-        return [
-            make([v if p is None else p(v) for p, v in zip(processors, r, strict=True)])
-            for r in rows
-        ]
+        made = []
+        for r in rows:
+            values = list(r)
+            for i, process in c.processors:
+                if values[i] is not None:  # every processor maps None to None
+                    values[i] = process(values[i])
+            made.append(make(values))
+        return made
 
     async def one(self, statement: Select[Any], **params: Any) -> Any:
         found = self._fetch(statement, params)
@@ -330,7 +340,7 @@ class InlineSqliteReads:
     def close(self) -> None:
         if self._held is not None:
             self._held.close()
-            self._held = None
+            self._held = self._conn = None
         self._engine.dispose()
 
 
@@ -339,7 +349,7 @@ class _SqliteCompiled(NamedTuple):
     names: tuple[str, ...]
     defaults: dict[str, Any]
     binds: tuple[Callable[[Any], Any] | None, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...] | None
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # only the columns that need one
     row: Callable[[Iterable[Any]], Any]
 
 

@@ -21,7 +21,6 @@ from dialogs.catalogue.pl import TEXTS as PL
 LANGUAGES = ("pl", "en")
 TABLES: Mapping[str, Mapping[str, str]] = MappingProxyType({"pl": PL, "en": EN})
 _WARSAW = ZoneInfo("Europe/Warsaw")
-_FORMATTER = string.Formatter()
 # An abbreviation ending a sentence takes one stop ("zł/mies." + "." → "zł/mies."), not two.
 _DOUBLE_STOP = re.compile(r"(?<!\.)\.\.(?!\.)")
 
@@ -39,7 +38,9 @@ class Texts:
         self._table = TABLES[self.lang]
 
     def __call__(self, key: str, /, **params: Any) -> str:
-        out = _FORMATTER.vformat(self._table[key], (), _Blank(params))
+        # str.format_map (C) rather than string.Formatter (pure Python, ~5x the CPU per text);
+        # the same syntax, and _Blank's __missing__ serves both.
+        out = self._table[key].format_map(_Blank(params))
         return _DOUBLE_STOP.sub(".", out) if ".." in out else out
 
     def has(self, key: str) -> bool:

@@ -43,3 +43,20 @@ def test_an_abbreviation_ending_a_sentence_takes_one_stop() -> None:
     quote = t("fav.3ija.quote", numbers="601234567", fee=t.money(0), monthly=monthly)
     assert quote.endswith("zł/mies.") and ".." not in quote
     assert t("fav.3ija.quote", numbers="1", fee="0", monthly="").endswith("0.")
+
+
+def test_format_map_renders_as_string_formatter_did() -> None:
+    """Texts uses str.format_map; every template renders as string.Formatter rendered it,
+    with all parameters given and with none (missing ones blank)."""
+    import string
+
+    from dialogs.catalogue import _DOUBLE_STOP, Texts, _Blank
+
+    formatter = string.Formatter()
+    for lang, table in TABLES.items():
+        texts = Texts(lang)
+        for key, template in table.items():
+            full = {name: f"<{name}>" for name in placeholders(template)}
+            for params in (full, {}):
+                want = formatter.vformat(template, (), _Blank(params))
+                assert texts(key, **params) == _DOUBLE_STOP.sub(".", want), (lang, key)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from fsm import constants
 
+_UNUSABLE = frozenset("{}: ")
+
 
 def _tag(msisdn: str) -> str:
-    if not msisdn or any(c in msisdn for c in "{}: "):
+    if not msisdn or not _UNUSABLE.isdisjoint(msisdn):
         raise ValueError(f"not a usable MSISDN for a key: {msisdn!r}")
     return "{" + msisdn + "}"
 

@@ -66,35 +66,58 @@ class _LocalLock:
     users: int = 0
 
 
-class _LocalLocks:
-    """FIFO per-key asyncio locks, each dropped as soon as nobody holds or waits for it."""
+class _Hold:
+    """One hold of a :class:`_LocalLocks` key, as a plain class: a turn enters this on its hot
+    path, where a generator-based context manager cost a frame and a generator per use."""
 
-    def __init__(self) -> None:
-        self._locks: dict[str, _LocalLock] = {}
+    __slots__ = ("_entry", "_key", "_locks", "_wait")
 
-    @asynccontextmanager
-    async def hold(self, key: str, wait: float) -> AsyncIterator[None]:
-        entry = self._locks.get(key)
+    def __init__(self, locks: dict[str, _LocalLock], key: str, wait: float) -> None:
+        self._locks = locks
+        self._key = key
+        self._wait = wait
+
+    async def __aenter__(self) -> None:
+        entry = self._locks.get(self._key)
         if entry is None:
-            entry = self._locks[key] = _LocalLock()
+            entry = self._locks[self._key] = _LocalLock()
         entry.users += 1
         try:
             if entry.users == 1 and not entry.lock.locked():
                 await entry.lock.acquire()  # nobody holds or waits: no timer needed (hot path)
             else:
                 try:
-                    async with asyncio.timeout(wait):
+                    async with asyncio.timeout(self._wait):
                         await entry.lock.acquire()
                 except TimeoutError as exc:
-                    raise LockTimeout(f"turn lock busy for {wait:.0f}s") from exc
-            try:
-                yield
-            finally:
-                entry.lock.release()
+                    raise LockTimeout(f"turn lock busy for {self._wait:.0f}s") from exc
+        except BaseException:
+            self._leave(entry)
+            raise
+        self._entry = entry
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        entry = self._entry
+        try:
+            entry.lock.release()
         finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
+            self._leave(entry)
+
+    def _leave(self, entry: _LocalLock) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self._locks[self._key]
+
+
+class _LocalLocks:
+    """FIFO per-key asyncio locks, each dropped as soon as nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _LocalLock] = {}
+
+    def hold(self, key: str, wait: float) -> _Hold:
+        """Hold ``key``'s lock for the ``async with`` body; ``LockTimeout`` after ``wait``."""
+        return _Hold(self._locks, key, wait)
 
     def __len__(self) -> int:
         return len(self._locks)
@@ -209,15 +232,21 @@ class MemoryStore(DialogStore):
         self._locks = _LocalLocks()
         self._writes = 0
 
-    @asynccontextmanager
-    async def _lock(self, msisdn: str, wait: float) -> AsyncIterator[LockHandle]:
-        async with self._locks.hold(keys.lock(self.prefix, msisdn), wait):
-            yield LockHandle(msisdn, "local")
-
     def lock(
         self, msisdn: str, *, wait: float = constants.LOCK_WAIT
     ) -> AbstractAsyncContextManager[LockHandle]:
-        return self._lock(msisdn, wait)
+        return _MemoryTurn(self, msisdn, wait, None)
+
+    def open_turn(
+        self,
+        msisdn: str,
+        dialog: str,
+        rate_key: str,
+        window: float,
+        *,
+        wait: float = constants.LOCK_WAIT,
+    ) -> AbstractAsyncContextManager[TurnStart]:
+        return _MemoryTurn(self, msisdn, wait, (dialog, rate_key, window))
 
     def _get(self, key: str) -> bytes | None:
         item = self._values.get(key)
@@ -360,6 +389,39 @@ def _start(guard: LockHandle, hits: int, raw: bytes | None) -> TurnStart:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+class _MemoryTurn:
+    """``MemoryStore.lock`` (``turn`` None) and ``open_turn`` (``turn`` = dialog, rate key,
+    window) as one plain class: the generic versions nest three generator-based context
+    managers per turn; same order here (lock, then count and load), the lock released on exit
+    or when loading fails."""
+
+    __slots__ = ("_hold", "_msisdn", "_store", "_turn", "_wait")
+
+    def __init__(
+        self, store: MemoryStore, msisdn: str, wait: float, turn: tuple[str, str, float] | None
+    ) -> None:
+        self._store = store
+        self._msisdn = msisdn
+        self._turn = turn
+        self._wait = wait
+
+    async def __aenter__(self) -> Any:
+        store = self._store
+        self._hold = store._locks.hold(keys.lock(store.prefix, self._msisdn), self._wait)
+        await self._hold.__aenter__()
+        guard = LockHandle(self._msisdn, "local")
+        if self._turn is None:
+            return guard
+        try:
+            return await store._loaded(guard, *self._turn)
+        except BaseException as exc:
+            await self._hold.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._hold.__aexit__(*exc_info)
 
 
 class RedisStore(DialogStore):

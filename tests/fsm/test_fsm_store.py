@@ -309,3 +309,26 @@ async def test_release_forgets_a_dedup_mark(case: StoreCase) -> None:
     assert not await case.store.claim_once(key, 60)
     await case.store.release(key)
     assert await case.store.claim_once(key, 60), "the redelivery is handled"
+
+
+async def test_memory_open_turn_releases_the_lock_when_loading_fails() -> None:
+    """open_turn on MemoryStore (a plain context manager): a load that raises leaves no lock
+    held, and a timed-out waiter leaves none behind either."""
+
+    class Failing(MemoryStore):
+        async def load(self, msisdn: str, dialog: str = "sms") -> None:
+            raise OSError("disk")
+
+    store = Failing()
+    with pytest.raises(OSError):
+        async with store.open_turn("48600000001", "sms", "r", 60.0):
+            raise AssertionError("not reached")
+    assert store.idle_locks == 0
+    async with store.lock("48600000001"):
+        with pytest.raises(LockTimeout):
+            async with store.open_turn("48600000001", "sms", "r", 60.0, wait=0.01):
+                raise AssertionError("not reached")
+        assert store.idle_locks == 1
+    assert store.idle_locks == 0
+    async with MemoryStore().open_turn("48600000001", "sms", "r", 60.0) as start:
+        assert start.guard.msisdn == "48600000001" and start.hits == 1

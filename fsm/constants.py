@@ -16,7 +16,6 @@ SESSION: Final = "dlg"
 #: The per-subscriber turn lock.
 LOCK: Final = "lock"
 #: MO de-duplication marks (SET NX EX).
-DEDUP: Final = "dedup"
 #: Rate-limit counters (fixed window).
 RATE: Final = "rate"
 

@@ -24,11 +24,6 @@ def lock(prefix: str, msisdn: str) -> str:
     return f"{prefix}:{constants.LOCK}:{_tag(msisdn)}"
 
 
-def dedup(msisdn: str, message_id: str) -> str:
-    """The logical key of an inbound message for ``DialogStore.claim_once`` (prefix added there)."""
-    return f"{constants.DEDUP}:{_tag(msisdn)}:{message_id}"
-
-
 def rate(msisdn: str, scope: str = "turn") -> str:
     """The logical key of a subscriber's rate counter for ``DialogStore.hit``."""
     return f"{constants.RATE}:{_tag(msisdn)}:{scope}"

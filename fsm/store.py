@@ -1,4 +1,4 @@
-"""Where dialog records, turn locks, dedup marks and rate counters live.
+"""Where dialog records, turn locks and rate counters live.
 
 Theory of operation: a turn takes the subscriber's lock, loads the record, works, saves the record
 (state + data + TTL in one write) and releases the lock. ``MemoryStore`` is the embedded default
@@ -124,7 +124,7 @@ class _LocalLocks:
 
 
 class DialogStore(ABC):
-    """Per-subscriber dialog records, the turn lock, dedup marks and rate counters."""
+    """Per-subscriber dialog records, the turn lock and rate counters."""
 
     def __init__(self, prefix: str = constants.DEFAULT_PREFIX) -> None:
         self.prefix = prefix
@@ -197,19 +197,6 @@ class DialogStore(ABC):
             return TurnStart(guard, hits, await self.load(guard.msisdn, dialog))
         except RecordError:
             return TurnStart(guard, hits, None, undecodable=True)
-
-    @abstractmethod
-    async def claim_once(self, key: str, ttl: float) -> bool:
-        """True the first time ``key`` is claimed within ``ttl`` seconds (dedup), False after."""
-
-    async def release(self, key: str) -> None:
-        """Forget a ``claim_once`` mark: the message it guarded was not handled after all (the
-        gateway answered the SMSC with a temporary error, so its redelivery must run)."""
-        await self.delete_key(key)
-
-    @abstractmethod
-    async def delete_key(self, key: str) -> None:
-        """Delete one prefixed key (a dedup mark or a rate counter)."""
 
     @abstractmethod
     async def hit(self, key: str, window: float) -> int:
@@ -299,18 +286,6 @@ class MemoryStore(DialogStore):
         release: bool = False,
     ) -> None:
         self._values.pop(keys.session(self.prefix, msisdn, dialog), None)
-
-    async def claim_once(self, key: str, ttl: float) -> bool:
-        full = keys.prefixed(self.prefix, key)
-        if self._get(full) is not None:
-            return False
-        self._put(full, b"1", ttl)
-        return True
-
-    async def delete_key(self, key: str) -> None:
-        full = keys.prefixed(self.prefix, key)
-        self._values.pop(full, None)
-        self._counters.pop(full, None)
 
     async def hit(self, key: str, window: float) -> int:
         full = keys.prefixed(self.prefix, key)
@@ -597,13 +572,6 @@ class RedisStore(DialogStore):
     ) -> TurnStart:
         hits, raw = await self._hit_load_raw(guard.msisdn, dialog, rate_key, window)
         return _start(guard, hits, raw)
-
-    async def claim_once(self, key: str, ttl: float) -> bool:
-        full = keys.prefixed(self.prefix, key)
-        return bool(await self._redis.set(full, b"1", nx=True, px=_ms(ttl)))
-
-    async def delete_key(self, key: str) -> None:
-        await self._redis.delete(keys.prefixed(self.prefix, key))
 
     async def hit(self, key: str, window: float) -> int:
         return int(await self._hit(keys=[keys.prefixed(self.prefix, key)], args=[_ms(window)]))

@@ -117,15 +117,6 @@ async def test_lock_released_on_error(case: StoreCase) -> None:
         pass
 
 
-async def test_claim_once_dedups_until_ttl(case: StoreCase) -> None:
-    key = keys.dedup(MSISDN, "msg-1")
-    assert await case.store.claim_once(key, 0.3) is True
-    assert await case.store.claim_once(key, 0.3) is False
-    assert await case.store.claim_once(keys.dedup(MSISDN, "msg-2"), 0.3) is True
-    await case.advance(0.45)
-    assert await case.store.claim_once(key, 0.3) is True
-
-
 async def test_hit_counts_in_a_fixed_window(case: StoreCase) -> None:
     key = keys.rate(MSISDN)
     assert [await case.store.hit(key, 0.3) for _ in range(3)] == [1, 2, 3]
@@ -144,7 +135,6 @@ async def test_guarded_save_inside_the_lock(case: StoreCase) -> None:
 def test_keys_carry_the_msisdn_hash_tag() -> None:
     assert keys.session("p", MSISDN, "sms") == "p:dlg:{48600000001}:sms"
     assert keys.lock("p", MSISDN) == "p:lock:{48600000001}"
-    assert keys.dedup(MSISDN, "m1") == "dedup:{48600000001}:m1"
     with pytest.raises(ValueError):
         keys.lock("p", "48{6}")
 
@@ -300,15 +290,6 @@ async def test_redis_open_turn_waits_for_another_process(
     with pytest.raises(LockTimeout):
         async with a.lock(MSISDN), b.open_turn(MSISDN, "sms", rate, 60, wait=0.1):
             pass
-
-
-async def test_release_forgets_a_dedup_mark(case: StoreCase) -> None:
-    """The gateway gives a claim back when the message was not handled (temporary error)."""
-    key = keys.dedup(MSISDN, "abc")
-    assert await case.store.claim_once(key, 60)
-    assert not await case.store.claim_once(key, 60)
-    await case.store.release(key)
-    assert await case.store.claim_once(key, 60), "the redelivery is handled"
 
 
 async def test_memory_open_turn_releases_the_lock_when_loading_fails() -> None:

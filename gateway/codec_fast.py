@@ -54,7 +54,6 @@ _RESP_NAMES: Final = frozenset(("message_id",))
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 _SM_FORMAT: Final = b"%s\x00%c%c%s\x00%c%c%s\x00%c%c%c%s\x00%s\x00%c%c%c%c%c%s"
 _PACK_FAILURES = (TypeError, ValueError, OverflowError, AttributeError, UnicodeError, struct.error)
-_INT: Final = frozenset((int,))
 
 
 class _Unusual(Exception):
@@ -136,61 +135,12 @@ def _cstr(value: Any, limit: int) -> bytes:
 
 def _encode_sm(pdu: Pdu) -> bytes:
     params = pdu.params
-    g = params.get
+    body = _sm_body(params.get)
+    if body is None:
+        return codec_smpplib.encode(pdu)
     try:
-        ints = (
-            g("source_addr_ton", 0),
-            g("source_addr_npi", 0),
-            g("dest_addr_ton", 0),
-            g("dest_addr_npi", 0),
-            g("esm_class", 0),
-            g("protocol_id", 0),
-            g("priority_flag", 0),
-            g("registered_delivery", 0),
-            g("replace_if_present_flag", 0),
-            g("data_coding", 0),
-            g("sm_default_msg_id", 0),
-        )
-        sm = g("short_message", b"")
-        service_type = g("service_type", "").encode("latin-1")
-        source_addr = g("source_addr", "").encode("latin-1")
-        destination_addr = g("destination_addr", "").encode("latin-1")
-        schedule = g("schedule_delivery_time", "").encode("latin-1")
-        validity = g("validity_period", "").encode("latin-1")
-        if (
-            set(map(type, ints)) != _INT
-            or type(sm) is not bytes
-            or len(sm) > 254
-            or len(service_type) > 5
-            or len(source_addr) > 20
-            or len(destination_addr) > 20
-            or len(schedule) > 16
-            or len(validity) > 16
-            or b"\x00" in service_type + source_addr + destination_addr + schedule + validity
-        ):
-            raise _Unusual
-        body = _SM_FORMAT % (
-            service_type,
-            ints[0],
-            ints[1],
-            source_addr,
-            ints[2],
-            ints[3],
-            destination_addr,
-            ints[4],
-            ints[5],
-            ints[6],
-            schedule,
-            validity,
-            ints[7],
-            ints[8],
-            ints[9],
-            ints[10],
-            len(sm),
-            sm,
-        )
         if len(params) > 17 or pdu.extra_tlvs or not params.keys() <= _SM_NAMES:
-            if sm and params.get("message_payload"):
+            if params.get("short_message") and params.get("message_payload"):
                 raise _Unusual
             body += _tlvs(pdu.command, pdu, params.keys() - _SM_NAMES)
         return _HEADER.pack(16 + len(body), _IDS[pdu.command], pdu.status, pdu.sequence) + body
@@ -348,7 +298,15 @@ _MAX_PDU_LENGTH: Final = 65536
 
 def _plain_sm_template(params: Mapping[str, Any]) -> bytes | None:
     """:func:`_encode_sm` for mandatory fields only, without a :class:`Pdu`; None = unusual."""
-    g = params.get
+    body = _sm_body(params.get)
+    if body is None:
+        return None
+    return _HEADER.pack(16 + len(body), _SUBMIT_SM_ID, 0, 0) + body
+
+
+def _sm_body(g: Callable[[str, Any], Any]) -> bytes | None:
+    """The mandatory part of a submit_sm / deliver_sm body; None when a field is unusual (wrong
+    type, too long, a NUL, an int outside 0..255, a character outside latin-1)."""
     service_type = g("service_type", "")
     source_addr = g("source_addr", "")
     destination_addr = g("destination_addr", "")
@@ -388,7 +346,7 @@ def _plain_sm_template(params: Mapping[str, Any]) -> bytes | None:
         if type(value) is not int:
             return None
     try:
-        body = _SM_FORMAT % (
+        return _SM_FORMAT % (
             service_type.encode("latin-1"),
             ints[0],
             ints[1],
@@ -408,9 +366,8 @@ def _plain_sm_template(params: Mapping[str, Any]) -> bytes | None:
             len(sm),
             sm,
         )
-    except _PACK_FAILURES:  # an int outside 0..255, a character outside latin-1
+    except _PACK_FAILURES:
         return None
-    return _HEADER.pack(16 + len(body), _SUBMIT_SM_ID, 0, 0) + body
 
 
 _SUBMIT_SM_ID: Final = COMMAND_IDS["submit_sm"]

@@ -12,6 +12,7 @@ Redis lock is contended only between processes. Idle locks and expired records a
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -25,6 +26,8 @@ from typing import Any
 from backend.errors import Idea24Error
 from fsm import constants, keys
 from fsm.record import DialogRecord, RecordError
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -415,6 +418,9 @@ class RedisStore(DialogStore):
         self._owns = owns_client
         self._lock_ttl = lock_ttl
         self._locks = _LocalLocks()
+        #: Marks this store's own tokens: a lock carrying it that this process's local lock does
+        #: not cover was left by one of our own turns (Redis died before it could release).
+        self._mine = f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
         self._release = client.register_script(_RELEASE)
         self._guarded = client.register_script(_GUARDED_SAVE)
         self._hit = client.register_script(_HIT)
@@ -422,7 +428,7 @@ class RedisStore(DialogStore):
         self._lock_hit_load = client.register_script(_LOCK_HIT_LOAD)
 
     def _token(self) -> str:
-        return f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+        return f"{self._mine}{secrets.token_hex(8)}"
 
     @asynccontextmanager
     async def _lock(self, msisdn: str, wait: float) -> AsyncIterator[LockHandle]:
@@ -494,12 +500,18 @@ class RedisStore(DialogStore):
                     await self._release(keys=[key], args=[token])
 
     async def _break_orphaned(self, key: str) -> bool:
-        """Delete a lock left by a process of this host that no longer runs (killed mid-turn):
-        its subscriber need not wait ``lock_ttl`` after a crash and restart."""
+        """Delete a lock nobody runs a turn under, so its subscriber need not wait ``lock_ttl``:
+        one left by a process of this host that no longer runs (killed mid-turn), or one of this
+        store's own (a turn whose release Redis never got: restarted from its append-only file,
+        or a command executed whose answer was lost). The caller holds this process's local lock
+        for ``key``, so no turn of ours holds the Redis lock legitimately."""
         holder = await self._redis.get(key)
         if holder is None:
             return True
         text = holder.decode() if isinstance(holder, bytes) else str(holder)
+        if text.startswith(self._mine):
+            log.warning("breaking a turn lock this process left behind")
+            return bool(await self._release(keys=[key], args=[text]))
         if not text.startswith(_OWNER_PREFIX):
             return False
         pid = text[len(_OWNER_PREFIX) :].partition("-")[0]

@@ -313,3 +313,24 @@ async def test_memory_open_turn_releases_the_lock_when_loading_fails() -> None:
     assert store.idle_locks == 0
     async with MemoryStore().open_turn("48600000001", "sms", "r", 60.0) as start:
         assert start.guard.msisdn == "48600000001" and start.hits == 1
+
+
+@pytest.mark.redis
+async def test_redis_lock_left_by_this_process_is_broken_at_once(
+    redis_prefix: str, redis_client: object
+) -> None:
+    """Redis restarted from its append-only file still holds a lock one of our turns took but
+    could not release: the next turn of that subscriber takes it over without waiting lock_ttl,
+    while a live lock of another process (same host, same pid, another store) is respected."""
+    store = RedisStore(redis_client, redis_prefix)
+    other = RedisStore(redis_client, redis_prefix)  # another process's store on this host
+    key = keys.lock(redis_prefix, MSISDN)
+    await redis_client.set(key, store._token(), px=30_000)  # type: ignore[attr-defined]
+    async with asyncio.timeout(1), store.lock(MSISDN, wait=0.5):
+        pass
+    async with asyncio.timeout(1), store.open_turn(MSISDN, "sms", keys.rate(MSISDN), 60) as start:
+        assert start.record is None
+    await redis_client.set(key, other._token(), px=30_000)  # type: ignore[attr-defined]
+    with pytest.raises(LockTimeout):
+        async with store.lock(MSISDN, wait=0.15):
+            pass

@@ -26,6 +26,7 @@ from typing import Any
 from backend.errors import Idea24Error
 from fsm import constants, keys
 from fsm.record import DialogRecord, RecordError
+from fsm.redis_batch import ScriptBatch
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +422,7 @@ class RedisStore(DialogStore):
         #: Marks this store's own tokens: a lock carrying it that this process's local lock does
         #: not cover was left by one of our own turns (Redis died before it could release).
         self._mine = f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        self._batch = ScriptBatch(client)
         self._release = client.register_script(_RELEASE)
         self._guarded = client.register_script(_GUARDED_SAVE)
         self._hit = client.register_script(_HIT)
@@ -464,7 +466,7 @@ class RedisStore(DialogStore):
             yield handle
         finally:
             if not handle.released:
-                await self._release(keys=[key], args=[token])
+                await self._batch.call(self._release, [key], [token])
 
     def lock(
         self, msisdn: str, *, wait: float = constants.LOCK_WAIT
@@ -479,13 +481,14 @@ class RedisStore(DialogStore):
         deadline = asyncio.get_running_loop().time() + wait
         async with self._locks.hold(key, wait):
             token = self._token()
-            taken = await self._lock_hit_load(
-                keys=[
+            taken = await self._batch.call(
+                self._lock_hit_load,
+                [
                     key,
                     keys.prefixed(self.prefix, rate_key),
                     keys.session(self.prefix, msisdn, dialog),
                 ],
-                args=[token, _ms(self._lock_ttl), _ms(window)],
+                [token, _ms(self._lock_ttl), _ms(window)],
             )
             if not int(taken[0]):
                 # Another process holds it: wait the usual way (orphan check, back-off).
@@ -497,7 +500,7 @@ class RedisStore(DialogStore):
                 yield _start(guard, int(taken[1]), taken[2])
             finally:
                 if not guard.released:
-                    await self._release(keys=[key], args=[token])
+                    await self._batch.call(self._release, [key], [token])
 
     async def _break_orphaned(self, key: str) -> bool:
         """Delete a lock nobody runs a turn under, so its subscriber need not wait ``lock_ttl``:
@@ -511,13 +514,13 @@ class RedisStore(DialogStore):
         text = holder.decode() if isinstance(holder, bytes) else str(holder)
         if text.startswith(self._mine):
             log.warning("breaking a turn lock this process left behind")
-            return bool(await self._release(keys=[key], args=[text]))
+            return bool(await self._batch.call(self._release, [key], [text]))
         if not text.startswith(_OWNER_PREFIX):
             return False
         pid = text[len(_OWNER_PREFIX) :].partition("-")[0]
         if not pid.isdigit() or not _process_gone(int(pid)):
             return False
-        return bool(await self._release(keys=[key], args=[text]))
+        return bool(await self._batch.call(self._release, [key], [text]))
 
     async def load(self, msisdn: str, dialog: str = "sms") -> DialogRecord | None:
         raw = await self._redis.get(keys.session(self.prefix, msisdn, dialog))
@@ -534,9 +537,10 @@ class RedisStore(DialogStore):
     ) -> None:
         session = keys.session(self.prefix, msisdn, dialog)
         token = guard.token if guard is not None else ""
-        done = await self._guarded(
-            keys=[session, keys.lock(self.prefix, msisdn)],
-            args=[value, _ms(ttl), token, "1" if release else "0"],
+        done = await self._batch.call(
+            self._guarded,
+            [session, keys.lock(self.prefix, msisdn)],
+            [value, _ms(ttl), token, "1" if release else "0"],
         )
         if not done:
             raise LockLost("the turn lock expired before the record was written")
@@ -567,9 +571,10 @@ class RedisStore(DialogStore):
     async def _hit_load_raw(
         self, msisdn: str, dialog: str, rate_key: str, window: float
     ) -> tuple[int, bytes | None]:
-        hits, raw = await self._hit_load(
-            keys=[keys.prefixed(self.prefix, rate_key), keys.session(self.prefix, msisdn, dialog)],
-            args=[_ms(window)],
+        hits, raw = await self._batch.call(
+            self._hit_load,
+            [keys.prefixed(self.prefix, rate_key), keys.session(self.prefix, msisdn, dialog)],
+            [_ms(window)],
         )
         return int(hits), raw
 
@@ -586,9 +591,12 @@ class RedisStore(DialogStore):
         return _start(guard, hits, raw)
 
     async def hit(self, key: str, window: float) -> int:
-        return int(await self._hit(keys=[keys.prefixed(self.prefix, key)], args=[_ms(window)]))
+        return int(
+            await self._batch.call(self._hit, [keys.prefixed(self.prefix, key)], [_ms(window)])
+        )
 
     async def aclose(self) -> None:
+        await self._batch.aclose()
         if self._owns:
             await self._redis.aclose()
 

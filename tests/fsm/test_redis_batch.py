@@ -1,0 +1,103 @@
+"""fsm.redis_batch against the real Redis: a tick's script calls travel as one pipeline, each
+caller still gets its own answer or its own error, and an unknown script is loaded on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from fsm.redis_batch import ScriptBatch
+
+pytestmark = pytest.mark.redis
+
+_ECHO_OR_FAIL = """
+if ARGV[1] == 'bad' then return redis.error_reply('refused ' .. ARGV[1]) end
+redis.call('INCR', KEYS[1])
+return ARGV[1]
+"""
+
+
+def _fresh(client: Any, body: str) -> Any:
+    """A script Redis has never seen (a unique comment gives it a new SHA): NOSCRIPT first."""
+    return client.register_script(f"-- {secrets.token_hex(8)}\n{body}")
+
+
+async def test_one_tick_of_calls_goes_as_one_pipeline(redis_client: Any, redis_prefix: str) -> None:
+    batch = ScriptBatch(redis_client)
+    script = redis_client.register_script(_ECHO_OR_FAIL)
+    await redis_client.script_load(script.script)
+    key = f"{redis_prefix}:n"
+    results = await asyncio.gather(*(batch.call(script, [key], [f"v{i}"]) for i in range(50)))
+    assert results == [f"v{i}".encode() for i in range(50)]
+    assert batch.pipelines == 1 and batch.calls == 50
+    assert int(await redis_client.get(key)) == 50, "every call ran exactly once"
+
+
+async def test_each_caller_gets_its_own_error(redis_client: Any, redis_prefix: str) -> None:
+    batch = ScriptBatch(redis_client)
+    script = redis_client.register_script(_ECHO_OR_FAIL)
+    key = f"{redis_prefix}:n"
+    results = await asyncio.gather(
+        batch.call(script, [key], ["a"]),
+        batch.call(script, [key], ["bad"]),
+        batch.call(script, [key], ["c"]),
+        return_exceptions=True,
+    )
+    assert results[0] == b"a" and results[2] == b"c"
+    assert isinstance(results[1], ResponseError) and "refused bad" in str(results[1])
+    assert int(await redis_client.get(key)) == 2
+
+
+async def test_unknown_script_is_loaded_and_run_once(redis_client: Any, redis_prefix: str) -> None:
+    batch = ScriptBatch(redis_client)
+    known = redis_client.register_script(_ECHO_OR_FAIL)
+    await redis_client.script_load(known.script)
+    fresh = _fresh(redis_client, _ECHO_OR_FAIL)
+    assert (await redis_client.script_exists(fresh.sha)) == [False]
+    k1, k2 = f"{redis_prefix}:known", f"{redis_prefix}:fresh"
+    results = await asyncio.gather(
+        *(batch.call(fresh, [k2], [f"f{i}"]) for i in range(5)),
+        *(batch.call(known, [k1], [f"k{i}"]) for i in range(5)),
+    )
+    assert results == [f"f{i}".encode() for i in range(5)] + [f"k{i}".encode() for i in range(5)]
+    assert int(await redis_client.get(k1)) == 5 and int(await redis_client.get(k2)) == 5
+    assert batch.pipelines == 2, "the first pipeline, then only the calls that met NOSCRIPT"
+
+
+async def test_a_cancelled_caller_leaves_the_others_answered(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    batch = ScriptBatch(redis_client)
+    script = redis_client.register_script(_ECHO_OR_FAIL)
+    key = f"{redis_prefix}:n"
+    tasks = [asyncio.create_task(batch.call(script, [key], [f"v{i}"])) for i in range(10)]
+    await asyncio.sleep(0)  # all queued; the pipeline is on its way
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert [d for i, d in enumerate(done) if i != 3] == [
+        f"v{i}".encode() for i in range(10) if i != 3
+    ]
+    await batch.aclose()
+
+
+async def test_a_lost_connection_fails_every_call_of_the_batch(redis_prefix: str) -> None:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # Nobody listens on port 1; no retries, so the error comes at once.
+    client = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    batch = ScriptBatch(client)
+    script = client.register_script(_ECHO_OR_FAIL)
+    results = await asyncio.gather(
+        *(batch.call(script, [f"{redis_prefix}:n"], ["x"]) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    await client.aclose()

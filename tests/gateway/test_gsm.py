@@ -121,3 +121,38 @@ def test_unpack_never_raises(data: bytes, fill: int) -> None:
     out = unpack_septets(data, fill)
     assert all(b < 0x80 for b in out)
     decode_septets(out)
+
+
+def _reference_septets(text: str) -> bytes | None:
+    """The definition, one character at a time: basic septet, or ESC + extension septet."""
+    out = bytearray()
+    for ch in text:
+        cost = septet_cost(ch)
+        if cost is None:
+            return None
+        if cost == 1:
+            out.append(BASIC_TABLE.index(ch))
+        else:
+            out += bytes((0x1B, next(s for s, c in EXTENSION_TABLE.items() if c == ch)))
+    return bytes(out)
+
+
+def test_septet_encoding_agrees_with_the_tables_for_every_code_point() -> None:
+    # The translate list covers code points up to the last GSM one; past it, and for every
+    # character GSM-7 lacks (ASCII "`" and controls included), the text is refused.
+    # Every code point up to past the last GSM one (U+20AC), then a sample of the rest.
+    for i in [*range(0x3000), *range(0x3000, 0x110000, 61)]:
+        ch = chr(i)
+        for text in (ch, "a" + ch, ch + "é€"):
+            expected = _reference_septets(text)
+            assert gsm.septets_or_none(text) == expected, hex(i)
+    with pytest.raises(TextEncodeError):
+        encode_septets("ok`")
+    assert encode_septets("") == b""
+
+
+def test_plain_septet_decoding_agrees_with_the_table_for_every_octet() -> None:
+    for value in range(256):
+        if value & 0x7F == 0x1B:
+            continue
+        assert decode_septets(bytes([value, 0x41])) == BASIC_TABLE[value & 0x7F] + "A"

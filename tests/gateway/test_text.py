@@ -404,3 +404,49 @@ def test_parts_are_full_and_cut_only_between_characters(
         assert 0 < units[i] <= limit
         if i + 1 < len(parts):  # greedy: the next character would not have fitted
             assert units[i] + _reference_cost(parts[i + 1].text[0], dc) > limit
+
+
+def test_transliteration_agrees_with_its_table_for_every_code_point() -> None:
+    from gateway.text import _TRANSLIT
+
+    # Every code point up to past the last mapped one (U+2212), then a sample of the rest.
+    for i in [*range(0x3000), *range(0x3000, 0x110000, 61)]:
+        ch = chr(i)
+        assert transliterate("a" + ch + "ż") == "a" + _TRANSLIT.get(ch, ch) + "z", hex(i)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    any_text,
+    st.sampled_from(["ucs2", "transliterate"]),
+    st.sampled_from(["udh", "udh16", "sar", "payload"]),
+    st.sampled_from([0, 1, 3]),
+)
+def test_each_part_carries_exactly_its_own_text_encoded(
+    text: str, policy: Any, long: Any, default_coding: int
+) -> None:
+    # Parts are sliced from one encoding of the whole text: each must still be the encoding of
+    # the text it claims to carry, after its UDH.
+    parts = encode_message(text, policy=policy, long=long, default_coding=default_coding)
+    for p in parts:
+        data = p.tlvs.get("message_payload", p.short_message)
+        udh = data[: data[0] + 1] if p.esm_class & ESM_UDHI else b""
+        if p.data_coding == 0:
+            own = _septets_by_table(p.text)
+        else:
+            own = p.text.encode({1: "ascii", 3: "latin-1", 8: "utf-16-be"}[p.data_coding])
+        assert data == udh + own
+
+
+def _septets_by_table(text: str) -> bytes:
+    """GSM-7 unpacked, one character at a time from the tables."""
+    from gateway.gsm import BASIC_TABLE, EXTENSION_TABLE
+
+    ext = {c: s for s, c in EXTENSION_TABLE.items()}
+    out = bytearray()
+    for ch in text:
+        if ch in ext:
+            out += bytes((0x1B, ext[ch]))
+        else:
+            out.append(BASIC_TABLE.index(ch))
+    return bytes(out)

@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import receipts
 from gateway.inbound import InboundMessage, ReceiptEvent
+from gateway.pdu import MessageState
 
 log = logging.getLogger(__name__)
 
@@ -291,17 +292,20 @@ class DeliveryTracker:
     def sent(self, item_id: str, msisdn: str, message_ids: Iterable[str]) -> None:
         ids = list(message_ids)
         record = _Sent(item_id, msisdn, ["submitted"] * len(ids))
-        self._messages[item_id] = record
-        while len(self._messages) > self._max:
-            self._messages.popitem(last=False)
+        messages = self._messages
+        messages[item_id] = record
+        while len(messages) > self._max:
+            messages.popitem(last=False)
         self.submitted += 1
+        add = self._parts.add
         for index, message_id in enumerate(ids):
-            self._parts.add(message_id, (record, index))
-        for message_id in ids:
-            early = self._early.pop(message_id)
-            if early is not None:
-                self.early += 1
-                self._apply(early)
+            add(message_id, (record, index))
+        if len(self._early):  # nearly always empty: no id work at all then
+            for message_id in ids:
+                early = self._early.pop(message_id)
+                if early is not None:
+                    self.early += 1
+                    self._apply(early)
 
     def receipt(self, event: ReceiptEvent) -> bool:
         """Apply a receipt; False when it matched nothing yet (parked until it does)."""
@@ -318,9 +322,9 @@ class DeliveryTracker:
         record, index = found
         before = self._state(record)
         state = event.receipt.state
-        if event.receipt.is_delivered:
+        if state == MessageState.DELIVERED:  # Receipt.is_delivered, without a property call
             record.parts[index] = "delivered"
-        elif event.receipt.is_final:
+        elif state not in receipts.NON_FINAL:  # Receipt.is_final
             record.parts[index] = "failed"
         else:
             record.parts[index] = state.name.lower()
@@ -341,10 +345,13 @@ class DeliveryTracker:
 
     @staticmethod
     def _state(record: _Sent) -> str:
-        if "failed" in record.parts:
+        parts = record.parts
+        if "failed" in parts:
             return "failed"
-        pending = [p for p in record.parts if p != "delivered"]
-        return pending[0] if pending else "delivered"
+        for part in parts:
+            if part != "delivered":
+                return part
+        return "delivered"
 
     def part_states(self, item_id: str) -> list[str]:
         record = self._messages.get(item_id)

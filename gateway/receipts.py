@@ -85,6 +85,9 @@ STAT_WORDS: Mapping[MessageState, str] = {
     MessageState.REJECTED: "REJECTD",
 }
 
+#: message_state values → members: a dict look-up instead of an Enum call per receipt.
+_STATE_BY_VALUE: Mapping[int, MessageState] = {state.value: state for state in MessageState}
+
 #: States after which the SMSC sends nothing more for the message.
 NON_FINAL = frozenset({MessageState.ENROUTE, MessageState.ACCEPTED})
 
@@ -150,6 +153,32 @@ def _fields(text: str) -> dict[str, str]:
     return _fields_scan(text)
 
 
+#: What :func:`parse_receipt` reads from a text: id, sub, dlvrd, submit date, done date, stat,
+#: err, text (None where the text has no such key).
+_Read = tuple[
+    str | None, str | None, str | None, str | None, str | None, str | None, str | None, str | None
+]
+
+
+def _read(text: str) -> _Read:
+    """The receipt keys of ``text`` as a tuple: one regex match and no dict for the Appendix B
+    form most SMSCs send, the general scan for the rest."""
+    canonical = _CANONICAL.fullmatch(text)
+    if canonical is not None:
+        return canonical.groups()  # type: ignore[return-value]
+    g = _fields_scan(text).get
+    return (
+        g("id"),
+        g("sub"),
+        g("dlvrd"),
+        g("submitdate"),
+        g("donedate"),
+        g("stat"),
+        g("err"),
+        g("text"),
+    )
+
+
 def _fields_scan(text: str) -> dict[str, str]:
     """The general reader: any key order or case, missing keys, odd spacing."""
     found: dict[str, str] = {}
@@ -193,21 +222,27 @@ def _stamp(moment: datetime, fmt: str) -> str:
 def state_from_stat(stat: str) -> MessageState:
     """A stat word (``DELIVRD``, ``delivered``, ``2``…) → MessageState; unknown → UNKNOWN."""
     word = stat.strip().upper()
-    if word.isdigit() and int(word) in MessageState._value2member_map_:
-        return MessageState(int(word))
+    if word.isdecimal():  # isdigit() also takes "²", which int() refuses
+        return _STATE_BY_VALUE.get(int(word), MessageState.UNKNOWN)
     return _STATES.get(word, MessageState.UNKNOWN)
 
 
 def _int_or_none(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
+    if value is None:
         return None
-    return int(value.strip())
+    value = value.strip()
+    return int(value) if value.isdecimal() else None  # not isdigit(): int("²") raises
 
 
 def _as_str(value: Any) -> str:
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("latin-1")
-    return str(value).strip().rstrip("\x00").strip()
+    text: str
+    if type(value) is str:
+        text = value
+    elif isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("latin-1")
+    else:
+        text = str(value)
+    return text.strip().rstrip("\x00").strip()
 
 
 def _receipt_text(params: Mapping[str, Any]) -> str:
@@ -228,31 +263,33 @@ def parse_receipt(pdu_params: Mapping[str, Any], text: str | None = None) -> Rec
     TLVs win over the text: ``receipted_message_id`` for the id, ``message_state`` for the state.
     Raises :class:`ReceiptError` when neither carries an id.
     """
+    get = pdu_params.get
     body = _receipt_text(pdu_params) if text is None else text
-    fields = _fields(body)
-    tlv_id = pdu_params.get("receipted_message_id")
-    message_id = _as_str(tlv_id) if tlv_id not in (None, b"", "") else fields.get("id", "")
+    text_id, sub, dlvrd, submit_date, done_date, stat, error, rest = _read(body)
+    tlv_id = get("receipted_message_id")
+    message_id = _as_str(tlv_id) if tlv_id not in (None, b"", "") else text_id
     if not message_id:
         raise ReceiptError(f"receipt without a message id: {body[:80]!r}")
-    stat = fields.get("stat", "").upper()
-    state = state_from_stat(stat)
-    tlv_state = pdu_params.get("message_state")
-    if tlv_state is not None and int(tlv_state) in MessageState._value2member_map_:
-        state = MessageState(int(tlv_state))
-    error = fields.get("err") or None
-    nec = pdu_params.get("network_error_code")
-    if error is None and isinstance(nec, bytes | bytearray) and len(nec) == 3:
-        error = f"{nec[0]}:{int.from_bytes(nec[1:], 'big'):03d}"  # network type : code
+    stat = stat.upper() if stat else ""
+    tlv_state = get("message_state")
+    state = _STATE_BY_VALUE.get(int(tlv_state)) if tlv_state is not None else None
+    if state is None:  # no TLV, or a value SMPP does not define: the stat word decides
+        state = state_from_stat(stat)
+    if not error:
+        error = None
+        nec = get("network_error_code")
+        if isinstance(nec, bytes | bytearray) and len(nec) == 3:
+            error = f"{nec[0]}:{int.from_bytes(nec[1:], 'big'):03d}"  # network type : code
     return Receipt(
-        message_id=message_id,
-        state=state,
-        error=error,
-        submitted_at=parse_receipt_date(fields.get("submitdate")),
-        done_at=parse_receipt_date(fields.get("donedate")),
-        stat=stat,
-        submitted=_int_or_none(fields.get("sub")),
-        delivered=_int_or_none(fields.get("dlvrd")),
-        text=fields.get("text", ""),
+        message_id,
+        state,
+        error,
+        _parse_date(submit_date.strip()) if submit_date else None,
+        _parse_date(done_date.strip()) if done_date else None,
+        stat,
+        _int_or_none(sub),
+        _int_or_none(dlvrd),
+        rest or "",
     )
 
 
@@ -279,27 +316,34 @@ def format_receipt(
     )
 
 
-_HEX = re.compile(r"[0-9a-f]+")
+_HEX_DIGITS = "0123456789abcdef"
+_DECIMAL_DIGITS = "0123456789"
 _MAX_NUMERIC = 64  # SMPP message_id is at most 64 characters; longer is not a number
 
 
 def id_keys(message_id: str) -> tuple[str, ...]:
     """Every canonical reading of an id, the primary first (see the module docstring)."""
     s = _as_str(message_id).lower()
-    if not s or len(s) > _MAX_NUMERIC or not _HEX.fullmatch(s):
+    if not s or len(s) > _MAX_NUMERIC or s.strip(_HEX_DIGITS):
         return (s,)
-    keys = [format(int(s, 16), "x")]
-    if s.isdigit():
+    primary = s.lstrip("0") or "0"  # the number read as hex, as format(n, "x") writes it
+    if not s.strip(_DECIMAL_DIGITS):  # ASCII digits only: also a decimal number
         as_decimal = format(int(s, 10), "x")
-        if as_decimal != keys[0]:
-            keys.append(as_decimal)
-    return tuple(keys)
+        if as_decimal != primary:
+            return (primary, as_decimal)
+    return (primary,)
 
 
 def normalise_id(message_id: str) -> str:
     """The canonical form of a message id: lowercase hex without leading zeros when it is a number
     in hex or decimal digits (read as hex), else the id stripped and lowercased."""
-    return id_keys(message_id)[0]
+    if type(message_id) is str and message_id.isalnum():  # nothing for _as_str to strip
+        s = message_id.lower()
+    else:
+        s = _as_str(message_id).lower()
+    if not s or len(s) > _MAX_NUMERIC or s.strip(_HEX_DIGITS):
+        return s
+    return s.lstrip("0") or "0"
 
 
 def ids_match(a: str, b: str) -> bool:
@@ -310,60 +354,71 @@ def ids_match(a: str, b: str) -> bool:
 T = TypeVar("T")
 
 
+def _decimal_reader(key: str) -> str | None:
+    """The first key of the pending id whose decimal reading is ``key`` (a first key or a decimal
+    reading, both lowercase hex without leading zeros): the number written in decimal digits,
+    read as hex. None when ``key`` is not a number or that id would be too long to be one."""
+    if not key or len(key) > _MAX_NUMERIC or key.strip(_HEX_DIGITS):
+        return None
+    digits = str(int(key, 16))
+    if len(digits) > _MAX_NUMERIC:
+        return None
+    return digits.lstrip("0") or "0"
+
+
 class IdIndex(Generic[T]):
     """Pending messages by submit_sm_resp id, found again by a receipt's id (bounded, FIFO).
 
     Lookup order for a receipt id: its keys against the first keys of pending ids (same number,
     or the receipt in decimal for a hex submit id), then its keys against the other readings of
     pending ids (a decimal submit id, a hex receipt).
+
+    Only first keys are stored: an id's other reading is its number written in decimal, so the
+    pending id a receipt key is the other reading of can be computed from the key
+    (:func:`_decimal_reader`) instead of looked up in a second map. A receipt that matches its
+    message's first key — nearly all — costs one :func:`normalise_id` and one dict look-up.
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
-        self._exact: OrderedDict[str, tuple[tuple[str, ...], T]] = OrderedDict()
-        self._alt: dict[str, str] = {}
+        self._exact: OrderedDict[str, T] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._exact)
 
     def add(self, message_id: str, value: T) -> None:
-        keys = id_keys(message_id)
-        self._discard(keys[0])
-        self._exact[keys[0]] = (keys, value)
-        for alt in keys[1:]:
-            self._alt[alt] = keys[0]
-        while len(self._exact) > self.max_entries:
-            self._discard(next(iter(self._exact)))
+        exact = self._exact
+        primary = normalise_id(message_id)
+        exact.pop(primary, None)  # a re-added id moves to the end (FIFO by last add)
+        exact[primary] = value
+        while len(exact) > self.max_entries:
+            exact.popitem(last=False)
 
     def get(self, receipt_id: str) -> T | None:
         primary = self._find(receipt_id)
-        return None if primary is None else self._exact[primary][1]
+        return None if primary is None else self._exact[primary]
 
     def pop(self, receipt_id: str) -> T | None:
         primary = self._find(receipt_id)
-        if primary is None:
-            return None
-        value = self._exact[primary][1]
-        self._discard(primary)
-        return value
+        return None if primary is None else self._exact.pop(primary)
 
     def _find(self, receipt_id: str) -> str | None:
+        exact = self._exact
+        if not exact:
+            return None
+        primary = normalise_id(receipt_id)
+        if primary in exact:
+            return primary
+        # A miss: the receipt's decimal reading (a decimal receipt for a hex submit id), then the
+        # pending ids whose decimal reading a key of the receipt is (a decimal submit id).
         keys = id_keys(receipt_id)
-        for key in keys:
-            if key in self._exact:
+        for key in keys[1:]:
+            if key in exact:
                 return key
         for key in keys:
-            primary = self._alt.get(key)
-            if primary is not None and primary in self._exact:
-                return primary
+            candidate = _decimal_reader(key)
+            if candidate is not None and candidate in exact:
+                return candidate
         return None
-
-    def _discard(self, primary: str) -> None:
-        entry = self._exact.pop(primary, None)
-        if entry is None:
-            return
-        for alt in entry[0][1:]:
-            if self._alt.get(alt) == primary:
-                del self._alt[alt]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from datetime import datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import receipts
@@ -304,7 +306,7 @@ def test_index_is_bounded() -> None:
     assert len(index) == 3
     assert index.get("0") is None
     assert index.get("9") == 9
-    assert len(index._alt) <= 3
+    assert len(index._exact) == 3  # the only map it keeps: bounded too
 
 
 @given(st.integers(0, 2**63))
@@ -328,3 +330,132 @@ def test_canonical_fast_read_agrees_with_the_general_scan(
     )
     assert receipts._fields(written) == receipts._fields_scan(written)
     assert receipts._fields(written + "\\x00junk") == receipts._fields_scan(written + "\\x00junk")
+
+
+def test_superscript_digits_are_not_numbers() -> None:
+    # "²".isdigit() is True but int("²") raises: such a receipt is read, not a crash.
+    r = parse_receipt({}, "id:77 sub:² dlvrd:001 stat:³ err:000")
+    assert (r.message_id, r.submitted, r.delivered, r.state) == (
+        "77",
+        None,
+        1,
+        MessageState.UNKNOWN,
+    )
+    assert state_from_stat("²") == MessageState.UNKNOWN
+    assert state_from_stat("2") == MessageState.DELIVERED
+    assert state_from_stat("9") == MessageState.UNKNOWN
+
+
+def test_tlvs_with_the_text_keep_every_text_field() -> None:
+    text = (
+        "id:0A1B sub:001 dlvrd:001 submit date:2611252210 done date:2611252211 "
+        "stat:UNDELIV err:034 text:Hej"
+    )
+    r = parse_receipt({"receipted_message_id": "0a1b\x00", "message_state": 2}, text)
+    assert r == Receipt(
+        "0a1b",
+        MessageState.DELIVERED,  # the TLV wins over stat:
+        "034",
+        datetime(2026, 11, 25, 22, 10),
+        datetime(2026, 11, 25, 22, 11),
+        "UNDELIV",
+        1,
+        1,
+        "Hej",
+    )
+    # An undefined message_state value leaves the stat word to decide.
+    assert parse_receipt({"message_state": 99}, text).state == MessageState.UNDELIVERABLE
+
+
+# -- message ids: the index against the two-map index it replaced ------------------------------
+
+_ref_hex = re.compile(r"[0-9a-f]+")
+
+
+def _reference_id_keys(message_id: str) -> tuple[str, ...]:
+    s = str(message_id).strip().rstrip("\x00").strip().lower()
+    if not s or len(s) > 64 or not _ref_hex.fullmatch(s):
+        return (s,)
+    keys = [format(int(s, 16), "x")]
+    if s.isdigit():
+        as_decimal = format(int(s, 10), "x")
+        if as_decimal != keys[0]:
+            keys.append(as_decimal)
+    return tuple(keys)
+
+
+class _ReferenceIndex:
+    """The IdIndex that stored every other reading in a second map."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._exact: OrderedDict[str, tuple[tuple[str, ...], int]] = OrderedDict()
+        self._alt: dict[str, str] = {}
+
+    def add(self, message_id: str, value: int) -> None:
+        keys = _reference_id_keys(message_id)
+        self._discard(keys[0])
+        self._exact[keys[0]] = (keys, value)
+        for alt in keys[1:]:
+            self._alt[alt] = keys[0]
+        while len(self._exact) > self.max_entries:
+            self._discard(next(iter(self._exact)))
+
+    def pop(self, receipt_id: str, remove: bool) -> int | None:
+        keys = _reference_id_keys(receipt_id)
+        primary = next((k for k in keys if k in self._exact), None)
+        if primary is None:
+            primary = next((self._alt[k] for k in keys if self._alt.get(k) in self._exact), None)
+        if primary is None:
+            return None
+        value = self._exact[primary][1]
+        if remove:
+            self._discard(primary)
+        return value
+
+    def _discard(self, primary: str) -> None:
+        entry = self._exact.pop(primary, None)
+        if entry is not None:
+            for alt in entry[0][1:]:
+                if self._alt.get(alt) == primary:
+                    del self._alt[alt]
+
+
+_ids = st.one_of(
+    st.integers(0, 300).map(str),  # decimal readings that collide with hex ones
+    st.integers(0, 300).map(lambda n: format(n, "X")),
+    st.integers(0, 300).map(lambda n: "00" + format(n, "x")),
+    st.integers(0, 2**70).map(str),
+    st.text("0123456789", min_size=60, max_size=70),  # around the 64-character limit
+    st.text("0123456789abcdefABCDEFxz- \x00", max_size=8),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "get", "pop"]), _ids),
+        max_size=40,
+    ),
+    st.integers(1, 6),
+)
+def test_index_finds_what_the_two_map_index_found(
+    ops: list[tuple[str, str]], max_entries: int
+) -> None:
+    index: IdIndex[int] = IdIndex(max_entries)
+    reference = _ReferenceIndex(max_entries)
+    for n, (op, message_id) in enumerate(ops):
+        if op == "add":
+            index.add(message_id, n)
+            reference.add(message_id, n)
+        elif op == "get":
+            assert index.get(message_id) == reference.pop(message_id, remove=False)
+        else:
+            assert index.pop(message_id) == reference.pop(message_id, remove=True)
+        assert len(index) == len(reference._exact)
+
+
+@given(st.one_of(_ids, st.text(max_size=70)))
+def test_id_keys_agree_with_the_regex_definition(message_id: str) -> None:
+    assert id_keys(message_id) == _reference_id_keys(message_id)
+    assert normalise_id(message_id) == _reference_id_keys(message_id)[0]

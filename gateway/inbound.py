@@ -46,7 +46,7 @@ from typing import Any, Literal
 from backend.errors import InvalidInput
 from gateway import receipts, text
 from gateway.msisdn import normalise_msisdn
-from gateway.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, Pdu, Status
+from gateway.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, MessageState, Pdu, Status
 from gateway.reassembly import Incomplete, Reassembler
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,21 @@ RECEIPT_TYPES = frozenset({0x04, 0x08, 0x20})
 DEFAULT_DEDUP_TTL = 120.0
 #: how soon a repeat counts as a redelivery without any other sign (seconds)
 DEFAULT_REDELIVERY_WINDOW = 10.0
+#: ``MessageState.X.name`` is an enum descriptor call; a dict look-up per receipt is cheaper.
+_STATE_NAMES: dict[MessageState, str] = {state: state.name for state in MessageState}
+#: The PDU fields a dedup key covers, in the order they are hashed.
+_DEDUP_FIELDS = (
+    "source_addr",
+    "destination_addr",
+    "data_coding",
+    "esm_class",
+    "short_message",
+    "message_payload",
+    "sar_msg_ref_num",
+    "sar_segment_seqnum",
+    "ussd_service_op",
+    "its_session_info",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,33 +108,43 @@ InboundSink = Callable[[InboundEvent], Awaitable[None]]
 
 
 def is_receipt(pdu: Pdu) -> bool:
-    esm = int(pdu.get("esm_class", 0) or 0)
+    get = pdu.params.get
+    esm = int(get("esm_class", 0) or 0)
     if esm & ESM_MESSAGE_TYPE_MASK in RECEIPT_TYPES:
         return True
-    return pdu.get("receipted_message_id") is not None or pdu.get("message_state") is not None
+    return get("receipted_message_id") is not None or get("message_state") is not None
 
 
 def dedup_key(pdu: Pdu) -> str | None:
-    """The identity of one PDU's content for redelivery detection (None: do not dedup)."""
-    if pdu.get("ussd_service_op") is not None and pdu.get("its_session_info") is None:
+    """The identity of one PDU's content for redelivery detection (None: do not dedup).
+
+    Each field is hashed as a 4-octet length and its octets, all in one call (the same digest
+    as feeding them one by one).
+    """
+    get = pdu.params.get
+    if get("ussd_service_op") is not None and get("its_session_info") is None:
         return None
-    digest = hashlib.blake2b(digest_size=16)
-    for name in (
-        "source_addr",
-        "destination_addr",
-        "data_coding",
-        "esm_class",
-        "short_message",
-        "message_payload",
-        "sar_msg_ref_num",
-        "sar_segment_seqnum",
-        "ussd_service_op",
-        "its_session_info",
-    ):
-        value = pdu.get(name)
-        raw = value if isinstance(value, bytes) else str(value).encode()
-        digest.update(len(raw).to_bytes(4, "big") + raw)
-    return "mo:" + digest.hexdigest()
+    chunks: list[bytes] = []
+    append = chunks.append
+    for value in map(get, _DEDUP_FIELDS):
+        if value is None:  # most optional fields: precomputed
+            append(_NONE_FIELD)
+        elif type(value) is int and 0 <= value <= 0xFF:  # octet fields: precomputed
+            append(_OCTET_FIELDS[value])
+        else:
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            append(len(raw).to_bytes(4, "big"))
+            append(raw)
+    return "mo:" + hashlib.blake2b(b"".join(chunks), digest_size=16).hexdigest()
+
+
+def _length_prefixed(raw: bytes) -> bytes:
+    return len(raw).to_bytes(4, "big") + raw
+
+
+#: How :func:`dedup_key` hashes an absent field (``str(None)``) and an octet-sized integer.
+_NONE_FIELD = _length_prefixed(b"None")
+_OCTET_FIELDS = tuple(_length_prefixed(str(i).encode()) for i in range(256))
 
 
 class InboundProcessor:
@@ -150,6 +175,8 @@ class InboundProcessor:
         self._lost = 0  # tick of the last lost SMPP connection
         self._locks: dict[str, list[Any]] = {}  # source → [asyncio.Lock, users]
         self._country_code = country_code
+        # raw source_addr → normalised (a pure function of it; bounded like ``_last``)
+        self._sources: dict[str, str] = {}
         self._clock = clock
         self.messages = 0
         self.receipts = 0
@@ -172,7 +199,7 @@ class InboundProcessor:
     async def __call__(self, pdu: Pdu) -> int:
         self._tick += 1
         arrived = self._tick  # before any await: the order the link handed the PDUs over
-        source = self._msisdn(str(pdu.get("source_addr", "")))
+        source = self._msisdn(str(pdu.params.get("source_addr", "")))
         if is_receipt(pdu):
             return await self._receipt(pdu, source)
         at = self._clock()
@@ -247,7 +274,7 @@ class InboundProcessor:
 
     async def _hand_on(self, pdu: Pdu, source: str, key: str | None) -> int:
         try:
-            whole = self._reassembler.add(source, dict(pdu.params), self._clock())
+            whole = self._reassembler.add(source, pdu.params, self._clock())
         except ValueError:
             log.warning("undecodable MO dropped", extra={"msisdn": source})
             return Status.ESME_ROK
@@ -263,23 +290,27 @@ class InboundProcessor:
         return self._reassembler.expire(self._clock())
 
     async def _receipt(self, pdu: Pdu, source: str) -> int:
-        data = pdu.get("short_message") or pdu.get("message_payload") or b""
+        params = pdu.params
+        get = params.get
+        data = get("short_message") or get("message_payload") or b""
         try:
             _, body = text.decode_short_message(
                 bytes(data),
-                int(pdu.get("data_coding", 0) or 0),
-                bool(int(pdu.get("esm_class", 0) or 0) & ESM_UDHI),
+                int(get("data_coding", 0) or 0),
+                bool(int(get("esm_class", 0) or 0) & ESM_UDHI),
             )
         except ValueError:
             body = ""
         try:
-            receipt = receipts.parse_receipt(pdu.params, body or None)
+            receipt = receipts.parse_receipt(params, body or None)
         except receipts.ReceiptError:
             log.warning("unreadable receipt dropped", extra={"msisdn": source})
             return Status.ESME_ROK
         self.receipts += 1
         await self._sink(
-            ReceiptEvent(receipt.message_id, receipt.state.name, receipt.error, source, receipt)
+            ReceiptEvent(
+                receipt.message_id, _STATE_NAMES[receipt.state], receipt.error, source, receipt
+            )
         )
         return Status.ESME_ROK
 
@@ -304,10 +335,17 @@ class InboundProcessor:
         )
 
     def _msisdn(self, raw: str) -> str:
+        known = self._sources.get(raw)
+        if known is not None:
+            return known
         try:
-            return normalise_msisdn(raw, self._country_code)
+            number = normalise_msisdn(raw, self._country_code)
         except InvalidInput:  # alphanumeric or odd source: keep it as the SMSC gave it
-            return raw
+            number = raw
+        if len(self._sources) >= self._max_sources:
+            self._sources.clear()  # a cache: dropping it only costs recomputing
+        self._sources[raw] = number
+        return number
 
 
 class _Turn:

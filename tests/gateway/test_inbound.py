@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.inbound import (
     InboundEvent,
@@ -382,3 +385,88 @@ async def test_the_link_reports_a_lost_connection(got: list[Any], clock: Clock) 
             await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
     assert [m.text for m in got if isinstance(m, InboundMessage)] == ["PAKIET"]
     assert processor.duplicates == 1
+
+
+# -- cached pure work: the same answers as computing it each time ------------------------------
+
+
+def _reference_dedup_key(pdu: Pdu) -> str | None:
+    """The key as first written: every field fed to the hash on its own."""
+    if pdu.get("ussd_service_op") is not None and pdu.get("its_session_info") is None:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    for name in (
+        "source_addr",
+        "destination_addr",
+        "data_coding",
+        "esm_class",
+        "short_message",
+        "message_payload",
+        "sar_msg_ref_num",
+        "sar_segment_seqnum",
+        "ussd_service_op",
+        "its_session_info",
+    ):
+        value = pdu.get(name)
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        digest.update(len(raw).to_bytes(4, "big") + raw)
+    return "mo:" + digest.hexdigest()
+
+
+_field_values = st.one_of(
+    st.none(),
+    st.integers(-5, 70000),
+    st.booleans(),
+    st.binary(max_size=20),
+    st.text(max_size=10),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "source_addr",
+                "destination_addr",
+                "data_coding",
+                "esm_class",
+                "short_message",
+                "message_payload",
+                "sar_msg_ref_num",
+                "sar_segment_seqnum",
+                "ussd_service_op",
+                "its_session_info",
+                "service_type",
+            ]
+        ),
+        _field_values,
+    )
+)
+def test_dedup_key_is_the_per_field_digest(params: dict[str, Any]) -> None:
+    pdu = Pdu("deliver_sm", 1, 0, params)
+    assert dedup_key(pdu) == _reference_dedup_key(pdu)
+
+
+def test_source_numbers_are_normalised_the_same_from_the_cache() -> None:
+    seen: list[InboundEvent] = []
+
+    async def sink(event: InboundEvent) -> None:
+        seen.append(event)
+
+    processor = InboundProcessor(sink, max_sources=2)
+    sources = ["+48 600 000 001", "600000001", "IDEA24", "0048600000001", "600000001", "IDEA24"]
+    for n, source in enumerate(sources * 2):
+        status = asyncio.run(
+            processor(deliver(n, source_addr=source, short_message=f"T{n}".encode()))
+        )
+        assert status == Status.ESME_ROK
+    assert [e.msisdn for e in seen] == [
+        "48600000001",
+        "48600000001",
+        "IDEA24",
+        "48600000001",
+        "48600000001",
+        "IDEA24",
+    ] * 2
+    assert len(processor._sources) <= 2  # bounded like the dedup memory

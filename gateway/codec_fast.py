@@ -110,6 +110,10 @@ def _decode_tlvs(
             extra.append((tag, frame[pos:end]))
         elif length == 1 and t.size == 1:
             params[t.name] = frame[pos]
+        elif length == t.size and t.kind == "int":  # decode_tlv's happy paths, inline
+            params[t.name] = int.from_bytes(frame[pos:end], "big")
+        elif t.kind == "cstr" and 0 < length <= t.max and frame.find(0, pos, end) == end - 1:
+            params[t.name] = frame[pos : end - 1].decode("latin-1")
         else:
             try:
                 params[t.name] = decode_tlv(cmd, t, frame[pos:end])
@@ -188,20 +192,22 @@ def _decode_sm(frame: bytes) -> Pdu:
     end = start + frame[e5 + 5]
     if end - start > 254 or end > n:
         return codec_smpplib.decode(frame)
-    latin1 = "latin-1"
+    # One latin-1 decode of the mandatory C-strings' span; each string is a slice of it (no
+    # bytes slice + decode per field; the usually empty ones cost nothing).
+    text = frame[16:e5].decode("latin-1")
     params: dict[str, Any] = {
-        "service_type": frame[16:e1].decode(latin1),
+        "service_type": text[: e1 - 16],
         "source_addr_ton": frame[e1 + 1],
         "source_addr_npi": frame[e1 + 2],
-        "source_addr": frame[e1 + 3 : e2].decode(latin1),
+        "source_addr": text[e1 - 13 : e2 - 16],
         "dest_addr_ton": frame[e2 + 1],
         "dest_addr_npi": frame[e2 + 2],
-        "destination_addr": frame[e2 + 3 : e3].decode(latin1),
+        "destination_addr": text[e2 - 13 : e3 - 16],
         "esm_class": frame[e3 + 1],
         "protocol_id": frame[e3 + 2],
         "priority_flag": frame[e3 + 3],
-        "schedule_delivery_time": frame[e3 + 4 : e4].decode(latin1),
-        "validity_period": frame[e4 + 1 : e5].decode(latin1),
+        "schedule_delivery_time": text[e3 - 12 : e4 - 16],
+        "validity_period": text[e4 - 15 : e5 - 16],
         "registered_delivery": frame[e5 + 1],
         "replace_if_present_flag": frame[e5 + 2],
         "data_coding": frame[e5 + 3],

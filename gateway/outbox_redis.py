@@ -11,7 +11,8 @@ seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries 
   times per lease it reclaims entries idle longer than ``lease`` from dead consumers with
   XAUTOCLAIM. An entry is handed out only when its subscriber's done-mark is ``seq - 1``
   (every earlier reply left) and its ``nb`` has passed; otherwise it stays pending with this
-  consumer and is looked at again.
+  consumer and is looked at again. That decision, the attempt count and the claim are one Lua
+  call for all candidates of a look (``_CLAIM``; ``now`` comes from the injected clock).
 - ``heartbeat`` re-claims the entries being sent (XCLAIM JUSTID resets their idle time), so a
   slow send is never mistaken for a dead consumer.
 - ``done`` / ``fail`` advance the done-mark, XACK and XDEL in one Lua call.
@@ -20,10 +21,13 @@ Cost per reply: every ``put`` and every ``done``/``fail`` made in the same event
 per turn, many turns in flight) is written by one script call (:class:`_Coalescer`); each
 caller still returns only once its own write is in Redis. A batch whose answer a Redis restart
 cut off is sent again by the client's retry: its replies are queued twice (at most one per
-subscriber, since a subscriber has one turn in flight), as a single put was before.
+subscriber, since a subscriber has one turn in flight), as a single put was before. A ``take``
+that finds work costs two round trips: XREADGROUP and one ``_CLAIM`` call (it was four: the
+read, then pipelines for the done-marks, the retry states and the claim).
 
-The sequence key and the stream live in different hash slots; on Redis Cluster ``put`` would
-need the stream sharded by the same tag (not done: one Redis is the deployment for now).
+Every script gets all its keys in KEYS, but one call touches keys of many hash slots: the
+stream, per-subscriber keys tagged by MSISDN, per-entry state keys. On Redis Cluster they
+would need the stream sharded by the same tag (not done: one Redis is the deployment for now).
 """
 
 from __future__ import annotations
@@ -86,6 +90,48 @@ end
 redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
 redis.call('XDEL', KEYS[1], unpack(gone))
 return #gone
+"""
+
+#: Lease the entries of one take that may go now: KEYS = stream, then per candidate its
+#: subscriber's done-mark and its state key; ARGV = group, consumer, now (the caller's clock,
+#: epoch seconds), limit, TTL, then per candidate entry id, msisdn, seq. An entry goes when its
+#: subscriber's done-mark is seq - 1 (at most one per subscriber, even if listed twice) and its
+#: ``nb`` has passed; entries whose done-mark reached their seq were finished elsewhere and are
+#: XACKed. Returns {{id, attempts, acc JSON or ''}...} for the chosen ones, then the stale ids.
+_CLAIM = """
+local group, consumer, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local marks, heads, chosen, stale = {}, {}, {}, {}
+local claim = {'XCLAIM', KEYS[1], group, consumer, 0}
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local done_key, acc_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local a = 6 + 3 * i
+  local entry, msisdn, seq = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local mark = marks[msisdn]
+  if mark == nil then
+    mark = tonumber(redis.call('GET', done_key) or '0')
+    marks[msisdn] = mark
+  end
+  if mark >= seq then
+    stale[#stale + 1] = entry
+  elseif mark == seq - 1 and not heads[msisdn] then
+    heads[msisdn] = true
+    if #chosen < limit then
+      local state = redis.call('HMGET', acc_key, 'nb', 'acc')
+      if tonumber(state[1] or '0') <= now then
+        local n = redis.call('HINCRBY', acc_key, 'n', 1)
+        redis.call('EXPIRE', acc_key, ARGV[5])
+        chosen[#chosen + 1] = {entry, n, state[2] or ''}
+        claim[#claim + 1] = entry
+      end
+    end
+  end
+end
+if #stale > 0 then redis.call('XACK', KEYS[1], group, unpack(stale)) end
+if #chosen > 0 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return {chosen, stale}
 """
 
 SEQ_TTL = 7 * 24 * 3600
@@ -167,6 +213,7 @@ class RedisOutbox(Outbox):
         self._scan = scan
         self._put = redis.register_script(_PUT)
         self._finish = redis.register_script(_FINISH)
+        self._claim = redis.register_script(_CLAIM)
         self._group_ready = False
         self._sending: dict[str, set[str]] = {}  # consumer → entry ids handed out, not finished
         # consumer → entries pending with it that wait (order, retry delay); None = not known
@@ -235,8 +282,9 @@ class RedisOutbox(Outbox):
                 self._stream, GROUP_NAME, consumer, int(self._lease * 1000), "0-0", count=self._scan
             )
             candidates += [(_s(i), _fields(f)) for i, f in reclaimed[1] if f]
-            for gone in reclaimed[2] if len(reclaimed) > 2 else []:
-                await self._redis.xack(self._stream, GROUP_NAME, gone)  # deleted while pending
+            gone = reclaimed[2] if len(reclaimed) > 2 else []
+            if gone:  # deleted while pending: nothing left to send
+                await self._redis.xack(self._stream, GROUP_NAME, *gone)
         out = await self._eligible(consumer, candidates, sending, limit)
         if len(out) < limit:
             block = None
@@ -262,8 +310,8 @@ class RedisOutbox(Outbox):
         sending: set[str],
         limit: int,
     ) -> list[OutboxItem]:
-        """The candidates that may go now, leased to ``consumer``: three pipelined round trips
-        (done-marks, retry states, claim) whatever the number of candidates."""
+        """The candidates that may go now, leased to ``consumer``: one script call (done-marks,
+        retry states, attempt counts, claim) whatever the number of candidates."""
         fresh = [(e, f) for e, f in candidates if e not in sending]
         if not fresh:
             return []
@@ -272,46 +320,19 @@ class RedisOutbox(Outbox):
             parked.update(e for e, _ in fresh)  # pending with us; chosen ones leave below
         if limit <= 0:
             return []
-        msisdns = sorted({f["m"] for _, f in fresh})
-        pipe = self._redis.pipeline(transaction=False)
-        for msisdn in msisdns:
-            pipe.get(self._done_key(msisdn))
-        done = {m: int(v or 0) for m, v in zip(msisdns, await pipe.execute(), strict=True)}
-        ready: list[tuple[str, dict[str, str]]] = []
-        stale: list[str] = []
-        heads: set[str] = set()  # one entry per subscriber: the next in its sequence
+        keys = [self._stream]
+        args: list[Any] = [GROUP_NAME, consumer, self._clock(), limit, SEQ_TTL]
         for entry, f in fresh:
-            seq, msisdn = int(f["s"]), f["m"]
-            if done[msisdn] >= seq:  # finished by a consumer whose XACK raced our read
-                stale.append(entry)
-            elif done[msisdn] == seq - 1 and msisdn not in heads:
-                heads.add(msisdn)
-                ready.append((entry, f))
-        pipe = self._redis.pipeline(transaction=False)
-        for entry in stale:
-            pipe.xack(self._stream, GROUP_NAME, entry)
-        for entry, _ in ready:
-            pipe.hgetall(self._acc_key(entry))
-        states = (await pipe.execute())[len(stale) :]
+            keys += [self._done_key(f["m"]), self._acc_key(entry)]
+            args += [entry, f["m"], f["s"]]
+        chosen, stale = await self._claim(keys=keys, args=args)
         if parked is not None:
-            parked.difference_update(stale)
-        now = self._clock()
-        chosen: list[tuple[str, dict[str, str], dict[str, str]]] = []
-        for (entry, f), raw in zip(ready, states, strict=True):
-            state = {_s(k): _s(v) for k, v in raw.items()}
-            if float(state.get("nb", 0)) <= now and len(chosen) < limit:
-                chosen.append((entry, f, state))
-        if not chosen:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for entry, _, _ in chosen:
-            pipe.hincrby(self._acc_key(entry), "n", 1)
-            pipe.expire(self._acc_key(entry), SEQ_TTL)
-        ids: list[str | bytes | int | memoryview] = [entry for entry, _, _ in chosen]
-        pipe.xclaim(self._stream, GROUP_NAME, consumer, 0, ids, justid=True)
-        replies = await pipe.execute()
+            parked.difference_update(_s(entry) for entry in stale)
+        fields = dict(fresh)
         out: list[OutboxItem] = []
-        for n, (entry, f, state) in enumerate(chosen):
+        for raw_entry, attempts, acc in chosen:
+            entry = _s(raw_entry)
+            f = fields[entry]
             sending.add(entry)
             if parked is not None:
                 parked.discard(entry)
@@ -323,8 +344,8 @@ class RedisOutbox(Outbox):
                     json.loads(f.get("meta", "{}")),
                     int(f.get("r", 0)),
                     int(f["s"]),
-                    int(replies[2 * n]),
-                    {int(k): v for k, v in json.loads(state.get("acc", "{}")).items()},
+                    int(attempts),
+                    {int(k): v for k, v in json.loads(_s(acc) or "{}").items()},
                 )
             )
         return out

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.text import ESM_UDHI, Udh, decode_body, split_short_message
+from gateway.text import ESM_UDHI, Udh, decode_body, split_body
 
 Scheme = Literal["udh8", "udh16", "sar"]
 
@@ -99,13 +99,13 @@ class Reassembler:
         data: bytes = payload if payload else pdu_params.get("short_message") or b""
         udhi = bool(int(pdu_params.get("esm_class", 0) or 0) & ESM_UDHI)
         dc = int(pdu_params.get("data_coding", 0) or 0)
-        body = split_short_message(data, dc, udhi, packed=self.packed)
-        located = self._locate(body.udh, pdu_params)
+        udh, codec, body = split_body(data, dc, udhi, self.packed)
+        located = self._locate(udh, pdu_params)
         if located is None:
-            return decode_body(body.data, body.codec)
+            return decode_body(body, codec)
         scheme, ref, total, seq = located
         if total == 1:
-            return decode_body(body.data, body.codec)
+            return decode_body(body, codec)
         key: _Key = (source, scheme, ref, total)
         self._forget_done(now)
         if key in self._done:
@@ -118,7 +118,7 @@ class Reassembler:
             pending = self._pending[key] = _Pending(now)
         if seq in pending.parts:
             return None  # a redelivered part: the first copy stands
-        pending.parts[seq] = (body.codec, body.data)
+        pending.parts[seq] = (codec, body)
         if len(pending.parts) < total:
             return None
         del self._pending[key]

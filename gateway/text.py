@@ -493,6 +493,14 @@ def split_short_message(data: bytes, data_coding: int, udhi: bool, *, packed: bo
     the fill bits after the UDH; an unpacked "GSM" body with octets above 0x7F cannot be GSM-7 and
     is read as Latin-1, which some SMSCs use as their default alphabet.
     """
+    return Body(*split_body(data, data_coding, udhi, packed))
+
+
+def split_body(
+    data: bytes, data_coding: int, udhi: bool, packed: bool = False
+) -> tuple[Udh | None, str, bytes]:
+    """:func:`split_short_message` as a plain tuple (udh, codec, data), for the per-PDU paths
+    that take it apart at once (no record built and dropped per message)."""
     udh: Udh | None = None
     rest = bytes(data)
     if udhi:
@@ -504,7 +512,7 @@ def split_short_message(data: bytes, data_coding: int, udhi: bool, *, packed: bo
             rest = unpack_septets(rest, fill)
         elif not rest.isascii():  # an octet above 0x7F
             codec = "latin-1"
-    return Body(udh, codec, rest)
+    return udh, codec, rest
 
 
 def decode_body(data: bytes, codec: str) -> str:
@@ -525,8 +533,8 @@ def decode_short_message(
     Raises only :class:`UdhError` (a :class:`TextDecodeError`), for a malformed UDH; octets that
     are not valid in their alphabet decode to U+FFFD rather than fail.
     """
-    body = split_short_message(data, data_coding, udhi, packed=packed)
-    return body.udh, decode_body(body.data, body.codec)
+    udh, codec, body = split_body(data, data_coding, udhi, packed)
+    return udh, decode_body(body, codec)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,68 @@
+"""DeliveryTracker: receipts matched to sent parts across id spellings, order and states."""
+
+from __future__ import annotations
+
+from gateway.inbound import ReceiptEvent
+from gateway.outbox import DeliveryTracker
+from gateway.pdu import MessageState
+from gateway.receipts import Receipt
+
+
+def event(message_id: str, state: MessageState) -> ReceiptEvent:
+    return ReceiptEvent(message_id, state.name, None, "48600000001", Receipt(message_id, state))
+
+
+def test_hex_submit_ids_match_decimal_and_padded_receipts() -> None:
+    finals: list[tuple[str, str, str]] = []
+    tracker = DeliveryTracker(on_state=lambda *args: finals.append(args))
+    tracker.sent("m1", "48600000001", ["5C1B6DAF", "00a1"])
+    assert tracker.receipt(event("1545301423", MessageState.DELIVERED))  # decimal of 0x5c1b6daf
+    assert tracker.state("m1") == "submitted"
+    assert tracker.receipt(event("A1", MessageState.DELIVERED))
+    assert tracker.part_states("m1") == ["delivered", "delivered"]
+    assert finals == [("m1", "48600000001", "delivered")]
+    assert (tracker.submitted, tracker.delivered, tracker.receipts) == (1, 1, 2)
+
+
+def test_decimal_submit_ids_match_hex_receipts() -> None:
+    tracker = DeliveryTracker()
+    tracker.sent("m1", "48600000001", ["1545301424"])
+    assert tracker.receipt(event("5C1B6DB0", MessageState.DELIVERED))
+    assert tracker.state("m1") == "delivered"
+
+
+def test_an_early_receipt_is_parked_and_applied_on_sent() -> None:
+    tracker = DeliveryTracker()
+    assert not tracker.receipt(event("00FF", MessageState.UNDELIVERABLE))
+    assert tracker.parked == 1
+    tracker.sent("m1", "48600000001", ["ff", "100"])
+    assert (tracker.early, tracker.parked) == (1, 0)
+    assert tracker.state("m1") == "failed"  # one failed part fails the message
+    assert tracker.failed == 1
+    assert tracker.receipt(event("100", MessageState.DELIVERED))
+    assert tracker.state("m1") == "failed" and tracker.failed == 1  # counted once
+
+
+def test_intermediate_states_then_final() -> None:
+    finals: list[tuple[str, str, str]] = []
+    tracker = DeliveryTracker(on_state=lambda *args: finals.append(args))
+    tracker.sent("m1", "48600000001", ["abc"])
+    tracker.receipt(event("ABC", MessageState.ENROUTE))
+    assert tracker.state("m1") == "enroute"
+    tracker.receipt(event("abc", MessageState.ACCEPTED))
+    assert tracker.state("m1") == "accepted"
+    assert finals == []
+    tracker.receipt(event("0abc", MessageState.EXPIRED))
+    assert tracker.state("m1") == "failed"
+    assert finals == [("m1", "48600000001", "failed")]
+
+
+def test_unknown_receipts_stay_parked_within_the_bound() -> None:
+    tracker = DeliveryTracker(max_early=3)
+    for i in range(10):
+        assert not tracker.receipt(event(f"{i:x}", MessageState.DELIVERED))
+    assert tracker.parked == 3
+    tracker.sent("m1", "48600000001", ["9"])  # the newest parked one
+    assert tracker.state("m1") == "delivered" and tracker.parked == 2
+    tracker.sent("m2", "48600000001", ["0"])  # evicted long ago
+    assert tracker.state("m2") == "submitted"

@@ -15,7 +15,9 @@ def normalise_msisdn(raw: str, country_code: str = "48") -> str:
     Edges (SMPP addresses, HTTP APIs) only need digits in international form; validating a
     number as a real Polish number is the backend's job (phonenumbers) where it matters.
     """
-    text = _SEPARATORS.sub("", raw.strip())
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):  # only then can there be separators to drop
+        text = _SEPARATORS.sub("", text)
     if text.startswith("+"):
         text = text[1:]
     elif text.startswith("00"):

@@ -181,12 +181,14 @@ async def wait_replies(
     within: float = 60.0,
     settled: Callable[[], Awaitable[bool]] | None = None,
 ) -> dict[str, list[str]]:
-    """Wait until every handset has at least its expected number of replies (and ``settled``
-    says nothing more is on its way); returns what arrived."""
+    """Wait until every handset has every reply it expects (and ``settled`` says nothing more
+    is on its way); returns what arrived. Replies are counted per expected tag, not in total: a
+    repeated reply (allowed after a crash) must not stand in for one still on its way."""
     deadline = time.monotonic() + within
+    wanted = {m: Counter(t.expect for t in s) for m, s in workload.scripts.items()}
     while True:
         got = replies_at_handsets(sim, workload.msisdns)
-        complete = all(len(got[m]) >= len(s) for m, s in workload.scripts.items())
+        complete = all(not (w - Counter(got[m])) for m, w in wanted.items())
         if complete and (settled is None or await settled()):
             return got
         if time.monotonic() > deadline:

@@ -740,6 +740,8 @@ async def run_pair(
     say(opts, f"{pair}: seeded {opts.subscribers} subscribers in {seeded:.1f} s")
     names = [pair] if opts.processes == 1 else [f"{pair}-{i}" for i in range(opts.processes)]
     http_ports = [free_port() for _ in names]
+    if opts.profile:
+        opts.profile.mkdir(parents=True, exist_ok=True)
     server = ServerGroup(
         [
             ServerProcess(

@@ -20,6 +20,12 @@ they never wait for each other in SQLite's busy handler (other processes' writer
 A committed put or done wakes this process's waiting ``take`` at once (an ``asyncio.Event``);
 rows written by other processes are found by polling every ``poll`` seconds.
 
+On a SQLite file the flush and the take run as plain ``sqlite3`` transactions in the event-loop
+thread (:mod:`gateway.sqlite_inline`: never blocking on another writer's lock, WAL checkpoints
+in a worker thread): through SQLAlchemy and aiosqlite put + take + done cost ~118 µs of CPU per
+reply, inline ~28 µs. PostgreSQL, and the rarer writes (retry, fail, heartbeat, recover), go
+through the engine.
+
 Durability on SQLite: WAL with ``synchronous=NORMAL`` (see :mod:`backend.db`): a committed
 reply survives the process being killed (SIGKILL, OOM); a power cut may lose the last
 transactions, which is not something we promise.
@@ -40,6 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.outbox import DEFAULT_LEASE, Outbox, OutboxItem, new_ref
+from gateway.sqlite_inline import InlineWriter
 
 #: Tries of one put when the database cut the connection under it.
 PUT_ATTEMPTS = 3
@@ -125,6 +132,41 @@ _INSERT = (
 )
 
 
+#: Rows per INSERT on the inline SQLite path (5 parameters each, far below SQLite's limit).
+_INLINE_ROWS = 200
+_INLINE_INSERT_ROW = "(?, ?, ?, ?, 'queued', 0.0, 0.0, 0, '{}', ?)"
+_INLINE_INSERT = (
+    "INSERT INTO outbox (msisdn, text, meta, ref, state, lease_until, not_before, attempts,"
+    " accepted, created_at) VALUES "
+)
+
+
+def _inline_path(engine: AsyncEngine) -> str | None:
+    """The SQLite file the engine writes to, when it is a plain file (inline writes)."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query.get("uri") or "mode=memory" in str(url):
+        return None
+    return database
+
+
+def _item(row: Sequence[Any]) -> OutboxItem:
+    """A take's RETURNING row (id, msisdn, text, meta, ref, attempts, accepted)."""
+    id_, msisdn, text, meta, ref, attempts, accepted = row
+    return OutboxItem(
+        str(id_),
+        msisdn,
+        text,
+        json.loads(meta),
+        ref,
+        id_,
+        attempts,
+        {int(k): v for k, v in json.loads(accepted).items()} if accepted != "{}" else {},
+    )
+
+
 @dataclass(slots=True)
 class _Put:
     msisdn: str
@@ -160,6 +202,11 @@ class SqlOutbox(Outbox):
         self._dones: list[_Done] = []
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # a put or done committed here: a take may find more
+        # A SQLite file: the hot statements (flush, take) on a plain sqlite3 connection in this
+        # thread (see gateway.sqlite_inline); everything else through the engine.
+        path = None if self._postgres else _inline_path(engine)
+        self._inline = InlineWriter(path) if path is not None else None
+        self._take_sql: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
 
     async def create(self) -> None:
         """Create the table if missing (idempotent; called lazily too)."""
@@ -239,15 +286,23 @@ class SqlOutbox(Outbox):
             for put in puts
             for text in put.texts
         ]
-        async with self._write_lock(), self._engine.begin() as conn:
-            if dones:
-                await conn.execute(
-                    outbox_table.delete().where(outbox_table.c.id.in_([d.id for d in dones]))
+        inserted: list[int] = []
+        if self._inline is not None:
+            async with self._write_lock():
+                inserted = await self._inline.write(
+                    lambda conn: _inline_flush(conn, rows, [d.id for d in dones], now)
                 )
-            inserted: list[int] = []
-            if rows:
-                result = await conn.execute(_INSERT, [{**row, "created_at": now} for row in rows])
-                inserted = sorted(int(r[0]) for r in result.all())
+        else:
+            async with self._write_lock(), self._engine.begin() as conn:
+                if dones:
+                    await conn.execute(
+                        outbox_table.delete().where(outbox_table.c.id.in_([d.id for d in dones]))
+                    )
+                if rows:
+                    result = await conn.execute(
+                        _INSERT, [{**row, "created_at": now} for row in rows]
+                    )
+                    inserted = sorted(int(r[0]) for r in result.all())
         out: list[list[str]] = []
         at = 0
         for put in puts:
@@ -273,24 +328,27 @@ class SqlOutbox(Outbox):
     async def _take_once(self, consumer: str, limit: int) -> list[OutboxItem]:
         now = self._clock()
         params = {"now": now, "until": now + self._lease, "owner": consumer, "limit": limit}
+        if self._inline is not None:
+            sql, names, defaults = self._inline_take()
+            args = [params[n] if n in params else defaults[n] for n in names]
+            async with self._write_lock():
+                found = await self._inline.write(lambda conn: conn.execute(sql, args).fetchall())
+            return [_item(r) for r in sorted(found)]
         statement = _TAKE_PG if self._postgres else _TAKE
         async with self._write_lock(), self._engine.begin() as conn:
             rows = sorted((await conn.execute(statement, params)).all(), key=lambda r: r.id)
-        return [
-            OutboxItem(
-                str(r.id),
-                r.msisdn,
-                r.text,
-                json.loads(r.meta),
-                r.ref,
-                r.id,
-                r.attempts,
-                {int(k): v for k, v in json.loads(r.accepted).items()}
-                if r.accepted != "{}"
-                else {},
+        return [_item(r) for r in rows]
+
+    def _inline_take(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """``_TAKE`` compiled once for SQLite: its SQL, parameter order and literal values."""
+        if self._take_sql is None:
+            compiled = _TAKE.compile(dialect=self._engine.dialect)
+            self._take_sql = (
+                str(compiled),
+                tuple(compiled.positiontup or ()),
+                dict(compiled.params),
             )
-            for r in rows
-        ]
+        return self._take_sql
 
     async def heartbeat(self, consumer: str) -> None:
         t = outbox_table
@@ -376,3 +434,22 @@ class SqlOutbox(Outbox):
         writer = self._writer
         if writer is not None and not writer.done():
             await asyncio.wait({writer}, timeout=5.0)
+        if self._inline is not None:
+            await self._inline.close()
+
+
+def _inline_flush(conn: Any, rows: list[dict[str, Any]], done: list[int], now: float) -> list[int]:
+    """One flush on the inline connection: delete what was sent, insert the new replies; the
+    new ids in VALUES order (see ``_INSERT``)."""
+    if done:
+        marks = ",".join("?" * len(done))  # placeholders only: the ids are parameters
+        conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", done)  # noqa: S608
+    inserted: list[int] = []
+    for start in range(0, len(rows), _INLINE_ROWS):
+        chunk = rows[start : start + _INLINE_ROWS]
+        args: list[Any] = []
+        for row in chunk:
+            args += (row["msisdn"], row["text"], row["meta"], row["ref"], now)
+        sql = _INLINE_INSERT + ", ".join([_INLINE_INSERT_ROW] * len(chunk)) + " RETURNING id"
+        inserted += sorted(int(r[0]) for r in conn.execute(sql, args).fetchall())
+    return inserted

@@ -1,0 +1,95 @@
+"""gateway.sqlite_inline: writes in the loop thread that wait for another connection's lock
+without blocking the loop, roll back on error, and checkpoint the WAL off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.sqlite_inline import InlineWriter
+
+
+def _db(tmp_path: Path) -> Path:
+    path = tmp_path / "w.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.close()
+    return path
+
+
+def _rows(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT v FROM t ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def test_a_write_waits_for_another_writer_without_blocking_the_loop(tmp_path: Path) -> None:
+    path = _db(tmp_path)
+    writer = InlineWriter(path)
+    await writer.write(lambda c: c.execute("INSERT INTO t (v) VALUES ('first')"))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+    other.execute("INSERT INTO t (v) VALUES ('other')")
+    writing = asyncio.create_task(
+        writer.write(lambda c: c.execute("INSERT INTO t (v) VALUES ('mine')"))
+    )
+    ticks = 0
+    while writer.busy_waits < 3:  # the loop keeps running while the write waits
+        await asyncio.sleep(0.001)
+        ticks += 1
+    assert not writing.done() and ticks >= 3
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(writing, 5)
+    assert _rows(path) == ["first", "other", "mine"], "the write went in after the other's"
+    await writer.close()
+
+
+async def test_a_lock_held_too_long_fails_the_write(tmp_path: Path) -> None:
+    path = _db(tmp_path)
+    writer = InlineWriter(path, busy_wait=0.05)
+    await writer.write(lambda c: None)  # opened
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await writer.write(lambda c: c.execute("INSERT INTO t (v) VALUES ('x')"))
+    other.execute("ROLLBACK")
+    other.close()
+    await writer.close()
+
+
+async def test_work_that_raises_is_rolled_back(tmp_path: Path) -> None:
+    path = _db(tmp_path)
+    writer = InlineWriter(path)
+
+    def half(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t (v) VALUES ('half')")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await writer.write(half)
+    await writer.write(lambda c: c.execute("INSERT INTO t (v) VALUES ('whole')"))
+    assert _rows(path) == ["whole"]
+    await writer.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
+    path = _db(tmp_path)
+    writer = InlineWriter(path, checkpoint_every=10)
+    for i in range(9):
+        await writer.write(lambda c, i=i: c.execute("INSERT INTO t (v) VALUES (?)", (str(i),)))
+    busy, frames, done = await writer.checkpoint()
+    assert busy == 0 and frames > 0 and done == frames, "our commits left the WAL to us"
+    for i in range(10):  # the tenth commit starts a checkpoint by itself
+        await writer.write(lambda c, i=i: c.execute("INSERT INTO t (v) VALUES (?)", (str(i),)))
+    assert writer._checkpointing is not None
+    result = await writer._checkpointing
+    assert result[0] == 0 and result[1] == result[2]
+    await writer.close()
+    assert len(_rows(path)) == 19

@@ -36,13 +36,16 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
     create_engine,
     event,
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from backend.models import (
     Account,
@@ -188,6 +191,17 @@ _namedtuple: Any = namedtuple
 READ_POOL = 8
 
 
+def for_many(statement: Select[Any]) -> Select[Any]:
+    """``statement`` for many subscribers at once: ``msisdn = ANY(:msisdns)`` (PostgreSQL)
+    where it had ``msisdn = :msisdn``; every statement here selects the ``msisdn`` column, by
+    which the rows are handed back."""
+    many = any_(bindparam("msisdns", type_=ARRAY(String())))
+    swapped = replacement_traverse(
+        statement, {}, lambda element, **_: many if element is _MSISDN else None
+    )
+    return cast(Select[Any], swapped)
+
+
 class _Compiled(NamedTuple):
     sql: str
     names: tuple[str, ...]
@@ -218,8 +232,15 @@ class AsyncpgReads:
         self._engine = engine
         self._size = size
         self._compiled: dict[Select[Any], _Compiled] = {}
+        self._many: dict[Select[Any], Select[Any]] = {}
         self._pool: Any = None
         self._opening: asyncio.Lock | None = None
+        # Reads of one event-loop tick, by statement and their other parameters: msisdn → the
+        # futures of the turns waiting for that subscriber's rows.
+        self._waiting: dict[tuple[Any, ...], dict[str, list[asyncio.Future[Any]]]] = {}
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0  # statements that answered more than one subscriber (tests, metrics)
 
     def _compile(self, statement: Select[Any]) -> _Compiled:
         found = self._compiled.get(statement)
@@ -275,11 +296,68 @@ class AsyncpgReads:
         raise AssertionError("unreachable")
 
     async def one(self, statement: Select[Any], **params: Any) -> Any:
-        found = await self._fetch(statement, params)
+        found = await self._batched(statement, params)
         return found[0] if found else None
 
     async def all(self, statement: Select[Any], **params: Any) -> list[Any]:
-        return list(await self._fetch(statement, params))
+        return list(await self._batched(statement, params))
+
+    async def _batched(self, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...]:
+        """Reads of many subscribers made in the same tick (many turns in flight) go as one
+        statement per kind: one round trip and one execution instead of one each."""
+        msisdn = params.get("msisdn")
+        if not isinstance(msisdn, str):
+            return await self._fetch(statement, params)
+        loop = asyncio.get_running_loop()
+        key = (statement, *sorted((k, v) for k, v in params.items() if k != "msisdn"))
+        future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+        self._waiting.setdefault(key, {}).setdefault(msisdn, []).append(future)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        waiting, self._waiting = self._waiting, {}
+        for key, by_msisdn in waiting.items():
+            task = asyncio.get_running_loop().create_task(self._answer(key, by_msisdn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, key: tuple[Any, ...], by_msisdn: dict[str, list[asyncio.Future[Any]]]
+    ) -> None:
+        statement, *others = key
+        params = dict(others)
+        try:
+            if len(by_msisdn) == 1:
+                [msisdn] = by_msisdn
+                rows: dict[str, list[Any]] = {
+                    msisdn: list(await self._fetch(statement, {**params, "msisdn": msisdn}))
+                }
+            else:
+                many = self._many.get(statement)
+                if many is None:
+                    many = self._many[statement] = for_many(statement)
+                self.batches += 1
+                found = await self._fetch(many, {**params, "msisdns": list(by_msisdn)})
+                rows = {}
+                for row in found:
+                    rows.setdefault(row.msisdn, []).append(row)
+        except BaseException as exc:
+            for futures in by_msisdn.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for msisdn, futures in by_msisdn.items():
+            answer = tuple(rows.get(msisdn, ()))
+            for future in futures:
+                if not future.done():
+                    future.set_result(answer)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -100,3 +100,29 @@ async def test_inline_sqlite_rows_equal_sqlalchemy_rows(sqlite_template: Path) -
     finally:
         inline.close()
         await engine.dispose()
+
+
+async def test_reads_of_one_tick_agree_with_reads_one_by_one(backend: Backend) -> None:
+    """Concurrent turns' reads go as one statement per kind on PostgreSQL (``= ANY``): each
+    caller still gets its own subscriber's rows, an unknown number gets nothing, and a
+    subscriber asked twice in the tick gets the same answer twice."""
+    import asyncio
+
+    from backend.errors import NotFound
+
+    numbers = ["48600000001", "48600000002", "48600000003", "48600000010", "48600000011"]
+    alone = [await backend.usage(m) for m in numbers]
+    services_alone = [sorted(s.code for s in await backend.services(m)) for m in numbers]
+    together = await asyncio.gather(
+        *(backend.usage(m) for m in numbers + numbers[:2]),
+        backend.usage("48699999999"),
+        return_exceptions=True,
+    )
+    assert list(together[: len(numbers)]) == alone
+    assert list(together[len(numbers) : len(numbers) + 2]) == alone[:2]
+    assert isinstance(together[-1], NotFound)
+    services = await asyncio.gather(*(backend.services(m) for m in numbers))
+    assert [sorted(s.code for s in found) for found in services] == services_alone
+    reads = backend.context.reads
+    if isinstance(reads, AsyncpgReads):
+        assert reads.batches >= 2, "usage and services each went as one statement"

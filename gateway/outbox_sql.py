@@ -71,6 +71,9 @@ outbox_table = sa.Table(
     sa.Column("created_at", sa.Float(), nullable=False),
     sa.Index("ix_outbox_msisdn_id", "msisdn", "id"),
     sa.Index("ix_outbox_state_id", "state", "id"),
+    # The take's first filter: rows being sent (lease in the future) are skipped inside the
+    # index, so a take costs the same with 5 or 500 replies in flight.
+    sa.Index("ix_outbox_state_lease", "state", "lease_until"),
 )
 
 
@@ -134,6 +137,23 @@ _INSERT = (
 
 #: Rows per INSERT on the inline SQLite path (5 parameters each, far below SQLite's limit).
 _INLINE_ROWS = 200
+#: ``_TAKE`` on the inline SQLite path as two statements in one transaction: SQLite ran the
+#: single ``UPDATE … WHERE id IN (SELECT …)`` in ~215 µs with 100 rows leased and nothing to
+#: take, the SELECT alone in ~16 µs; the UPDATE then runs only when something was chosen.
+#: Without statistics SQLite checked "an earlier row of this subscriber" through the state
+#: index (every queued row, per candidate); ``INDEXED BY`` holds it to (msisdn, id).
+_INLINE_CHOOSE = (
+    "SELECT picked.id FROM outbox AS picked WHERE picked.state = 'queued'"
+    " AND picked.lease_until < ? AND picked.not_before <= ? AND NOT EXISTS ("
+    "SELECT 1 FROM outbox AS earlier INDEXED BY ix_outbox_msisdn_id"
+    " WHERE earlier.msisdn = picked.msisdn"
+    " AND earlier.id < picked.id AND earlier.state = 'queued')"
+    " ORDER BY picked.id LIMIT ?"
+)
+_INLINE_LEASE = (
+    "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1"
+    " WHERE id IN ({}) RETURNING id, msisdn, text, meta, ref, attempts, accepted"
+)
 _INLINE_INSERT_ROW = "(?, ?, ?, ?, 'queued', 0.0, 0.0, 0, '{}', ?)"
 _INLINE_INSERT = (
     "INSERT INTO outbox (msisdn, text, meta, ref, state, lease_until, not_before, attempts,"
@@ -206,13 +226,12 @@ class SqlOutbox(Outbox):
         # thread (see gateway.sqlite_inline); everything else through the engine.
         path = None if self._postgres else _inline_path(engine)
         self._inline = InlineWriter(path) if path is not None else None
-        self._take_sql: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
 
     async def create(self) -> None:
         """Create the table if missing (idempotent; called lazily too)."""
         if not self._ready:
             async with self._engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
+                await conn.run_sync(_create_table_and_indexes)
             self._ready = True
 
     def _write_lock(self) -> contextlib.AbstractAsyncContextManager[object]:
@@ -329,26 +348,13 @@ class SqlOutbox(Outbox):
         now = self._clock()
         params = {"now": now, "until": now + self._lease, "owner": consumer, "limit": limit}
         if self._inline is not None:
-            sql, names, defaults = self._inline_take()
-            args = [params[n] if n in params else defaults[n] for n in names]
             async with self._write_lock():
-                found = await self._inline.write(lambda conn: conn.execute(sql, args).fetchall())
+                found = await self._inline.write(lambda conn: _inline_take(conn, params))
             return [_item(r) for r in sorted(found)]
         statement = _TAKE_PG if self._postgres else _TAKE
         async with self._write_lock(), self._engine.begin() as conn:
             rows = sorted((await conn.execute(statement, params)).all(), key=lambda r: r.id)
         return [_item(r) for r in rows]
-
-    def _inline_take(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        """``_TAKE`` compiled once for SQLite: its SQL, parameter order and literal values."""
-        if self._take_sql is None:
-            compiled = _TAKE.compile(dialect=self._engine.dialect)
-            self._take_sql = (
-                str(compiled),
-                tuple(compiled.positiontup or ()),
-                dict(compiled.params),
-            )
-        return self._take_sql
 
     async def heartbeat(self, consumer: str) -> None:
         t = outbox_table
@@ -453,3 +459,22 @@ def _inline_flush(conn: Any, rows: list[dict[str, Any]], done: list[int], now: f
         sql = _INLINE_INSERT + ", ".join([_INLINE_INSERT_ROW] * len(chunk)) + " RETURNING id"
         inserted += sorted(int(r[0]) for r in conn.execute(sql, args).fetchall())
     return inserted
+
+
+def _inline_take(conn: Any, params: Mapping[str, Any]) -> list[Any]:
+    """``_TAKE`` on the inline connection (inside its write transaction: nobody else can lease
+    between the choice and the lease)."""
+    now = params["now"]
+    chosen = [r[0] for r in conn.execute(_INLINE_CHOOSE, (now, now, params["limit"]))]
+    if not chosen:
+        return []
+    sql = _INLINE_LEASE.format(",".join("?" * len(chosen)))
+    return list(conn.execute(sql, (params["owner"], params["until"], *chosen)).fetchall())
+
+
+def _create_table_and_indexes(conn: Any) -> None:
+    """The table if missing, and any index added since it was created (``create_all`` makes
+    indexes only with a new table)."""
+    metadata.create_all(conn, checkfirst=True)
+    for index in outbox_table.indexes:
+        index.create(conn, checkfirst=True)

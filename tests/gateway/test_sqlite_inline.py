@@ -93,3 +93,42 @@ async def test_the_wal_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
     assert result[0] == 0 and result[1] == result[2]
     await writer.close()
     assert len(_rows(path)) == 19
+
+
+async def test_the_outbox_take_skips_rows_in_flight_inside_its_indexes(tmp_path: Path) -> None:
+    """The inline take must not read every reply being sent (hundreds under load), nor every
+    queued row per candidate: the plan goes through (state, lease_until) and (msisdn, id)."""
+    from backend.db import create_engine
+    from gateway.outbox_sql import _INLINE_CHOOSE, SqlOutbox
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
+    box = SqlOutbox(engine)
+    await box.create()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    try:
+        plan = " | ".join(
+            r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + _INLINE_CHOOSE, (0, 0, 1))
+        )
+    finally:
+        conn.close()
+    assert "ix_outbox_state_lease (state=? AND lease_until<?)" in plan, plan
+    assert "ix_outbox_msisdn_id (msisdn=? AND id<?)" in plan, plan
+    await box.close()
+    await engine.dispose()
+
+
+async def test_an_older_outbox_table_gets_the_new_index(tmp_path: Path) -> None:
+    from backend.db import create_engine
+    from gateway.outbox_sql import SqlOutbox
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
+    await SqlOutbox(engine).create()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    conn.execute("DROP INDEX ix_outbox_state_lease")  # as a table made before the index
+    conn.close()
+    await SqlOutbox(engine).create()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert "ix_outbox_state_lease" in names
+    await engine.dispose()

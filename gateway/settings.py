@@ -201,16 +201,31 @@ def _build(merged: Mapping[str, tuple[str, Any]]) -> Settings:
             values[name] = _convert(key, value, types[name])
         else:
             raise ConfigError(f"{key}: unknown setting {name!r}")
+    if isinstance(values.get("database_url"), str):
+        values["database_url"] = _async_driver(values["database_url"])
     settings = Settings(**values)
     _validate(settings)
     return settings
 
 
+def _async_driver(url: str) -> str:
+    """``postgresql://…`` and ``sqlite:///…`` (what operators write) name the async driver
+    the server uses; anything else is left for :func:`_validate` to refuse."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
 def _validate(s: Settings) -> None:
     if not s.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError(
-            "IDEA24_DATABASE_URL: expected sqlite+aiosqlite:///FILE or "
-            f"postgresql+asyncpg://USER@HOST:PORT/DB, got {mask_url(s.database_url)!r}"
+            "IDEA24_DATABASE_URL: expected sqlite:///FILE or postgresql://USER@HOST:PORT/DB"
+            f" (or their +aiosqlite / +asyncpg forms), got {mask_url(s.database_url)!r}"
         )
     if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {s.redis_url!r}")

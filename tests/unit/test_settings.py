@@ -65,3 +65,18 @@ def test_repr_masks_secrets() -> None:
     s = Settings(api_key="k3y", secret_key="s3c", database_url="postgresql+asyncpg://u:pw@h/db")
     text = repr(s)
     assert "k3y" not in text and "s3c" not in text and ":pw@" not in text
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u@db:5432/idea24", "postgresql+asyncpg://u@db:5432/idea24"),
+        ("postgres://u@db/idea24", "postgresql+asyncpg://u@db/idea24"),
+        ("sqlite:///var/idea24.db", "sqlite+aiosqlite:///var/idea24.db"),
+        ("postgresql+asyncpg://u@db/idea24", "postgresql+asyncpg://u@db/idea24"),
+    ],
+)
+def test_plain_database_urls_name_the_async_driver(given: str, used: str) -> None:
+    """Operators write postgresql:// and sqlite:///; the server runs them on its drivers."""
+    assert load_settings(environ={"IDEA24_DATABASE_URL": given}).database_url == used
+    assert load_settings({"database_url": given}, environ={}).database_url == used

@@ -101,3 +101,16 @@ async def test_a_lost_connection_fails_every_call_of_the_batch(redis_prefix: str
     )
     assert all(isinstance(r, RedisConnectionError) for r in results), results
     await client.aclose()
+
+
+async def test_a_lone_call_goes_as_a_plain_evalsha(redis_client: Any, redis_prefix: str) -> None:
+    """At low load a tick holds one call: no pipeline (it cost ~75 µs more), and a script
+    Redis does not know is still loaded on the way; its error still reaches its caller."""
+    batch = ScriptBatch(redis_client)
+    fresh = _fresh(redis_client, _ECHO_OR_FAIL)
+    key = f"{redis_prefix}:n"
+    assert await batch.call(fresh, [key], ["solo"]) == b"solo"
+    with pytest.raises(ResponseError, match="refused bad"):
+        await batch.call(fresh, [key], ["bad"])
+    assert batch.pipelines == 0 and batch.calls == 2
+    assert int(await redis_client.get(key)) == 1

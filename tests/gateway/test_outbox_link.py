@@ -229,12 +229,20 @@ async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorContro
             assert await pool.sessions[0].wait_bound(5) and await pool.sessions[1].wait_bound(5)
             for n in range(40):
                 await outbox.put(f"4860000{n:04d}", f"m{n}", {"channel": "sms"})
-            await wait_for(lambda: sum(1 for m in sim.messages() if m.direction == "mt") == 37, 10)
-            assert len(stalled.held) == 3  # its window is full, and it holds no more than that
-            assert await outbox.depth() == 3
+
+            def delivered() -> int:
+                return sum(1 for m in sim.messages() if m.direction == "mt")
+
+            # Everything reaches a handset except what the stalled SMSC holds. How many it got
+            # depends on which sender was quicker (under load the other may take nearly all),
+            # but never more than its window, and none of it is lost.
+            await wait_for(lambda: delivered() + len(stalled.held) == 40, 10)
+            held = len(stalled.held)
+            assert 1 <= held <= 3, held
+            assert await outbox.depth() == held
             stalled.submit_hook = None
             stalled.release_held()
-            await wait_for(lambda: pool.senders[0].sent == 3)
+            await wait_for(lambda: pool.senders[0].sent == held)
             assert await outbox.depth() == 0
     finally:
         await stalled.stop()

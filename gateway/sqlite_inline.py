@@ -14,7 +14,8 @@ What could block the loop is kept out of it:
 - *Checkpoints.* ``wal_autocheckpoint=0`` on this connection: a commit never copies the WAL into
   the database (an ``fsync``) in the loop thread. :meth:`InlineWriter.checkpoint` does it in a
   worker thread on a connection of its own, and runs by itself after ``checkpoint_every``
-  commits (the other connections of the process keep their automatic checkpoints).
+  commits (the other connections of the process keep their automatic checkpoints); it also
+  restarts the WAL, so the file stays at about ``checkpoint_every`` commits' worth.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ class InlineWriter:
         return result
 
     async def checkpoint(self) -> tuple[int, int, int]:
-        """Copy the WAL into the database in a worker thread (PASSIVE: never waits for
-        readers or writers); SQLite's (busy, WAL frames, frames checkpointed)."""
+        """Copy the WAL into the database and restart it, in a worker thread; SQLite's (busy,
+        WAL frames, frames checkpointed). Writers wait (sleeping, see :meth:`write`) meanwhile."""
         return await asyncio.to_thread(_checkpoint, self.path)
 
     async def close(self) -> None:
@@ -120,10 +121,15 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 def _checkpoint(path: str) -> tuple[int, int, int]:
+    """PASSIVE copies the WAL without holding anyone up; RESTART then (little left to copy)
+    waits up to a second for readers and makes the next writer start the WAL from its
+    beginning. PASSIVE alone left that to the writer, which never did it here: the WAL grew by
+    ~8 MB a second under load (158 MB in 25 s) although every checkpoint completed."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout=1000")
-        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
     finally:
         conn.close()

@@ -142,17 +142,6 @@ _CANONICAL = re.compile(
 )
 
 
-def _fields(text: str) -> dict[str, str]:
-    """``key:value`` pairs; a value runs to the next key, and ``text:`` runs to the end."""
-    canonical = _CANONICAL.fullmatch(text)
-    if canonical is not None:
-        fields = canonical.groupdict()
-        if fields["text"] is None:
-            del fields["text"]
-        return fields
-    return _fields_scan(text)
-
-
 #: What :func:`parse_receipt` reads from a text: id, sub, dlvrd, submit date, done date, stat,
 #: err, text (None where the text has no such key).
 _Read = tuple[
@@ -321,14 +310,17 @@ _DECIMAL_DIGITS = "0123456789"
 _MAX_NUMERIC = 64  # SMPP message_id is at most 64 characters; longer is not a number
 
 
+def _is_number(s: str) -> bool:
+    """Lowercase hex digits only, and short enough to be a number (see ``_MAX_NUMERIC``)."""
+    return bool(s) and len(s) <= _MAX_NUMERIC and not s.strip(_HEX_DIGITS)
+
+
 def id_keys(message_id: str) -> tuple[str, ...]:
     """Every canonical reading of an id, the primary first (see the module docstring)."""
-    s = _as_str(message_id).lower()
-    if not s or len(s) > _MAX_NUMERIC or s.strip(_HEX_DIGITS):
-        return (s,)
-    primary = s.lstrip("0") or "0"  # the number read as hex, as format(n, "x") writes it
-    if not s.strip(_DECIMAL_DIGITS):  # ASCII digits only: also a decimal number
-        as_decimal = format(int(s, 10), "x")
+    primary = normalise_id(message_id)
+    # Decimal digits only (``primary`` is the id less its leading zeros: the same digits)
+    if _is_number(primary) and not primary.strip(_DECIMAL_DIGITS):
+        as_decimal = format(int(primary, 10), "x")
         if as_decimal != primary:
             return (primary, as_decimal)
     return (primary,)
@@ -341,9 +333,7 @@ def normalise_id(message_id: str) -> str:
         s = message_id.lower()
     else:
         s = _as_str(message_id).lower()
-    if not s or len(s) > _MAX_NUMERIC or s.strip(_HEX_DIGITS):
-        return s
-    return s.lstrip("0") or "0"
+    return s.lstrip("0") or "0" if _is_number(s) else s
 
 
 def ids_match(a: str, b: str) -> bool:
@@ -358,7 +348,7 @@ def _decimal_reader(key: str) -> str | None:
     """The first key of the pending id whose decimal reading is ``key`` (a first key or a decimal
     reading, both lowercase hex without leading zeros): the number written in decimal digits,
     read as hex. None when ``key`` is not a number or that id would be too long to be one."""
-    if not key or len(key) > _MAX_NUMERIC or key.strip(_HEX_DIGITS):
+    if not _is_number(key):
         return None
     digits = str(int(key, 16))
     if len(digits) > _MAX_NUMERIC:

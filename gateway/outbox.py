@@ -36,7 +36,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import receipts
 from gateway.inbound import InboundMessage, ReceiptEvent
-from gateway.pdu import MessageState
 
 log = logging.getLogger(__name__)
 
@@ -322,9 +321,9 @@ class DeliveryTracker:
         record, index = found
         before = self._state(record)
         state = event.receipt.state
-        if state == MessageState.DELIVERED:  # Receipt.is_delivered, without a property call
+        if event.receipt.is_delivered:
             record.parts[index] = "delivered"
-        elif state not in receipts.NON_FINAL:  # Receipt.is_final
+        elif event.receipt.is_final:
             record.parts[index] = "failed"
         else:
             record.parts[index] = state.name.lower()

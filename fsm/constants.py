@@ -15,7 +15,6 @@ DEFAULT_PREFIX: Final = "idea24"
 SESSION: Final = "dlg"
 #: The per-subscriber turn lock.
 LOCK: Final = "lock"
-#: MO de-duplication marks (SET NX EX).
 #: Rate-limit counters (fixed window).
 RATE: Final = "rate"
 

@@ -313,6 +313,14 @@ class MemoryStore(DialogStore):
 _OWNER_PREFIX = f"{socket.gethostname()}-"
 
 
+def _left_by_gone_process(token: str) -> bool:
+    """A token of a process of this host (``host-pid-…``) that no longer runs."""
+    if not token.startswith(_OWNER_PREFIX):
+        return False
+    pid = token[len(_OWNER_PREFIX) :].partition("-")[0]
+    return pid.isdigit() and _process_gone(int(pid))
+
+
 def _process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -514,11 +522,7 @@ class RedisStore(DialogStore):
         text = holder.decode() if isinstance(holder, bytes) else str(holder)
         if text.startswith(self._mine):
             log.warning("breaking a turn lock this process left behind")
-            return bool(await self._batch.call(self._release, [key], [text]))
-        if not text.startswith(_OWNER_PREFIX):
-            return False
-        pid = text[len(_OWNER_PREFIX) :].partition("-")[0]
-        if not pid.isdigit() or not _process_gone(int(pid)):
+        elif not _left_by_gone_process(text):
             return False
         return bool(await self._batch.call(self._release, [key], [text]))
 

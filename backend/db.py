@@ -58,6 +58,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def sqlite_file(url: URL) -> str | None:
+    """The database file of a SQLite URL; None for another database or an in-memory one."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if "mode=memory" in str(url) else database
+
+
 def create_engine(url: str | URL, **options: Any) -> AsyncEngine:
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.db import sqlite_file
 from gateway.outbox import DEFAULT_LEASE, Outbox, OutboxItem, new_ref
 from gateway.sqlite_inline import InlineWriter
 
@@ -164,11 +165,9 @@ _INLINE_INSERT = (
 def _inline_path(engine: AsyncEngine) -> str | None:
     """The SQLite file the engine writes to, when it is a plain file (inline writes)."""
     url = engine.url
-    database = url.database or ""
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if database.startswith("file:") or url.query.get("uri") or "mode=memory" in str(url):
-        return None
+    database = sqlite_file(url)
+    if database is None or database.startswith("file:") or url.query.get("uri"):
+        return None  # sqlite3.connect below takes a plain path, not a URI
     return database
 
 

@@ -472,9 +472,9 @@ def reads_for(engine: AsyncEngine) -> Reads:
     url = engine.url
     if url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg":
         return AsyncpgReads(engine)
-    database = url.database or ""
-    in_memory = not database or database == ":memory:" or "mode=memory" in str(url)
-    if url.get_backend_name() == "sqlite" and not in_memory:
+    from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
+
+    if sqlite_file(url) is not None:
         return InlineSqliteReads(engine)
     return PooledReads(engine)
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from backend.batching import TickFlush, fail_all
+
 #: Calls per pipeline at most (a very long tick is sent as several pipelines).
 MOST = 512
 
@@ -33,8 +35,7 @@ class ScriptBatch:
         self._client = client
         self._most = most
         self._pending: list[tuple[Any, list[Any], list[Any], asyncio.Future[Any]]] = []
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tick = TickFlush(self._flush)
         self.pipelines = 0  # how many pipelines went out (tests, metrics)
         self.calls = 0
 
@@ -43,24 +44,16 @@ class ScriptBatch:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._tick.request()
         return await future
 
     def _flush(self) -> None:
-        self._scheduled = False
         pending, self._pending = self._pending, []
         if len(pending) == 1:  # a pipeline of one costs ~75 µs more CPU than the plain call
-            self._spawn(self._send_one(pending[0]))
+            self._tick.spawn(self._send_one(pending[0]))
             return
         for start in range(0, len(pending), self._most):
-            self._spawn(self._send(pending[start : start + self._most]))
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._tick.spawn(self._send(pending[start : start + self._most]))
 
     async def _send_one(self, call: tuple[Any, list[Any], list[Any], asyncio.Future[Any]]) -> None:
         """A lone call of its tick, as a plain ``EVALSHA`` (the script loads itself if needed)."""
@@ -69,10 +62,7 @@ class ScriptBatch:
         try:
             result = await script(keys=keys, args=args)
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+            fail_all([future], exc)
             return
         if not future.done():
             future.set_result(result)
@@ -87,11 +77,7 @@ class ScriptBatch:
                     await self._client.script_load(script.script)
                 self._settle(unknown, await self._execute(unknown), retry_noscript=False)
         except BaseException as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+            fail_all((future for *_, future in batch), exc)
 
     @staticmethod
     def _settle(
@@ -125,5 +111,4 @@ class ScriptBatch:
 
     async def aclose(self) -> None:
         """Wait for the pipelines in flight (their callers get their answers)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tick.wait()

@@ -41,6 +41,7 @@ from typing import Any, Generic, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from backend.batching import fail_all
 from gateway.outbox import (
     ACCEPTED_KEY,
     DEFAULT_LEASE,
@@ -179,11 +180,7 @@ class _Coalescer(Generic[A, R]):
             try:
                 results = await self._write([arg for arg, _ in batch])
             except BaseException as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
+                fail_all((future for _, future in batch), exc)
                 continue
             for (_, future), value in zip(batch, results, strict=True):
                 if not future.done():

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.batching import fail_all
 from backend.db import sqlite_file
 from gateway.outbox import DEFAULT_LEASE, Outbox, OutboxItem, new_ref
 from gateway.sqlite_inline import InlineWriter
@@ -269,14 +270,7 @@ class SqlOutbox(Outbox):
             try:
                 ids = await self._flush(puts, dones)
             except BaseException as exc:
-                for put in puts:
-                    if not put.ids.done():
-                        put.ids.set_exception(exc)
-                for done in dones:
-                    if not done.written.done():
-                        done.written.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
+                fail_all([*(p.ids for p in puts), *(d.written for d in dones)], exc)
                 continue
             for put, put_ids in zip(puts, ids, strict=True):
                 if not put.ids.done():

@@ -47,6 +47,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.visitors import replacement_traverse
 
+from backend.batching import TickFlush, fail_all
 from backend.models import (
     Account,
     ActiveService,
@@ -238,8 +239,7 @@ class AsyncpgReads:
         # Reads of one event-loop tick, by statement and their other parameters: msisdn → the
         # futures of the turns waiting for that subscriber's rows.
         self._waiting: dict[tuple[Any, ...], dict[str, list[asyncio.Future[Any]]]] = {}
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tick = TickFlush(self._flush)
         self.batches = 0  # statements that answered more than one subscriber (tests, metrics)
 
     def _compile(self, statement: Select[Any]) -> _Compiled:
@@ -312,18 +312,13 @@ class AsyncpgReads:
         key = (statement, *sorted((k, v) for k, v in params.items() if k != "msisdn"))
         future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
         self._waiting.setdefault(key, {}).setdefault(msisdn, []).append(future)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._tick.request()
         return await future
 
     def _flush(self) -> None:
-        self._scheduled = False
         waiting, self._waiting = self._waiting, {}
         for key, by_msisdn in waiting.items():
-            task = asyncio.get_running_loop().create_task(self._answer(key, by_msisdn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tick.spawn(self._answer(key, by_msisdn))
 
     async def _answer(
         self, key: tuple[Any, ...], by_msisdn: dict[str, list[asyncio.Future[Any]]]
@@ -346,12 +341,7 @@ class AsyncpgReads:
                 for row in found:
                     rows.setdefault(row.msisdn, []).append(row)
         except BaseException as exc:
-            for futures in by_msisdn.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+            fail_all((f for futures in by_msisdn.values() for f in futures), exc)
             return
         for msisdn, futures in by_msisdn.items():
             answer = tuple(rows.get(msisdn, ()))

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.gsm import (
-    GSM_CHARACTERS,
     TextDecodeError,
     TextEncodeError,
     TextError,
@@ -202,7 +201,6 @@ _TRANSLIT: Mapping[str, str] = {
 }
 
 
-_TRANSLIT_TRANS = {ord(k): v for k, v in _TRANSLIT.items()}
 # The same mapping as a list indexed by code point, every code point up to the last key mapped
 # (most to themselves): str.translate with a dict raises and clears a KeyError inside for each
 # character it leaves alone, ~5x slower on a Polish reply. Past the list it leaves them alone too.
@@ -214,11 +212,6 @@ _TRANSLIT_LIST: list[str] = [
 def transliterate(text: str) -> str:
     """Polish letters and typographic punctuation → their GSM-7 look-alikes; the rest unchanged."""
     return text.translate(_TRANSLIT_LIST)
-
-
-def is_gsm(text: str) -> bool:
-    """True when GSM-7 carries ``text`` as it is."""
-    return GSM_CHARACTERS.issuperset(text)
 
 
 # -- choosing the encoding -------------------------------------------------------------------

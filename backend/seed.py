@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.api import Backend
@@ -521,6 +521,10 @@ async def _seed_synthetic(
         await raw.insert(session, "usage", _USAGE_COLUMNS, usage)
         await raw.insert(session, "invoices", _INVOICE_COLUMNS, invoices)
         added += len(subscribers)
+    if added and connection.dialect.name == "postgresql":
+        # Fresh statistics: before autovacuum gets round to the tables, the planner believes
+        # the empty-table estimates it had and picks whole-table scans for the reads.
+        await session.execute(text("ANALYZE accounts, subscribers, usage, invoices"))
     return added
 
 

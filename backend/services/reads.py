@@ -42,6 +42,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -70,7 +71,13 @@ _CODE = bindparam("code", type_=String())
 
 
 def _state(with_invoice: bool) -> Select[Any]:
-    """Subscriber + account + pending tariff request + current usage (+ last invoice)."""
+    """Subscriber + account + pending tariff request + current usage (+ last invoice).
+
+    The form for SQLite: each newest row found by a correlated scalar subquery that the outer
+    join's condition compares with. PostgreSQL plans that join as a hash join over the whole
+    ``usage`` table (its condition holds a subplan, so no index drives it): 2.2 ms for 20
+    subscribers on 5,000 rows, growing with the table — see :func:`_state_lateral`.
+    """
     pending_id = (
         select(func.max(_C.c.id))
         .where(_C.c.msisdn == _S.c.msisdn, _C.c.kind == "tariff", _C.c.status == "pending")
@@ -110,21 +117,79 @@ def _state(with_invoice: bool) -> Select[Any]:
             .correlate(_A)
             .scalar_subquery()
         )
-        columns += [
-            _I.c.number.label("invoice_number"),
-            _I.c.period_start.label("invoice_start"),
-            _I.c.period_end.label("invoice_end"),
-            _I.c.issued.label("invoice_issued"),
-            _I.c.due_date.label("invoice_due"),
-            _I.c.amount.label("invoice_amount"),
-            _I.c.paid.label("invoice_paid"),
-        ]
+        columns += _invoice_columns(_I)
         joined = joined.outerjoin(_I, _I.c.id == last_invoice)
+    return select(*columns).select_from(joined).where(_S.c.msisdn == _MSISDN)
+
+
+def _invoice_columns(invoices: Any) -> list[Any]:
+    c = invoices.c
+    return [
+        c.number.label("invoice_number"),
+        c.period_start.label("invoice_start"),
+        c.period_end.label("invoice_end"),
+        c.issued.label("invoice_issued"),
+        c.due_date.label("invoice_due"),
+        c.amount.label("invoice_amount"),
+        c.paid.label("invoice_paid"),
+    ]
+
+
+def _state_lateral(with_invoice: bool) -> Select[Any]:
+    """:func:`_state` for PostgreSQL: each newest row as a ``LEFT JOIN LATERAL (… ORDER BY …
+    LIMIT 1)``, so every one is an index probe per subscriber whatever the statistics say
+    (20 subscribers: 0.23 ms instead of 2.2; one: 0.04 ms). Same columns, same labels."""
+    pending = (
+        select(_C.c.value.label("pending_tariff"), _C.c.effective.label("pending_effective"))
+        .where(_C.c.msisdn == _S.c.msisdn, _C.c.kind == "tariff", _C.c.status == "pending")
+        .order_by(_C.c.id.desc())
+        .limit(1)
+        .lateral("pending")
+    )
+    usage = (
+        select(_U.c.period_start.label("usage_start"), _U.c.minutes_used, _U.c.sms_used)
+        .where(_U.c.msisdn == _S.c.msisdn, _U.c.period_start <= _TODAY)
+        .order_by(_U.c.period_start.desc())
+        .limit(1)
+        .lateral("current_usage")
+    )
+    columns: list[Any] = [
+        _S.c.msisdn,
+        _S.c.name,
+        _S.c.tariff_code,
+        _A.c.number,
+        _A.c.billing_day,
+        pending.c.pending_tariff,
+        pending.c.pending_effective,
+        usage.c.usage_start,
+        usage.c.minutes_used,
+        usage.c.sms_used,
+    ]
+    joined = (
+        _S.join(_A, _A.c.number == _S.c.account_number)
+        .outerjoin(pending, true())
+        .outerjoin(usage, true())
+    )
+    if with_invoice:
+        last = (
+            select(*_invoice_columns(_I))
+            .where(_I.c.account_number == _A.c.number)
+            .order_by(_I.c.period_start.desc())
+            .limit(1)
+            .lateral("last_invoice")
+        )
+        columns += [last.c[name] for name in (c.key for c in _invoice_columns(_I))]
+        joined = joined.outerjoin(last, true())
     return select(*columns).select_from(joined).where(_S.c.msisdn == _MSISDN)
 
 
 USAGE = _state(with_invoice=False)
 SUMMARY = _state(with_invoice=True)
+#: The statements PostgreSQL runs in another, equivalent form (same columns and parameters).
+POSTGRESQL_FORM: dict[Select[Any], Select[Any]] = {
+    USAGE: _state_lateral(with_invoice=False),
+    SUMMARY: _state_lateral(with_invoice=True),
+}
 SUBSCRIBER = (
     select(
         _S.c.msisdn,
@@ -170,15 +235,18 @@ class PooledReads:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        postgresql = engine.url.get_backend_name() == "postgresql"
+        self._forms = POSTGRESQL_FORM if postgresql else {}
 
     async def one(self, statement: Select[Any], **params: Any) -> Row[Any] | None:
         async with self._engine.connect() as conn:
-            result = await conn.execute(statement, params)
+            result = await conn.execute(self._forms.get(statement, statement), params)
             found: Row[Any] | None = result.first()
             return found
 
     async def all(self, statement: Select[Any], **params: Any) -> list[Row[Any]]:
         async with self._engine.connect() as conn:
+            statement = self._forms.get(statement, statement)
             return list((await conn.execute(statement, params)).all())
 
     def close(self) -> None:
@@ -245,9 +313,10 @@ class AsyncpgReads:
     def _compile(self, statement: Select[Any]) -> _Compiled:
         found = self._compiled.get(statement)
         if found is None:
-            compiled = statement.compile(dialect=self._engine.dialect)
+            form = POSTGRESQL_FORM.get(statement, statement)
+            compiled = form.compile(dialect=self._engine.dialect)
             names = tuple(compiled.positiontup or ())
-            row_type = _namedtuple("Row", list(statement.selected_columns.keys()))
+            row_type = _namedtuple("Row", list(form.selected_columns.keys()))
             row = row_type._make
             found = _Compiled(str(compiled), names, dict(compiled.params), row)
             self._compiled[statement] = found
@@ -266,6 +335,10 @@ class AsyncpgReads:
                     min_size=1,
                     max_size=self._size,
                     init=_json_codecs,
+                    # The same few statements all day: plan each once. With custom plans
+                    # PostgreSQL re-planned every execution (its = ANY array defeats the
+                    # plan cache): 0.30 → 0.09 ms of server CPU for a one-subscriber USAGE.
+                    server_settings={"plan_cache_mode": "force_generic_plan"},
                 )
         return self._pool
 
@@ -334,7 +407,8 @@ class AsyncpgReads:
             else:
                 many = self._many.get(statement)
                 if many is None:
-                    many = self._many[statement] = for_many(statement)
+                    form = POSTGRESQL_FORM.get(statement, statement)
+                    many = self._many[statement] = for_many(form)
                 self.batches += 1
                 found = await self._fetch(many, {**params, "msisdns": list(by_msisdn)})
                 rows = {}

@@ -126,3 +126,82 @@ async def test_reads_of_one_tick_agree_with_reads_one_by_one(backend: Backend) -
     reads = backend.context.reads
     if isinstance(reads, AsyncpgReads):
         assert reads.batches >= 2, "usage and services each went as one statement"
+
+
+@pytest.mark.postgres
+async def test_postgresql_lateral_form_gives_the_same_rows(pg_seeded: str) -> None:
+    """PostgreSQL runs USAGE and SUMMARY as LEFT JOIN LATERAL probes (``POSTGRESQL_FORM``); on
+    rows that make every "newest" choice matter — several tariff requests (pending and not),
+    a usage period not begun yet, several invoices, a subscriber with none — both forms give
+    the same rows, one subscriber at a time and as one ``= ANY`` statement."""
+    from datetime import date, datetime
+
+    from sqlalchemy import text
+
+    from backend.services import reads
+
+    today = date(2026, 11, 26)
+    numbers = ["48600000001", "48600000002", "48600000003", "48699999999"]
+    engine = create_engine(pg_seeded)
+    try:
+        async with engine.connect() as conn:
+            trans = await conn.begin()
+            account = await conn.scalar(
+                text("SELECT account_number FROM subscribers WHERE msisdn = '48600000001'")
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO change_requests (msisdn, kind, value, status, created_at,"
+                    " effective) VALUES (:m, 'tariff', :v, :s, :t, :e)"
+                ),
+                [
+                    {"m": "48600000001", "v": v, "s": s, "t": datetime(2026, 11, 1), "e": e}
+                    for v, s, e in (
+                        ("T1", "pending", date(2026, 12, 1)),
+                        ("T2", "pending", date(2027, 1, 1)),  # newest pending: this one
+                        ("T3", "done", date(2026, 11, 1)),
+                    )
+                ],
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO usage (msisdn, period_start, minutes_used, sms_used)"
+                    " VALUES ('48600000001', '2027-02-01', 999, 999)"  # not begun: skipped
+                    " ON CONFLICT DO NOTHING"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO invoices (account_number, number, period_start, period_end,"
+                    " issued, due_date, amount, paid) VALUES (:a, 'FV/TEST/1', '2020-01-01',"
+                    " '2020-01-31', '2020-02-01', '2020-02-15', 1, true)"  # old: not the last
+                ),
+                {"a": account},
+            )
+            for statement in (reads.USAGE, reads.SUMMARY):
+                lateral = reads.POSTGRESQL_FORM[statement]
+                assert "LATERAL" in str(lateral.compile(dialect=engine.dialect))
+                assert list(lateral.selected_columns.keys()) == list(
+                    statement.selected_columns.keys()
+                )
+                for msisdn in numbers:
+                    params = {"msisdn": msisdn, "today": today}
+                    want = (await conn.execute(statement, params)).all()
+                    got = (await conn.execute(lateral, params)).all()
+                    assert [tuple(r) for r in got] == [tuple(r) for r in want], msisdn
+                many = {"msisdns": numbers, "today": today}
+                want_many = (await conn.execute(reads.for_many(statement), many)).all()
+                got_many = (await conn.execute(reads.for_many(lateral), many)).all()
+                assert sorted(map(tuple, got_many)) == sorted(map(tuple, want_many))
+                assert len(got_many) == 3  # the unknown number has no row
+            first = (
+                await conn.execute(
+                    reads.POSTGRESQL_FORM[reads.SUMMARY], {"msisdn": numbers[0], "today": today}
+                )
+            ).one()
+            assert first.pending_tariff == "T2"
+            assert first.usage_start is not None and first.usage_start <= today
+            assert first.invoice_number != "FV/TEST/1"
+            await trans.rollback()
+    finally:
+        await engine.dispose()

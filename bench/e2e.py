@@ -80,7 +80,9 @@ SECRET = "bench-e2e-secret"
 SHORT_CODE = "2424"
 SCENARIOS = ("pakiet", "wlacz", "ussd")
 PAIRS = {"sqlite-memory": ("sqlite", "memory"), "postgresql-redis": ("postgresql", "redis")}
-BENCH_DB = "idea24_bench"
+#: The bench's own database; IDEA24_BENCH_DB names another, so two benches can run side by side
+#: (each with its own --redis-url DB too) without dropping each other's.
+BENCH_DB = os.environ.get("IDEA24_BENCH_DB", "idea24_bench")
 TURN_TIMEOUT = 15.0
 RUN_KEYS = (
     "scenario",

@@ -431,11 +431,12 @@ class RedisStore(DialogStore):
         #: not cover was left by one of our own turns (Redis died before it could release).
         self._mine = f"{_OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
         self._batch = ScriptBatch(client)
-        self._release = client.register_script(_RELEASE)
-        self._guarded = client.register_script(_GUARDED_SAVE)
-        self._hit = client.register_script(_HIT)
-        self._hit_load = client.register_script(_HIT_LOAD)
-        self._lock_hit_load = client.register_script(_LOCK_HIT_LOAD)
+        register = self._batch.register  # a tick's calls of these go as one script call
+        self._release = register(_RELEASE)
+        self._guarded = register(_GUARDED_SAVE)
+        self._hit = register(_HIT)
+        self._hit_load = register(_HIT_LOAD)
+        self._lock_hit_load = register(_LOCK_HIT_LOAD)
 
     def _token(self) -> str:
         return f"{self._mine}{secrets.token_hex(8)}"

@@ -114,3 +114,56 @@ async def test_a_lone_call_goes_as_a_plain_evalsha(redis_client: Any, redis_pref
         await batch.call(fresh, [key], ["bad"])
     assert batch.pipelines == 0 and batch.calls == 2
     assert int(await redis_client.get(key)) == 1
+
+
+async def test_registered_scripts_of_one_tick_go_as_one_script_call(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    """Scripts registered through the batch: a tick's calls are one dispatcher EVALSHA (loaded
+    on the way: Redis has never seen it), in call order, each caller with its own answer — a
+    returned error reply and an error raised inside the script stay that caller's alone."""
+    batch = ScriptBatch(redis_client, combine=True)
+    echo = batch.register(f"-- {secrets.token_hex(8)}\n{_ECHO_OR_FAIL}")
+    boom = batch.register("redis.call('INCR', KEYS[1]); return redis.call('HGET', KEYS[1], 'x')")
+    order = batch.register("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+    key, wrong, log = f"{redis_prefix}:n", f"{redis_prefix}:wrong", f"{redis_prefix}:log"
+    results = await asyncio.gather(
+        batch.call(echo, [key], ["a"]),
+        batch.call(echo, [key], ["bad"]),
+        batch.call(boom, [wrong], []),  # HGET on a string: WRONGTYPE raised in the script
+        *(batch.call(order, [log], [str(i)]) for i in range(20)),
+        batch.call(echo, [key], ["z"]),
+        return_exceptions=True,
+    )
+    assert results[0] == b"a" and results[-1] == b"z"
+    assert isinstance(results[1], ResponseError) and "refused bad" in str(results[1])
+    assert isinstance(results[2], ResponseError) and "WRONGTYPE" in str(results[2])
+    assert results[3:-1] == list(range(1, 21))
+    assert await redis_client.lrange(log, 0, -1) == [str(i).encode() for i in range(20)]
+    assert int(await redis_client.get(key)) == 2, "the refused call changed nothing"
+    assert int(await redis_client.get(wrong)) == 1, "the failed call's earlier write stays"
+    assert batch.combined == 1 and batch.pipelines == 0 and batch.calls == 24
+
+
+async def test_an_unregistered_script_in_the_tick_keeps_the_pipeline(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    batch = ScriptBatch(redis_client, combine=True)
+    registered = batch.register(_ECHO_OR_FAIL)
+    other = _fresh(redis_client, _ECHO_OR_FAIL)
+    key = f"{redis_prefix}:n"
+    results = await asyncio.gather(
+        batch.call(registered, [key], ["a"]), batch.call(other, [key], ["b"])
+    )
+    assert results == [b"a", b"b"]
+    assert batch.combined == 0 and batch.pipelines >= 1
+
+
+async def test_a_cluster_client_never_combines() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    class FakeCluster(RedisCluster):
+        def __init__(self) -> None:  # no connection: only its type matters here
+            pass
+
+    assert ScriptBatch(FakeCluster())._combine is False

@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.errors import InvalidInput, LockedOut, NotFound, ServiceError, WrongCode
@@ -20,7 +20,13 @@ from backend.hashing import keyed_hash, matches
 from backend.models import Account, Subscriber
 from backend.records import Address, Change, CodeScope, SubscriberInfo
 from backend.services import reads
-from backend.services.context import Context, audit, get_account, lock_subscriber
+from backend.services.context import (
+    LOCK_SUBSCRIBER,
+    Context,
+    audit,
+    audit_core,
+    lock_subscriber,
+)
 
 CODE_ATTEMPTS = 3
 CODE_LOCKOUT = timedelta(minutes=15)
@@ -30,6 +36,32 @@ ACCOUNT_CODE = "account-code"
 _POSTAL = re.compile(r"(?<![\d-])(\d{2}-\d{3})(?![\d-])")
 _CITY = re.compile(r"[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_]+)*\.?")
 _SPACES = re.compile(r"\s+")
+
+_S = cast(Table, Subscriber.__table__)
+_A = cast(Table, Account.__table__)
+#: The subscriber lock (the same UPDATE) returning what a code check reads: the number's code
+#: hash, failures, lockout end and its account's code hash (a scalar subquery: SQLite's
+#: RETURNING may not name another table, a subquery may) — one statement, no SELECT after it.
+LOCK_FOR_CODE = LOCK_SUBSCRIBER.returning(
+    _S.c.code_hash,
+    _S.c.code_failures,
+    _S.c.code_locked_until,
+    select(_A.c.code_hash)
+    .where(_A.c.number == _S.c.account_number)
+    .correlate(_S)
+    .scalar_subquery()
+    .label("account_code_hash"),
+    _S.c.account_number,
+)
+#: The failure count and lockout end after a check (under the lock taken by LOCK_FOR_CODE).
+CODE_OUTCOME = (
+    update(_S)
+    .values(
+        code_failures=bindparam("failures", type_=_S.c.code_failures.type),
+        code_locked_until=bindparam("locked_until", type_=_S.c.code_locked_until.type),
+    )
+    .where(_S.c.msisdn == bindparam("outcome_msisdn", type_=_S.c.msisdn.type))
+)
 
 
 def subscriber_code_hash(secret_key: bytes, msisdn: str, code: str) -> str:
@@ -68,28 +100,33 @@ async def check_subscriber_code(
     """
     now = ctx.now()
     outcome: ServiceError | None = None
-    async with ctx.sessions.begin() as session:
-        sub = await lock_subscriber(session, msisdn)
+    async with ctx.engine.begin() as conn:
+        sub = (await conn.execute(LOCK_FOR_CODE, {"lock_msisdn": msisdn})).first()
+        if sub is None:
+            raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
         if sub.code_locked_until is not None and sub.code_locked_until > now:
             raise LockedOut(sub.code_locked_until)
-        account = await get_account(session, sub.account_number)
+        if sub.account_code_hash is None:
+            raise NotFound("no account", what="account")
         key = ctx.secret_key
         candidate = code.strip()
-        ok = matches(key, ACCOUNT_CODE, account.number, candidate, account.code_hash)
+        ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
         if scope == "number":
             ok |= matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+        failures, locked_until = sub.code_failures, sub.code_locked_until
         if ok:
-            sub.code_failures = 0
-            sub.code_locked_until = None
+            failures, locked_until = 0, None
         else:
-            sub.code_failures += 1
-            if sub.code_failures >= CODE_ATTEMPTS:
-                sub.code_failures = 0
-                sub.code_locked_until = now + CODE_LOCKOUT
-                outcome = LockedOut(sub.code_locked_until)
-                audit(session, ctx, msisdn, "code_locked", "system", actor="system")
+            failures += 1
+            if failures >= CODE_ATTEMPTS:
+                failures, locked_until = 0, now + CODE_LOCKOUT
+                outcome = LockedOut(locked_until)
+                await audit_core(conn, ctx, msisdn, "code_locked", "system", actor="system")
             else:
-                outcome = WrongCode(CODE_ATTEMPTS - sub.code_failures)
+                outcome = WrongCode(CODE_ATTEMPTS - failures)
+        if (failures, locked_until) != (sub.code_failures, sub.code_locked_until):
+            params = {"failures": failures, "locked_until": locked_until, "outcome_msisdn": msisdn}
+            await conn.execute(CODE_OUTCOME, params)
     if outcome is not None:
         raise outcome
 

@@ -8,10 +8,11 @@ its audit entry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Insert, Table, and_, bindparam, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.errors import NotFound
 from backend.models import ActiveService, Charge
@@ -20,8 +21,33 @@ from backend.services import reads
 from backend.services.context import (
     Context,
     ServiceInfo,
-    audit,
-    lock_subscriber,
+    audit_core,
+    column_binds,
+    lock_subscriber_core,
+)
+
+_ACTIVE = cast(Table, ActiveService.__table__)
+_CHARGES = cast(Table, Charge.__table__)
+_ACTIVE_COLUMNS = column_binds(_ACTIVE, "msisdn", "service_code", "activated_at", "numbers")
+#: The service's row, unless it is there already (``rowcount`` 0): one statement, no SELECT.
+#: The subscriber lock already serialises changes of one number; the conflict clause makes the
+#: insert itself idempotent too. The form differs per dialect (same SQL in effect).
+ACTIVATE: dict[str, Insert] = {
+    "sqlite": sqlite.insert(_ACTIVE).values(_ACTIVE_COLUMNS).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_ACTIVE).values(_ACTIVE_COLUMNS).on_conflict_do_nothing(),
+}
+#: The service's row gone; ``rowcount`` 0 if it was not active.
+DEACTIVATE = delete(_ACTIVE).where(
+    and_(
+        _ACTIVE.c.msisdn == bindparam("del_msisdn", type_=_ACTIVE.c.msisdn.type),
+        _ACTIVE.c.service_code == bindparam("del_code", type_=_ACTIVE.c.service_code.type),
+    )
+)
+#: A :class:`Charge` row as a Core INSERT (``inline``: no ``RETURNING id`` to fetch).
+CHARGE_INSERT = (
+    insert(_CHARGES)
+    .values(column_binds(_CHARGES, "msisdn", "amount", "kind", "reference", "at"))
+    .inline()
 )
 
 
@@ -104,31 +130,40 @@ async def quote_deactivation(ctx: Context, msisdn: str, code: str) -> Quote:
 
 
 async def activate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
+    """Core statements in one transaction: lock, insert-unless-active, charge, audit."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    async with ctx.sessions.begin() as session:
-        await lock_subscriber(session, msisdn)
-        if await session.get(ActiveService, (msisdn, info.code)) is not None:
-            return Change("activate", info.code, False, 0, today)
+    async with ctx.engine.begin() as conn:
+        await lock_subscriber_core(conn, msisdn)
         now = ctx.now()
-        session.add(
-            ActiveService(msisdn=msisdn, service_code=info.code, activated_at=now, numbers=[])
+        inserted = await conn.execute(
+            ACTIVATE[conn.dialect.name],
+            {
+                "active_services_msisdn": msisdn,
+                "active_services_service_code": info.code,
+                "active_services_activated_at": now,
+                "active_services_numbers": [],
+            },
         )
-        charge(session, msisdn, info.activation_fee, "activation", info.code, ctx)
-        audit(session, ctx, msisdn, "activate", channel, service=info.code, fee=info.activation_fee)
+        if inserted.rowcount == 0:
+            return Change("activate", info.code, False, 0, today)
+        await charge_core(conn, msisdn, info.activation_fee, "activation", info.code, ctx)
+        await audit_core(
+            conn, ctx, msisdn, "activate", channel, service=info.code, fee=info.activation_fee
+        )
     return Change("activate", info.code, True, info.activation_fee, today)
 
 
 async def deactivate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
+    """Core statements in one transaction: lock, delete (its rowcount tells), audit."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    async with ctx.sessions.begin() as session:
-        await lock_subscriber(session, msisdn)
-        row = await session.get(ActiveService, (msisdn, info.code))
-        if row is None:
+    async with ctx.engine.begin() as conn:
+        await lock_subscriber_core(conn, msisdn)
+        deleted = await conn.execute(DEACTIVATE, {"del_msisdn": msisdn, "del_code": info.code})
+        if deleted.rowcount == 0:
             return Change("deactivate", info.code, False, 0, today)
-        await session.delete(row)
-        audit(session, ctx, msisdn, "deactivate", channel, service=info.code)
+        await audit_core(conn, ctx, msisdn, "deactivate", channel, service=info.code)
     return Change("deactivate", info.code, True, 0, today)
 
 
@@ -138,4 +173,21 @@ def charge(
     if amount > 0:
         session.add(
             Charge(msisdn=msisdn, amount=amount, kind=kind, reference=reference, at=ctx.now())
+        )
+
+
+async def charge_core(
+    conn: AsyncConnection, msisdn: str, amount: int, kind: str, reference: str, ctx: Context
+) -> None:
+    """:func:`charge` on a Core connection: the same row, none for a zero amount."""
+    if amount > 0:
+        await conn.execute(
+            CHARGE_INSERT,
+            {
+                "charges_msisdn": msisdn,
+                "charges_amount": amount,
+                "charges_kind": kind,
+                "charges_reference": reference,
+                "charges_at": ctx.now(),
+            },
         )

@@ -1,0 +1,252 @@
+"""The hot changes as Core statements (activate, deactivate, check_subscriber_code): the rows they
+write equal what the ORM path wrote, the lock and the lockout counting behave as before, and
+concurrent changes of one number through two engines give one row."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.api import Backend
+from backend.db import create_engine, make_sessionmaker
+from backend.errors import LockedOut, NotFound, WrongCode
+from backend.models import ActiveService, AuditEntry, Charge, Subscriber
+from backend.records import Change
+from backend.services import services
+from backend.services.accounts import CODE_ATTEMPTS, CODE_LOCKOUT
+from backend.services.context import Context, audit, lock_subscriber
+
+SECRET = "test-secret-key"
+
+
+@pytest.fixture
+async def other(db_url: str, clock: Any) -> AsyncIterator[Backend]:
+    """A second Backend on its own engine (another process's pool)."""
+    engine = create_engine(db_url)
+    backend = Backend(make_sessionmaker(engine), SECRET, clock)
+    try:
+        yield backend
+    finally:
+        backend.context.close()
+        await engine.dispose()
+
+
+async def _orm_activate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
+    """The ORM activation the Core statements replaced (kept here as the reference)."""
+    info = await services.catalogue_service(ctx, code)
+    today = ctx.today()
+    async with ctx.sessions.begin() as session:
+        await lock_subscriber(session, msisdn)
+        if await session.get(ActiveService, (msisdn, info.code)) is not None:
+            return Change("activate", info.code, False, 0, today)
+        session.add(
+            ActiveService(msisdn=msisdn, service_code=info.code, activated_at=ctx.now(), numbers=[])
+        )
+        services.charge(session, msisdn, info.activation_fee, "activation", info.code, ctx)
+        audit(session, ctx, msisdn, "activate", channel, service=info.code, fee=info.activation_fee)
+    return Change("activate", info.code, True, info.activation_fee, today)
+
+
+async def _orm_deactivate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
+    info = await services.catalogue_service(ctx, code)
+    today = ctx.today()
+    async with ctx.sessions.begin() as session:
+        await lock_subscriber(session, msisdn)
+        row = await session.get(ActiveService, (msisdn, info.code))
+        if row is None:
+            return Change("deactivate", info.code, False, 0, today)
+        await session.delete(row)
+        audit(session, ctx, msisdn, "deactivate", channel, service=info.code)
+    return Change("deactivate", info.code, True, 0, today)
+
+
+async def _rows(backend: Backend, msisdn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything the changes write for ``msisdn``, without ids and the number itself."""
+    async with backend.sessionmaker() as session:
+        audit_rows = await session.scalars(
+            select(AuditEntry).where(AuditEntry.msisdn == msisdn).order_by(AuditEntry.id)
+        )
+        charges = await session.scalars(
+            select(Charge).where(Charge.msisdn == msisdn).order_by(Charge.id)
+        )
+        active = await session.scalars(
+            select(ActiveService)
+            .where(ActiveService.msisdn == msisdn)
+            .order_by(ActiveService.service_code)
+        )
+        sub = await session.get(Subscriber, msisdn)
+        assert sub is not None
+        return {
+            "audit": [
+                ("<self>" if a.actor == msisdn else a.actor, a.action, a.detail, a.channel, a.at)
+                for a in audit_rows
+            ],
+            "charges": [(c.amount, c.kind, c.reference, c.at) for c in charges],
+            "active": [(s.service_code, s.activated_at, s.numbers) for s in active],
+            "version": [(sub.version,)],
+        }
+
+
+async def _subscriber(backend: Backend, msisdn: str) -> Subscriber:
+    async with backend.sessionmaker() as session:
+        sub = await session.get(Subscriber, msisdn)
+        assert sub is not None
+        return sub
+
+
+async def test_core_changes_write_the_rows_the_orm_path_wrote(
+    backend: Backend, fresh: Any, clock: Any
+) -> None:
+    core_msisdn, orm_msisdn = await fresh(), await fresh()
+    ctx = backend.context
+    steps = [
+        ("activate", "NOCE", "sms"),
+        ("activate", "NOCE", "ussd"),  # already active: no change, no charge, no audit
+        ("activate", "POCZTAGLOSOWA", "web"),  # a free service: no charge row
+        ("deactivate", "NOCE", "sms"),
+        ("deactivate", "NOCE", "sms"),  # already off
+        ("activate", "noce", "api"),  # the code as typed
+    ]
+    for action, code, channel in steps:
+        clock.advance(seconds=7)
+        if action == "activate":
+            core = await backend.activate(core_msisdn, code, channel)
+            orm = await _orm_activate(ctx, orm_msisdn, code, channel)
+        else:
+            core = await backend.deactivate(core_msisdn, code, channel)
+            orm = await _orm_deactivate(ctx, orm_msisdn, code, channel)
+        assert core == orm
+    core_rows, orm_rows = await _rows(backend, core_msisdn), await _rows(backend, orm_msisdn)
+    assert core_rows == orm_rows
+    assert len(core_rows["audit"]) == 4 and len(core_rows["active"]) == 2
+    assert [c[1] for c in core_rows["charges"]] == ["activation", "activation"]
+    assert core_rows["version"] == [(len(steps),)]  # every change took the lock, even a no-op
+
+
+async def test_unknown_number_is_not_found(backend: Backend) -> None:
+    unknown = "48509000000"
+    for call in (
+        backend.activate(unknown, "NOCE", "sms"),
+        backend.deactivate(unknown, "NOCE", "sms"),
+        backend.check_subscriber_code(unknown, "123456"),
+    ):
+        with pytest.raises(NotFound) as found:
+            await call
+        assert found.value.params == {"what": "subscriber"}
+
+
+async def test_lockout_after_code_attempts(backend: Backend, fresh: Any, clock: Any) -> None:
+    msisdn = await fresh(code="246810")
+    # a right code resets the count: CODE_ATTEMPTS - 1 wrong ones, the right one, again
+    for _ in range(2):
+        for i in range(CODE_ATTEMPTS - 1):
+            with pytest.raises(WrongCode) as wrong:
+                await backend.check_subscriber_code(msisdn, "000000")
+            assert wrong.value.attempts_left == CODE_ATTEMPTS - 1 - i
+            assert (await _subscriber(backend, msisdn)).code_failures == i + 1
+        await backend.check_subscriber_code(msisdn, "246810")
+        assert (await _subscriber(backend, msisdn)).code_failures == 0
+    for _ in range(CODE_ATTEMPTS - 1):
+        with pytest.raises(WrongCode):
+            await backend.check_subscriber_code(msisdn, "111111")
+    version = (await _subscriber(backend, msisdn)).version
+    with pytest.raises(LockedOut) as locked:
+        await backend.check_subscriber_code(msisdn, "111111")
+    until = clock.now + CODE_LOCKOUT
+    assert locked.value.until == until
+    sub = await _subscriber(backend, msisdn)
+    assert (sub.code_failures, sub.code_locked_until, sub.version) == (0, until, version + 1)
+    # while locked even the right code is refused, and nothing is written (rolled back)
+    with pytest.raises(LockedOut) as still:
+        await backend.check_subscriber_code(msisdn, "246810")
+    assert still.value.until == until
+    assert (await _subscriber(backend, msisdn)).version == version + 1
+    rows = await _rows(backend, msisdn)
+    assert rows["audit"] == [("system", "code_locked", {}, "system", clock.now)]
+    clock.advance(seconds=CODE_LOCKOUT.total_seconds())
+    await backend.check_subscriber_code(msisdn, "246810")
+    sub = await _subscriber(backend, msisdn)
+    assert (sub.code_failures, sub.code_locked_until) == (0, None)
+
+
+async def test_expired_lock_counts_afresh(backend: Backend, fresh: Any, clock: Any) -> None:
+    msisdn = await fresh(code="135790")
+    for _ in range(CODE_ATTEMPTS):
+        with pytest.raises((WrongCode, LockedOut)):
+            await backend.check_subscriber_code(msisdn, "000000")
+    clock.advance(minutes=15, seconds=1)
+    with pytest.raises(WrongCode) as wrong:
+        await backend.check_subscriber_code(msisdn, "000000")
+    assert wrong.value.attempts_left == CODE_ATTEMPTS - 1
+    # the ended lock's time stays until a right code clears it, as before
+    assert (await _subscriber(backend, msisdn)).code_locked_until is not None
+    await backend.check_subscriber_code(msisdn, "135790")
+    assert (await _subscriber(backend, msisdn)).code_locked_until is None
+
+
+async def test_account_code_through_the_core_check(backend: Backend, fresh: Any) -> None:
+    first = await fresh(code="700001", account_kind="business", account_code="900900")
+    account = f"8.{first}"
+    second = await fresh(code="700002", account=account)
+    await backend.check_subscriber_code(second, "900900")  # number scope: account code too
+    await backend.check_subscriber_code(second, "900900", scope="account")
+    with pytest.raises(WrongCode):
+        await backend.check_subscriber_code(second, "700002", scope="account")
+    with pytest.raises(WrongCode):
+        await backend.check_subscriber_code(second, "700001")  # another number's code
+
+
+async def test_concurrent_activations_of_one_number_give_one_row(
+    backend: Backend, other: Backend, fresh: Any
+) -> None:
+    msisdn = await fresh()
+    for _ in range(2):
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *((backend, other)[i % 2].activate(msisdn, "NOCE", "sms") for i in range(8))
+            ),
+            timeout=60,
+        )
+        assert sum(r.changed for r in results) == 1
+        assert sorted(r.fee for r in results)[:-1] == [0] * 7  # one charged activation
+        rows = await _rows(backend, msisdn)
+        assert [a[0] for a in rows["active"]] == ["NOCE"]
+        off = await asyncio.wait_for(
+            asyncio.gather(
+                *((backend, other)[i % 2].deactivate(msisdn, "NOCE", "sms") for i in range(8))
+            ),
+            timeout=60,
+        )
+        assert sum(r.changed for r in off) == 1
+        assert (await _rows(backend, msisdn))["active"] == []
+    rows = await _rows(backend, msisdn)
+    assert [a[1] for a in rows["audit"]] == ["activate", "deactivate"] * 2
+    assert len(rows["charges"]) == 2
+    assert rows["version"] == [(32,)]
+
+
+async def test_concurrent_wrong_codes_are_all_counted(
+    backend: Backend, other: Backend, fresh: Any
+) -> None:
+    msisdn = await fresh(code="864200")
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                (backend, other)[i % 2].check_subscriber_code(msisdn, "000000")
+                for i in range(CODE_ATTEMPTS + 1)
+            ),
+            return_exceptions=True,
+        ),
+        timeout=60,
+    )
+    wrong = [o for o in outcomes if isinstance(o, WrongCode)]
+    locked = [o for o in outcomes if isinstance(o, LockedOut)]
+    assert len(wrong) == CODE_ATTEMPTS - 1 and len(locked) == 2
+    assert sorted(w.attempts_left for w in wrong) == list(range(1, CODE_ATTEMPTS))
+    assert locked[0].until == locked[1].until
+    actions = [a[1] for a in (await _rows(backend, msisdn))["audit"]]
+    assert actions == ["code_locked"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -111,11 +112,29 @@ async def _serve(settings: Settings) -> int:
                 f" ({exc.strerror}); is another idea24 running? choose another with --http"
             ) from exc
         _print_banner(settings, app[COMPONENTS])
+        settle_heap()
         await stop.wait()
         print("idea24: shutting down (finishing turns, draining the outbox, unbinding)", flush=True)
     finally:
         await runner.cleanup()
     return 0
+
+
+#: Young collections after this many net allocations (Python's default: 700); the older two as
+#: usual. A turn allocates a few hundred objects that die by reference counting; at the default
+#: the collector ran several times per turn over whatever was young.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def settle_heap() -> None:
+    """Once everything has started: what exists now (modules, pools, compiled statements, the
+    catalogue) lives as long as the process, so the collector stops scanning it (``gc.freeze``),
+    and young collections run less often. Measured on PAKIET, SQLite + memory, 100 in flight:
+    p99 turn latency 166-171 ms → 57-60 ms (full collections walking the whole heap were the
+    tail), server CPU per turn level or lower."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _print_banner(settings: Settings, components: Any) -> None:

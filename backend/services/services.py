@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, and_, bindparam, delete, insert, select
+from sqlalchemy import Insert, Table, and_, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.errors import NotFound
-from backend.models import ActiveService, Charge
+from backend.models import ActiveService, AuditEntry, Charge
 from backend.records import Change, Quote, ServiceView
 from backend.services import reads
 from backend.services.context import (
@@ -28,27 +28,68 @@ from backend.services.context import (
 
 _ACTIVE = cast(Table, ActiveService.__table__)
 _CHARGES = cast(Table, Charge.__table__)
+_AUDIT = cast(Table, AuditEntry.__table__)
 _ACTIVE_COLUMNS = column_binds(_ACTIVE, "msisdn", "service_code", "activated_at", "numbers")
+_CHARGE_COLUMNS = column_binds(_CHARGES, "msisdn", "amount", "kind", "reference", "at")
+_AUDIT_COLUMNS = column_binds(_AUDIT, "msisdn", "actor", "action", "detail", "channel", "at")
 #: The service's row, unless it is there already (``rowcount`` 0): one statement, no SELECT.
 #: The subscriber lock already serialises changes of one number; the conflict clause makes the
-#: insert itself idempotent too. The form differs per dialect (same SQL in effect).
-ACTIVATE: dict[str, Insert] = {
-    "sqlite": sqlite.insert(_ACTIVE).values(_ACTIVE_COLUMNS).on_conflict_do_nothing(),
-    "postgresql": postgresql.insert(_ACTIVE).values(_ACTIVE_COLUMNS).on_conflict_do_nothing(),
-}
+#: insert itself idempotent too.
+ACTIVATE_SQLITE = sqlite.insert(_ACTIVE).values(_ACTIVE_COLUMNS).on_conflict_do_nothing()
 #: The service's row gone; ``rowcount`` 0 if it was not active.
-DEACTIVATE = delete(_ACTIVE).where(
+DEACTIVATE_SQLITE = delete(_ACTIVE).where(
     and_(
-        _ACTIVE.c.msisdn == bindparam("del_msisdn", type_=_ACTIVE.c.msisdn.type),
-        _ACTIVE.c.service_code == bindparam("del_code", type_=_ACTIVE.c.service_code.type),
+        _ACTIVE.c.msisdn == _ACTIVE_COLUMNS["msisdn"],
+        _ACTIVE.c.service_code == _ACTIVE_COLUMNS["service_code"],
     )
 )
 #: A :class:`Charge` row as a Core INSERT (``inline``: no ``RETURNING id`` to fetch).
-CHARGE_INSERT = (
-    insert(_CHARGES)
-    .values(column_binds(_CHARGES, "msisdn", "amount", "kind", "reference", "at"))
-    .inline()
-)
+CHARGE_INSERT = insert(_CHARGES).values(_CHARGE_COLUMNS).inline()
+
+
+def _audit_from(source: Any) -> Insert:
+    """The audit row, inserted once per row of ``source`` (a CTE with an ``msisdn`` column)."""
+    names = ("msisdn", "actor", "action", "detail", "channel", "at")
+    values = [source.c.msisdn, *(_AUDIT_COLUMNS[n] for n in names[1:])]
+    return insert(_AUDIT).from_select(list(names), select(*values).select_from(source))
+
+
+def _activate_postgresql() -> Insert:
+    """PostgreSQL: the service row, its charge and its audit row as one statement (data-modifying
+    CTEs, which SQLite lacks): ``WITH activated AS (INSERT … ON CONFLICT DO NOTHING RETURNING
+    msisdn), charged AS (INSERT INTO charges SELECT … FROM activated WHERE amount > 0) INSERT
+    INTO audit_log SELECT … FROM activated`` — its rowcount is 1 if the service was switched on.
+    Run after the lock statement, so it reads (and its conflict check sees) the newest commit."""
+    activated = (
+        postgresql.insert(_ACTIVE)
+        .values(_ACTIVE_COLUMNS)
+        .on_conflict_do_nothing()
+        .returning(_ACTIVE.c.msisdn)
+        .cte("activated")
+    )
+    names = ("msisdn", "amount", "kind", "reference", "at")
+    charged = (
+        insert(_CHARGES)
+        .from_select(
+            list(names),
+            select(activated.c.msisdn, *(_CHARGE_COLUMNS[n] for n in names[1:]))
+            .select_from(activated)
+            .where(_CHARGE_COLUMNS["amount"] > 0),
+        )
+        .cte("charged")
+    )
+    return _audit_from(activated).add_cte(charged)
+
+
+def _deactivate_postgresql() -> Insert:
+    """PostgreSQL: ``WITH deactivated AS (DELETE … RETURNING msisdn) INSERT INTO audit_log
+    SELECT … FROM deactivated`` — rowcount 1 if the service was switched off."""
+    deactivated = DEACTIVATE_SQLITE.returning(_ACTIVE.c.msisdn).cte("deactivated")
+    return _audit_from(deactivated)
+
+
+ACTIVATE_POSTGRESQL = _activate_postgresql()
+DEACTIVATE_POSTGRESQL = _deactivate_postgresql()
 
 
 def _view(info: ServiceInfo, row: Any) -> ServiceView:
@@ -129,41 +170,71 @@ async def quote_deactivation(ctx: Context, msisdn: str, code: str) -> Quote:
     return Quote("deactivate", info.code, info.name, 0, 0, ctx.today(), True)
 
 
+def _audit_params(
+    ctx: Context, msisdn: str, action: str, channel: str, **detail: Any
+) -> dict[str, Any]:
+    """The parameters of :func:`audit_core`'s row (the subscriber is the actor)."""
+    return {
+        "audit_log_msisdn": msisdn,
+        "audit_log_actor": msisdn,
+        "audit_log_action": action,
+        "audit_log_detail": detail,
+        "audit_log_channel": channel,
+        "audit_log_at": ctx.now(),
+    }
+
+
 async def activate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
-    """Core statements in one transaction: lock, insert-unless-active, charge, audit."""
+    """Core statements in one transaction: the lock, then the service row unless it is there
+    (with its charge and audit row: in the same statement on PostgreSQL, after it on SQLite)."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
+    unchanged = Change("activate", info.code, False, 0, today)
+    fee = info.activation_fee
     async with ctx.engine.begin() as conn:
         await lock_subscriber_core(conn, msisdn)
-        now = ctx.now()
-        inserted = await conn.execute(
-            ACTIVATE[conn.dialect.name],
-            {
-                "active_services_msisdn": msisdn,
-                "active_services_service_code": info.code,
-                "active_services_activated_at": now,
-                "active_services_numbers": [],
-            },
-        )
-        if inserted.rowcount == 0:
-            return Change("activate", info.code, False, 0, today)
-        await charge_core(conn, msisdn, info.activation_fee, "activation", info.code, ctx)
-        await audit_core(
-            conn, ctx, msisdn, "activate", channel, service=info.code, fee=info.activation_fee
-        )
-    return Change("activate", info.code, True, info.activation_fee, today)
+        row = {
+            "active_services_msisdn": msisdn,
+            "active_services_service_code": info.code,
+            "active_services_activated_at": ctx.now(),
+            "active_services_numbers": [],
+        }
+        if conn.dialect.name == "postgresql":
+            charged = {
+                "charges_amount": fee,
+                "charges_kind": "activation",
+                "charges_reference": info.code,
+                "charges_at": ctx.now(),
+            }
+            audited = _audit_params(ctx, msisdn, "activate", channel, service=info.code, fee=fee)
+            result = await conn.execute(ACTIVATE_POSTGRESQL, row | charged | audited)
+            if result.rowcount == 0:
+                return unchanged
+        else:
+            if (await conn.execute(ACTIVATE_SQLITE, row)).rowcount == 0:
+                return unchanged
+            await charge_core(conn, msisdn, fee, "activation", info.code, ctx)
+            await audit_core(conn, ctx, msisdn, "activate", channel, service=info.code, fee=fee)
+    return Change("activate", info.code, True, fee, today)
 
 
 async def deactivate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
-    """Core statements in one transaction: lock, delete (its rowcount tells), audit."""
+    """Core statements in one transaction: the lock, then the delete (its rowcount tells) and
+    the audit row (in the same statement on PostgreSQL)."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
+    unchanged = Change("deactivate", info.code, False, 0, today)
     async with ctx.engine.begin() as conn:
         await lock_subscriber_core(conn, msisdn)
-        deleted = await conn.execute(DEACTIVATE, {"del_msisdn": msisdn, "del_code": info.code})
-        if deleted.rowcount == 0:
-            return Change("deactivate", info.code, False, 0, today)
-        await audit_core(conn, ctx, msisdn, "deactivate", channel, service=info.code)
+        key = {"active_services_msisdn": msisdn, "active_services_service_code": info.code}
+        if conn.dialect.name == "postgresql":
+            audited = _audit_params(ctx, msisdn, "deactivate", channel, service=info.code)
+            if (await conn.execute(DEACTIVATE_POSTGRESQL, key | audited)).rowcount == 0:
+                return unchanged
+        else:
+            if (await conn.execute(DEACTIVATE_SQLITE, key)).rowcount == 0:
+                return unchanged
+            await audit_core(conn, ctx, msisdn, "deactivate", channel, service=info.code)
     return Change("deactivate", info.code, True, 0, today)
 
 

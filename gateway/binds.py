@@ -447,7 +447,11 @@ class BindPool:
         self._sink = sink
         self._receipts_to_sink = receipts_to_sink
         # Shared outbox: our replies may leave through another process (USSD dedup needs it).
-        self.inbound = InboundProcessor(self._route, private_outbox=not shared_outbox)
+        self.inbound = InboundProcessor(
+            self._route,
+            private_outbox=not shared_outbox,
+            receipts_now=None if receipts_to_sink else self.tracker.receipt,
+        )
         self.sessions = [
             SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
         ]

@@ -161,8 +161,11 @@ class InboundProcessor:
         clock: Callable[[], float] = time.monotonic,
         max_sources: int = 100_000,
         private_outbox: bool = True,
+        receipts_now: Callable[[ReceiptEvent], object] | None = None,
     ) -> None:
         self._sink = sink
+        # Where receipts go when they need no waiting (:meth:`handle_now`); else to ``sink``.
+        self._receipts_now = receipts_now
         self._dedup_ttl = dedup_ttl
         self._window = redelivery_window
         # Every reply to our turns leaves through this process, so ``replied`` sees them all.
@@ -289,7 +292,27 @@ class InboundProcessor:
         """Drop long messages whose parts never all came (call periodically)."""
         return self._reassembler.expire(self._clock())
 
+    def handle_now(self, pdu: Pdu) -> int | None:
+        """A delivery receipt, when ``receipts_now`` takes them: parsed, handed over and
+        answered without a task (one arrives per reply sent). None for anything else."""
+        deliver = self._receipts_now
+        if deliver is None or not is_receipt(pdu):
+            return None
+        self._tick += 1
+        source = self._msisdn(str(pdu.params.get("source_addr", "")))
+        event = self._receipt_event(pdu, source)
+        if event is not None:
+            deliver(event)
+        return Status.ESME_ROK
+
     async def _receipt(self, pdu: Pdu, source: str) -> int:
+        event = self._receipt_event(pdu, source)
+        if event is not None:
+            await self._sink(event)
+        return Status.ESME_ROK
+
+    def _receipt_event(self, pdu: Pdu, source: str) -> ReceiptEvent | None:
+        """The receipt as an event (counted), or None when unreadable (logged, dropped)."""
         params = pdu.params
         get = params.get
         data = get("short_message") or get("message_payload") or b""
@@ -305,14 +328,11 @@ class InboundProcessor:
             receipt = receipts.parse_receipt(params, body or None)
         except receipts.ReceiptError:
             log.warning("unreadable receipt dropped", extra={"msisdn": source})
-            return Status.ESME_ROK
+            return None
         self.receipts += 1
-        await self._sink(
-            ReceiptEvent(
-                receipt.message_id, _STATE_NAMES[receipt.state], receipt.error, source, receipt
-            )
+        return ReceiptEvent(
+            receipt.message_id, _STATE_NAMES[receipt.state], receipt.error, source, receipt
         )
-        return Status.ESME_ROK
 
     def _message(self, pdu: Pdu, source: str, whole: str, key: str | None) -> InboundMessage:
         op = pdu.get("ussd_service_op")

@@ -60,6 +60,15 @@ class LossAware(Protocol):
     def connection_lost(self) -> None: ...
 
 
+@runtime_checkable
+class AnswersAtOnce(Protocol):
+    """An inbound handler that can handle some PDUs without waiting (a delivery receipt is
+    parsed and matched in memory): ``handle_now`` returns the command status to answer with,
+    or None for "not this one" (it then goes to the handler as usual, in a task of its own)."""
+
+    def handle_now(self, pdu: Pdu) -> int | None: ...
+
+
 _BIND_COMMANDS: Mapping[str, str] = {
     "trx": "bind_transceiver",
     "tx": "bind_transmitter",
@@ -254,6 +263,8 @@ class SmppLink:
         self.mode = mode
         self.name = f"{profile.name}/{mode}"
         self._on_inbound = on_inbound
+        # A receipt per reply: handled in the read callback, not in a task per PDU.
+        self._inbound_now = on_inbound.handle_now if isinstance(on_inbound, AnswersAtOnce) else None
         self._backoff = backoff or Backoff(0.5, 30.0)
         self._connect_timeout = connect_timeout
         self._stable_after = stable_after
@@ -869,6 +880,15 @@ class SmppLink:
             self._answer(proto, conn, pdu.response())
         elif pdu.command in ("deliver_sm", "data_sm"):
             self.stats.inbound += 1
+            if self._inbound_now is not None:
+                try:
+                    status = self._inbound_now(pdu)
+                except Exception:  # as in _inbound: the link lives on, the SMSC will retry
+                    log.exception("smpp inbound handler failed", extra={"bind": self.name})
+                    status = Status.ESME_RX_T_APPN
+                if status is not None:
+                    self._answer(proto, conn, pdu.response(status, message_id=""))
+                    return
             task = asyncio.create_task(self._inbound(proto, conn, pdu))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -470,3 +470,82 @@ def test_source_numbers_are_normalised_the_same_from_the_cache() -> None:
         "IDEA24",
     ] * 2
     assert len(processor._sources) <= 2  # bounded like the dedup memory
+
+
+# -- receipts answered at once (no task per receipt) -------------------------------------------
+
+_RECEIPT_TEXT = (
+    b"id:1A2B sub:001 dlvrd:001 submit date:2511251200 done date:2511251201"
+    b" stat:DELIVRD err:000 text:HASLO"
+)
+
+
+async def test_receipts_go_to_receipts_now_without_waiting(clock: Clock) -> None:
+    sunk: list[InboundEvent] = []
+    now: list[ReceiptEvent] = []
+
+    async def sink(event: InboundEvent) -> None:
+        sunk.append(event)
+
+    processor = InboundProcessor(sink, clock=clock, receipts_now=now.append)
+    assert processor.handle_now(deliver(esm_class=0x04, short_message=_RECEIPT_TEXT)) == 0
+    [event] = now
+    assert event.message_id == "1A2B" and event.state == "DELIVERED"
+    assert processor.receipts == 1 and sunk == []
+    # Anything else is not for now: the caller hands it to the processor as before.
+    assert processor.handle_now(deliver(short_message=b"PAKIET")) is None
+    # An unreadable receipt is answered (the SMSC must not retry it) and dropped.
+    assert processor.handle_now(deliver(esm_class=0x04, short_message=b"id: stat:")) == 0
+    assert len(now) == 1 and processor.receipts == 1
+    # Without receipts_now every receipt still goes to the sink.
+    plain = InboundProcessor(sink, clock=clock)
+    assert plain.handle_now(deliver(esm_class=0x04, short_message=_RECEIPT_TEXT)) is None
+
+
+async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
+    """Wired for real: the simulator's receipt for a submit_sm reaches ``receipts_now`` and is
+    answered, while MO still go through the processor's tasks to the sink; a receipt handler
+    that raises gets ESME_RX_T_APPN (the SMSC offers it again) and the link lives on."""
+    from gateway.session import SmppSession
+    from gateway.settings import SmscProfile
+    from simulator.controller import SimulatorController
+
+    sunk: list[InboundEvent] = []
+    now: list[ReceiptEvent] = []
+    failing = [True]
+
+    async def sink(event: InboundEvent) -> None:
+        sunk.append(event)
+
+    def receipts_now(event: ReceiptEvent) -> None:
+        if failing[0]:
+            failing[0] = False
+            raise RuntimeError("a bug in the receipt handler")
+        now.append(event)
+
+    processor = InboundProcessor(sink, receipts_now=receipts_now)
+    async with SimulatorController(accounts={"idea24": "idea24"}) as sim:
+        host, port = sim.smpp_address
+        profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
+        async with SmppSession(profile, processor) as session:
+            assert await session.wait_bound(5)
+            result = await session.submit(
+                [
+                    {
+                        "source_addr": "2424",
+                        "destination_addr": "48600000001",
+                        "registered_delivery": 0x01,
+                        "data_coding": 0,
+                        "short_message": b"Twoj pakiet",
+                    }
+                ]
+            )
+            await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
+            for _ in range(500):  # the refused receipt comes again, then is taken
+                if now:
+                    break
+                await asyncio.sleep(0.01)
+    assert failing == [False], "the first offer met the raising handler"
+    [receipt] = now
+    assert receipt.message_id.lower() == result.message_ids[0].lower()
+    assert [type(e) for e in sunk] == [InboundMessage]

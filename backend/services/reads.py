@@ -92,11 +92,7 @@ def _state(with_invoice: bool) -> Select[Any]:
         .scalar_subquery()
     )
     columns: list[Any] = [
-        _S.c.msisdn,
-        _S.c.name,
-        _S.c.tariff_code,
-        _A.c.number,
-        _A.c.billing_day,
+        *_subscriber_columns(),
         _C.c.value.label("pending_tariff"),
         _C.c.effective.label("pending_effective"),
         _U.c.period_start.label("usage_start"),
@@ -120,6 +116,11 @@ def _state(with_invoice: bool) -> Select[Any]:
         columns += _invoice_columns(_I)
         joined = joined.outerjoin(_I, _I.c.id == last_invoice)
     return select(*columns).select_from(joined).where(_S.c.msisdn == _MSISDN)
+
+
+def _subscriber_columns() -> list[Any]:
+    """The state reads' first columns, the same in both forms."""
+    return [_S.c.msisdn, _S.c.name, _S.c.tariff_code, _A.c.number, _A.c.billing_day]
 
 
 def _invoice_columns(invoices: Any) -> list[Any]:
@@ -154,11 +155,7 @@ def _state_lateral(with_invoice: bool) -> Select[Any]:
         .lateral("current_usage")
     )
     columns: list[Any] = [
-        _S.c.msisdn,
-        _S.c.name,
-        _S.c.tariff_code,
-        _A.c.number,
-        _A.c.billing_day,
+        *_subscriber_columns(),
         pending.c.pending_tariff,
         pending.c.pending_effective,
         usage.c.usage_start,

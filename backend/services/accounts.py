@@ -9,10 +9,10 @@ for 15 minutes; the attempt that reaches the limit raises ``LockedOut`` with the
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import Connection, CursorResult, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.errors import InvalidInput, LockedOut, NotFound, ServiceError, WrongCode
@@ -98,37 +98,45 @@ async def check_subscriber_code(
     For ``scope="number"`` the number's subscriber code or its account code is accepted; for
     ``scope="account"`` only the account code.
     """
-    now = ctx.now()
-    outcome: ServiceError | None = None
-    async with ctx.engine.begin() as conn:
-        sub = (await conn.execute(LOCK_FOR_CODE, {"lock_msisdn": msisdn})).first()
-        if sub is None:
-            raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
-        if sub.code_locked_until is not None and sub.code_locked_until > now:
-            raise LockedOut(sub.code_locked_until)
-        if sub.account_code_hash is None:
-            raise NotFound("no account", what="account")
-        key = ctx.secret_key
-        candidate = code.strip()
-        ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
-        if scope == "number":
-            ok |= matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
-        failures, locked_until = sub.code_failures, sub.code_locked_until
-        if ok:
-            failures, locked_until = 0, None
-        else:
-            failures += 1
-            if failures >= CODE_ATTEMPTS:
-                failures, locked_until = 0, now + CODE_LOCKOUT
-                outcome = LockedOut(locked_until)
-                await audit_core(conn, ctx, msisdn, "code_locked", "system", actor="system")
-            else:
-                outcome = WrongCode(CODE_ATTEMPTS - failures)
-        if (failures, locked_until) != (sub.code_failures, sub.code_locked_until):
-            params = {"failures": failures, "locked_until": locked_until, "outcome_msisdn": msisdn}
-            await conn.execute(CODE_OUTCOME, params)
+    outcome = await ctx.change(_check_code, ctx, msisdn, code, scope, ctx.now())
     if outcome is not None:
         raise outcome
+
+
+def _check_code(
+    conn: Connection, ctx: Context, msisdn: str, code: str, scope: CodeScope, now: datetime
+) -> ServiceError | None:
+    """The code check's transaction (see :meth:`Context.change`): the lock returning the codes,
+    then the failure count and lockout end if they change. Raises (rolled back) while locked
+    out; returns the error to raise after the commit for a wrong code."""
+    sub = conn.execute(LOCK_FOR_CODE, {"lock_msisdn": msisdn}).first()
+    if sub is None:
+        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+    if sub.code_locked_until is not None and sub.code_locked_until > now:
+        raise LockedOut(sub.code_locked_until)
+    if sub.account_code_hash is None:
+        raise NotFound("no account", what="account")
+    key = ctx.secret_key
+    candidate = code.strip()
+    ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
+    if scope == "number":
+        ok |= matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+    failures, locked_until = sub.code_failures, sub.code_locked_until
+    outcome: ServiceError | None = None
+    if ok:
+        failures, locked_until = 0, None
+    else:
+        failures += 1
+        if failures >= CODE_ATTEMPTS:
+            failures, locked_until = 0, now + CODE_LOCKOUT
+            outcome = LockedOut(locked_until)
+            audit_core(conn, ctx, msisdn, "code_locked", "system", actor="system")
+        else:
+            outcome = WrongCode(CODE_ATTEMPTS - failures)
+    if (failures, locked_until) != (sub.code_failures, sub.code_locked_until):
+        params = {"failures": failures, "locked_until": locked_until, "outcome_msisdn": msisdn}
+        conn.execute(CODE_OUTCOME, params)
+    return outcome
 
 
 async def address(ctx: Context, msisdn: str) -> Address:

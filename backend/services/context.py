@@ -9,12 +9,14 @@ are applied one after the other and never lose each other. The audit row is writ
 transaction, so a change without its audit entry cannot be committed.
 
 The hot changes (switching a service on or off, checking a subscriber code) run the same
-transaction as Core statements built once at import, on one connection (``async with
-ctx.engine.begin()``) instead of an ORM session: :data:`LOCK_SUBSCRIBER` first, each statement
-doing what a SELECT and a write did (``INSERT … ON CONFLICT DO NOTHING`` / ``DELETE`` whose
-rowcount tells, the lock's ``RETURNING`` the columns a code check reads), :func:`audit_core`.
-Through the ORM each such change cost ~1.5-2 ms of CPU (unit of work, identity map, flush);
-as Core statements about half.
+transaction as Core statements built once at import, on one connection instead of an ORM session:
+:data:`LOCK_SUBSCRIBER` first, each statement doing what a SELECT and a write did (``INSERT … ON
+CONFLICT DO NOTHING`` / ``DELETE`` whose rowcount tells, the lock's ``RETURNING`` the columns a
+code check reads), :func:`audit_core`. Through the ORM each such change cost ~1.5-2 ms of CPU
+(unit of work, identity map, flush); as Core statements about half. Each transaction is one
+synchronous function of a ``Connection`` run by :meth:`Context.change`: on a SQLite file in the
+loop thread on a plain connection (``backend.sqlite_writes``: no aiosqlite thread hops, never
+blocking the loop on a lock), otherwise with ``AsyncConnection.run_sync`` in ``engine.begin()``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.errors import NotFound
 from backend.models import (
@@ -41,7 +43,10 @@ from backend.models import (
 )
 from backend.records import LetterType, PaymentMethodOption, Tariff
 from backend.services.reads import Reads, reads_for
+from backend.sqlite_writes import InlineSqliteWriter
 
+P = ParamSpec("P")
+T = TypeVar("T")
 Clock = Callable[[], datetime]
 LOCAL_TZ = ZoneInfo("Europe/Warsaw")
 
@@ -91,10 +96,12 @@ class Context:
         engine = sessions.kw.get("bind")
         if not isinstance(engine, AsyncEngine):
             raise TypeError("the Backend's sessionmaker must be bound to an AsyncEngine")
-        #: The hot changes run Core statements on it (``async with ctx.engine.begin()``).
+        #: The hot changes run Core statements on it (:meth:`change`).
         self.engine = engine
         #: The one-statement reads of the hot path (services/reads.py).
         self.reads: Reads = reads_for(engine)
+        #: The hot changes on a SQLite file (None: through the engine).
+        self.writer = _writer_for(engine)
         self.secret_key = secret_key
         self.clock = clock
         self._reference = ReferenceData()
@@ -115,12 +122,31 @@ class Context:
                 self._reference = await _load_reference(self.sessions)
         return self._reference
 
+    async def change(
+        self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``body(connection, ...)`` as one transaction (committed unless it raises): inline on
+        a SQLite file, through the engine (``run_sync``) on PostgreSQL and in-memory SQLite. The
+        body must only run statements (it is retried whole while a SQLite file is locked)."""
+        if self.writer is not None:
+            return await self.writer.run(body, *args, **kwargs)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(body, *args, **kwargs)
+
     def close(self) -> None:
-        """Release what the reads hold of their own (inline SQLite connections)."""
+        """Release what the reads and changes hold of their own (inline SQLite connections)."""
         self.reads.close()
+        if self.writer is not None:
+            self.writer.close()
 
     def invalidate_reference(self) -> None:
         self._reference = ReferenceData()
+
+
+def _writer_for(engine: AsyncEngine) -> InlineSqliteWriter | None:
+    from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
+
+    return InlineSqliteWriter(engine.url) if sqlite_file(engine.url) is not None else None
 
 
 async def _load_reference(sessions: async_sessionmaker[AsyncSession]) -> ReferenceData:
@@ -236,16 +262,16 @@ AUDIT_INSERT = (
 )
 
 
-async def lock_subscriber_core(conn: AsyncConnection, msisdn: str) -> None:
+def lock_subscriber_core(conn: Connection, msisdn: str) -> None:
     """:func:`lock_subscriber` on a Core connection, for a change that needs no column of the
     row: the UPDATE alone (no RETURNING to fetch); NotFound for an unknown number."""
-    result = await conn.execute(LOCK_SUBSCRIBER, {"lock_msisdn": msisdn})
+    result = conn.execute(LOCK_SUBSCRIBER, {"lock_msisdn": msisdn})
     if result.rowcount == 0:
         raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
 
 
-async def audit_core(
-    conn: AsyncConnection,
+def audit_core(
+    conn: Connection,
     ctx: Context,
     msisdn: str,
     action: str,
@@ -254,7 +280,7 @@ async def audit_core(
     **detail: Any,
 ) -> None:
     """:func:`audit` on a Core connection: the same row (columns and values)."""
-    await conn.execute(
+    conn.execute(
         AUDIT_INSERT,
         {
             "audit_log_msisdn": msisdn,

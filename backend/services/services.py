@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, and_, delete, insert, select
+from sqlalchemy import Connection, Insert, Table, and_, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.errors import NotFound
 from backend.models import ActiveService, AuditEntry, Charge
@@ -184,58 +184,63 @@ def _audit_params(
     }
 
 
+def _activate(conn: Connection, ctx: Context, msisdn: str, info: ServiceInfo, channel: str) -> bool:
+    """The activation's transaction (see :meth:`Context.change`): the lock, then the service row
+    unless it is there (with its charge and audit row: in the same statement on PostgreSQL,
+    after it on SQLite). True if the service was switched on."""
+    fee = info.activation_fee
+    lock_subscriber_core(conn, msisdn)
+    row = {
+        "active_services_msisdn": msisdn,
+        "active_services_service_code": info.code,
+        "active_services_activated_at": ctx.now(),
+        "active_services_numbers": [],
+    }
+    if conn.dialect.name == "postgresql":
+        charged = {
+            "charges_amount": fee,
+            "charges_kind": "activation",
+            "charges_reference": info.code,
+            "charges_at": ctx.now(),
+        }
+        audited = _audit_params(ctx, msisdn, "activate", channel, service=info.code, fee=fee)
+        return conn.execute(ACTIVATE_POSTGRESQL, row | charged | audited).rowcount != 0
+    if conn.execute(ACTIVATE_SQLITE, row).rowcount == 0:
+        return False
+    charge_core(conn, msisdn, fee, "activation", info.code, ctx)
+    audit_core(conn, ctx, msisdn, "activate", channel, service=info.code, fee=fee)
+    return True
+
+
 async def activate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
-    """Core statements in one transaction: the lock, then the service row unless it is there
-    (with its charge and audit row: in the same statement on PostgreSQL, after it on SQLite)."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    unchanged = Change("activate", info.code, False, 0, today)
-    fee = info.activation_fee
-    async with ctx.engine.begin() as conn:
-        await lock_subscriber_core(conn, msisdn)
-        row = {
-            "active_services_msisdn": msisdn,
-            "active_services_service_code": info.code,
-            "active_services_activated_at": ctx.now(),
-            "active_services_numbers": [],
-        }
-        if conn.dialect.name == "postgresql":
-            charged = {
-                "charges_amount": fee,
-                "charges_kind": "activation",
-                "charges_reference": info.code,
-                "charges_at": ctx.now(),
-            }
-            audited = _audit_params(ctx, msisdn, "activate", channel, service=info.code, fee=fee)
-            result = await conn.execute(ACTIVATE_POSTGRESQL, row | charged | audited)
-            if result.rowcount == 0:
-                return unchanged
-        else:
-            if (await conn.execute(ACTIVATE_SQLITE, row)).rowcount == 0:
-                return unchanged
-            await charge_core(conn, msisdn, fee, "activation", info.code, ctx)
-            await audit_core(conn, ctx, msisdn, "activate", channel, service=info.code, fee=fee)
-    return Change("activate", info.code, True, fee, today)
+    if not await ctx.change(_activate, ctx, msisdn, info, channel):
+        return Change("activate", info.code, False, 0, today)
+    return Change("activate", info.code, True, info.activation_fee, today)
+
+
+def _deactivate(
+    conn: Connection, ctx: Context, msisdn: str, info: ServiceInfo, channel: str
+) -> bool:
+    """The deactivation's transaction: the lock, then the delete (its rowcount tells) and the
+    audit row (in the same statement on PostgreSQL). True if the service was switched off."""
+    lock_subscriber_core(conn, msisdn)
+    key = {"active_services_msisdn": msisdn, "active_services_service_code": info.code}
+    if conn.dialect.name == "postgresql":
+        audited = _audit_params(ctx, msisdn, "deactivate", channel, service=info.code)
+        return conn.execute(DEACTIVATE_POSTGRESQL, key | audited).rowcount != 0
+    if conn.execute(DEACTIVATE_SQLITE, key).rowcount == 0:
+        return False
+    audit_core(conn, ctx, msisdn, "deactivate", channel, service=info.code)
+    return True
 
 
 async def deactivate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
-    """Core statements in one transaction: the lock, then the delete (its rowcount tells) and
-    the audit row (in the same statement on PostgreSQL)."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    unchanged = Change("deactivate", info.code, False, 0, today)
-    async with ctx.engine.begin() as conn:
-        await lock_subscriber_core(conn, msisdn)
-        key = {"active_services_msisdn": msisdn, "active_services_service_code": info.code}
-        if conn.dialect.name == "postgresql":
-            audited = _audit_params(ctx, msisdn, "deactivate", channel, service=info.code)
-            if (await conn.execute(DEACTIVATE_POSTGRESQL, key | audited)).rowcount == 0:
-                return unchanged
-        else:
-            if (await conn.execute(DEACTIVATE_SQLITE, key)).rowcount == 0:
-                return unchanged
-            await audit_core(conn, ctx, msisdn, "deactivate", channel, service=info.code)
-    return Change("deactivate", info.code, True, 0, today)
+    changed = await ctx.change(_deactivate, ctx, msisdn, info, channel)
+    return Change("deactivate", info.code, changed, 0, today)
 
 
 def charge(
@@ -247,12 +252,12 @@ def charge(
         )
 
 
-async def charge_core(
-    conn: AsyncConnection, msisdn: str, amount: int, kind: str, reference: str, ctx: Context
+def charge_core(
+    conn: Connection, msisdn: str, amount: int, kind: str, reference: str, ctx: Context
 ) -> None:
     """:func:`charge` on a Core connection: the same row, none for a zero amount."""
     if amount > 0:
-        await conn.execute(
+        conn.execute(
             CHARGE_INSERT,
             {
                 "charges_msisdn": msisdn,

@@ -197,3 +197,21 @@ async def test_two_processes_changing_one_number_give_one_row(
     # on and off alternate in commit order, whichever process made them
     assert actions == ["activate", "deactivate"] * off + ["activate"] * active
     assert sub.version == 4 * rounds  # every call took the lock once
+
+
+async def test_the_writer_checkpoints_in_a_thread(
+    sqlite_path: Path, backend: Backend, fresh: Any, db_url: str
+) -> None:
+    msisdn = await fresh()
+    ctx = backend.context
+    assert ctx.writer is not None
+    ctx.writer.close()
+    writer = ctx.writer = InlineSqliteWriter(make_url(db_url), checkpoint_every=4)
+    for _ in range(2):
+        await backend.activate(msisdn, "NOCE", "sms")
+        await backend.deactivate(msisdn, "NOCE", "sms")
+    checkpointing = writer._checkpointing
+    assert checkpointing is not None
+    busy, frames, copied = await asyncio.wait_for(checkpointing, timeout=30)
+    assert busy == 0 and frames == copied
+    assert (await backend.activate(msisdn, "NOCE", "sms")).changed  # the WAL starts over

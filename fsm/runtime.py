@@ -9,13 +9,20 @@ in one call, guarded by the lock token. An exception anywhere in the dialog give
 polite error and writes nothing, so the stored state is the one before the turn (or, where the
 dialog asks for it, the session is dropped). Expiry is the store's TTL: a dialog that finds no
 record starts over.
+
+With ``deliver`` (the gateway passes its outbox put) a successful turn's replies are handed over
+*before* its record is saved, still under the lock. A crash between the two then leaves the old
+state with the reply queued: the SMSC offers the unacknowledged message again and the turn runs
+once more (a confirmation finds its quote and answers again; money moves once, the backend's
+changes are idempotent). Saved first, the same crash lost the reply for good: the state had moved
+on ("nothing to confirm") and the reply was never queued.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -47,6 +54,10 @@ class Reply:
 
     text: str
     end: bool = True
+
+
+#: Where a turn's replies go before its record is saved (the gateway's outbox put).
+Deliver = Callable[[list[Reply]], Awaitable[None]]
 
 
 class TurnUnavailable(Idea24Error):
@@ -175,7 +186,24 @@ class Runtime:
         offered again, such as the HTTP USSD aggregator, when a turn raised ``TurnUnavailable``)."""
         return self.dialogs[inbound.channel].notice(inbound, {}, kind)
 
-    async def turn(self, inbound: Inbound) -> list[Reply]:
+    async def turn(self, inbound: Inbound, deliver: Deliver | None = None) -> list[Reply]:
+        """The turn's replies. With ``deliver``, they are handed to it exactly once, before the
+        record is saved (see the module docstring); if ``deliver`` raises, nothing is saved
+        and the exception propagates (the SMSC offers the message again)."""
+        if deliver is None:
+            return await self._turn(inbound, None)
+        handed: list[bool] = [False]
+
+        async def once(replies: list[Reply]) -> None:
+            handed[0] = True
+            await deliver(replies)
+
+        replies = await self._turn(inbound, once)
+        if not handed[0]:  # a notice (busy, rate limited, error) or a turn that saved nothing
+            await deliver(replies)
+        return replies
+
+    async def _turn(self, inbound: Inbound, deliver: Deliver | None) -> list[Reply]:
         dialog = self.dialogs.get(inbound.channel)
         if dialog is None:
             log.warning("no dialog for channel", extra={"channel": inbound.channel})
@@ -192,7 +220,7 @@ class Runtime:
                 if self.rate_limit and start.hits > self.rate_limit:
                     log.info("turn rate limited", extra={**extra, "hits": start.hits})
                     return [dialog.notice(inbound, {}, "rate_limited")]
-                return await self._locked_turn(dialog, inbound, start.guard, start.record)
+                return await self._locked_turn(dialog, inbound, start.guard, start.record, deliver)
         except LockTimeout:
             log.warning("turn lock busy", extra=extra)
             return [dialog.notice(inbound, {}, "busy")]
@@ -207,7 +235,12 @@ class Runtime:
             return [dialog.notice(inbound, {}, "error")]
 
     async def _locked_turn(
-        self, dialog: Dialog, inbound: Inbound, guard: LockHandle, record: DialogRecord | None
+        self,
+        dialog: Dialog,
+        inbound: Inbound,
+        guard: LockHandle,
+        record: DialogRecord | None,
+        deliver: Deliver | None,
     ) -> list[Reply]:
         extra = {"msisdn": inbound.msisdn, "channel": inbound.channel}
         resumed = record is not None and dialog.resumes(inbound, record)
@@ -239,6 +272,8 @@ class Runtime:
             if dialog.reset_on_error and record is not None:
                 await self.store.delete(inbound.msisdn, dialog.name, guard=guard, release=True)
             return [dialog.notice(inbound, data, "error")]
+        if deliver is not None and turn.replies:
+            await deliver(turn.replies)  # raises: nothing saved, the message comes again
         try:
             # The write also releases the lock (one round trip on Redis).
             if new is None:

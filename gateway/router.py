@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from fsm.runtime import Inbound, Notice, Reply
+from fsm.runtime import Deliver, Inbound, Notice, Reply
 from gateway.inbound import InboundEvent, InboundMessage, ReceiptEvent
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, reply_meta
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class TurnRunner(Protocol):
-    async def turn(self, inbound: Inbound) -> list[Reply]: ...
+    async def turn(self, inbound: Inbound, deliver: Deliver | None = None) -> list[Reply]: ...
 
     def notice(self, inbound: Inbound, kind: Notice) -> Reply: ...
 
@@ -82,13 +82,19 @@ class Router:
         started = time.perf_counter()
         counted = self._channel(message.channel)
         counted.messages_in.inc()
-        replies = await self.runtime.turn(to_inbound(message))
+
+        async def deliver(replies: list[Reply]) -> None:
+            # Called by the runtime before it saves the turn's state: a reply queued durably
+            # first can only be repeated by a crash, never lost.
+            if not replies:
+                return
+            if message.channel == "ussd":
+                text, end = ussd_screen(replies)
+                await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
+            else:
+                texts = [r.text for r in replies]
+                await self.outbox.put(message.msisdn, texts, reply_meta(message))
+
+        replies = await self.runtime.turn(to_inbound(message), deliver)
         counted.seconds.observe(time.perf_counter() - started)
         (counted.replied if replies else counted.silent).inc()
-        if not replies:
-            return
-        if message.channel == "ussd":
-            text, end = ussd_screen(replies)
-            await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
-        else:
-            await self.outbox.put(message.msisdn, [r.text for r in replies], reply_meta(message))

@@ -204,8 +204,8 @@ class TurnCounter:
         self.turns: Counter[tuple[str, str]] = Counter()
         self.replies = 0
 
-    async def turn(self, inbound: Inbound) -> list[Reply]:
-        replies: list[Reply] = await self._runtime.turn(inbound)
+    async def turn(self, inbound: Inbound, deliver: Any = None) -> list[Reply]:
+        replies: list[Reply] = await self._runtime.turn(inbound, deliver)
         self.turns[(inbound.msisdn, inbound.text)] += 1
         self.replies += len(replies)
         return replies

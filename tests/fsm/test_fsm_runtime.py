@@ -10,7 +10,7 @@ import pytest
 
 from fsm.machine import DialogMachine, Transition
 from fsm.record import DialogRecord
-from fsm.runtime import Inbound, Notice, Reply, Runtime, Turn
+from fsm.runtime import Inbound, Notice, Reply, Runtime, Turn, TurnUnavailable
 from fsm.store import store_from_url
 from tests.fsm.conftest import StoreCase
 
@@ -149,3 +149,32 @@ async def test_two_processes_share_one_subscriber_without_losing_a_turn(
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_replies_are_delivered_before_the_state_is_saved(case: StoreCase) -> None:
+    """With ``deliver``, a turn's replies are handed over before its record is written (a crash
+    in between repeats a reply instead of losing it); a delivery that fails saves nothing; a
+    notice and a turn with nothing to save are delivered exactly once too."""
+    rt = runtime(case)
+    seen: list[tuple[list[str], Any]] = []
+
+    async def deliver(replies: list[Reply]) -> None:
+        record = await case.store.load(MSISDN, "sms")
+        seen.append(([r.text for r in replies], record.data.get("n") if record else None))
+
+    assert [r.text for r in await rt.turn(Inbound(MSISDN, "sms", "+"), deliver)] == ["n=1"]
+    assert seen == [(["n=1"], None)], "delivered while the record was not yet written"
+    await rt.turn(Inbound(MSISDN, "sms", "+"), deliver)
+    assert seen[-1] == (["n=2"], 1)
+
+    async def broken(replies: list[Reply]) -> None:
+        raise ConnectionError("outbox unreachable")
+
+    with pytest.raises(TurnUnavailable):  # the SMSC is told "temporary error": it comes again
+        await rt.turn(Inbound(MSISDN, "sms", "+"), broken)
+    record = await case.store.load(MSISDN, "sms")
+    assert record is not None and record.data["n"] == 2, "nothing of the failed turn saved"
+    await rt.turn(Inbound(MSISDN, "sms", "boom"), deliver)  # the dialog fails: a notice
+    await rt.turn(Inbound(MSISDN, "sms", "="), deliver)  # finishes: nothing to save
+    assert [texts for texts, _ in seen[-2:]] == [["sorry:error"], ["total=2"]]
+    assert len(seen) == 4

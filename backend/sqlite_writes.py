@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from backend.errors import Idea24Error
+from backend.sqlite_wal import Checkpoints, is_busy
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,7 +47,6 @@ T = TypeVar("T")
 BUSY_WAIT = 10.0
 #: Commits between two WAL checkpoints.
 CHECKPOINT_EVERY = 500
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 class WriteLockTimeout(Idea24Error):
@@ -65,7 +65,6 @@ class InlineSqliteWriter:
     ) -> None:
         self.path = str(url.database)
         self._busy_wait = busy_wait
-        self._checkpoint_every = checkpoint_every
         self._engine: Engine = create_engine(
             url.set(drivername="sqlite"),
             poolclass=StaticPool,
@@ -74,8 +73,7 @@ class InlineSqliteWriter:
         event.listen(self._engine, "connect", self._pragmas)
         self._conn: Connection | None = None
         self._raw: sqlite3.Connection | None = None  # its sqlite3 connection
-        self._commits = 0
-        self._checkpointing: asyncio.Task[tuple[int, int, int]] | None = None
+        self._checkpoints = Checkpoints(self.path, checkpoint_every)
         self.busy_waits = 0  # how often a change found the lock taken (tests, metrics)
 
     def _pragmas(self, dbapi_connection: Any, _record: Any) -> None:
@@ -120,7 +118,7 @@ class InlineSqliteWriter:
                     conn.rollback()
                     raise
             except (sqlite3.OperationalError, DBAPIError) as exc:
-                if not _is_busy(exc):
+                if not is_busy(getattr(exc, "orig", None) or exc):
                     raise
                 if time.monotonic() + delay > deadline:
                     raise WriteLockTimeout(
@@ -131,45 +129,16 @@ class InlineSqliteWriter:
                 delay = min(delay * 2, 0.05)
                 continue
             break
-        self._commits += 1
-        if self._commits >= self._checkpoint_every and (
-            self._checkpointing is None or self._checkpointing.done()
-        ):
-            self._commits = 0
-            self._checkpointing = asyncio.get_running_loop().create_task(self.checkpoint())
+        self._checkpoints.committed()
         return result
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """Copy the WAL into the database and restart it, in a worker thread; SQLite's (busy,
         WAL frames, frames checkpointed). Changes wait (sleeping, see :meth:`run`) meanwhile."""
-        return await asyncio.to_thread(_checkpoint, self.path)
+        return await self._checkpoints.run()
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = self._raw = None
         self._engine.dispose()
-
-
-def _is_busy(exc: BaseException) -> bool:
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if not isinstance(orig, sqlite3.OperationalError):
-        return False
-    code = getattr(orig, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    text = str(orig).lower()
-    return "locked" in text or "busy" in text
-
-
-def _checkpoint(path: str) -> tuple[int, int, int]:
-    """PASSIVE copies the WAL without holding anyone up; RESTART then (little left to copy) waits
-    up to a second for readers and makes the next writer start the WAL from its beginning."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA busy_timeout=1000")
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
-    finally:
-        conn.close()

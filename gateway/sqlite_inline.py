@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from backend.sqlite_wal import Checkpoints, is_busy
+
 T = TypeVar("T")
 
 #: Seconds a write waits for another connection's lock before giving up (as the engine's).
@@ -47,10 +49,8 @@ class InlineWriter:
     ) -> None:
         self.path = str(path)
         self._busy_wait = busy_wait
-        self._checkpoint_every = checkpoint_every
         self._conn: sqlite3.Connection | None = None
-        self._commits = 0
-        self._checkpointing: asyncio.Task[tuple[int, int, int]] | None = None
+        self._checkpoints = Checkpoints(self.path, checkpoint_every)
         self.busy_waits = 0  # how often a write found the lock taken (tests, metrics)
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -70,7 +70,7 @@ class InlineWriter:
                 conn.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                if not is_busy(exc) or time.monotonic() + delay > deadline:
                     raise
                 self.busy_waits += 1
                 await asyncio.sleep(delay)
@@ -82,23 +82,17 @@ class InlineWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self._commits += 1
-        if self._commits >= self._checkpoint_every and (
-            self._checkpointing is None or self._checkpointing.done()
-        ):
-            self._commits = 0
-            self._checkpointing = asyncio.get_running_loop().create_task(self.checkpoint())
+        self._checkpoints.committed()
         return result
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """Copy the WAL into the database and restart it, in a worker thread; SQLite's (busy,
         WAL frames, frames checkpointed). Writers wait (sleeping, see :meth:`write`) meanwhile."""
-        return await asyncio.to_thread(_checkpoint, self.path)
+        return await self._checkpoints.run()
 
     async def close(self) -> None:
         """Finish a checkpoint under way, checkpoint once more, close the connection."""
-        if self._checkpointing is not None and not self._checkpointing.done():
-            await asyncio.wait({self._checkpointing})
+        await self._checkpoints.wait()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -113,23 +107,3 @@ def _open(path: str, busy_wait: float) -> sqlite3.Connection:
     conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("PRAGMA busy_timeout=0")  # from now on the writer waits, not SQLite
     return conn
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _checkpoint(path: str) -> tuple[int, int, int]:
-    """PASSIVE copies the WAL without holding anyone up; RESTART then (little left to copy)
-    waits up to a second for readers and makes the next writer start the WAL from its
-    beginning. PASSIVE alone left that to the writer, which never did it here: the WAL grew by
-    ~8 MB a second under load (158 MB in 25 s) although every checkpoint completed."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA busy_timeout=1000")
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
-    finally:
-        conn.close()

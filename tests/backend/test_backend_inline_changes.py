@@ -210,7 +210,7 @@ async def test_the_writer_checkpoints_in_a_thread(
     for _ in range(2):
         await backend.activate(msisdn, "NOCE", "sms")
         await backend.deactivate(msisdn, "NOCE", "sms")
-    checkpointing = writer._checkpointing
+    checkpointing = writer._checkpoints._running
     assert checkpointing is not None
     busy, frames, copied = await asyncio.wait_for(checkpointing, timeout=30)
     assert busy == 0 and frames == copied

@@ -89,8 +89,8 @@ async def test_the_wal_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
     assert busy == 0 and frames > 0 and done == frames, "our commits left the WAL to us"
     for i in range(10):  # the tenth commit starts a checkpoint by itself
         await writer.write(lambda c, i=i: c.execute("INSERT INTO t (v) VALUES (?)", (str(i),)))
-    assert writer._checkpointing is not None
-    result = await writer._checkpointing
+    assert writer._checkpoints._running is not None
+    result = await writer._checkpoints._running
     assert result[0] == 0 and result[1] == result[2]
     await writer.close()
     assert len(_rows(path)) == 19

@@ -5,6 +5,7 @@ the writer's wait, and two processes changing one number still leave one consist
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,9 +27,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
+def db_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """Only a SQLite file here (inline changes are for one): this overrides the package's
+    fixture, which also runs every test on PostgreSQL."""
+    target = tmp_path / "idea24.db"
+    shutil.copyfile(sqlite_template, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
 def sqlite_path(db_url: str) -> Path:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("inline changes are for a SQLite file")
     database = make_url(db_url).database
     assert database is not None
     return Path(database)

@@ -254,12 +254,10 @@ def column_binds(table: Table, *columns: str) -> dict[str, Any]:
     return {c: _bind(table, c) for c in columns}
 
 
+#: The bind parameters of an :class:`AuditEntry` row (named ``audit_log_<column>``).
+AUDIT_COLUMNS = column_binds(_AUDIT, "msisdn", "actor", "action", "detail", "channel", "at")
 #: An :class:`AuditEntry` row as a Core INSERT (``inline``: no ``RETURNING id`` to fetch).
-AUDIT_INSERT = (
-    insert(_AUDIT)
-    .values(column_binds(_AUDIT, "msisdn", "actor", "action", "detail", "channel", "at"))
-    .inline()
-)
+AUDIT_INSERT = insert(_AUDIT).values(AUDIT_COLUMNS).inline()
 
 
 def lock_subscriber_core(conn: Connection, msisdn: str) -> None:
@@ -280,17 +278,27 @@ def audit_core(
     **detail: Any,
 ) -> None:
     """:func:`audit` on a Core connection: the same row (columns and values)."""
-    conn.execute(
-        AUDIT_INSERT,
-        {
-            "audit_log_msisdn": msisdn,
-            "audit_log_actor": actor or msisdn,
-            "audit_log_action": action,
-            "audit_log_detail": detail,
-            "audit_log_channel": channel,
-            "audit_log_at": ctx.now(),
-        },
-    )
+    conn.execute(AUDIT_INSERT, audit_params(ctx, msisdn, action, channel, actor, **detail))
+
+
+def audit_params(
+    ctx: Context,
+    msisdn: str,
+    action: str,
+    channel: str,
+    actor: str | None = None,
+    **detail: Any,
+) -> dict[str, Any]:
+    """The parameters of an audit row for :data:`AUDIT_COLUMNS` (the subscriber is the actor
+    unless ``actor`` says otherwise)."""
+    return {
+        "audit_log_msisdn": msisdn,
+        "audit_log_actor": actor or msisdn,
+        "audit_log_action": action,
+        "audit_log_detail": detail,
+        "audit_log_channel": channel,
+        "audit_log_at": ctx.now(),
+    }
 
 
 def reference_number(prefix: str, day: date, row_id: int) -> str:

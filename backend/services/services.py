@@ -19,9 +19,11 @@ from backend.models import ActiveService, AuditEntry, Charge
 from backend.records import Change, Quote, ServiceView
 from backend.services import reads
 from backend.services.context import (
+    AUDIT_COLUMNS,
     Context,
     ServiceInfo,
     audit_core,
+    audit_params,
     column_binds,
     lock_subscriber_core,
 )
@@ -31,7 +33,6 @@ _CHARGES = cast(Table, Charge.__table__)
 _AUDIT = cast(Table, AuditEntry.__table__)
 _ACTIVE_COLUMNS = column_binds(_ACTIVE, "msisdn", "service_code", "activated_at", "numbers")
 _CHARGE_COLUMNS = column_binds(_CHARGES, "msisdn", "amount", "kind", "reference", "at")
-_AUDIT_COLUMNS = column_binds(_AUDIT, "msisdn", "actor", "action", "detail", "channel", "at")
 #: The service's row, unless it is there already (``rowcount`` 0): one statement, no SELECT.
 #: The subscriber lock already serialises changes of one number; the conflict clause makes the
 #: insert itself idempotent too.
@@ -50,7 +51,7 @@ CHARGE_INSERT = insert(_CHARGES).values(_CHARGE_COLUMNS).inline()
 def _audit_from(source: Any) -> Insert:
     """The audit row, inserted once per row of ``source`` (a CTE with an ``msisdn`` column)."""
     names = ("msisdn", "actor", "action", "detail", "channel", "at")
-    values = [source.c.msisdn, *(_AUDIT_COLUMNS[n] for n in names[1:])]
+    values = [source.c.msisdn, *(AUDIT_COLUMNS[n] for n in names[1:])]
     return insert(_AUDIT).from_select(list(names), select(*values).select_from(source))
 
 
@@ -170,20 +171,6 @@ async def quote_deactivation(ctx: Context, msisdn: str, code: str) -> Quote:
     return Quote("deactivate", info.code, info.name, 0, 0, ctx.today(), True)
 
 
-def _audit_params(
-    ctx: Context, msisdn: str, action: str, channel: str, **detail: Any
-) -> dict[str, Any]:
-    """The parameters of :func:`audit_core`'s row (the subscriber is the actor)."""
-    return {
-        "audit_log_msisdn": msisdn,
-        "audit_log_actor": msisdn,
-        "audit_log_action": action,
-        "audit_log_detail": detail,
-        "audit_log_channel": channel,
-        "audit_log_at": ctx.now(),
-    }
-
-
 def _activate(conn: Connection, ctx: Context, msisdn: str, info: ServiceInfo, channel: str) -> bool:
     """The activation's transaction (see :meth:`Context.change`): the lock, then the service row
     unless it is there (with its charge and audit row: in the same statement on PostgreSQL,
@@ -203,7 +190,7 @@ def _activate(conn: Connection, ctx: Context, msisdn: str, info: ServiceInfo, ch
             "charges_reference": info.code,
             "charges_at": ctx.now(),
         }
-        audited = _audit_params(ctx, msisdn, "activate", channel, service=info.code, fee=fee)
+        audited = audit_params(ctx, msisdn, "activate", channel, service=info.code, fee=fee)
         return conn.execute(ACTIVATE_POSTGRESQL, row | charged | audited).rowcount != 0
     if conn.execute(ACTIVATE_SQLITE, row).rowcount == 0:
         return False
@@ -228,7 +215,7 @@ def _deactivate(
     lock_subscriber_core(conn, msisdn)
     key = {"active_services_msisdn": msisdn, "active_services_service_code": info.code}
     if conn.dialect.name == "postgresql":
-        audited = _audit_params(ctx, msisdn, "deactivate", channel, service=info.code)
+        audited = audit_params(ctx, msisdn, "deactivate", channel, service=info.code)
         return conn.execute(DEACTIVATE_POSTGRESQL, key | audited).rowcount != 0
     if conn.execute(DEACTIVATE_SQLITE, key).rowcount == 0:
         return False

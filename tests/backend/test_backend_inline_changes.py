@@ -42,6 +42,15 @@ def sqlite_path(db_url: str) -> Path:
     return Path(database)
 
 
+def _replace_writer(backend: Backend, db_url: str, **options: Any) -> InlineSqliteWriter:
+    """The backend's inline writer, closed and replaced by one with other ``options``."""
+    ctx = backend.context
+    assert ctx.writer is not None
+    ctx.writer.close()
+    ctx.writer = InlineSqliteWriter(make_url(db_url), **options)
+    return ctx.writer
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     for _ in range(6000):
         if condition():
@@ -91,16 +100,13 @@ async def test_a_lock_held_too_long_is_a_clear_error_and_writes_nothing(
     sqlite_path: Path, backend: Backend, fresh: Any, db_url: str
 ) -> None:
     msisdn = await fresh()
-    ctx = backend.context
-    assert ctx.writer is not None
-    ctx.writer.close()
-    ctx.writer = InlineSqliteWriter(make_url(db_url), busy_wait=0.05)
+    writer = _replace_writer(backend, db_url, busy_wait=0.05)
     await backend.activate(msisdn, "MMS", "sms")
     holder = _hold_write_lock(sqlite_path)
     try:
         with pytest.raises(WriteLockTimeout, match="write lock"):
             await backend.activate(msisdn, "NOCE", "sms")
-        assert ctx.writer.busy_waits > 0
+        assert writer.busy_waits > 0
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -211,10 +217,7 @@ async def test_the_writer_checkpoints_in_a_thread(
     sqlite_path: Path, backend: Backend, fresh: Any, db_url: str
 ) -> None:
     msisdn = await fresh()
-    ctx = backend.context
-    assert ctx.writer is not None
-    ctx.writer.close()
-    writer = ctx.writer = InlineSqliteWriter(make_url(db_url), checkpoint_every=4)
+    writer = _replace_writer(backend, db_url, checkpoint_every=4)
     for _ in range(2):
         await backend.activate(msisdn, "NOCE", "sms")
         await backend.deactivate(msisdn, "NOCE", "sms")

@@ -26,6 +26,7 @@ from backend.services.context import (
     audit,
     audit_core,
     lock_subscriber,
+    no_subscriber,
 )
 
 CODE_ATTEMPTS = 3
@@ -75,7 +76,7 @@ def account_code_hash(secret_key: bytes, account_number: str, code: str) -> str:
 async def _subscriber_row(ctx: Context, msisdn: str) -> Any:
     row = await ctx.reads.one(reads.SUBSCRIBER, msisdn=msisdn)
     if row is None:
-        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+        raise no_subscriber(msisdn)
     return row
 
 
@@ -111,7 +112,7 @@ def _check_code(
     out; returns the error to raise after the commit for a wrong code."""
     sub = conn.execute(LOCK_FOR_CODE, {"lock_msisdn": msisdn}).first()
     if sub is None:
-        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+        raise no_subscriber(msisdn)
     if sub.code_locked_until is not None and sub.code_locked_until > now:
         raise LockedOut(sub.code_locked_until)
     if sub.account_code_hash is None:

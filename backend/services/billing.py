@@ -35,6 +35,7 @@ from backend.services.context import (
     get_account,
     get_subscriber,
     lock_subscriber,
+    no_subscriber,
     reference_number,
 )
 
@@ -98,7 +99,7 @@ async def _state(ctx: Context, msisdn: str, with_invoice: bool) -> tuple[Any, Us
     statement = reads.SUMMARY if with_invoice else reads.USAGE
     row = await ctx.reads.one(statement, msisdn=msisdn, today=today)
     if row is None:
-        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+        raise no_subscriber(msisdn)
     tariff = reference.tariffs[reads.effective_tariff(row, today)]
     start, end = period_of(today, row.billing_day)
     current = row.usage_start == start

@@ -193,15 +193,20 @@ async def lock_subscriber(session: AsyncSession, msisdn: str) -> Subscriber:
     ``UPDATE … RETURNING`` (SQLite ≥ 3.35, PostgreSQL), the row lands in the session."""
     subscriber = (await session.scalars(_LOCK_SUBSCRIBER, {"lock_msisdn": msisdn})).one_or_none()
     if subscriber is None:
-        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+        raise no_subscriber(msisdn)
     return subscriber
 
 
 async def get_subscriber(session: AsyncSession, msisdn: str) -> Subscriber:
     subscriber = await session.get(Subscriber, msisdn)
     if subscriber is None:
-        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+        raise no_subscriber(msisdn)
     return subscriber
+
+
+def no_subscriber(msisdn: str) -> NotFound:
+    """What every lookup of an unknown number raises (the number shortened, as in logs)."""
+    return NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
 
 
 async def get_account(session: AsyncSession, number: str) -> Account:
@@ -265,7 +270,7 @@ def lock_subscriber_core(conn: Connection, msisdn: str) -> None:
     row: the UPDATE alone (no RETURNING to fetch); NotFound for an unknown number."""
     result = conn.execute(LOCK_SUBSCRIBER, {"lock_msisdn": msisdn})
     if result.rowcount == 0:
-        raise NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
+        raise no_subscriber(msisdn)
 
 
 def audit_core(

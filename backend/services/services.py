@@ -26,6 +26,7 @@ from backend.services.context import (
     audit_params,
     column_binds,
     lock_subscriber_core,
+    no_subscriber,
 )
 
 _ACTIVE = cast(Table, ActiveService.__table__)
@@ -121,15 +122,11 @@ async def active_rows(session: AsyncSession, msisdn: str) -> dict[str, ActiveSer
     return {row.service_code: row for row in rows}
 
 
-def _no_subscriber(msisdn: str) -> NotFound:
-    return NotFound(f"no subscriber {msisdn[:5]}…", what="subscriber")
-
-
 async def services(ctx: Context, msisdn: str, include_all: bool = False) -> list[ServiceView]:
     reference = await ctx.reference()
     found = await ctx.reads.all(reads.ACTIVE_ALL, msisdn=msisdn)
     if not found:
-        raise _no_subscriber(msisdn)
+        raise no_subscriber(msisdn)
     active = {r.service_code: r for r in found if r.service_code is not None}
     return [
         _view(info, active.get(code))
@@ -142,7 +139,7 @@ async def _active_row(ctx: Context, msisdn: str, code: str) -> Any:
     """The subscriber's row of service ``code`` (None if inactive); NotFound without one."""
     row = await ctx.reads.one(reads.ACTIVE_ONE, msisdn=msisdn, code=code)
     if row is None:
-        raise _no_subscriber(msisdn)
+        raise no_subscriber(msisdn)
     return row if row.service_code is not None else None
 
 

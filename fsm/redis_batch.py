@@ -74,7 +74,9 @@ def _is_cluster(client: Any) -> bool:
 
 
 class ScriptBatch:
-    """Batches ``EVALSHA`` calls of registered scripts into pipelines, one per event-loop tick."""
+    """Sends the script calls of one event-loop tick together: as one dispatcher ``EVALSHA``
+    when every script was registered through :meth:`register` (and the client is no cluster
+    client), else as one pipeline of ``EVALSHA`` s; a lone call as a plain ``EVALSHA``."""
 
     def __init__(self, client: Any, most: int = MOST, *, combine: bool | None = None) -> None:
         self._client = client

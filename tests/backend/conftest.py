@@ -64,8 +64,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-async def backend(db_url: str, clock: FakeClock) -> AsyncIterator[Backend]:
+async def _backend_on(db_url: str, clock: FakeClock) -> AsyncIterator[Backend]:
     engine = create_engine(db_url)
     backend = Backend(make_sessionmaker(engine), SECRET, clock)
     try:
@@ -73,6 +72,19 @@ async def backend(db_url: str, clock: FakeClock) -> AsyncIterator[Backend]:
     finally:
         backend.context.close()
         await engine.dispose()
+
+
+@pytest.fixture
+async def backend(db_url: str, clock: FakeClock) -> AsyncIterator[Backend]:
+    async for opened in _backend_on(db_url, clock):
+        yield opened
+
+
+@pytest.fixture
+async def other(db_url: str, clock: FakeClock) -> AsyncIterator[Backend]:
+    """A second Backend on its own engine (another process's pool), same database."""
+    async for opened in _backend_on(db_url, clock):
+        yield opened
 
 
 NewSubscriber = Callable[..., Awaitable[str]]

@@ -4,27 +4,13 @@ each is applied or cleanly idempotent, none is lost, every applied one has its a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from backend.api import Backend
-from backend.db import create_engine, make_sessionmaker
 from backend.errors import LockedOut
 from backend.models import AuditEntry, Charge
-
-SECRET = "test-secret-key"
-
-
-@pytest.fixture
-async def other(db_url: str, clock: Any) -> AsyncIterator[Backend]:
-    engine = create_engine(db_url)
-    try:
-        yield Backend(make_sessionmaker(engine), SECRET, clock)
-    finally:
-        await engine.dispose()
 
 
 async def _count(backend: Backend, model: Any, msisdn: str, **where: Any) -> int:

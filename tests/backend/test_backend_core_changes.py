@@ -5,34 +5,18 @@ concurrent changes of one number through two engines give one row."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from backend.api import Backend
-from backend.db import create_engine, make_sessionmaker
 from backend.errors import LockedOut, NotFound, WrongCode
 from backend.models import ActiveService, AuditEntry, Charge, Subscriber
 from backend.records import Change
 from backend.services import services
 from backend.services.accounts import CODE_ATTEMPTS, CODE_LOCKOUT
 from backend.services.context import Context, audit, lock_subscriber
-
-SECRET = "test-secret-key"
-
-
-@pytest.fixture
-async def other(db_url: str, clock: Any) -> AsyncIterator[Backend]:
-    """A second Backend on its own engine (another process's pool)."""
-    engine = create_engine(db_url)
-    backend = Backend(make_sessionmaker(engine), SECRET, clock)
-    try:
-        yield backend
-    finally:
-        backend.context.close()
-        await engine.dispose()
 
 
 async def _orm_activate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:

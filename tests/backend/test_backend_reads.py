@@ -65,6 +65,38 @@ async def test_postgres_read_after_connections_were_killed(pg_seeded: str) -> No
         assert (await backend.subscriber("48600000001")).language == "pl"
 
 
+@pytest.mark.postgres
+async def test_postgres_read_connection_is_released_without_a_reset_round_trip(
+    pg_seeded: str,
+) -> None:
+    """A read pool connection goes back to the pool with nothing sent after its SELECT (the
+    server's last statement of it is the read, not asyncpg's RESET ALL), and a transaction
+    left open on one is still rolled back on release."""
+    from backend.db import open_backend
+
+    async with open_backend(pg_seeded, "test-secret-key") as backend:
+        assert (await backend.usage("48600000001")).minutes_included == 120
+        reads = backend.context.reads
+        assert isinstance(reads, AsyncpgReads)
+        pool = reads._pool
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            async with pool.acquire() as conn:
+                pid = conn.get_server_pid()
+            last = await admin.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+            assert "RESET ALL" not in last and "SELECT" in last, last
+            conn = await pool.acquire()
+            tx = conn.transaction()
+            await tx.start()
+            await conn.fetchval("SELECT 1")
+            await pool.release(conn)
+            async with pool.acquire() as again:
+                assert not again.is_in_transaction()
+        finally:
+            await admin.close()
+        assert (await backend.summary("48600000002")).msisdn == "48600000002"
+
+
 async def test_inline_sqlite_rows_equal_sqlalchemy_rows(sqlite_template: Path) -> None:
     """Raw sqlite3 with the compiled SQL and processors gives what SQLAlchemy gives (dates too)."""
     from datetime import date

@@ -18,6 +18,10 @@ Factory = Callable[..., Outbox]
     params=[
         "memory",
         pytest.param("redis", marks=pytest.mark.redis),
+        # RESP2 replies have another shape on the wire (lists, not maps); without the wire the
+        # outbox runs on the client's own methods, as with a cluster client.
+        pytest.param("redis-resp2", marks=pytest.mark.redis),
+        pytest.param("redis-client", marks=pytest.mark.redis),
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
     ]
@@ -25,7 +29,7 @@ Factory = Callable[..., Outbox]
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """(kind, url); resolved synchronously: the server fixtures run their own event loop."""
     kind = str(request.param)
-    if kind == "redis":
+    if kind.startswith("redis"):
         return kind, request.getfixturevalue("redis_server_url")
     if kind == "postgres":
         return kind, request.getfixturevalue("postgres_url")
@@ -46,16 +50,19 @@ async def make_outbox(store: tuple[str, str], redis_prefix: str) -> AsyncIterato
 
         yield make
         return
-    if kind == "redis":
+    if kind.startswith("redis"):
         import redis.asyncio as aioredis
 
         from gateway.outbox_redis import RedisOutbox
 
         prefix = redis_prefix
-        client = aioredis.from_url(url)
+        client = aioredis.from_url(url, **({"protocol": 2} if kind == "redis-resp2" else {}))
 
         def make(lease: float = 60.0) -> Outbox:
-            return RedisOutbox(client, prefix, lease=lease)
+            outbox = RedisOutbox(client, prefix, lease=lease)
+            if kind == "redis-client":
+                outbox._wire = None
+            return outbox
 
         yield make
         async for key in client.scan_iter(match=f"*{prefix}*"):

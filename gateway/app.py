@@ -214,6 +214,7 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         shared_outbox=bool(s.redis_url) or not s.database_url.startswith("sqlite"),
     )
     c.pool = pool
+    router.on_ussd_queued = pool.inbound.queued
     async with pool:
         yield
     c.pool = None

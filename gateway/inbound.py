@@ -21,8 +21,11 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    reconnecting) and it comes within ``dedup_ttl`` (120 s). USSD PDUs are keyed only when they
    carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session, and a
    handset answers a menu within a second, so a USSD candidate has no time window. It is a new
-   turn when the SMSC accepted a reply of ours to the subscriber since the previous copy
-   (:meth:`InboundProcessor.replied`): ``2``, menu, ``2`` again are two turns. Otherwise it is a
+   turn when, since the previous copy arrived, the SMSC accepted a reply of ours to the
+   subscriber (:meth:`InboundProcessor.replied`) or this process's turn queued one
+   (:meth:`InboundProcessor.queued`, told by the router): ``2``, menu, ``2`` again are two turns,
+   even when the second ``2`` comes before the first turn has finished (the runtime queues the
+   menu before it saves the state) or the menu left through another process. Otherwise it is a
    redelivery when (a) holds, or — with a private outbox, where every reply leaves through this
    process — always; with an outbox shared by several processes (``private_outbox=False``) the
    menu may have left through another process, so only (c) makes it a copy. A redelivery that
@@ -193,6 +196,13 @@ class InboundProcessor:
             self._tick += 1
             turn.replied = self._tick
 
+    def queued(self, msisdn: str) -> None:
+        """A reply to ``msisdn``'s turn was queued durably to leave (by this process's turn,
+        whichever process's bind sends it): its next USSD answer answers that menu. Told by
+        the router, so a fast answer that overtakes the SMSC's acceptance of the menu — or
+        meets a menu sent by another process — is a new turn, not a copy."""
+        self.replied(msisdn)
+
     def connection_lost(self) -> None:
         """An SMPP connection of this process closed: a deliver_sm_resp written before may not
         have reached the SMSC, which then offers that MO again after reconnecting."""
@@ -254,15 +264,21 @@ class InboundProcessor:
         if previous is None or previous.key != key or previous.failed:
             return None
         age = at - previous.at
+        ussd = pdu.get("ussd_service_op") is not None
+        if ussd and previous.arrived < previous.replied < arrived:
+            # The SMSC took our menu since the previous answer: this one answers that menu,
+            # even while the previous turn is still finishing (its reply leaves before its
+            # state is saved, and a handset — or a fast USSD browser — answers at once).
+            return None
         if previous.answered == 0 or arrived < previous.answered:
             return "came while the first was being answered"
-        if pdu.get("ussd_service_op") is not None:
+        if ussd:
             # No time window: a handset answers a menu within a second. With a private outbox
             # the same answer before our menu left is a copy (the subscriber had nothing to
             # answer yet). With a shared one the menu may leave through another process and
             # ``replied`` never come here: then a copy needs a sign that our deliver_sm_resp
             # was lost.
-            if age > self._dedup_ttl or previous.arrived < previous.replied < arrived:
+            if age > self._dedup_ttl:
                 return None
             if self._private_outbox:
                 return "ussd answer before our reply"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from fsm.runtime import Deliver, Inbound, Notice, Reply
@@ -54,10 +54,19 @@ class _ChannelMetrics(NamedTuple):
 
 
 class Router:
-    def __init__(self, runtime: TurnRunner, outbox: Outbox, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        runtime: TurnRunner,
+        outbox: Outbox,
+        metrics: Metrics,
+        on_ussd_queued: Callable[[str], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.outbox = outbox
         self.metrics = metrics
+        #: told the subscriber of every USSD menu queued (the inbound side's redelivery check:
+        #: an identical answer after it is the subscriber's, not the SMSC's copy)
+        self.on_ussd_queued = on_ussd_queued
         self._channels: dict[str, _ChannelMetrics] = {}
 
     def _channel(self, channel: str) -> _ChannelMetrics:
@@ -91,6 +100,8 @@ class Router:
             if message.channel == "ussd":
                 text, end = ussd_screen(replies)
                 await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
+                if self.on_ussd_queued is not None:
+                    self.on_ussd_queued(message.msisdn)
             else:
                 texts = [r.text for r in replies]
                 await self.outbox.put(message.msisdn, texts, reply_meta(message))

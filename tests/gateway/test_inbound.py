@@ -310,6 +310,93 @@ async def test_copy_while_the_first_is_still_in_the_sink_is_dropped(clock: Clock
     assert sink.entered == ["PAKIET", "PAKIET"]
 
 
+async def test_ussd_answer_to_a_menu_that_left_before_the_turn_ended_is_a_new_turn(
+    clock: Clock,
+) -> None:
+    """The runtime hands a turn's menu to the outbox before it saves the state; a fast handset
+    answers the menu with the same "1" while the first turn is still finishing. The SMSC took
+    our menu in between, so it is a new turn (it waits for the first), not a copy."""
+    sink = HeldSink()
+    processor = InboundProcessor(sink, clock=clock)
+
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)
+
+    first = asyncio.create_task(processor(answer(1)))
+    await asyncio.wait_for(sink.first_in.wait(), 5)
+    copy = asyncio.create_task(processor(answer(2)))  # before our menu: the SMSC's copy
+    for _ in range(5):
+        await asyncio.sleep(0)
+    processor.replied("48600000001")  # the menu was accepted by the SMSC
+    again = asyncio.create_task(processor(answer(3)))  # the subscriber answers it with "1"
+    for _ in range(5):
+        await asyncio.sleep(0)
+    sink.release.set()
+    done = await asyncio.wait_for(asyncio.gather(first, copy, again), 5)
+    assert list(done) == [Status.ESME_ROK] * 3
+    assert sink.entered == ["1", "1"] and processor.duplicates == 1
+
+
+async def test_ussd_answer_to_a_menu_queued_here_but_sent_elsewhere_is_a_new_turn(
+    clock: Clock,
+) -> None:
+    """Two processes on one outbox: this one's turn queued the menu, the other's bind sent it
+    (no ``replied`` here), and the subscriber answered "1" again before this turn finished.
+    The menu was queued in between, so the answer is a new turn; before that, a copy."""
+    sink = HeldSink()
+    processor = InboundProcessor(sink, clock=clock, private_outbox=False)
+
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)
+
+    first = asyncio.create_task(processor(answer(1)))
+    await asyncio.wait_for(sink.first_in.wait(), 5)
+    copy = asyncio.create_task(processor(answer(2)))  # the SMSC's copy: no menu yet
+    for _ in range(5):
+        await asyncio.sleep(0)
+    processor.queued("48600000001")  # the router put the turn's menu in the outbox
+    again = asyncio.create_task(processor(answer(3)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    sink.release.set()
+    done = await asyncio.wait_for(asyncio.gather(first, copy, again), 5)
+    assert list(done) == [Status.ESME_ROK] * 3
+    assert sink.entered == ["1", "1"] and processor.duplicates == 1
+
+
+async def test_the_router_tells_of_every_ussd_menu_it_queues() -> None:
+    """The router's part of the rule above: after the USSD menu is in the outbox (never before:
+    a menu not queued is not there to answer), and not for SMS replies."""
+    from fsm.runtime import Reply
+    from gateway.metrics import Metrics
+    from gateway.router import Router
+
+    class Outbox:
+        def __init__(self) -> None:
+            self.put_for: list[str] = []
+
+        async def put(self, msisdn: str, texts: Any, meta: Any = None) -> list[str]:
+            self.put_for.append(msisdn)
+            return ["1"]
+
+    outbox = Outbox()
+    told: list[tuple[str, int]] = []
+
+    class Runtime:
+        async def turn(self, inbound: Any, deliver: Any) -> list[Reply]:
+            replies = [Reply("Menu: 1 Konto")]
+            await deliver(replies)
+            return replies
+
+    router = Router(Runtime(), outbox, Metrics())  # type: ignore[arg-type]
+    router.on_ussd_queued = lambda msisdn: told.append((msisdn, len(outbox.put_for)))
+    ussd = InboundMessage("48600000001", "1", "ussd", session_id="48600000001:7", ussd_op=18)
+    await router(ussd)
+    await router(InboundMessage("48600000001", "PAKIET", "sms"))
+    assert told == [("48600000001", 1)], "once, for the USSD menu, after it was queued"
+    assert outbox.put_for == ["48600000001", "48600000001"]
+
+
 async def test_copy_after_a_lost_connection_is_dropped_within_the_ttl(
     processor: InboundProcessor, got: list[Any], clock: Clock
 ) -> None:

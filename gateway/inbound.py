@@ -25,7 +25,8 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    subscriber (:meth:`InboundProcessor.replied`) or this process's turn queued one
    (:meth:`InboundProcessor.queued`, told by the router): ``2``, menu, ``2`` again are two turns,
    even when the second ``2`` comes before the first turn has finished (the runtime queues the
-   menu before it saves the state) or the menu left through another process. Otherwise it is a
+   menu before it saves the state) or the menu left through another process — unless a link was
+   lost since the first ``2`` arrived; then only a menu the SMSC took counts. Otherwise it is a
    redelivery when (a) holds, or — with a private outbox, where every reply leaves through this
    process — always; with an outbox shared by several processes (``private_outbox=False``) the
    menu may have left through another process, so only (c) makes it a copy. A redelivery that
@@ -201,7 +202,10 @@ class InboundProcessor:
         whichever process's bind sends it): its next USSD answer answers that menu. Told by
         the router, so a fast answer that overtakes the SMSC's acceptance of the menu — or
         meets a menu sent by another process — is a new turn, not a copy."""
-        self.replied(msisdn)
+        turn = self._last.get(self._msisdn(msisdn))
+        if turn is not None:
+            self._tick += 1
+            turn.queued = self._tick
 
     def connection_lost(self) -> None:
         """An SMPP connection of this process closed: a deliver_sm_resp written before may not
@@ -265,10 +269,16 @@ class InboundProcessor:
             return None
         age = at - previous.at
         ussd = pdu.get("ussd_service_op") is not None
-        if ussd and previous.arrived < previous.replied < arrived:
-            # The SMSC took our menu since the previous answer: this one answers that menu,
-            # even while the previous turn is still finishing (its reply leaves before its
-            # state is saved, and a handset — or a fast USSD browser — answers at once).
+        if (
+            ussd
+            and self._lost < previous.arrived
+            and previous.arrived < max(previous.replied, previous.queued) < arrived
+        ):
+            # Our turn queued a menu, or the SMSC took one, since the previous answer and no
+            # link was lost meanwhile: this one answers that menu, even while the previous turn
+            # is still finishing (its reply leaves before its state is saved; a handset or a
+            # USSD browser answers at once). After a loss our deliver_sm_resp may not have
+            # reached the SMSC, which offers the same answer again: the rules below decide.
             return None
         if previous.answered == 0 or arrived < previous.answered:
             return "came while the first was being answered"
@@ -278,7 +288,7 @@ class InboundProcessor:
             # answer yet). With a shared one the menu may leave through another process and
             # ``replied`` never come here: then a copy needs a sign that our deliver_sm_resp
             # was lost.
-            if age > self._dedup_ttl:
+            if age > self._dedup_ttl or previous.arrived < previous.replied < arrived:
                 return None
             if self._private_outbox:
                 return "ussd answer before our reply"
@@ -386,9 +396,10 @@ class InboundProcessor:
 
 class _Turn:
     """The last PDU handed on from one subscriber: its dedup key, when it arrived (tick and
-    clock), when it was answered and whether that failed, when the SMSC last took our reply."""
+    clock), when it was answered and whether that failed, when the SMSC last took our reply
+    and when our turn last queued one."""
 
-    __slots__ = ("answered", "arrived", "at", "failed", "key", "replied")
+    __slots__ = ("answered", "arrived", "at", "failed", "key", "queued", "replied")
 
     def __init__(self, key: str, arrived: int, at: float) -> None:
         self.key = key
@@ -397,6 +408,7 @@ class _Turn:
         self.answered = 0  # tick; 0 while the sink has it
         self.failed = False
         self.replied = 0
+        self.queued = 0
 
 
 def _session_number(info: Any) -> int:

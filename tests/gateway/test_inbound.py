@@ -364,6 +364,26 @@ async def test_ussd_answer_to_a_menu_queued_here_but_sent_elsewhere_is_a_new_tur
     assert sink.entered == ["1", "1"] and processor.duplicates == 1
 
 
+async def test_ussd_answer_offered_again_after_a_lost_link_is_a_copy_despite_the_queued_menu(
+    processor: InboundProcessor, got: list[Any]
+) -> None:
+    """The menu was queued, then the link dropped before our deliver_sm_resp reached the SMSC:
+    the same answer offered again after the reconnect is the SMSC's copy. Once the SMSC takes
+    the menu (after the reconnect) the subscriber's next "1" is a new turn."""
+
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)
+
+    await processor(answer(1))
+    processor.queued("48600000001")
+    processor.connection_lost()
+    await processor(answer(2))
+    assert len(got) == 1 and processor.duplicates == 1
+    processor.replied("48600000001")
+    await processor(answer(3))
+    assert len(got) == 2 and processor.duplicates == 1
+
+
 async def test_the_router_tells_of_every_ussd_menu_it_queues() -> None:
     """The router's part of the rule above: after the USSD menu is in the outbox (never before:
     a menu not queued is not there to answer), and not for SMS replies."""

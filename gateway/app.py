@@ -1,12 +1,15 @@
 """``create_app(settings)``: the whole server as one aiohttp Application.
 
-Start-up order (and shutdown, mirrored, through ``cleanup_ctx``): database (migrated, seeded on
+Start-up order (and shutdown, mirrored, through ``cleanup_ctx``): the event-loop lag probe →
+database (migrated, seeded on
 first run) → dialog store → dialog runtime → outbox → bundled simulator (when no SMSC is set) →
 SMPP binds → HTTP handlers. Shared objects sit under typed ``web.AppKey``s; nothing is global.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -274,8 +277,25 @@ def create_app(settings: Settings) -> web.Application:
         settings, metrics, _Unready(), _Unready(), health_checks=_health_checks(components)
     )
     add_routes(app)
-    app.cleanup_ctx.extend([_database, _store, _runtime, _outbox, _simulator, _binds, _http])
+    app.cleanup_ctx.extend(
+        [_loop_lag, _database, _store, _runtime, _outbox, _simulator, _binds, _http]
+    )
     return app
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """The event loop's lag as a metric, from start-up to shutdown (gateway/loop_lag.py)."""
+    from gateway.loop_lag import probe_loop_lag
+
+    probe = asyncio.get_running_loop().create_task(
+        probe_loop_lag(app[COMPONENTS].metrics.loop_lag.observe)
+    )
+    try:
+        yield
+    finally:
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
 
 
 class _Unready:

@@ -70,6 +70,12 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "idea24_event_loop_lag_seconds",
+            "How late the event loop woke a probe that sleeps 0.25 s (a blocked or busy loop)",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
         self.duplicates = Counter(
             "idea24_duplicate_mo_total",
             "Redelivered MO messages ignored",

@@ -101,6 +101,14 @@ async def _stop_cleanly(s: Served) -> None:
 async def test_walk_on_embedded_defaults(tmp_path: Path) -> None:
     async with serve(tmp_path) as s:
         await walk(s)
+        async with s.http.get(f"{s.url}/metrics") as r:
+            metrics = await r.text()
+        probes = [
+            ln
+            for ln in metrics.splitlines()
+            if ln.startswith("idea24_event_loop_lag_seconds_count")
+        ]
+        assert probes and float(probes[0].split()[-1]) >= 1, "the loop lag probe runs"
         await _stop_cleanly(s)
     log = (tmp_path / "serve.log").read_text()
     assert "48600000003" not in log, "an MSISDN reached the log unmasked"

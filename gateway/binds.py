@@ -121,6 +121,14 @@ def dead_local_consumer(consumer: str) -> bool:
     return False
 
 
+#: Seconds at most between tries of a reply whose parts were written and lost with the link (no
+#: answer, the connection closed). The SMSC refused nothing: the link's own reconnect back-off
+#: paces it. A reply cut by several drops in a row (an SMSC flapping for minutes) would otherwise
+#: wait 2**attempts seconds after the link is back — minutes for the unlucky ones, and every later
+#: reply of that subscriber waits behind it.
+LINK_LOST_RETRY_CAP = 8.0
+
+
 def retry_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
     return float(min(cap, base * (2 ** max(0, attempts - 1))))
 
@@ -397,7 +405,9 @@ class OutboxSender:
                 )
                 # A held item waited for late answers already: that wait counts toward its
                 # back-off, so a genuinely lost submit is not delayed twice.
-                backoff = retry_delay(item.attempts, self.retry_base, self.retry_cap)
+                lost_with_link = bool(result.unanswered - result.late_possible)
+                cap = min(self.retry_cap, LINK_LOST_RETRY_CAP) if lost_with_link else self.retry_cap
+                backoff = retry_delay(item.attempts, self.retry_base, cap)
                 delay = self.retry_base if never_sent else max(0.0, backoff - held)
                 log.info("outbox retry in %.1fs: %s", delay, result, extra={"msisdn": item.msisdn})
                 error = str(result)

@@ -506,3 +506,37 @@ async def test_a_reply_the_link_never_sent_is_not_a_try(sim: SimulatorController
         await sender.send(item)
     assert sender.retried == 8 and sender.failed == 0 and not await outbox.failed()
     assert await outbox.depth() == 1
+
+
+async def test_a_reply_lost_with_the_link_again_and_again_is_retried_within_the_cap(
+    sim: SimulatorController,
+) -> None:
+    """Written, then the connection closed before any answer, for the tenth time: the retry
+    waits at most LINK_LOST_RETRY_CAP (the link's reconnect paces it), not 2**9 s; a reply the
+    SMSC refused as busy still backs off in full."""
+    import dataclasses
+
+    from gateway.binds import LINK_LOST_RETRY_CAP
+    from gateway.link import LinkDown, SubmitError
+    from gateway.session import _message_result
+
+    outbox = MemoryOutbox()
+    delays: list[float] = []
+    real_retry = outbox.retry
+
+    async def retry(item: Any, delay: float, error: str, accepted: Any) -> None:
+        delays.append(delay)
+        await real_retry(item, delay, error, accepted)
+
+    outbox.retry = retry  # type: ignore[method-assign]
+    sender = OutboxSender(outbox, SmppSession(profile(sim)), retry_base=1.0, retry_cap=300.0)
+    for msisdn, outcome in (
+        (A, LinkDown("link lost with the request outstanding", attempted=True)),
+        ("48600000002", SubmitError("refused: ESME_RMSGQFUL", status=0x14, temporary=True)),
+    ):
+        await outbox.put(msisdn, "x", {"channel": "sms"})
+        [taken] = await outbox.take("c1", 1)
+        item = dataclasses.replace(taken, attempts=10)
+        await sender._settle(item, 1, [0], _message_result([outcome], 0, 1))
+    assert delays[0] <= LINK_LOST_RETRY_CAP, delays
+    assert delays[1] == 300.0, delays

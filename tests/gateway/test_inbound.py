@@ -310,14 +310,25 @@ async def test_copy_while_the_first_is_still_in_the_sink_is_dropped(clock: Clock
     assert sink.entered == ["PAKIET", "PAKIET"]
 
 
+@pytest.mark.parametrize(
+    ("private_outbox", "mark"),
+    [
+        # The SMSC took our menu (its submit_sm_resp came back on this process's bind).
+        (True, "replied"),
+        # Two processes on one outbox: this one's turn queued the menu, the other's bind sent
+        # it (no ``replied`` here); the router tells of the queued menu.
+        (False, "queued"),
+    ],
+)
 async def test_ussd_answer_to_a_menu_that_left_before_the_turn_ended_is_a_new_turn(
-    clock: Clock,
+    clock: Clock, private_outbox: bool, mark: str
 ) -> None:
     """The runtime hands a turn's menu to the outbox before it saves the state; a fast handset
-    answers the menu with the same "1" while the first turn is still finishing. The SMSC took
-    our menu in between, so it is a new turn (it waits for the first), not a copy."""
+    answers the menu with the same "1" while the first turn is still finishing. The menu left
+    in between, so it is a new turn (it waits for the first), not a copy; an identical answer
+    before the menu is still the SMSC's copy."""
     sink = HeldSink()
-    processor = InboundProcessor(sink, clock=clock)
+    processor = InboundProcessor(sink, clock=clock, private_outbox=private_outbox)
 
     def answer(seq: int) -> Pdu:
         return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)
@@ -327,35 +338,8 @@ async def test_ussd_answer_to_a_menu_that_left_before_the_turn_ended_is_a_new_tu
     copy = asyncio.create_task(processor(answer(2)))  # before our menu: the SMSC's copy
     for _ in range(5):
         await asyncio.sleep(0)
-    processor.replied("48600000001")  # the menu was accepted by the SMSC
+    getattr(processor, mark)("48600000001")
     again = asyncio.create_task(processor(answer(3)))  # the subscriber answers it with "1"
-    for _ in range(5):
-        await asyncio.sleep(0)
-    sink.release.set()
-    done = await asyncio.wait_for(asyncio.gather(first, copy, again), 5)
-    assert list(done) == [Status.ESME_ROK] * 3
-    assert sink.entered == ["1", "1"] and processor.duplicates == 1
-
-
-async def test_ussd_answer_to_a_menu_queued_here_but_sent_elsewhere_is_a_new_turn(
-    clock: Clock,
-) -> None:
-    """Two processes on one outbox: this one's turn queued the menu, the other's bind sent it
-    (no ``replied`` here), and the subscriber answered "1" again before this turn finished.
-    The menu was queued in between, so the answer is a new turn; before that, a copy."""
-    sink = HeldSink()
-    processor = InboundProcessor(sink, clock=clock, private_outbox=False)
-
-    def answer(seq: int) -> Pdu:
-        return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)
-
-    first = asyncio.create_task(processor(answer(1)))
-    await asyncio.wait_for(sink.first_in.wait(), 5)
-    copy = asyncio.create_task(processor(answer(2)))  # the SMSC's copy: no menu yet
-    for _ in range(5):
-        await asyncio.sleep(0)
-    processor.queued("48600000001")  # the router put the turn's menu in the outbox
-    again = asyncio.create_task(processor(answer(3)))
     for _ in range(5):
         await asyncio.sleep(0)
     sink.release.set()

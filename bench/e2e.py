@@ -52,10 +52,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -95,6 +97,8 @@ RUN_KEYS = (
     "cpu_s_per_1000",
     "rss_mb",
     "processes",
+    "server_p50_ms",
+    "server_p99_ms",
 )
 #: Pairs whose every piece of state lives outside the server process, so N servers can share it.
 SHARED_PAIRS = ("postgresql-redis",)
@@ -132,6 +136,11 @@ class RunResult:
     cpu_s_per_1000: float
     rss_mb: float
     processes: int = 1
+    #: the servers' own turn time (``idea24_turn_seconds``, MO handed on → replies queued and
+    #: state saved), as the upper bound of the histogram bucket holding p50 / p99: what the
+    #: server did, without the simulator's and driver's share of the end-to-end latency
+    server_p50_ms: float = math.nan
+    server_p99_ms: float = math.nan
 
 
 def summarise(
@@ -172,8 +181,9 @@ def report(ceiling_rate: float, runs: Sequence[RunResult], **extra: Any) -> dict
 
 
 def _json_number(value: Any) -> Any:
-    """JSON has no NaN: a figure that could not be measured is ``null``."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+    """JSON has no NaN or infinity: a figure that could not be measured (or lies past the last
+    histogram bound) is ``null``."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def table(ceiling: float, runs: Sequence[RunResult]) -> str:
@@ -686,9 +696,14 @@ def describe(name: str, result: RunResult, tally: Tally, bench_cpu: float) -> st
     turns = len(tally.latencies)
     own = f", simulator+driver {bench_cpu * 1000 / turns:.3f} CPU s/1k" if turns else ""
     note = f", {tally.errors} errors e.g. {tally.samples}" if tally.errors else ""
+    server = ""
+    if not math.isnan(result.server_p99_ms):
+        server = (
+            f", server's own turn p50/p99 ≤ {result.server_p50_ms:g}/≤ {result.server_p99_ms:g} ms"
+        )
     return (
         f"{name}: {result.turns_per_s:.0f} turns/s, p50/p95/p99 {result.p50_ms}/{result.p95_ms}"
-        f"/{result.p99_ms} ms, server {result.cpu_s_per_1000} CPU s/1k{own}{note}"
+        f"/{result.p99_ms} ms, server {result.cpu_s_per_1000} CPU s/1k{own}{server}{note}"
     )
 
 
@@ -783,7 +798,10 @@ async def run_pair(
                 load = open_loop(driver, numbers, opts.rate, opts.seconds, opts.warmup)
             else:
                 load = closed_loop(scenario, numbers, opts.concurrency, opts.warmup, opts.seconds)
+            channel = "ussd" if name == "ussd" else "sms"
+            buckets0 = await turn_buckets(http_ports, channel)
             tally, elapsed, cpu, bench_cpu = await timed(stats, load)
+            buckets1 = await turn_buckets(http_ports, channel)
             result = summarise(
                 name,
                 db,
@@ -793,6 +811,11 @@ async def run_pair(
                 cpu,
                 stats.peak_rss_mb(),
                 opts.processes,
+            )
+            result = dataclasses.replace(
+                result,
+                server_p50_ms=bucket_quantile(buckets0, buckets1, 0.50),
+                server_p99_ms=bucket_quantile(buckets0, buckets1, 0.99),
             )
             results.append(result)
             say(opts, describe(f"{pair} {name}", result, tally, bench_cpu))
@@ -804,6 +827,41 @@ async def run_pair(
     finally:
         await server.stop()
     return results, extra
+
+
+_BUCKET = re.compile(r'^idea24_turn_seconds_bucket\{channel="(\w+)",le="([^"]+)"\} (\S+)$')
+
+
+async def turn_buckets(http_ports: Sequence[int], channel: str) -> dict[float, float]:
+    """The servers' ``idea24_turn_seconds`` buckets of ``channel``: upper bound (s) → turns at
+    or under it since start, summed over the servers."""
+    import aiohttp
+
+    counts: dict[float, float] = {}
+    async with aiohttp.ClientSession() as client:
+        for port in http_ports:
+            async with client.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            for line in text.splitlines():
+                found = _BUCKET.match(line)
+                if found and found.group(1) == channel:
+                    bound = float(found.group(2))
+                    counts[bound] = counts.get(bound, 0.0) + float(found.group(3))
+    return counts
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (ms) of the bucket holding quantile ``q`` of the turns counted between
+    two readings of cumulative buckets (``inf`` past the last finite bound; NaN: no turns)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return math.nan
+    wanted = q * counts[-1]
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= wanted:
+            return bound * 1000
+    return math.inf
 
 
 async def save_metrics(http_port: int, path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import math
@@ -188,3 +189,20 @@ def test_case_variants_do_not_repeat_for_many_rounds(e2e: ModuleType) -> None:
     sent = [driver.keyword("48700000001", "PAKIET") for _ in range(10)]
     assert len(set(sent)) == 10, "a sender's consecutive keywords all differ"
     assert driver.keyword("48700000002", "PAKIET") == "PAKIET", "counted per sender"
+
+
+def test_bucket_quantile_reads_the_servers_histogram_between_two_readings(
+    e2e: ModuleType,
+) -> None:
+    """Cumulative buckets (bound → turns at or under it) read before and after a run: the
+    quantile's bucket bound in ms; past the last finite bound ``inf`` (null in JSON)."""
+    before = {0.001: 10.0, 0.005: 10.0, 0.05: 10.0, math.inf: 10.0}
+    after = {0.001: 60.0, 0.005: 100.0, 0.05: 109.0, math.inf: 110.0}  # 100 turns in between
+    assert e2e.bucket_quantile(before, after, 0.5) == 1.0
+    assert e2e.bucket_quantile(before, after, 0.9) == 5.0
+    assert e2e.bucket_quantile(before, after, 0.99) == 50.0
+    assert e2e.bucket_quantile(before, after, 1.0) == math.inf
+    assert math.isnan(e2e.bucket_quantile(after, after, 0.5)), "no turns: not measured"
+    run = e2e.summarise("pakiet", "sqlite", "memory", [0.01], 1.0, 0.001, 90.0)
+    entry = e2e.report(1000.0, [dataclasses.replace(run, server_p99_ms=math.inf)])["runs"][0]
+    assert entry["server_p99_ms"] is None and entry["server_p50_ms"] is None

@@ -832,21 +832,27 @@ async def run_pair(
 _BUCKET = re.compile(r'^idea24_turn_seconds_bucket\{channel="(\w+)",le="([^"]+)"\} (\S+)$')
 
 
+async def metrics_text(http_port: int) -> str:
+    """A server's ``/metrics`` page."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{http_port}/metrics") as response,
+    ):
+        return await response.text()
+
+
 async def turn_buckets(http_ports: Sequence[int], channel: str) -> dict[float, float]:
     """The servers' ``idea24_turn_seconds`` buckets of ``channel``: upper bound (s) → turns at
     or under it since start, summed over the servers."""
-    import aiohttp
-
     counts: dict[float, float] = {}
-    async with aiohttp.ClientSession() as client:
-        for port in http_ports:
-            async with client.get(f"http://127.0.0.1:{port}/metrics") as response:
-                text = await response.text()
-            for line in text.splitlines():
-                found = _BUCKET.match(line)
-                if found and found.group(1) == channel:
-                    bound = float(found.group(2))
-                    counts[bound] = counts.get(bound, 0.0) + float(found.group(3))
+    for port in http_ports:
+        for line in (await metrics_text(port)).splitlines():
+            found = _BUCKET.match(line)
+            if found and found.group(1) == channel:
+                bound = float(found.group(2))
+                counts[bound] = counts.get(bound, 0.0) + float(found.group(3))
     return counts
 
 
@@ -865,13 +871,7 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
 
 
 async def save_metrics(http_port: int, path: Path) -> None:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as client,
-        client.get(f"http://127.0.0.1:{http_port}/metrics") as response,
-    ):
-        text = await response.text()
+    text = await metrics_text(http_port)
     await asyncio.to_thread(path.write_text, text)
 
 

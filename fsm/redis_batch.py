@@ -36,7 +36,7 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from backend.batching import TickFlush, fail_all
-from fsm.redis_wire import wire_for
+from fsm.redis_wire import is_cluster, wire_for
 
 #: Calls per pipeline at most (a very long tick is sent as several pipelines).
 MOST = 512
@@ -71,12 +71,6 @@ def dispatcher_source(bodies: list[str]) -> str:
     return f"local F = {{}}\n{functions}{_DISPATCH}"
 
 
-def _is_cluster(client: Any) -> bool:
-    from redis.asyncio.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
-
-
 class ScriptBatch:
     """Sends the script calls of one event-loop tick together: as one dispatcher ``EVALSHA``
     when every script was registered through :meth:`register` (and the client is no cluster
@@ -87,7 +81,7 @@ class ScriptBatch:
         self._most = most
         self._pending: list[Call] = []
         self._tick = TickFlush(self._flush)
-        self._combine = not _is_cluster(client) if combine is None else combine
+        self._combine = not is_cluster(client) if combine is None else combine
         self._wire = wire_for(client)  # None for a cluster client: its own methods route
         self._bodies: list[str] = []
         self._index: dict[str, int] = {}  # a registered script's SHA → its function in F

@@ -79,12 +79,16 @@ class RedisWire:
             await self._pool.release(conn)
 
 
-def wire_for(client: Any) -> RedisWire | None:
-    """A wire for ``client``, or ``None`` for a cluster client (no single pool to hold from)."""
-
+def is_cluster(client: Any) -> bool:
+    """A Redis Cluster client: routes by key, one pool per node."""
     from redis.asyncio.cluster import RedisCluster
 
-    if isinstance(client, RedisCluster) or not hasattr(client, "connection_pool"):
+    return isinstance(client, RedisCluster)
+
+
+def wire_for(client: Any) -> RedisWire | None:
+    """A wire for ``client``, or ``None`` for a cluster client (no single pool to hold from)."""
+    if is_cluster(client) or not hasattr(client, "connection_pool"):
         return None
     return RedisWire(client)
 

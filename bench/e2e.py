@@ -4,6 +4,7 @@
         [--concurrency 100] [--pairs sqlite-memory,postgresql-redis] [--scenarios pakiet,wlacz,ussd]
     .venv/bin/python bench/e2e.py --rate 500 --duration 30      # open loop: fixed offered rate
     .venv/bin/python bench/e2e.py --processes 2 --pairs postgresql-redis   # two servers, shared
+    .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 5 --scenarios pakiet  # 1 vs 2
 
 Theory of operation. This process runs the SMSC simulator (``simulator.SimulatorController`` on a
 free loopback port) and the load driver; the server under test is a real ``idea24 serve``
@@ -39,6 +40,12 @@ Redis). CPU and peak RSS are then summed over the N processes. Only pairs whose 
 between processes qualify: with SQLite + in-memory sessions a second process would hold its own
 dialog sessions, so N > 1 runs PostgreSQL + Redis only. The echo ceiling stays one process.
 
+``--rounds K`` measures K times on the same seeded database, each time with fresh servers; with
+``--processes N > 1`` each round runs one server and then N (the next round N and then one), and
+the run ends with N's turns/s over one's, round by round, and their median (``scaling`` in
+``--json``). The machine's speed drifts between minutes; rounds close together and alternating
+order keep that drift out of the comparison.
+
 Redis memory per open USSD session: ``--ussd-sessions`` handsets dial ``*100#`` and leave the
 session open; the ``MEMORY USAGE`` of every key of theirs (record, rate counter, MO dedup mark),
 summed and divided by their number.
@@ -60,6 +67,7 @@ import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -666,6 +674,7 @@ class Options:
     uvloop: bool = False
     profile: Path | None = None
     processes: int = 1
+    rounds: int = 1
 
 
 def say(opts: Options, text: str) -> None:
@@ -742,6 +751,9 @@ async def measure_ceiling(
 async def run_pair(
     opts: Options, sim: Any, driver: Driver, smsc_url: str, pair: str
 ) -> tuple[list[RunResult], dict[str, Any]]:
+    """Seed the pair's database once, then measure its scenarios: once with ``--processes``
+    servers, or with ``--rounds K`` K times alternating one server and ``--processes`` servers
+    (one then N, N then one, ...) so a drift of the machine's speed falls on both alike."""
     db, store = PAIRS[pair]
     if db == "sqlite":
         db_url = f"sqlite+aiosqlite:///{opts.workdir / 'bench.db'}"
@@ -755,7 +767,42 @@ async def run_pair(
         await flush_redis(redis_url)
     seeded = await seed_database(db_url, opts.subscribers)
     say(opts, f"{pair}: seeded {opts.subscribers} subscribers in {seeded:.1f} s")
-    names = [pair] if opts.processes == 1 else [f"{pair}-{i}" for i in range(opts.processes)]
+    if opts.rounds == 1:
+        return await measure_servers(opts, sim, driver, smsc_url, pair, db_url, redis_url)
+    counts = [opts.processes] if opts.processes == 1 else [1, opts.processes]
+    results: list[RunResult] = []
+    extra: dict[str, Any] = {}
+    for index in range(opts.rounds):
+        for processes in counts if index % 2 == 0 else counts[::-1]:
+            say(opts, f"{pair}: round {index + 1}/{opts.rounds}, {processes} server(s)")
+            runs, more = await measure_servers(
+                opts, sim, driver, smsc_url, pair, db_url, redis_url, processes, last=False
+            )
+            results += runs
+            extra.update(more)
+    if len(counts) > 1:
+        extra["scaling"] = scaling(results, opts.processes)
+        say(opts, describe_scaling(extra["scaling"]))
+    return results, extra
+
+
+async def measure_servers(
+    opts: Options,
+    sim: Any,
+    driver: Driver,
+    smsc_url: str,
+    pair: str,
+    db_url: str,
+    redis_url: str | None,
+    processes: int | None = None,
+    *,
+    last: bool = True,
+) -> tuple[list[RunResult], dict[str, Any]]:
+    """Start ``processes`` servers on the seeded database, run the scenarios, stop them.
+    ``last``: also weigh the Redis memory of open USSD sessions (which leaves sessions open)."""
+    db, store = PAIRS[pair]
+    processes = processes or opts.processes
+    names = [pair] if processes == 1 else [f"{pair}-{i}" for i in range(processes)]
     http_ports = [free_port() for _ in names]
     if opts.profile:
         opts.profile.mkdir(parents=True, exist_ok=True)
@@ -776,8 +823,8 @@ async def run_pair(
         ]
     )
     await server.start(sim)
-    if opts.processes > 1:
-        say(opts, f"{pair}: {opts.processes} servers bound to the simulator")
+    if processes > 1:
+        say(opts, f"{pair}: {processes} servers bound to the simulator")
     extra: dict[str, Any] = {}
     results = []
     try:
@@ -810,7 +857,7 @@ async def run_pair(
                 elapsed,
                 cpu,
                 stats.peak_rss_mb(),
-                opts.processes,
+                processes,
             )
             result = dataclasses.replace(
                 result,
@@ -822,11 +869,42 @@ async def run_pair(
         if opts.profile:  # the servers' own view of the same turns, beside the profile
             for name, port in zip(names, http_ports, strict=True):
                 await save_metrics(port, opts.profile / f"{name}.metrics.txt")
-        if redis_url and opts.ussd_sessions and not opts.rate:
+        if last and redis_url and opts.ussd_sessions and not opts.rate:
             extra["redis_bytes_per_ussd_session"] = await redis_per_session(opts, driver, redis_url)
     finally:
         await server.stop()
     return results, extra
+
+
+def scaling(runs: Sequence[RunResult], processes: int) -> dict[str, Any]:
+    """Per scenario, the turns/s of ``processes`` servers over one server, round by round (the
+    runs alternate one and N; the k-th of each count form round k) and their median."""
+    out: dict[str, Any] = {"processes": processes, "scenarios": {}}
+    for scenario in dict.fromkeys(r.scenario for r in runs):
+        one = [r.turns_per_s for r in runs if r.scenario == scenario and r.processes == 1]
+        many = [r.turns_per_s for r in runs if r.scenario == scenario and r.processes == processes]
+        ratios = [round(m / o, 3) if o else math.nan for o, m in zip(one, many, strict=True)]
+        out["scenarios"][scenario] = {
+            "one_turns_per_s": one,
+            "many_turns_per_s": many,
+            "ratios": [_json_number(r) for r in ratios],
+            "median_ratio": _json_number(round(statistics.median(ratios), 3)) if ratios else None,
+            "rounds_above_one": sum(1 for r in ratios if r > 1),
+        }
+    return out
+
+
+def describe_scaling(summary: dict[str, Any]) -> str:
+    lines = []
+    n = summary["processes"]
+    for scenario, s in summary["scenarios"].items():
+        rates = zip(s["one_turns_per_s"], s["many_turns_per_s"], strict=True)
+        pairs = ", ".join(f"{o:.0f}→{m:.0f}" for o, m in rates)
+        lines.append(
+            f"scaling {scenario}: 1 → {n} servers per round (turns/s) {pairs}; {n} above one in"
+            f" {s['rounds_above_one']} of {len(s['ratios'])} rounds, median ×{s['median_ratio']}"
+        )
+    return "\n".join(lines)
 
 
 _BUCKET = re.compile(r'^idea24_turn_seconds_bucket\{channel="(\w+)",le="([^"]+)"\} (\S+)$')
@@ -986,6 +1064,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="idea24 serve processes sharing the simulator account, database and Redis (default 1;"
         " N > 1 needs a pair whose state is shared: postgresql-redis)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="measure K times on the same seeded database; with --processes N > 1 each round runs"
+        " one server and N servers (alternating which goes first) and the scaling N/1 is printed",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--window", type=int, default=64, help="SMPP window of the bind")
     parser.add_argument("--rate", type=float, help="open loop: offered PAKIET turns/s")
@@ -1010,6 +1096,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def options(args: argparse.Namespace, workdir: Path) -> Options:
     if args.processes < 1:
         raise SystemExit(f"--processes: must be at least 1, got {args.processes}")
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds: must be at least 1, got {args.rounds}")
     if args.pairs is None:
         pairs = list(PAIRS) if args.processes == 1 else list(SHARED_PAIRS)
     else:
@@ -1045,6 +1133,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
         uvloop=args.uvloop,
         profile=Path(args.profile).resolve() if args.profile else None,
         processes=args.processes,
+        rounds=args.rounds,
     )
 
 
@@ -1075,6 +1164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(table(ceiling, runs))
         if "redis_bytes_per_ussd_session" in extra:
             print(f"Redis per open USSD session: {extra['redis_bytes_per_ussd_session']:.0f} B")
+        if "scaling" in extra:
+            print(describe_scaling(extra["scaling"]))
     return 0
 
 

@@ -206,3 +206,38 @@ def test_bucket_quantile_reads_the_servers_histogram_between_two_readings(
     run = e2e.summarise("pakiet", "sqlite", "memory", [0.01], 1.0, 0.001, 90.0)
     entry = e2e.report(1000.0, [dataclasses.replace(run, server_p99_ms=math.inf)])["runs"][0]
     assert entry["server_p99_ms"] is None and entry["server_p50_ms"] is None
+
+
+def test_rounds_default_to_one_and_must_be_positive(e2e: ModuleType, tmp_path: Path) -> None:
+    assert e2e.options(e2e.parse_args([]), tmp_path).rounds == 1
+    opts = e2e.options(e2e.parse_args(["--processes", "2", "--rounds", "5"]), tmp_path)
+    assert (opts.processes, opts.rounds) == (2, 5)
+    with pytest.raises(SystemExit, match="at least 1"):
+        e2e.options(e2e.parse_args(["--rounds", "0"]), tmp_path)
+
+
+def test_scaling_pairs_each_round_of_one_with_the_same_round_of_n(e2e: ModuleType) -> None:
+    def run(scenario: str, rate: float, processes: int) -> Any:
+        return e2e.summarise(
+            scenario, "postgresql", "redis", [0.01] * int(rate), 1.0, 0.1, 90.0, processes
+        )
+
+    # as run_pair orders them: round 1 one then two, round 2 two then one, round 3 one then two
+    runs = [
+        run("pakiet", 2000, 1),
+        run("pakiet", 2400, 2),
+        run("pakiet", 2100, 2),
+        run("pakiet", 2200, 1),
+        run("pakiet", 1800, 1),
+        run("pakiet", 2700, 2),
+    ]
+    summary = e2e.scaling(runs, 2)
+    pakiet = summary["scenarios"]["pakiet"]
+    assert pakiet["one_turns_per_s"] == [2000, 2200, 1800]
+    assert pakiet["many_turns_per_s"] == [2400, 2100, 2700]
+    assert pakiet["ratios"] == [1.2, round(2100 / 2200, 3), 1.5]
+    assert pakiet["median_ratio"] == 1.2 and pakiet["rounds_above_one"] == 2
+    json.dumps(summary, allow_nan=False)  # fit for --json
+    text = e2e.describe_scaling(summary)
+    assert "2000→2400, 2200→2100, 1800→2700" in text and "2 of 3 rounds" in text
+    assert "×1.2" in text

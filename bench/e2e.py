@@ -107,6 +107,7 @@ RUN_KEYS = (
     "processes",
     "server_p50_ms",
     "server_p99_ms",
+    "machine_busy_cpus",
 )
 #: Pairs whose every piece of state lives outside the server process, so N servers can share it.
 SHARED_PAIRS = ("postgresql-redis",)
@@ -149,6 +150,9 @@ class RunResult:
     #: server did, without the simulator's and driver's share of the end-to-end latency
     server_p50_ms: float = math.nan
     server_p99_ms: float = math.nan
+    #: CPUs of the machine busy on average during the scenario (servers, simulator, driver,
+    #: Redis, PostgreSQL, anything else): near the CPU count, adding processes cannot help
+    machine_busy_cpus: float = math.nan
 
 
 def summarise(
@@ -691,14 +695,32 @@ def subscriber_list(n: int) -> list[str]:
 
 async def timed(
     server: ProcessStats | GroupStats, run: Awaitable[tuple[Tally, float]]
-) -> tuple[Tally, float, float, float]:
+) -> tuple[Tally, float, float, float, float]:
     """``run``'s tally and measured seconds, with the CPU seconds the server and this process
-    (simulator + driver) spent, scaled to the measured window's share of the wall time."""
+    (simulator + driver) spent, scaled to the measured window's share of the wall time, and
+    how many of the machine's CPUs were busy meanwhile (everything: Redis, PostgreSQL too)."""
     me = ProcessStats(os.getpid())
+    machine0 = machine_jiffies()
     server0, me0, wall0 = server.cpu_s(), me.cpu_s(), time.perf_counter()
     tally, elapsed = await run
     share = min(1.0, elapsed / max(time.perf_counter() - wall0, 1e-9))
-    return tally, elapsed, (server.cpu_s() - server0) * share, (me.cpu_s() - me0) * share
+    busy = busy_cpus(machine0, machine_jiffies())
+    return tally, elapsed, (server.cpu_s() - server0) * share, (me.cpu_s() - me0) * share, busy
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """All CPUs' (total, idle + iowait) jiffies since boot, from ``/proc/stat``'s first line."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)
+
+
+def busy_cpus(before: tuple[int, int], after: tuple[int, int], cpus: int | None = None) -> float:
+    """How many CPUs were busy on average between two :func:`machine_jiffies` readings."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    if total <= 0:
+        return math.nan
+    return round((cpus or os.cpu_count() or 1) * (1 - idle / total), 2)
 
 
 def describe(name: str, result: RunResult, tally: Tally, bench_cpu: float) -> str:
@@ -710,6 +732,8 @@ def describe(name: str, result: RunResult, tally: Tally, bench_cpu: float) -> st
         server = (
             f", server's own turn p50/p99 ≤ {result.server_p50_ms:g}/≤ {result.server_p99_ms:g} ms"
         )
+    if not math.isnan(result.machine_busy_cpus):
+        server += f", machine {result.machine_busy_cpus:.2f} of {os.cpu_count()} CPUs busy"
     return (
         f"{name}: {result.turns_per_s:.0f} turns/s, p50/p95/p99 {result.p50_ms}/{result.p95_ms}"
         f"/{result.p99_ms} ms, server {result.cpu_s_per_1000} CPU s/1k{own}{server}{note}"
@@ -734,7 +758,7 @@ async def measure_ceiling(
                 tally.latencies.append(latency)
 
         stats = server.stats
-        tally, elapsed, cpu, bench_cpu = await timed(
+        tally, elapsed, cpu, bench_cpu, _busy = await timed(
             stats,
             closed_loop(
                 echo, subscriber_list(opts.subscribers), opts.concurrency, opts.warmup, opts.seconds
@@ -847,7 +871,7 @@ async def measure_servers(
                 load = closed_loop(scenario, numbers, opts.concurrency, opts.warmup, opts.seconds)
             channel = "ussd" if name == "ussd" else "sms"
             buckets0 = await turn_buckets(http_ports, channel)
-            tally, elapsed, cpu, bench_cpu = await timed(stats, load)
+            tally, elapsed, cpu, bench_cpu, busy = await timed(stats, load)
             buckets1 = await turn_buckets(http_ports, channel)
             result = summarise(
                 name,
@@ -863,6 +887,7 @@ async def measure_servers(
                 result,
                 server_p50_ms=bucket_quantile(buckets0, buckets1, 0.50),
                 server_p99_ms=bucket_quantile(buckets0, buckets1, 0.99),
+                machine_busy_cpus=busy,
             )
             results.append(result)
             say(opts, describe(f"{pair} {name}", result, tally, bench_cpu))

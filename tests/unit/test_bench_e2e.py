@@ -241,3 +241,14 @@ def test_scaling_pairs_each_round_of_one_with_the_same_round_of_n(e2e: ModuleTyp
     text = e2e.describe_scaling(summary)
     assert "2000→2400, 2200→2100, 1800→2700" in text and "2 of 3 rounds" in text
     assert "×1.2" in text
+
+
+def test_busy_cpus_from_two_readings_of_proc_stat(e2e: ModuleType) -> None:
+    # 400 jiffies passed on 2 CPUs, 100 of them idle: 1.5 CPUs busy on average
+    assert e2e.busy_cpus((1000, 500), (1400, 600), cpus=2) == 1.5
+    assert math.isnan(e2e.busy_cpus((1000, 500), (1000, 500), cpus=2))  # no time passed
+    total, idle = e2e.machine_jiffies()
+    assert total >= idle >= 0
+    later = e2e.machine_jiffies()
+    assert later[0] >= total and later[1] >= idle  # counters since boot only grow
+    assert "machine_busy_cpus" in e2e.RUN_KEYS

@@ -45,6 +45,9 @@ dialog sessions, so N > 1 runs PostgreSQL + Redis only. The echo ceiling stays o
 the run ends with N's turns/s over one's, round by round, and their median (``scaling`` in
 ``--json``). The machine's speed drifts between minutes; rounds close together and alternating
 order keep that drift out of the comparison.
+With ``--rounds`` or ``--processes`` above one, 20,000 subscribers are seeded unless
+``--subscribers`` says otherwise: minutes of thousands of turns a second over 2,000 numbers
+would run into the per-subscriber rate limit (60 turns a minute) and measure its notices.
 
 Redis memory per open USSD session: ``--ussd-sessions`` handsets dial ``*100#`` and leave the
 session open; the ``MEMORY USAGE`` of every key of theirs (record, rate counter, MO dedup mark),
@@ -1118,6 +1121,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: Subscribers seeded when several processes or rounds drive thousands of turns a second for
+#: minutes: the per-subscriber rate limit (60 turns a minute, ``fsm.runtime``) must not answer
+#: "too many messages" to a load no subscriber would send.
+MANY_SUBSCRIBERS = 20_000
+
+
+def default_subscribers(args: argparse.Namespace) -> int:
+    if args.rounds > 1 or args.processes > 1:
+        return MANY_SUBSCRIBERS
+    return 2000 if args.quick else 5000
+
+
 def options(args: argparse.Namespace, workdir: Path) -> Options:
     if args.processes < 1:
         raise SystemExit(f"--processes: must be at least 1, got {args.processes}")
@@ -1142,7 +1157,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
             raise SystemExit(f"--scenarios: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
     seconds = args.duration or args.seconds or (5.0 if args.quick else 15.0)
     return Options(
-        subscribers=args.subscribers or (2000 if args.quick else 5000),
+        subscribers=args.subscribers or default_subscribers(args),
         seconds=seconds,
         warmup=args.warmup if args.warmup is not None else (1.5 if args.quick else 3.0),
         concurrency=args.concurrency,

@@ -252,3 +252,15 @@ def test_busy_cpus_from_two_readings_of_proc_stat(e2e: ModuleType) -> None:
     later = e2e.machine_jiffies()
     assert later[0] >= total and later[1] >= idle  # counters since boot only grow
     assert "machine_busy_cpus" in e2e.RUN_KEYS
+
+
+def test_rounds_and_processes_seed_enough_subscribers_for_the_rate_limit(
+    e2e: ModuleType, tmp_path: Path
+) -> None:
+    def subscribers(*argv: str) -> int:
+        return int(e2e.options(e2e.parse_args(list(argv)), tmp_path).subscribers)
+
+    assert subscribers("--quick") == 2000 and subscribers() == 5000
+    assert subscribers("--quick", "--rounds", "3") == e2e.MANY_SUBSCRIBERS
+    assert subscribers("--quick", "--processes", "2") == e2e.MANY_SUBSCRIBERS
+    assert subscribers("--quick", "--processes", "2", "--subscribers", "300") == 300

@@ -248,10 +248,14 @@ class ProcessStats:
 class ServerProcess:
     """``idea24 serve`` (or the echo server) as a subprocess, bound to the bench's simulator."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], log_path: Path, http_port: int | None = None
+    ) -> None:
         self.argv = argv
         self.env = env
         self.log_path = log_path
+        #: the server's HTTP port (``/metrics`` is read around each scenario), None: no HTTP
+        self.http_port = http_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -266,16 +270,30 @@ class ServerProcess:
             )
 
     async def start(self, sim: Any, wait: float = 120.0) -> None:
-        """Spawn, and return once the simulator counts one more receiving bind than before."""
+        """Spawn, and return once the simulator counts one more receiving bind than before and
+        the HTTP port (if any) accepts connections: the server binds to the SMSC before its
+        HTTP site listens, and the first ``/metrics`` read follows at once."""
         before = len(sim.smsc.receivers(None, SHORT_CODE))
         self.proc = self._spawn()
         deadline = time.monotonic() + wait
-        while len(sim.smsc.receivers(None, SHORT_CODE)) <= before:
+        while len(sim.smsc.receivers(None, SHORT_CODE)) <= before or not await self._listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 await self.stop()
-                raise RuntimeError(f"server did not bind ({' '.join(self.argv[:4])}):\n{tail}")
+                raise RuntimeError(f"server did not start ({' '.join(self.argv[:4])}):\n{tail}")
             await asyncio.sleep(0.05)
+
+    async def _listening(self) -> bool:
+        if self.http_port is None:
+            return True
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", self.http_port)
+        except OSError:
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     async def stop(self) -> None:
         proc = self.proc
@@ -845,6 +863,7 @@ async def measure_servers(
                 ),
                 server_env(),
                 opts.workdir / f"{name}.log",
+                port,
             )
             for name, port in zip(names, http_ports, strict=True)
         ]

@@ -264,3 +264,42 @@ def test_rounds_and_processes_seed_enough_subscribers_for_the_rate_limit(
     assert subscribers("--quick", "--rounds", "3") == e2e.MANY_SUBSCRIBERS
     assert subscribers("--quick", "--processes", "2") == e2e.MANY_SUBSCRIBERS
     assert subscribers("--quick", "--processes", "2", "--subscribers", "300") == 300
+
+
+class _BoundSim:
+    """A simulator stand-in whose account shows one more receiving bind after the spawn."""
+
+    def __init__(self) -> None:
+        self.binds: list[object] = []
+        self.smsc = self
+
+    def receivers(self, _system_id: object, _short_code: object) -> list[object]:
+        return self.binds
+
+
+def test_server_start_waits_for_the_http_port_after_the_bind(
+    e2e: ModuleType, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        sim = _BoundSim()
+        port = e2e.free_port()
+        argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+        server = e2e.ServerProcess(argv, {}, tmp_path / "server.log", port)
+        server._spawn_real = server._spawn
+
+        def spawn() -> Any:
+            sim.binds.append(object())  # bound at once, HTTP not yet listening
+            return server._spawn_real()
+
+        server._spawn = spawn
+        started = asyncio.create_task(server.start(sim))
+        await asyncio.sleep(0.3)
+        assert not started.done(), "bound, but /metrics would be refused"
+        site = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        try:
+            await asyncio.wait_for(started, 5)
+        finally:
+            site.close()
+            await server.stop()
+
+    asyncio.run(scenario())

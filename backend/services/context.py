@@ -41,6 +41,7 @@ from backend.models import (
     Subscriber,
     TariffPlan,
 )
+from backend.pg_writes import AsyncpgWriter
 from backend.records import LetterType, PaymentMethodOption, Tariff
 from backend.services.reads import Reads, reads_for
 from backend.sqlite_writes import InlineSqliteWriter
@@ -143,10 +144,16 @@ class Context:
         self._reference = ReferenceData()
 
 
-def _writer_for(engine: AsyncEngine) -> InlineSqliteWriter | None:
+def _writer_for(engine: AsyncEngine) -> InlineSqliteWriter | AsyncpgWriter | None:
+    """Who runs the changes: inline on a SQLite file, straight to asyncpg on PostgreSQL, the
+    engine's ``run_sync`` otherwise (an in-memory SQLite database)."""
     from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
 
-    return InlineSqliteWriter(engine.url) if sqlite_file(engine.url) is not None else None
+    if sqlite_file(engine.url) is not None:
+        return InlineSqliteWriter(engine.url)
+    if engine.url.get_backend_name() == "postgresql" and engine.url.get_driver_name() == "asyncpg":
+        return AsyncpgWriter(engine)
+    return None
 
 
 async def _load_reference(sessions: async_sessionmaker[AsyncSession]) -> ReferenceData:

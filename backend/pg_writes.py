@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
+from backend.pg_pool import LazyPool
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -114,11 +116,9 @@ class AsyncpgWriter:
     def __init__(self, engine: AsyncEngine, size: int = WRITE_POOL) -> None:
         self._engine = engine
         self.dialect = engine.dialect
-        self._size = size
         self._compiled: dict[ClauseElement, _Compiled] = {}
         self._row_types: dict[tuple[str, ...], Any] = {}
-        self._pool: Any = None
-        self._opening: Any = None
+        self.pool = LazyPool(engine, size, _json_codecs)
         self.commits = 0  # changes committed (tests, metrics)
 
     def compile(self, statement: ClauseElement) -> _Compiled:
@@ -147,27 +147,6 @@ class AsyncpgWriter:
             found = self._row_types[names] = namedtuple("Row", names, rename=True)
         return found
 
-    async def _open(self) -> Any:
-        import asyncio
-
-        import asyncpg
-
-        from backend.services.reads import _read_connection_class
-
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                url = self._engine.url.set(drivername="postgresql")
-                self._pool = await asyncpg.create_pool(
-                    url.render_as_string(hide_password=False),
-                    min_size=1,
-                    max_size=self._size,
-                    init=_json_codecs,
-                    connection_class=_read_connection_class(),
-                )
-        return self._pool
-
     async def run(
         self, body: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
@@ -183,7 +162,7 @@ class AsyncpgWriter:
             asyncpg.exceptions.OperatorInterventionError,
             OSError,
         )
-        pool = self._pool or await self._open()
+        pool = await self.pool.get()
         for attempt in (1, 2):
             raw = await pool.acquire()
             try:
@@ -213,9 +192,7 @@ class AsyncpgWriter:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool = None
+        self.pool.close()
 
 
 async def _json_codecs(conn: Any) -> None:

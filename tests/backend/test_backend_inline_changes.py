@@ -72,7 +72,7 @@ async def test_a_change_waits_out_a_write_lock_without_blocking_the_loop(
 ) -> None:
     msisdn = await fresh(code="424242")
     writer = backend.context.writer
-    assert writer is not None
+    assert isinstance(writer, InlineSqliteWriter)
     await backend.deactivate(msisdn, "NOCE", "sms")  # the writer's connection is open
     holder = _hold_write_lock(sqlite_path)
     try:
@@ -125,7 +125,7 @@ async def test_an_orm_change_and_an_inline_change_of_one_number(
     meanwhile: the inline one waits (sleeping), then sees the ORM one's commit."""
     msisdn = await fresh()
     writer = backend.context.writer
-    assert writer is not None
+    assert isinstance(writer, InlineSqliteWriter)
     async with backend.sessionmaker.begin() as session:
         await session.execute(
             update(Subscriber)

@@ -78,7 +78,7 @@ async def test_postgres_read_connection_is_released_without_a_reset_round_trip(
         assert (await backend.usage("48600000001")).minutes_included == 120
         reads = backend.context.reads
         assert isinstance(reads, AsyncpgReads)
-        pool = reads._pool
+        pool = reads.pool.pool
         admin = await asyncpg.connect(PG_ADMIN_DSN)
         try:
             async with pool.acquire() as conn:
@@ -112,7 +112,7 @@ async def test_inline_sqlite_rows_equal_sqlalchemy_rows(sqlite_template: Path) -
                 mine = await inline.one(statement, msisdn=msisdn, today=today)
                 theirs = await pooled.one(statement, msisdn=msisdn, today=today)
                 assert (mine is None) == (theirs is None)
-                if mine is not None:
+                if mine is not None and theirs is not None:
                     assert tuple(mine) == tuple(theirs)
                     assert [type(v) for v in mine] == [type(v) for v in theirs]
             got = await inline.one(reads.SUBSCRIBER, msisdn=msisdn)

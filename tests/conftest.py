@@ -20,6 +20,24 @@ PG_ADMIN_DSN = os.environ.get("IDEA24_TEST_PG_DSN", "postgresql://postgres@127.0
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+async def kill_connections(database: str) -> int:
+    """Terminate every server connection to ``database`` but the asking one, as a PostgreSQL
+    restart or an operator's ``pg_terminate_backend`` would; how many were killed."""
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        )
+    finally:
+        await admin.close()
+
+
 def unavailable(reason: str) -> None:
     """Fail under CI, skip elsewhere."""
     if IN_CI:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import Connection, select
 
@@ -19,7 +18,7 @@ from backend.pg_writes import AsyncpgWriter, ChangeConnection
 from backend.services.accounts import LOCK_FOR_CODE
 from backend.services.context import LOCK_SUBSCRIBER, _writer_for
 from backend.sqlite_writes import InlineSqliteWriter
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import kill_connections
 
 DEMO = "48600000001"
 
@@ -111,16 +110,7 @@ async def test_changes_go_on_after_their_connections_were_killed(pg_seeded: str)
 async def _after_kill(backend: Backend, database: str) -> None:
     assert isinstance(backend.context.writer, AsyncpgWriter)
     await backend.activate(DEMO, "NOCE", "sms")  # the writer's pool is open now
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        killed = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            database,
-        )
-    finally:
-        await admin.close()
-    assert killed >= 1
+    assert await kill_connections(database) >= 1
     # every pooled connection is dead: each change finds out at BEGIN and begins anew
     for _ in range(3):
         change = await backend.deactivate(DEMO, "NOCE", "sms")

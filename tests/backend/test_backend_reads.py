@@ -11,7 +11,7 @@ import pytest
 from backend.api import Backend
 from backend.db import create_engine
 from backend.services.reads import AsyncpgReads, InlineSqliteReads, PooledReads, reads_for
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, kill_connections
 
 
 async def test_runner_per_database(tmp_path: Path) -> None:
@@ -51,15 +51,7 @@ async def test_postgres_read_after_connections_were_killed(pg_seeded: str) -> No
     async with open_backend(pg_seeded, "test-secret-key") as backend:
         assert (await backend.usage("48600000001")).minutes_included == 120
         database = pg_seeded.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-        finally:
-            await admin.close()
+        killed = await kill_connections(database)
         assert killed >= 1
         assert (await backend.usage("48600000001")).minutes_included == 120
         assert (await backend.subscriber("48600000001")).language == "pl"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from simulator.controller import SimulatorController
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import kill_connections
 from tests.faults.harness import (
     Driver,
     Tally,
@@ -70,7 +70,6 @@ async def test_postgres_connections_killed(
     sim: SimulatorController, own_postgres_url: str, fault_report: list[Tally]
 ) -> None:
     """Three times during the stream every connection to the database is terminated."""
-    import asyncpg
 
     workload = Workload.build(50, 12)
     await seed_subscribers(own_postgres_url, len(workload.msisdns))
@@ -79,19 +78,9 @@ async def test_postgres_connections_killed(
     async with gateway(sim, own_postgres_url) as gw:
         driver = Driver(sim, workload)
         sending = asyncio.create_task(driver.run(120.0))
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            for mark in (4, 2, 4 / 3):
-                await driver.until_sent(int(workload.turns / mark))
-                killed += int(
-                    await admin.fetchval(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                        database,
-                    )
-                )
-        finally:
-            await admin.close()
+        for mark in (4, 2, 4 / 3):
+            await driver.until_sent(int(workload.turns / mark))
+            killed += await kill_connections(database)
         await sending
         got = await wait_replies(sim, workload, within=60.0, settled=gw.settled)
         tally = compare(Tally("postgres connections killed 3x"), workload, got, gw.counter.turns)

@@ -13,10 +13,13 @@ runs each statement, compiled once, on an asyncpg connection of a small pool of 
 synchronous ``execute`` can wait for asyncpg without blocking the loop, as ``run_sync`` does.
 
 Faithful to SQLAlchemy's asyncpg dialect where the bodies can tell: the same compiled SQL with
-the same bind processors, prepared statements per connection, ``rowcount`` read from the
-command status as the dialect reads it, JSON encoded and decoded by codecs as the dialect sets
-them, rows with the same attribute names. A connection that fails is closed (the pool opens a
-new one) and the error raised — a change is not retried, since its commit may have landed.
+the same bind and result processors, prepared once per connection (asyncpg's statement cache),
+``rowcount`` read from the command status as the dialect reads it (for ``RETURNING``, the rows
+returned), JSON encoded by the bind processor and decoded by a codec as the dialect does, rows
+with the same attribute names. A connection found dead at ``BEGIN`` is closed (the pool opens a
+new one) and the change begun again on another; one that fails later is closed and the error
+raised — not retried, since the commit may have landed. The errors are asyncpg's own, which
+``fsm.runtime.is_transient`` knows as the store being away.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
@@ -44,6 +45,9 @@ T = TypeVar("T")
 
 #: Connections of the change pool (a change holds one for its transaction).
 WRITE_POOL = 10
+#: Seconds a change waits for a free connection (SQLAlchemy's pool_timeout default) before it
+#: fails as the store being away (``sqlalchemy.exc.TimeoutError``: the SMSC offers the turn again).
+ACQUIRE_TIMEOUT = 30.0
 # As sqlalchemy.dialects.postgresql.asyncpg reads the command status into ``rowcount``.
 _STATUS = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
@@ -116,8 +120,11 @@ class ChangeConnection:
 class AsyncpgWriter:
     """Runs change bodies (see :meth:`backend.services.context.Context.change`) on PostgreSQL."""
 
-    def __init__(self, engine: AsyncEngine, size: int = WRITE_POOL) -> None:
+    def __init__(
+        self, engine: AsyncEngine, size: int = WRITE_POOL, acquire_timeout: float = ACQUIRE_TIMEOUT
+    ) -> None:
         self._engine = engine
+        self._acquire_timeout = acquire_timeout
         self.dialect = engine.dialect
         self._compiled: dict[ClauseElement, _Compiled] = {}
         self._row_types: dict[tuple[str, ...], Any] = {}
@@ -167,7 +174,12 @@ class AsyncpgWriter:
         )
         pool = await self.pool.get()
         for attempt in (1, 2):
-            raw = await pool.acquire()
+            try:
+                raw = await pool.acquire(timeout=self._acquire_timeout)
+            except TimeoutError as exc:  # as the engine's pool did: the store counts as away
+                raise PoolTimeout(
+                    f"no PostgreSQL connection for a change within {self._acquire_timeout:g} s"
+                ) from exc
             try:
                 transaction = raw.transaction()
                 try:

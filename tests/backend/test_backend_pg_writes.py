@@ -124,3 +124,28 @@ def test_change_connection_is_what_the_bodies_use() -> None:
     """The bodies see ``dialect`` and ``execute``; nothing else of a Connection is offered."""
     public = {name for name in vars(ChangeConnection) if not name.startswith("_")}
     assert public == {"execute"}
+
+
+@pytest.mark.postgres
+async def test_a_change_waiting_too_long_for_a_connection_is_transient(pg_seeded: str) -> None:
+    """Every connection busy past the acquire timeout: the change fails as the store being away
+    (the turn is offered again), as the engine's pool timeout did."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from fsm.runtime import is_transient
+
+    engine = create_engine(pg_seeded)
+    writer = AsyncpgWriter(engine, size=1, acquire_timeout=0.2)
+    try:
+        pool = await writer.pool.get()
+        held = await pool.acquire()
+        try:
+            with pytest.raises(PoolTimeout) as waited:
+                await writer.run(_lock_and_read, DEMO)
+            assert is_transient(waited.value)
+        finally:
+            await pool.release(held)
+        assert (await writer.run(_lock_and_read, DEMO))[0] == 1  # free again: it goes through
+    finally:
+        writer.close()
+        await engine.dispose()

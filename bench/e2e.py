@@ -420,13 +420,13 @@ class Replies:
             del self._waiting[message.msisdn]
 
     async def _run(self) -> None:
-        queue = self._store.subscribe()
+        queue = self._store.subscribe(receipts=False)
         try:
             while True:
                 message = await queue.get()
                 if message is None:  # we lagged behind: resubscribe, then catch up from the store
                     self._store.unsubscribe(queue)
-                    queue = self._store.subscribe()
+                    queue = self._store.subscribe(receipts=False)
                     self._catch_up()
                     continue
                 if message.direction == "mt" and message.kind == "sms" and message.receipt is None:

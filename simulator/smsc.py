@@ -573,7 +573,7 @@ class Smsc:
         self, msisdn: str, count: int = 1, *, direction: str = "mt", wait: float = 5.0
     ) -> list[HandsetMessage]:
         """Wait until ``msisdn`` has at least ``count`` messages in ``direction``; returns them."""
-        queue = self.store.subscribe()
+        queue = self.store.subscribe(receipts=False)  # a receipt adds no message
         try:
             async with asyncio.timeout(wait):
                 while True:
@@ -581,7 +581,7 @@ class Smsc:
                     if len(found) >= count:
                         return found
                     if await queue.get() is None:
-                        queue = self.store.subscribe()
+                        queue = self.store.subscribe(receipts=False)
         finally:
             self.store.unsubscribe(queue)
 

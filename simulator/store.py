@@ -101,7 +101,9 @@ class HandsetStore:
         self._by_message_id: dict[str, int] = {}
         self._receipts: dict[int, str] = {}
         self._ids = itertools.count(1)
-        self._subscribers: set[asyncio.Queue[HandsetMessage | None]] = set()
+        # queue → whether it wants receipt changes too (not only new messages)
+        self._subscribers: dict[asyncio.Queue[HandsetMessage | None], bool] = {}
+        self._receipt_subscribers = 0
 
     def add(self, **values: Any) -> HandsetMessage:
         message = HandsetMessage(id=next(self._ids), **values)
@@ -166,8 +168,8 @@ class HandsetStore:
         if key is None or self._receipts.get(key) == state:
             return
         self._receipts[key] = state
-        if self._subscribers:
-            self._publish(self._read(key))
+        if self._receipt_subscribers:
+            self._publish(self._read(key), receipt=True)
 
     def _read(self, key: int) -> HandsetMessage:
         record = self._by_id[key]
@@ -187,29 +189,35 @@ class HandsetStore:
         self._by_message_id.clear()
         self._receipts.clear()
 
-    def subscribe(self) -> asyncio.Queue[HandsetMessage | None]:
-        """A queue receiving every new or changed message; ``None`` means "you fell behind"."""
+    def subscribe(self, *, receipts: bool = True) -> asyncio.Queue[HandsetMessage | None]:
+        """A queue receiving every new message and, with ``receipts``, every receipt change of
+        one (a waiter for new messages skips the two receipts a reply of two parts brings);
+        ``None`` means "you fell behind"."""
         queue: asyncio.Queue[HandsetMessage | None] = asyncio.Queue(SUBSCRIBER_BACKLOG + 1)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = receipts
+        self._receipt_subscribers += receipts
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[HandsetMessage | None]) -> None:
-        self._subscribers.discard(queue)
+        if queue in self._subscribers:
+            self._receipt_subscribers -= self._subscribers.pop(queue)
 
     def close(self) -> None:
         """Tell every subscriber the stream ended (server shutdown)."""
         for queue in list(self._subscribers):
             self._end(queue)
 
-    def _publish(self, message: HandsetMessage) -> None:
-        for queue in list(self._subscribers):
+    def _publish(self, message: HandsetMessage, *, receipt: bool = False) -> None:
+        for queue, receipts in list(self._subscribers.items()):
+            if receipt and not receipts:
+                continue
             if queue.qsize() >= SUBSCRIBER_BACKLOG:
                 self._end(queue)
             else:
                 queue.put_nowait(message)
 
     def _end(self, queue: asyncio.Queue[HandsetMessage | None]) -> None:
-        self._subscribers.discard(queue)
+        self.unsubscribe(queue)
         while queue.full():
             queue.get_nowait()
         queue.put_nowait(None)

@@ -40,3 +40,39 @@ def test_bounded_per_handset_and_overall() -> None:
         _mo(store, f"4860000010{i}", f"b{i}")
     assert store.messages("48600000001") == []
     assert len(store.messages()) == 5
+
+
+def test_subscribers_get_receipt_changes_only_if_they_asked() -> None:
+    store = HandsetStore()
+    everything = store.subscribe()
+    new_only = store.subscribe(receipts=False)
+    _raw(store, "48600000001", "Pakiet", "a1")
+    _mo(store, "48600000001", "PAKIET")
+    store.set_receipt("a1", "DELIVRD")
+    seen = [everything.get_nowait() for _ in range(everything.qsize())]
+    assert [(m.direction, m.receipt) for m in seen if m] == [
+        ("mt", None),
+        ("mo", None),
+        ("mt", "DELIVRD"),
+    ]
+    news = [new_only.get_nowait() for _ in range(new_only.qsize())]
+    assert [(m.direction, m.receipt) for m in news if m] == [("mt", None), ("mo", None)]
+    store.unsubscribe(everything)
+    store.set_receipt("a1", "UNDELIV")  # nobody wants receipts now: nothing is read for it
+    assert new_only.empty()
+    store.unsubscribe(new_only)
+    store.unsubscribe(new_only)  # twice is harmless
+    assert store.messages("48600000001")[0].receipt == "UNDELIV"
+
+
+def test_a_lagging_receipt_free_subscriber_is_cut_off_like_any_other() -> None:
+    from simulator.store import SUBSCRIBER_BACKLOG
+
+    store = HandsetStore(keep=SUBSCRIBER_BACKLOG + 10)
+    queue = store.subscribe(receipts=False)
+    for i in range(SUBSCRIBER_BACKLOG + 1):
+        _mo(store, "48600000001", f"m{i}")
+    items = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert items[-1] is None  # "you fell behind": resubscribe and re-list
+    _mo(store, "48600000001", "after")
+    assert queue.qsize() == 0  # no longer subscribed

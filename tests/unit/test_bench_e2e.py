@@ -98,7 +98,8 @@ class _FakeStore:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.kept: list[Any] = []
 
-    def subscribe(self) -> asyncio.Queue[Any]:
+    def subscribe(self, *, receipts: bool = True) -> asyncio.Queue[Any]:
+        assert not receipts, "the bench waits for new messages only"
         return self.queue
 
     def unsubscribe(self, queue: asyncio.Queue[Any]) -> None:

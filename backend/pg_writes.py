@@ -172,7 +172,7 @@ class AsyncpgWriter:
             asyncpg.exceptions.OperatorInterventionError,
             OSError,
         )
-        pool = await self.pool.get()
+        pool = self.pool.pool or await self.pool.get()  # no coroutine once open
         for attempt in (1, 2):
             try:
                 raw = await pool.acquire(timeout=self._acquire_timeout)

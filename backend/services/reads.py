@@ -326,7 +326,7 @@ class AsyncpgReads:
 
         c = self._compile(statement)
         args = [params[n] if n in params else c.defaults[n] for n in c.names]
-        pool = await self.pool.get()
+        pool = self.pool.pool or await self.pool.get()  # no coroutine once open
         for attempt in (1, 2):
             conn = await pool.acquire()
             try:

@@ -123,11 +123,9 @@ class AsyncpgWriter:
     def __init__(
         self, engine: AsyncEngine, size: int = WRITE_POOL, acquire_timeout: float = ACQUIRE_TIMEOUT
     ) -> None:
-        self._engine = engine
         self._acquire_timeout = acquire_timeout
         self.dialect = engine.dialect
         self._compiled: dict[ClauseElement, _Compiled] = {}
-        self._row_types: dict[tuple[str, ...], Any] = {}
         self.pool = LazyPool(engine, size, _json_codecs)
         self.commits = 0  # changes committed (tests, metrics)
 
@@ -138,7 +136,10 @@ class AsyncpgWriter:
             processors = dict(getattr(compiled, "_bind_processors", {}) or {})
             returns = getattr(compiled, "isselect", False) or getattr(compiled, "returning", None)
             entries = getattr(compiled, "_result_columns", ()) if returns else ()
-            row = self.row_type(tuple(e.keyname for e in entries))._make if returns else None
+            row: Callable[[Any], Any] | None = None
+            if returns:
+                row_type: Any = namedtuple("Row", [e.keyname for e in entries], rename=True)  # type: ignore[misc]
+                row = row_type._make
             columns = tuple(e.type._cached_result_processor(self.dialect, None) for e in entries)
             found = _Compiled(
                 str(compiled),
@@ -149,12 +150,6 @@ class AsyncpgWriter:
                 columns,
             )
             self._compiled[statement] = found
-        return found
-
-    def row_type(self, names: tuple[str, ...]) -> Any:
-        found = self._row_types.get(names)
-        if found is None:
-            found = self._row_types[names] = namedtuple("Row", names, rename=True)
         return found
 
     async def run(

@@ -17,10 +17,16 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: The connections' per-connection set-up (type codecs), run once for each new connection.
 Init = Callable[[Any], Awaitable[None]]
+
+
+def serves(url: URL) -> bool:
+    """A PostgreSQL URL on asyncpg: the hot reads and changes get pools of their own."""
+    return url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg"
 
 
 def connection_class() -> type[Any]:

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend import pg_pool
 from backend.errors import NotFound
 from backend.models import (
     Account,
@@ -151,7 +152,7 @@ def _writer_for(engine: AsyncEngine) -> InlineSqliteWriter | AsyncpgWriter | Non
 
     if sqlite_file(engine.url) is not None:
         return InlineSqliteWriter(engine.url)
-    if engine.url.get_backend_name() == "postgresql" and engine.url.get_driver_name() == "asyncpg":
+    if pg_pool.serves(engine.url):
         return AsyncpgWriter(engine)
     return None
 

@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.visitors import replacement_traverse
 
+from backend import pg_pool
 from backend.batching import TickFlush, fail_all
 from backend.models import (
     Account,
@@ -511,7 +512,7 @@ class _SqliteCompiled(NamedTuple):
 def reads_for(engine: AsyncEngine) -> Reads:
     """Inline reads for a SQLite file, asyncpg for PostgreSQL, pooled SQLAlchemy otherwise."""
     url = engine.url
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg":
+    if pg_pool.serves(url):
         return AsyncpgReads(engine)
     from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
 

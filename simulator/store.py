@@ -103,7 +103,6 @@ class HandsetStore:
         self._ids = itertools.count(1)
         # queue → whether it wants receipt changes too (not only new messages)
         self._subscribers: dict[asyncio.Queue[HandsetMessage | None], bool] = {}
-        self._receipt_subscribers = 0
 
     def add(self, **values: Any) -> HandsetMessage:
         message = HandsetMessage(id=next(self._ids), **values)
@@ -168,7 +167,7 @@ class HandsetStore:
         if key is None or self._receipts.get(key) == state:
             return
         self._receipts[key] = state
-        if self._receipt_subscribers:
+        if any(self._subscribers.values()):  # someone wants receipt changes
             self._publish(self._read(key), receipt=True)
 
     def _read(self, key: int) -> HandsetMessage:
@@ -195,12 +194,10 @@ class HandsetStore:
         ``None`` means "you fell behind"."""
         queue: asyncio.Queue[HandsetMessage | None] = asyncio.Queue(SUBSCRIBER_BACKLOG + 1)
         self._subscribers[queue] = receipts
-        self._receipt_subscribers += receipts
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[HandsetMessage | None]) -> None:
-        if queue in self._subscribers:
-            self._receipt_subscribers -= self._subscribers.pop(queue)
+        self._subscribers.pop(queue, None)
 
     def close(self) -> None:
         """Tell every subscriber the stream ended (server shutdown)."""

@@ -1,9 +1,9 @@
 """``create_app(settings)``: the whole server as one aiohttp Application.
 
 Start-up order (and shutdown, mirrored, through ``cleanup_ctx``): the event-loop lag probe →
-database (migrated, seeded on
-first run) → dialog store → dialog runtime → outbox → bundled simulator (when no SMSC is set) →
-SMPP binds → HTTP handlers. Shared objects sit under typed ``web.AppKey``s; nothing is global.
+database (migrated, seeded on first run) → dialog store → dialog runtime → outbox → bundled
+simulator (when no SMSC is set) → SMPP binds → HTTP handlers. Shared objects sit under typed
+``web.AppKey``s; nothing is global.
 """
 
 from __future__ import annotations

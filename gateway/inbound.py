@@ -198,10 +198,11 @@ class InboundProcessor:
             turn.replied = self._tick
 
     def queued(self, msisdn: str) -> None:
-        """A reply to ``msisdn``'s turn was queued durably to leave (by this process's turn,
+        """A reply to ``msisdn``'s turn is being queued to leave (by this process's turn,
         whichever process's bind sends it): its next USSD answer answers that menu. Told by
-        the router, so a fast answer that overtakes the SMSC's acceptance of the menu — or
-        meets a menu sent by another process — is a new turn, not a copy."""
+        the router as the put begins (once stored, another process may send the menu before
+        the put returns here), so a fast answer that overtakes the SMSC's acceptance of the
+        menu — or meets a menu sent by another process — is a new turn, not a copy."""
         turn = self._last.get(self._msisdn(msisdn))
         if turn is not None:
             self._tick += 1

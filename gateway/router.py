@@ -64,8 +64,8 @@ class Router:
         self.runtime = runtime
         self.outbox = outbox
         self.metrics = metrics
-        #: told the subscriber of every USSD menu queued (the inbound side's redelivery check:
-        #: an identical answer after it is the subscriber's, not the SMSC's copy)
+        #: told the subscriber of every USSD menu as it is queued (the inbound side's redelivery
+        #: check: an identical answer after it is the subscriber's, not the SMSC's copy)
         self.on_ussd_queued = on_ussd_queued
         self._channels: dict[str, _ChannelMetrics] = {}
 
@@ -99,9 +99,12 @@ class Router:
                 return
             if message.channel == "ussd":
                 text, end = ussd_screen(replies)
-                await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
+                # Told before the put: once the menu is stored, another process's sender may
+                # send it and the subscriber's answer arrive here before the put returns. A put
+                # that raises fails the turn, and a failed turn's copy is processed anyway.
                 if self.on_ussd_queued is not None:
                     self.on_ussd_queued(message.msisdn)
+                await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
             else:
                 texts = [r.text for r in replies]
                 await self.outbox.put(message.msisdn, texts, reply_meta(message))

@@ -368,9 +368,10 @@ async def test_ussd_answer_offered_again_after_a_lost_link_is_a_copy_despite_the
     assert len(got) == 2 and processor.duplicates == 1
 
 
-async def test_the_router_tells_of_every_ussd_menu_it_queues() -> None:
-    """The router's part of the rule above: after the USSD menu is in the outbox (never before:
-    a menu not queued is not there to answer), and not for SMS replies."""
+async def test_the_router_tells_of_every_ussd_menu_before_it_queues_it() -> None:
+    """The router's part of the rule above: as the USSD menu goes into the outbox — before the
+    put, since once it is stored another process may send it and the subscriber's answer come
+    back before the put returns here — and not for SMS replies."""
     from fsm.runtime import Reply
     from gateway.metrics import Metrics
     from gateway.router import Router
@@ -397,8 +398,56 @@ async def test_the_router_tells_of_every_ussd_menu_it_queues() -> None:
     ussd = InboundMessage("48600000001", "1", "ussd", session_id="48600000001:7", ussd_op=18)
     await router(ussd)
     await router(InboundMessage("48600000001", "PAKIET", "sms"))
-    assert told == [("48600000001", 1)], "once, for the USSD menu, after it was queued"
+    assert told == [("48600000001", 0)], "once, for the USSD menu, before the put"
     assert outbox.put_for == ["48600000001", "48600000001"]
+
+
+async def test_ussd_answer_to_a_menu_another_process_sent_during_the_put_is_a_new_turn(
+    clock: Clock,
+) -> None:
+    """Two processes on one Redis outbox: our turn's put stores the menu, the other process's
+    sender takes it at once, the handset answers "1" again, and that answer reaches this
+    process before our put has returned. It answers the menu: a new turn, never a copy (found
+    by bench/e2e.py's USSD walk with two servers: 4–8 answers per run lost)."""
+    from fsm.runtime import Reply
+    from gateway.metrics import Metrics
+    from gateway.router import Router
+
+    stored = asyncio.Event()
+    returns = asyncio.Event()
+
+    class SlowOutbox:
+        async def put(self, msisdn: str, texts: Any, meta: Any = None) -> list[str]:
+            stored.set()  # in Redis now: the other process may send it
+            await returns.wait()
+            return ["1"]
+
+    entered: list[str] = []
+
+    class Runtime:
+        async def turn(self, inbound: Any, deliver: Any) -> list[Reply]:
+            entered.append(inbound.text)
+            replies = [Reply("Menu: 1 Konto")]
+            await deliver(replies)
+            return replies
+
+    router = Router(Runtime(), SlowOutbox(), Metrics())  # type: ignore[arg-type]
+    processor = InboundProcessor(router, clock=clock, private_outbox=False)
+    router.on_ussd_queued = processor.queued
+
+    def answer(seq: int) -> Pdu:
+        return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)
+
+    first = asyncio.create_task(processor(answer(1)))
+    await asyncio.wait_for(stored.wait(), 5)
+    again = asyncio.create_task(processor(answer(2)))  # the answer to the menu just stored
+    for _ in range(5):
+        await asyncio.sleep(0)
+    stored.clear()
+    returns.set()
+    done = await asyncio.wait_for(asyncio.gather(first, again), 5)
+    assert list(done) == [Status.ESME_ROK] * 2
+    assert entered == ["1", "1"] and processor.duplicates == 0
 
 
 async def test_copy_after_a_lost_connection_is_dropped_within_the_ttl(

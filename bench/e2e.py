@@ -5,6 +5,7 @@
     .venv/bin/python bench/e2e.py --rate 500 --duration 30      # open loop: fixed offered rate
     .venv/bin/python bench/e2e.py --processes 2 --pairs postgresql-redis   # two servers, shared
     .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 5 --scenarios pakiet  # 1 vs 2
+    .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 3 --server-cpus 0.5  # capped
 
 Theory of operation. This process runs the SMSC simulator (``simulator.SimulatorController`` on a
 free loopback port) and the load driver; the server under test is a real ``idea24 serve``
@@ -48,6 +49,13 @@ order keep that drift out of the comparison.
 With ``--rounds`` or ``--processes`` above one, 20,000 subscribers are seeded unless
 ``--subscribers`` says otherwise: minutes of thousands of turns a second over 2,000 numbers
 would run into the per-subscriber rate limit (60 turns a minute) and measure its notices.
+
+``--server-cpus C`` caps every server process (the echo server's too) at C CPUs with a cgroup
+CPU quota of its own (Linux, root: cgroup v1's ``cpu`` hierarchy or v2's ``cpu.max``). On a
+2-CPU box the driver, simulator, Redis and PostgreSQL share the CPUs with the servers; uncapped,
+a second server finds only what they leave idle and one vs two measures the box. Capped at the
+same share each, one vs two asks whether a process on its own share adds turns or whether the
+processes serialise on the shared Redis and PostgreSQL.
 
 Redis memory per open USSD session: ``--ussd-sessions`` handsets dial ``*100#`` and leave the
 session open; the ``MEMORY USAGE`` of every key of theirs (record, rate counter, MO dedup mark),
@@ -245,17 +253,90 @@ class ProcessStats:
         return math.nan
 
 
+class QuotaUnavailable(RuntimeError):
+    """No cgroup this process may create and fill: ``--server-cpus`` cannot be honoured."""
+
+
+class CpuQuota:
+    """At most ``cpus`` CPUs for one process: a cgroup of its own with a CFS quota (Linux; root
+    or a delegated cgroup tree). cgroup v1's ``cpu`` hierarchy (``cpu.cfs_quota_us``) when it is
+    mounted, else v2's ``cpu.max``.
+
+    Why: on a 2-CPU box the load driver, the simulator, Redis and PostgreSQL share the CPUs with
+    the servers, so a second uncapped server only finds what they leave idle, and one vs two
+    servers measures the box. Capping every server at the same share asks what a deployment
+    asks — does a second process on its own share add turns, or do the processes serialise on
+    Redis or PostgreSQL?"""
+
+    #: short periods: a capped server waits at most (period - quota) for its next slice
+    PERIOD_US = 10_000
+
+    def __init__(self, cpus: float, *, root: Path | None = None, version: int | None = None):
+        if not cpus > 0:
+            raise ValueError(f"a CPU quota must be above 0, got {cpus}")
+        self.cpus = cpus
+        found = (root, version) if root is not None and version else self.find_root()
+        self.root, self.version = found[0], int(found[1] or 1)
+        self.path: Path | None = None
+
+    @staticmethod
+    def find_root() -> tuple[Path, int]:
+        v1 = Path("/sys/fs/cgroup/cpu")
+        if (v1 / "cpu.cfs_quota_us").exists():
+            return v1, 1
+        v2 = Path("/sys/fs/cgroup")
+        controllers = v2 / "cgroup.controllers"
+        if controllers.exists() and "cpu" in controllers.read_text().split():
+            return v2, 2
+        raise QuotaUnavailable("no cgroup CPU controller under /sys/fs/cgroup (cgroup v1 cpu/v2)")
+
+    def apply(self, pid: int) -> Path:
+        """Move ``pid`` (every thread of it) into a new cgroup limited to ``cpus``."""
+        quota_us = max(1000, round(self.cpus * self.PERIOD_US))  # the kernel's minimum: 1 ms
+        path = self.root / f"idea24-bench-{pid}"
+        try:
+            path.mkdir()
+            self.path = path
+            if self.version == 1:
+                (path / "cpu.cfs_period_us").write_text(f"{self.PERIOD_US}\n")
+                (path / "cpu.cfs_quota_us").write_text(f"{quota_us}\n")
+            else:
+                control = self.root / "cgroup.subtree_control"
+                if "cpu" not in control.read_text().split():
+                    control.write_text("+cpu\n")
+                (path / "cpu.max").write_text(f"{quota_us} {self.PERIOD_US}\n")
+            (path / "cgroup.procs").write_text(f"{pid}\n")
+        except OSError as exc:
+            self.release()
+            raise QuotaUnavailable(f"cannot cap process {pid} at {self.cpus} CPUs: {exc}") from exc
+        return path
+
+    def release(self) -> None:
+        """Remove the cgroup (its process has exited; a cgroup holding none can go)."""
+        path, self.path = self.path, None
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
 class ServerProcess:
     """``idea24 serve`` (or the echo server) as a subprocess, bound to the bench's simulator."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str], log_path: Path, http_port: int | None = None
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        http_port: int | None = None,
+        cpus: float | None = None,
     ) -> None:
         self.argv = argv
         self.env = env
         self.log_path = log_path
         #: the server's HTTP port (``/metrics`` is read around each scenario), None: no HTTP
         self.http_port = http_port
+        #: at most this many CPUs for the process (``--server-cpus``), None: uncapped
+        self.quota = CpuQuota(cpus) if cpus else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -275,6 +356,12 @@ class ServerProcess:
         HTTP site listens, and the first ``/metrics`` read follows at once."""
         before = len(sim.smsc.receivers(None, SHORT_CODE))
         self.proc = self._spawn()
+        if self.quota is not None:
+            try:
+                self.quota.apply(self.proc.pid)
+            except QuotaUnavailable:
+                await self.stop()
+                raise
         deadline = time.monotonic() + wait
         while len(sim.smsc.receivers(None, SHORT_CODE)) <= before or not await self._listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -296,6 +383,13 @@ class ServerProcess:
         return True
 
     async def stop(self) -> None:
+        try:
+            await self._stop()
+        finally:
+            if self.quota is not None:
+                self.quota.release()
+
+    async def _stop(self) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
@@ -700,6 +794,8 @@ class Options:
     profile: Path | None = None
     processes: int = 1
     rounds: int = 1
+    #: CPUs each server process (and the echo server) may use, None: uncapped
+    server_cpus: float | None = None
 
 
 def say(opts: Options, text: str) -> None:
@@ -767,7 +863,7 @@ async def measure_ceiling(
     argv = [sys.executable, str(SCRIPT), "--echo-server", smsc_url]
     if not opts.uvloop:
         argv.append("--no-uvloop")
-    server = ServerProcess(argv, server_env(), opts.workdir / "echo.log")
+    server = ServerProcess(argv, server_env(), opts.workdir / "echo.log", cpus=opts.server_cpus)
     await server.start(sim)
     try:
 
@@ -864,6 +960,7 @@ async def measure_servers(
                 server_env(),
                 opts.workdir / f"{name}.log",
                 port,
+                cpus=opts.server_cpus,
             )
             for name, port in zip(names, http_ports, strict=True)
         ]
@@ -1054,6 +1151,8 @@ async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
     if opts.rate:
         extra["offered_turns_per_s"] = opts.rate
     extra["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": list(os.getloadavg())}
+    if opts.server_cpus:
+        extra["server_cpus"] = opts.server_cpus
     return ceiling, runs, extra
 
 
@@ -1119,6 +1218,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="measure K times on the same seeded database; with --processes N > 1 each round runs"
         " one server and N servers (alternating which goes first) and the scaling N/1 is printed",
     )
+    parser.add_argument(
+        "--server-cpus",
+        type=float,
+        default=None,
+        metavar="C",
+        help="cap every server process (the echo server's too) at C CPUs with a cgroup CPU quota"
+        " (Linux, root): one vs N servers then asks whether a second process on its own share"
+        " adds turns, not whether this box has CPU left over",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--window", type=int, default=64, help="SMPP window of the bind")
     parser.add_argument("--rate", type=float, help="open loop: offered PAKIET turns/s")
@@ -1157,6 +1265,8 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
         raise SystemExit(f"--processes: must be at least 1, got {args.processes}")
     if args.rounds < 1:
         raise SystemExit(f"--rounds: must be at least 1, got {args.rounds}")
+    if args.server_cpus is not None and not args.server_cpus > 0:
+        raise SystemExit(f"--server-cpus: must be above 0, got {args.server_cpus}")
     if args.pairs is None:
         pairs = list(PAIRS) if args.processes == 1 else list(SHARED_PAIRS)
     else:
@@ -1193,6 +1303,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
         profile=Path(args.profile).resolve() if args.profile else None,
         processes=args.processes,
         rounds=args.rounds,
+        server_cpus=args.server_cpus,
     )
 
 
@@ -1225,6 +1336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Redis per open USSD session: {extra['redis_bytes_per_ussd_session']:.0f} B")
         if "scaling" in extra:
             print(describe_scaling(extra["scaling"]))
+        if opts.server_cpus:
+            print(f"every server process capped at {opts.server_cpus:g} CPUs (--server-cpus)")
     return 0
 
 

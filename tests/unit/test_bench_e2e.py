@@ -7,8 +7,10 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -304,3 +306,64 @@ def test_server_start_waits_for_the_http_port_after_the_bind(
             await server.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_cpu_quota_writes_the_cgroup_files_of_its_version(
+    e2e: ModuleType, tmp_path: Path, version: int
+) -> None:
+    """0.5 CPUs = half of each 10 ms period, in v1's two files or v2's one; the pid goes into
+    ``cgroup.procs`` (every thread moves); release removes the cgroup again."""
+    if version == 2:
+        (tmp_path / "cgroup.subtree_control").write_text("memory\n")
+    quota = e2e.CpuQuota(0.5, root=tmp_path, version=version)
+    path = quota.apply(4242)
+    assert path == tmp_path / "idea24-bench-4242"
+    if version == 1:
+        assert (path / "cpu.cfs_period_us").read_text() == "10000\n"
+        assert (path / "cpu.cfs_quota_us").read_text() == "5000\n"
+    else:
+        assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu\n"
+        assert (path / "cpu.max").read_text() == "5000 10000\n"
+    assert (path / "cgroup.procs").read_text() == "4242\n"
+    for leftover in path.iterdir():  # a real cgroup's files vanish with it
+        leftover.unlink()
+    quota.release()
+    assert not path.exists()
+
+
+def test_cpu_quota_that_cannot_be_set_says_why(e2e: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="above 0"):
+        e2e.CpuQuota(0, root=tmp_path, version=1)
+    quota = e2e.CpuQuota(0.5, root=tmp_path / "missing", version=1)
+    with pytest.raises(e2e.QuotaUnavailable, match=r"cannot cap process 7 at 0\.5 CPUs"):
+        quota.apply(7)
+    with pytest.raises(SystemExit, match="--server-cpus: must be above 0"):
+        e2e.options(e2e.parse_args(["--server-cpus", "0"]), tmp_path)
+    assert e2e.options(e2e.parse_args(["--server-cpus", "0.5"]), tmp_path).server_cpus == 0.5
+
+
+def test_cpu_quota_caps_a_real_process(e2e: ModuleType) -> None:
+    """The real cgroup: a busy child capped at 0.2 CPUs gets about that much CPU."""
+    try:
+        root, _version = e2e.CpuQuota.find_root()
+        probe = root / f"idea24-bench-probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except (OSError, e2e.QuotaUnavailable) as exc:
+        pytest.skip(f"no writable cgroup CPU controller here ({exc}); bench-only feature")
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    quota = e2e.CpuQuota(0.2)
+    try:
+        path = quota.apply(child.pid)
+        assert path.name in Path(f"/proc/{child.pid}/cgroup").read_text()
+        stats = e2e.ProcessStats(child.pid)
+        before, wall = stats.cpu_s(), time.monotonic()
+        time.sleep(1.0)
+        used = (stats.cpu_s() - before) / (time.monotonic() - wall)
+        assert used < 0.45, f"capped at 0.2 CPUs, used {used:.2f}"
+    finally:
+        child.kill()
+        child.wait()
+        quota.release()
+    assert not path.exists()

@@ -544,6 +544,11 @@ class BindPool:
                 "receipts": t.receipts,
                 "early": t.early,
                 "parked": t.parked,
+                # Receipts relayed between processes (gateway/receipt_relay.py; Redis only).
+                "relayed_out": t.relayed_out,
+                "relay_dropped": t.relay_dropped,
+                "relayed_matched": t.relayed_matched,
+                "relayed_unmatched": t.relayed_unmatched,
             },
         }
 

@@ -262,7 +262,12 @@ class DeliveryTracker:
     (hex vs decimal, leading zeros, case). A message is ``delivered`` when every part is,
     ``failed`` as soon as one part failed. Counters are plain attributes;
     ``on_state(item_id, msisdn, state)`` is called when a message reaches a final state.
-    Kept per process: a receipt arriving on another process's bind counts as unmatched there.
+
+    Several processes on one SMSC account: the SMSC hands a receipt to any of the account's
+    receiving binds, so a receipt parked here may belong to another process.
+    :class:`gateway.receipt_relay.ReceiptRelay` takes what stayed parked past a grace
+    (:meth:`stale`) to the others, and applies theirs here with :meth:`foreign`, which never
+    parks. The matching itself stays local and free of I/O.
     """
 
     def __init__(
@@ -271,17 +276,25 @@ class DeliveryTracker:
         max_messages: int = 200_000,
         max_early: int = 20_000,
         on_state: Callable[[str, str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._parts: receipts.IdIndex[tuple[_Sent, int]] = receipts.IdIndex(max_messages)
         self._messages: OrderedDict[str, _Sent] = OrderedDict()
         self._max = max_messages
-        self._early: receipts.IdIndex[ReceiptEvent] = receipts.IdIndex(max_early)
+        # Parked receipts with when they were parked: the index is FIFO by add, so the oldest
+        # is always first and :meth:`stale` stops at the first young one.
+        self._early: receipts.IdIndex[tuple[float, ReceiptEvent]] = receipts.IdIndex(max_early)
         self._on_state = on_state
+        self._clock = clock
         self.submitted = 0
         self.delivered = 0
         self.failed = 0
         self.receipts = 0
         self.early = 0
+        self.relayed_out = 0  # stale receipts the relay published to the other processes
+        self.relay_dropped = 0  # stale receipts the relay could not publish (Redis down)
+        self.relayed_matched = 0  # other processes' receipts that matched a message of ours
+        self.relayed_unmatched = 0  # ... that matched nothing here (dropped)
 
     @property
     def parked(self) -> int:
@@ -299,19 +312,54 @@ class DeliveryTracker:
         add = self._parts.add
         for index, message_id in enumerate(ids):
             add(message_id, (record, index))
-        if len(self._early):  # nearly always empty: no id work at all then
+        if len(self._early):  # nearly always empty in one process: no id work at all then
             for message_id in ids:
                 early = self._early.pop(message_id)
                 if early is not None:
                     self.early += 1
-                    self._apply(early)
+                    self._apply(early[1])
 
     def receipt(self, event: ReceiptEvent) -> bool:
         """Apply a receipt; False when it matched nothing yet (parked until it does)."""
         self.receipts += 1
         if self._apply(event):
             return True
-        self._early.add(event.message_id, event)
+        self._early.add(event.message_id, (self._clock(), event))
+        return False
+
+    def stale(self, older_than: float) -> list[ReceiptEvent]:
+        """Remove and return the receipts parked at least ``older_than`` s, oldest first.
+
+        The grace lets a receipt that beat our own submit_sm_resp by a few ms still match here;
+        what is left after it most likely belongs to another process.
+        """
+        early = self._early
+        if not len(early):
+            return []
+        cutoff = self._clock() - older_than
+        out: list[ReceiptEvent] = []
+        while (oldest := early.oldest()) is not None and oldest[0] <= cutoff:
+            early.pop_oldest()
+            out.append(oldest[1])
+        return out
+
+    def relayed(self, count: int, *, dropped: bool = False) -> None:
+        """The relay's word on ``count`` receipts :meth:`stale` gave it: published or dropped."""
+        if dropped:
+            self.relay_dropped += count
+        else:
+            self.relayed_out += count
+
+    def foreign(self, event: ReceiptEvent) -> bool:
+        """Apply a receipt another process got; False (and nothing kept) when it is not ours.
+
+        Not parked and not counted in ``receipts`` (its own process counted it): it belongs to a
+        third process, or to a message sent before a restart, and would only fill the park.
+        """
+        if self._apply(event):
+            self.relayed_matched += 1
+            return True
+        self.relayed_unmatched += 1
         return False
 
     def _apply(self, event: ReceiptEvent) -> bool:

@@ -394,6 +394,15 @@ class IdIndex(Generic[T]):
         primary = self._find(receipt_id)
         return None if primary is None else self._exact.pop(primary)
 
+    def oldest(self) -> T | None:
+        """The value added longest ago (FIFO by last add), None when empty: what ages out next."""
+        exact = self._exact
+        return exact[next(iter(exact))] if exact else None
+
+    def pop_oldest(self) -> T:
+        """Remove and return the value :meth:`oldest` names (KeyError when empty)."""
+        return self._exact.popitem(last=False)[1]
+
     def _find(self, receipt_id: str) -> str | None:
         exact = self._exact
         if not exact:

@@ -466,3 +466,18 @@ def test_index_finds_what_the_two_map_index_found(
 def test_id_keys_agree_with_the_regex_definition(message_id: str) -> None:
     assert id_keys(message_id) == _reference_id_keys(message_id)
     assert normalise_id(message_id) == _reference_id_keys(message_id)[0]
+
+
+def test_index_oldest_is_first_added_and_a_re_add_moves_it_last() -> None:
+    index: IdIndex[int] = IdIndex()
+    assert index.oldest() is None
+    index.add("a", 1)
+    index.add("b", 2)
+    index.add("A", 3)  # the same id again: now the newest
+    assert index.oldest() == 2
+    assert index.pop_oldest() == 2
+    assert index.oldest() == 3
+    assert index.pop_oldest() == 3
+    assert len(index) == 0 and index.oldest() is None
+    with pytest.raises(KeyError):
+        index.pop_oldest()

@@ -66,3 +66,82 @@ def test_unknown_receipts_stay_parked_within_the_bound() -> None:
     assert tracker.state("m1") == "delivered" and tracker.parked == 2
     tracker.sent("m2", "48600000001", ["0"])  # evicted long ago
     assert tracker.state("m2") == "submitted"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_stale_honours_the_grace_and_removes_what_it_returns() -> None:
+    clock = FakeClock()
+    tracker = DeliveryTracker(clock=clock)
+    assert tracker.stale(1.0) == []  # nothing parked
+    assert not tracker.receipt(event("a1", MessageState.DELIVERED))
+    clock.now += 0.5
+    assert not tracker.receipt(event("b2", MessageState.UNDELIVERABLE))
+    clock.now += 0.25
+    assert tracker.stale(1.0) == []  # a1 parked 0.75 s: still within the grace
+    assert tracker.parked == 2
+    clock.now += 0.25
+    assert [e.message_id for e in tracker.stale(1.0)] == ["a1"]
+    assert tracker.parked == 1
+    assert tracker.stale(1.0) == []  # taken once
+    clock.now += 0.5
+    assert [e.message_id for e in tracker.stale(1.0)] == ["b2"]
+    assert tracker.parked == 0
+    tracker.sent("m1", "48600000001", ["a1"])  # too late: it went to the relay
+    assert tracker.state("m1") == "submitted" and tracker.early == 0
+
+
+def test_stale_leaves_receipts_matched_within_the_grace_alone() -> None:
+    clock = FakeClock()
+    tracker = DeliveryTracker(clock=clock)
+    tracker.receipt(event("a1", MessageState.DELIVERED))
+    tracker.receipt(event("b2", MessageState.DELIVERED))
+    clock.now += 0.5
+    tracker.sent("m1", "48600000001", ["A1"])  # our own submit_sm_resp, a moment late
+    assert tracker.state("m1") == "delivered" and tracker.early == 1
+    clock.now += 1.0
+    assert [e.message_id for e in tracker.stale(1.0)] == ["b2"]
+    assert tracker.parked == 0
+
+
+def test_a_receipt_parked_again_ages_from_its_new_arrival() -> None:
+    clock = FakeClock()
+    tracker = DeliveryTracker(clock=clock)
+    tracker.receipt(event("a1", MessageState.ENROUTE))
+    clock.now += 0.8
+    tracker.receipt(event("a1", MessageState.DELIVERED))  # the same id again, later
+    clock.now += 0.5
+    assert tracker.stale(1.0) == []
+    clock.now += 0.5
+    (only,) = tracker.stale(1.0)
+    assert only.state == "DELIVERED"
+
+
+def test_foreign_matches_without_parking() -> None:
+    finals: list[tuple[str, str, str]] = []
+    tracker = DeliveryTracker(on_state=lambda *args: finals.append(args))
+    tracker.sent("m1", "48600000001", ["5C1B6DAF", "a2"])
+    assert tracker.foreign(event("1545301423", MessageState.DELIVERED))  # decimal spelling
+    assert tracker.foreign(event("A2", MessageState.DELIVERED))
+    assert tracker.state("m1") == "delivered"
+    assert finals == [("m1", "48600000001", "delivered")]
+    assert not tracker.foreign(event("ffff", MessageState.DELIVERED))  # a third process's
+    assert tracker.parked == 0
+    tracker.sent("m2", "48600000001", ["ffff"])  # was not kept
+    assert tracker.state("m2") == "submitted"
+    assert (tracker.relayed_matched, tracker.relayed_unmatched) == (2, 1)
+    assert (tracker.receipts, tracker.delivered) == (0, 1)  # counted where they arrived
+
+
+def test_relayed_counts_published_and_dropped() -> None:
+    tracker = DeliveryTracker()
+    tracker.relayed(3)
+    tracker.relayed(2, dropped=True)
+    tracker.relayed(1)
+    assert (tracker.relayed_out, tracker.relay_dropped) == (4, 2)

@@ -46,6 +46,13 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.receipts_relayed = Counter(
+            "idea24_receipts_relayed_total",
+            "Delivery receipts relayed between processes over Redis: out published or dropped"
+            " (Redis down), in matched a message of this process or not",
+            ["direction", "outcome"],
+            registry=r,
+        )
         self.throttled = Counter(
             "idea24_smpp_throttled_total",
             "Throttling answers from the SMSC",

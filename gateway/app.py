@@ -2,8 +2,8 @@
 
 Start-up order (and shutdown, mirrored, through ``cleanup_ctx``): the event-loop lag probe →
 database (migrated, seeded on first run) → dialog store → dialog runtime → outbox → bundled
-simulator (when no SMSC is set) → SMPP binds → HTTP handlers. Shared objects sit under typed
-``web.AppKey``s; nothing is global.
+simulator (when no SMSC is set) → receipt relay (with Redis) → SMPP binds → HTTP handlers.
+Shared objects sit under typed ``web.AppKey``s; nothing is global.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from gateway.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.metrics import Metrics
 from gateway.outbox import DeliveryTracker, Outbox
 from gateway.portal import Portal
+from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
 from simulator.controller import SimulatorController
@@ -52,6 +53,7 @@ class Components:
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
+    relay: ReceiptRelay | None = None  # with Redis: receipts across processes
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -205,11 +207,12 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
 
     router = Router(c.runtime, c.outbox, metrics)
     c.router = router
+    tracker = DeliveryTracker(on_state=on_state)
     pool = BindPool(
         profiles,
         c.outbox,
         router,
-        tracker=DeliveryTracker(on_state=on_state),
+        tracker=tracker,
         policy="transliterate" if s.encoding == "transliterate" else "ucs2",
         # Link tuning no flag carries (e.g. a short reconnect back-off in fault tests).
         session_options=s.extra.get("session_options"),
@@ -218,10 +221,44 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     )
     c.pool = pool
     router.on_ussd_queued = pool.inbound.queued
-    async with pool:
+    async with contextlib.AsyncExitStack() as stack:
+        if s.redis_url:
+            # Entered first, left last: receipts still parked when the binds are closed go to
+            # the other processes too.
+            c.relay = await stack.enter_async_context(
+                # extra["receipt_relay"]: relay tuning no flag carries (short grace in tests).
+                _receipt_relay(s.redis_url, tracker, metrics, s.extra.get("receipt_relay"))
+            )
+        await stack.enter_async_context(pool)
         yield
+    c.relay = None
     c.pool = None
     c.router = None
+
+
+@contextlib.asynccontextmanager
+async def _receipt_relay(
+    url: str,
+    tracker: DeliveryTracker,
+    metrics: Metrics,
+    options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[ReceiptRelay]:
+    """Receipts that reached this process for another one's message, and theirs for ours, over
+    Redis pub/sub (gateway/receipt_relay.py): several processes share one SMSC account."""
+    client = relay_client(url)
+    relay = ReceiptRelay(
+        tracker,
+        client,
+        on_count=lambda direction, outcome, n: metrics.receipts_relayed.labels(
+            direction, outcome
+        ).inc(n),
+        **dict(options or {}),
+    )
+    try:
+        async with relay:
+            yield relay
+    finally:
+        await client.aclose()
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:

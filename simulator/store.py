@@ -188,11 +188,17 @@ class HandsetStore:
         self._by_message_id.clear()
         self._receipts.clear()
 
-    def subscribe(self, *, receipts: bool = True) -> asyncio.Queue[HandsetMessage | None]:
+    def subscribe(
+        self, *, receipts: bool = True, backlog: int | None = SUBSCRIBER_BACKLOG
+    ) -> asyncio.Queue[HandsetMessage | None]:
         """A queue receiving every new message and, with ``receipts``, every receipt change of
         one (a waiter for new messages skips the two receipts a reply of two parts brings);
-        ``None`` means "you fell behind"."""
-        queue: asyncio.Queue[HandsetMessage | None] = asyncio.Queue(SUBSCRIBER_BACKLOG + 1)
+        ``None`` means "you fell behind" (more than ``backlog`` events unread). ``backlog=None``:
+        never cut off — for an in-process reader that keeps up on average but may fall far
+        behind in a burst (a load driver), where re-reading the store to catch up would cost
+        more than the queue."""
+        size = 0 if backlog is None else backlog + 1
+        queue: asyncio.Queue[HandsetMessage | None] = asyncio.Queue(size)
         self._subscribers[queue] = receipts
         return queue
 
@@ -208,7 +214,7 @@ class HandsetStore:
         for queue, receipts in list(self._subscribers.items()):
             if receipt and not receipts:
                 continue
-            if queue.qsize() >= SUBSCRIBER_BACKLOG:
+            if queue.maxsize and queue.qsize() >= queue.maxsize - 1:
                 self._end(queue)
             else:
                 queue.put_nowait(message)

@@ -76,3 +76,21 @@ def test_a_lagging_receipt_free_subscriber_is_cut_off_like_any_other() -> None:
     assert items[-1] is None  # "you fell behind": resubscribe and re-list
     _mo(store, "48600000001", "after")
     assert queue.qsize() == 0  # no longer subscribed
+
+
+def test_a_subscriber_without_a_backlog_bound_is_never_cut_off() -> None:
+    """The load driver's reply waiter: thousands behind in a burst, it reads on; cut off, it
+    re-read every waiting handset's history from the store and fell further behind."""
+    from simulator.store import SUBSCRIBER_BACKLOG
+
+    store = HandsetStore(keep=3 * SUBSCRIBER_BACKLOG)
+    queue = store.subscribe(receipts=False, backlog=None)
+    bounded = store.subscribe(receipts=False)
+    for i in range(3 * SUBSCRIBER_BACKLOG):
+        _mo(store, "48600000001", f"m{i}")
+    items = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert len(items) == 3 * SUBSCRIBER_BACKLOG and None not in items
+    assert [m.text for m in items[:2]] == ["m0", "m1"]
+    assert bounded.get_nowait() is not None and bounded.qsize() == SUBSCRIBER_BACKLOG
+    store.close()  # the end of the stream still reaches it
+    assert queue.get_nowait() is None

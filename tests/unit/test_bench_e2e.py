@@ -100,8 +100,9 @@ class _FakeStore:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.kept: list[Any] = []
 
-    def subscribe(self, *, receipts: bool = True) -> asyncio.Queue[Any]:
+    def subscribe(self, *, receipts: bool = True, backlog: int | None = 1000) -> asyncio.Queue[Any]:
         assert not receipts, "the bench waits for new messages only"
+        assert backlog is None, "never cut off: catching up from the store costs more"
         return self.queue
 
     def unsubscribe(self, queue: asyncio.Queue[Any]) -> None:

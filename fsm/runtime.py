@@ -50,10 +50,13 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """``end=False`` only for USSD: a menu, the session stays open (op 2 / ``CON``)."""
+    """``end=False`` only for USSD: a menu, the session stays open (op 2 / ``CON``).
+    ``notice``: set when the runtime answered with a notice instead of the dialog (the turn
+    failed, the lock was busy, the rate limit hit), so the gateway can count outcomes."""
 
     text: str
     end: bool = True
+    notice: Notice | None = None
 
 
 #: Where a turn's replies go before its record is saved (the gateway's outbox put).
@@ -184,7 +187,7 @@ class Runtime:
     def notice(self, inbound: Inbound, kind: Notice) -> Reply:
         """The channel's polite text for ``kind`` (for callers that cannot have the message
         offered again, such as the HTTP USSD aggregator, when a turn raised ``TurnUnavailable``)."""
-        return self.dialogs[inbound.channel].notice(inbound, {}, kind)
+        return _noticed(self.dialogs[inbound.channel], inbound, {}, kind)
 
     async def turn(self, inbound: Inbound, deliver: Deliver | None = None) -> list[Reply]:
         """The turn's replies. With ``deliver``, they are handed to it exactly once, before the
@@ -219,11 +222,11 @@ class Runtime:
                     log.warning("dropping an undecodable dialog record", extra=extra)
                 if self.rate_limit and start.hits > self.rate_limit:
                     log.info("turn rate limited", extra={**extra, "hits": start.hits})
-                    return [dialog.notice(inbound, {}, "rate_limited")]
+                    return [_noticed(dialog, inbound, {}, "rate_limited")]
                 return await self._locked_turn(dialog, inbound, start.guard, start.record, deliver)
         except LockTimeout:
             log.warning("turn lock busy", extra=extra)
-            return [dialog.notice(inbound, {}, "busy")]
+            return [_noticed(dialog, inbound, {}, "busy")]
         except TurnUnavailable:
             raise
         except Exception as exc:
@@ -232,7 +235,7 @@ class Runtime:
                 raise TurnUnavailable(str(exc)) from exc
             # The turn boundary: whatever broke (store, backend, dialog) the subscriber is answered.
             log.exception("turn failed outside the dialog", extra=extra)
-            return [dialog.notice(inbound, {}, "error")]
+            return [_noticed(dialog, inbound, {}, "error")]
 
     async def _locked_turn(
         self,
@@ -271,7 +274,7 @@ class Runtime:
             log.exception("dialog turn failed", extra={**extra, "state": state})
             if dialog.reset_on_error and record is not None:
                 await self.store.delete(inbound.msisdn, dialog.name, guard=guard, release=True)
-            return [dialog.notice(inbound, data, "error")]
+            return [_noticed(dialog, inbound, data, "error")]
         if deliver is not None and turn.replies:
             await deliver(turn.replies)  # raises: nothing saved, the message comes again
         try:
@@ -288,3 +291,9 @@ class Runtime:
             extra={**extra, "state": turn.state, "ms": round((self._clock() - started) * 1000, 1)},
         )
         return turn.replies
+
+
+def _noticed(dialog: Dialog, inbound: Inbound, data: Mapping[str, Any], kind: Notice) -> Reply:
+    """The dialog's notice text, marked with its kind (the gateway counts turn outcomes)."""
+    reply = dialog.notice(inbound, data, kind)
+    return Reply(reply.text, reply.end, kind)

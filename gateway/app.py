@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,13 +202,9 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     if c.simulator is not None:
         profiles = [simulator_profile(s, c.simulator)]
     metrics = c.metrics
-
-    def on_state(_item: str, _msisdn: str, state: str) -> None:
-        metrics.receipts.labels(state).inc()
-
     router = Router(c.runtime, c.outbox, metrics)
     c.router = router
-    tracker = DeliveryTracker(on_state=on_state)
+    tracker = DeliveryTracker()  # its counters reach /metrics through metrics.pool
     pool = BindPool(
         profiles,
         c.outbox,
@@ -230,7 +227,11 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
                 _receipt_relay(s.redis_url, tracker, metrics, s.extra.get("receipt_relay"))
             )
         await stack.enter_async_context(pool)
-        yield
+        metrics.pool.watch(pool.snapshot)
+        try:
+            yield
+        finally:
+            metrics.pool.watch(None)
     c.relay = None
     c.pool = None
     c.router = None
@@ -292,6 +293,27 @@ def _health_checks(c: Components) -> dict[str, Any]:
     return {"database": database, "store": store, "smpp": smpp}
 
 
+#: How long a scrape waits for the outbox's depth (Redis / the database) before reporting NaN.
+SCRAPE_DEPTH_TIMEOUT = 2.0
+
+
+def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
+    """Before each /metrics render: the outbox depth, or NaN when its store does not answer
+    (a stale number would hide the very outage the gauge is watched for)."""
+
+    async def refresh() -> None:
+        if c.outbox is None:
+            return
+        try:
+            depth = float(await asyncio.wait_for(c.outbox.depth(), SCRAPE_DEPTH_TIMEOUT))
+        except Exception as exc:  # any store failure: the gauge says "unknown", the scrape works
+            log.warning("outbox depth unreadable for /metrics: %s", type(exc).__name__)
+            depth = math.nan
+        c.metrics.outbox_depth.set(depth)
+
+    return refresh
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[api_errors])
     metrics = Metrics()
@@ -311,7 +333,12 @@ def create_app(settings: Settings) -> web.Application:
             ussd_code=settings.ussd_code,
         )
     app[DEPS] = HttpDeps(
-        settings, metrics, _Unready(), _Unready(), health_checks=_health_checks(components)
+        settings,
+        metrics,
+        _Unready(),
+        _Unready(),
+        health_checks=_health_checks(components),
+        before_scrape=_scrape_outbox(components),
     )
     add_routes(app)
     app.cleanup_ctx.extend(

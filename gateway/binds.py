@@ -542,6 +542,7 @@ class BindPool:
                 "delivered": t.delivered,
                 "failed": t.failed,
                 "receipts": t.receipts,
+                "receipt_states": dict(t.receipt_states),
                 "early": t.early,
                 "parked": t.parked,
                 # Receipts relayed between processes (gateway/receipt_relay.py; Redis only).

@@ -57,6 +57,8 @@ class HttpDeps:
     ussd: UssdTurns
     health_checks: Mapping[str, HealthCheck] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
+    #: run before each /metrics render: gauges that need I/O to read (the outbox depth)
+    before_scrape: Callable[[], Awaitable[None]] | None = None
 
 
 DEPS = web.AppKey("http_deps", HttpDeps)
@@ -213,6 +215,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
+    if deps.before_scrape is not None:
+        await deps.before_scrape()
     return web.Response(body=deps.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

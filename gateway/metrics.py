@@ -1,10 +1,101 @@
-"""Prometheus metrics, one registry per application (no process-global collectors)."""
+"""Prometheus metrics, one registry per application (no process-global collectors).
+
+Two kinds: what the request path counts as it goes (messages in, turns, turn time, relayed
+receipts, HTTP) is a prometheus_client child incremented in place; what the SMPP side already
+keeps as plain attributes on its hot path (per-bind state and counters, receipts by state,
+duplicates) is read once per scrape from the bind pool's ``snapshot()`` by :class:`PoolMetrics`,
+so no turn pays a second count.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+#: What :class:`PoolMetrics` reads: ``gateway.binds.BindPool.snapshot``.
+Snapshot = Callable[[], Mapping[str, Any]]
+
+
+class PoolMetrics:
+    """The bind pool's counters as metric families, read at scrape time (a custom collector).
+
+    Nothing is exported before :meth:`watch` is given the pool (start-up) or after it is
+    given None (shutdown)."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+
+    def watch(self, snapshot: Snapshot | None) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        if self._snapshot is None:
+            return
+        snap = self._snapshot()
+        binds: Mapping[str, Mapping[str, Any]] = snap["binds"]
+        up = GaugeMetricFamily("idea24_smpp_bind_up", "1 when the bind is bound", labels=["bind"])
+        window = GaugeMetricFamily(
+            "idea24_smpp_window_in_use", "Requests awaiting the SMSC's answer", labels=["bind"]
+        )
+        throttled = CounterMetricFamily(
+            "idea24_smpp_throttled",
+            "Throttling answers from the SMSC (ESME_RTHROTTLED, ESME_RMSGQFUL)",
+            labels=["bind"],
+        )
+        timeouts = CounterMetricFamily(
+            "idea24_smpp_timeouts", "SMPP requests the SMSC did not answer in time", labels=["bind"]
+        )
+        connects = CounterMetricFamily(
+            "idea24_smpp_connects", "SMPP connections made (reconnects included)", labels=["bind"]
+        )
+        out = CounterMetricFamily(
+            "idea24_messages_out",
+            "Outbound messages by bind and status: sent (every part accepted by the SMSC),"
+            " retried (a temporary refusal, sent again later), failed (refused for good)",
+            labels=["bind", "status"],
+        )
+        for name, b in binds.items():
+            up.add_metric([name], 1.0 if b["bound"] else 0.0)
+            window.add_metric([name], float(b["in_flight"]))
+            throttled.add_metric([name], float(b["pushbacks"]))
+            timeouts.add_metric([name], float(b["timeouts"]))
+            connects.add_metric([name], float(b["connects"]))
+            for status in ("sent", "retried", "failed"):
+                out.add_metric([name, status], float(b[status]))
+        yield from (up, window, throttled, timeouts, connects, out)
+        inbound, delivery = snap["inbound"], snap["delivery"]
+        yield CounterMetricFamily(
+            "idea24_duplicate_mo",
+            "Redelivered MO messages ignored (the SMSC's copies)",
+            value=float(inbound["duplicates"]),
+        )
+        by_state = CounterMetricFamily(
+            "idea24_receipts",
+            "Delivery receipts received, by the state they report (one per message part)",
+            labels=["state"],
+        )
+        for state, count in sorted(delivery["receipt_states"].items()):
+            by_state.add_metric([state.lower()], float(count))
+        yield by_state
+        outcomes = CounterMetricFamily(
+            "idea24_message_outcomes",
+            "Messages sent by this process that reached a final state (every part delivered,"
+            " or one failed), receipts relayed from other processes included",
+            labels=["outcome"],
+        )
+        outcomes.add_metric(["delivered"], float(delivery["delivered"]))
+        outcomes.add_metric(["failed"], float(delivery["failed"]))
+        yield outcomes
+        yield GaugeMetricFamily(
+            "idea24_receipts_parked",
+            "Receipts matching nothing sent here yet (early, or another process's message)",
+            value=float(delivery["parked"]),
+        )
+
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -21,12 +112,6 @@ class Metrics:
             ["channel", "status"],
             registry=r,
         )
-        self.messages_out = Counter(
-            "idea24_messages_out_total",
-            "Outbound messages (parts) by channel and status",
-            ["channel", "status"],
-            registry=r,
-        )
         self.turns = Counter(
             "idea24_turns_total",
             "Dialog turns by channel and outcome",
@@ -40,33 +125,12 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
-        self.receipts = Counter(
-            "idea24_receipts_total",
-            "Delivery receipts by final state",
-            ["state"],
-            registry=r,
-        )
         self.receipts_relayed = Counter(
             "idea24_receipts_relayed_total",
             "Delivery receipts relayed between processes over Redis: out published or dropped"
             " (Redis down), in matched a message of this process or not",
             ["direction", "outcome"],
             registry=r,
-        )
-        self.throttled = Counter(
-            "idea24_smpp_throttled_total",
-            "Throttling answers from the SMSC",
-            ["bind"],
-            registry=r,
-        )
-        self.window_in_use = Gauge(
-            "idea24_smpp_window_in_use",
-            "Outstanding SMPP requests",
-            ["bind"],
-            registry=r,
-        )
-        self.bind_up = Gauge(
-            "idea24_smpp_bind_up", "1 when the bind is bound", ["bind"], registry=r
         )
         self.outbox_depth = Gauge(
             "idea24_outbox_depth", "Messages waiting in the outbox", registry=r
@@ -83,11 +147,10 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
-        self.duplicates = Counter(
-            "idea24_duplicate_mo_total",
-            "Redelivered MO messages ignored",
-            registry=r,
-        )
+
+        #: the bind pool's own counters, read per scrape (see :class:`PoolMetrics`)
+        self.pool = PoolMetrics()
+        r.register(self.pool)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -290,6 +290,8 @@ class DeliveryTracker:
         self.delivered = 0
         self.failed = 0
         self.receipts = 0
+        #: receipts received here by the state they report ("DELIVERED", "UNDELIVERABLE", ...)
+        self.receipt_states: dict[str, int] = {}
         self.early = 0
         self.relayed_out = 0  # stale receipts the relay published to the other processes
         self.relay_dropped = 0  # stale receipts the relay could not publish (Redis down)
@@ -322,6 +324,8 @@ class DeliveryTracker:
     def receipt(self, event: ReceiptEvent) -> bool:
         """Apply a receipt; False when it matched nothing yet (parked until it does)."""
         self.receipts += 1
+        states = self.receipt_states
+        states[event.state] = states.get(event.state, 0) + 1
         if self._apply(event):
             return True
         self._early.add(event.message_id, (self._clock(), event))

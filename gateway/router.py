@@ -83,8 +83,7 @@ class Router:
 
     async def __call__(self, event: InboundEvent) -> None:
         if isinstance(event, ReceiptEvent):
-            self.metrics.receipts.labels(event.state).inc()
-            return
+            return  # counted by the bind pool's DeliveryTracker, which sees every receipt
         await self.handle(event)
 
     async def handle(self, message: InboundMessage) -> None:
@@ -111,4 +110,9 @@ class Router:
 
         replies = await self.runtime.turn(to_inbound(message), deliver)
         counted.seconds.observe(time.perf_counter() - started)
-        (counted.replied if replies else counted.silent).inc()
+        if not replies:
+            counted.silent.inc()
+        elif replies[0].notice is None:
+            counted.replied.inc()
+        else:  # the runtime answered instead of the dialog: error, busy, rate_limited
+            self.metrics.turns.labels(message.channel, replies[0].notice).inc()

@@ -84,6 +84,16 @@ async def walk(s: Served, msisdn: str = "48600000003", code: str = "333333") -> 
     assert "Pakiet" in screen["text"] or "min" in screen["text"], screen
 
 
+def _samples(text: str) -> dict[str, float]:
+    """Prometheus text → {"name{labels}": value} (comments skipped)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
 async def _tick() -> None:
     import asyncio
 
@@ -109,6 +119,16 @@ async def test_walk_on_embedded_defaults(tmp_path: Path) -> None:
             if ln.startswith("idea24_event_loop_lag_seconds_count")
         ]
         assert probes and float(probes[0].split()[-1]) >= 1, "the loop lag probe runs"
+        # What the operator guide says to alert on is fed (not merely declared).
+        values = _samples(metrics)
+        binds = [k for k in values if k.startswith("idea24_smpp_bind_up{")]
+        assert binds and all(values[k] == 1.0 for k in binds), binds
+        sent = [v for k, v in values.items() if k.startswith("idea24_messages_out_total{")]
+        assert sent and sum(sent) >= 10, "every SMS and USSD reply of the walk counted"
+        assert values['idea24_turns_total{channel="sms",outcome="replied"}'] >= 8
+        assert values["idea24_outbox_depth"] == 0.0
+        assert values["idea24_duplicate_mo_total"] == 0.0
+        assert values['idea24_receipts_total{state="delivered"}'] >= 1
         await _stop_cleanly(s)
     log = (tmp_path / "serve.log").read_text()
     assert "48600000003" not in log, "an MSISDN reached the log unmasked"

@@ -64,8 +64,9 @@ async def test_two_served_processes_on_one_account_match_every_receipt(
     from the shared outbox, and receipts go to either bind (with this lockstep workload the
     simulator's round-robin hands nearly every receipt to the process that did not send the
     reply: without the relay both counted 0 of 120). Every reply the handsets got ends
-    ``delivered`` in ``idea24_receipts_total`` of the process that sent it (default grace and
-    interval, as served)."""
+    ``delivered`` in ``idea24_message_outcomes_total`` of the process that sent it (default
+    grace and interval, as served); ``idea24_receipts_total`` counts each receipt once, where
+    it arrived."""
     workload = Workload.build(20, 6, cycles=0)
     await seed_subscribers(sqlite_url, len(workload.msisdns))
     (tmp_path / "one").mkdir()
@@ -88,11 +89,21 @@ async def test_two_served_processes_on_one_account_match_every_receipt(
             deadline = time.monotonic() + 15.0
             while True:
                 metrics = [await _metrics(p.http_port) for p in (one, two)]
-                delivered = [_value(m, "idea24_receipts_total", state="delivered") for m in metrics]
+                delivered = [
+                    _value(m, "idea24_message_outcomes_total", outcome="delivered") for m in metrics
+                ]
                 if sum(delivered) >= replies or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
             assert sum(delivered) == replies, (delivered, replies)
+            parts = sum(
+                len(x.message_ids)
+                for m in workload.msisdns
+                for x in sim.messages(m)
+                if x.direction == "mt" and x.kind == "sms"
+            )
+            arrived = [_value(m, "idea24_receipts_total", state="delivered") for m in metrics]
+            assert sum(arrived) == parts, (arrived, parts)  # one receipt per part, counted once
             relayed = "idea24_receipts_relayed_total"
             for m in metrics:
                 assert _value(m, relayed, direction="in", outcome="matched") > 0  # both ways

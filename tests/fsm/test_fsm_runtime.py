@@ -125,6 +125,16 @@ async def test_rate_limit_answers_politely(case: StoreCase) -> None:
     assert await say(rt, "+") != ["sorry:rate_limited"]
 
 
+async def test_notices_say_which_kind_they_are(case: StoreCase) -> None:
+    """The gateway counts turn outcomes (``idea24_turns_total{outcome}``) from this mark."""
+    rt = runtime(case, rate_limit=2, rate_window=30)
+    [ok] = await rt.turn(Inbound(MSISDN, "sms", "+"))
+    [failed] = await rt.turn(Inbound(MSISDN, "sms", "boom"))
+    [limited] = await rt.turn(Inbound(MSISDN, "sms", "+"))
+    assert (ok.notice, failed.notice, limited.notice) == (None, "error", "rate_limited")
+    assert rt.notice(Inbound(MSISDN, "sms", "+"), "busy").notice == "busy"
+
+
 async def test_unknown_channel_gets_nothing(case: StoreCase) -> None:
     rt = runtime(case)
     assert await rt.turn(Inbound(MSISDN, "ussd", "*100#")) == []

@@ -1330,7 +1330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="idea24-e2e-") as tmp:
         opts = options(args, Path(tmp))
         with asyncio.Runner(loop_factory=event_loop_factory(args.uvloop)) as runner:
-            ceiling, runs, extra = runner.run(run(opts))
+            try:
+                ceiling, runs, extra = runner.run(run(opts))
+            except QuotaUnavailable as exc:  # not root, no cgroup CPU controller
+                raise SystemExit(f"--server-cpus: {exc}") from exc
     if args.json:
         print(json.dumps(report(ceiling, runs, **extra)))
     else:

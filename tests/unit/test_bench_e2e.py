@@ -368,3 +368,15 @@ def test_cpu_quota_caps_a_real_process(e2e: ModuleType) -> None:
         child.wait()
         quota.release()
     assert not path.exists()
+
+
+def test_server_cpus_without_a_cgroup_controller_ends_with_a_clear_message(
+    e2e: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def none_here() -> tuple[Path, int]:
+        raise e2e.QuotaUnavailable("no cgroup CPU controller under /sys/fs/cgroup")
+
+    monkeypatch.setattr(e2e.CpuQuota, "find_root", staticmethod(none_here))
+    argv = ["--quick", "--server-cpus", "0.5", "--pairs", "sqlite-memory", "--scenarios", "pakiet"]
+    with pytest.raises(SystemExit, match="--server-cpus: no cgroup CPU controller"):
+        e2e.main(argv)

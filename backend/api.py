@@ -135,14 +135,21 @@ class Backend:
     async def quote_activation(self, msisdn: str, code: str) -> Quote:
         return await services.quote_activation(self._ctx, _n(msisdn), code)
 
-    async def activate(self, msisdn: str, code: str, channel: str) -> Change:
-        return await services.activate(self._ctx, _n(msisdn), code, channel)
+    async def activate(
+        self, msisdn: str, code: str, channel: str, *, subscriber_code: str | None = None
+    ) -> Change:
+        """With ``subscriber_code``: checked in the same transaction as the change (raises
+        ``WrongCode`` / ``LockedOut`` like :meth:`check_subscriber_code`, changes nothing)."""
+        return await services.activate(self._ctx, _n(msisdn), code, channel, subscriber_code)
 
     async def quote_deactivation(self, msisdn: str, code: str) -> Quote:
         return await services.quote_deactivation(self._ctx, _n(msisdn), code)
 
-    async def deactivate(self, msisdn: str, code: str, channel: str) -> Change:
-        return await services.deactivate(self._ctx, _n(msisdn), code, channel)
+    async def deactivate(
+        self, msisdn: str, code: str, channel: str, *, subscriber_code: str | None = None
+    ) -> Change:
+        """``subscriber_code`` as for :meth:`activate`."""
+        return await services.deactivate(self._ctx, _n(msisdn), code, channel, subscriber_code)
 
     # -- favourites ------------------------------------------------------------------------------
 

@@ -8,16 +8,18 @@ its audit entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from sqlalchemy import Connection, Insert, Table, and_, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.errors import NotFound
+from backend.errors import NotFound, ServiceError
 from backend.models import ActiveService, AuditEntry, Charge
 from backend.records import Change, Quote, ServiceView
 from backend.services import reads
+from backend.services.accounts import with_code
 from backend.services.context import (
     AUDIT_COLUMNS,
     Context,
@@ -196,12 +198,32 @@ def _activate(conn: Connection, ctx: Context, msisdn: str, info: ServiceInfo, ch
     return True
 
 
-async def activate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
+async def activate(
+    ctx: Context, msisdn: str, code: str, channel: str, subscriber_code: str | None = None
+) -> Change:
+    """Switch ``code`` on; with ``subscriber_code`` the code check runs in the same transaction
+    (raises ``WrongCode`` / ``LockedOut`` as :func:`accounts.check_subscriber_code` does)."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    if not await ctx.change(_activate, ctx, msisdn, info, channel):
+    if not await _guarded(ctx, msisdn, subscriber_code, _activate, info, channel):
         return Change("activate", info.code, False, 0, today)
     return Change("activate", info.code, True, info.activation_fee, today)
+
+
+async def _guarded(
+    ctx: Context,
+    msisdn: str,
+    subscriber_code: str | None,
+    body: Callable[..., bool],
+    *args: Any,
+) -> bool:
+    """``body`` as its own transaction, or behind the subscriber-code check in the same one."""
+    if subscriber_code is None:
+        return await ctx.change(body, ctx, msisdn, *args)
+    outcome = await ctx.change(with_code, ctx, msisdn, subscriber_code, ctx.now(), body, *args)
+    if isinstance(outcome, ServiceError):
+        raise outcome
+    return outcome
 
 
 def _deactivate(
@@ -220,10 +242,13 @@ def _deactivate(
     return True
 
 
-async def deactivate(ctx: Context, msisdn: str, code: str, channel: str) -> Change:
+async def deactivate(
+    ctx: Context, msisdn: str, code: str, channel: str, subscriber_code: str | None = None
+) -> Change:
+    """Switch ``code`` off; ``subscriber_code`` as for :func:`activate`."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    changed = await ctx.change(_deactivate, ctx, msisdn, info, channel)
+    changed = await _guarded(ctx, msisdn, subscriber_code, _deactivate, info, channel)
     return Change("deactivate", info.code, changed, 0, today)
 
 

@@ -2,8 +2,9 @@
 
 A pending action is plain data kept in the dialog record (``{"op": "activate", "code": "ROAM"}``);
 ``describe`` quotes it (fee, effect) without changing anything, ``confirm`` checks the subscriber
-code and only then ``execute`` applies it. The SMS and USSD dialogs share these, so both channels
-charge and word a change the same way.
+code and only then ``execute`` applies it — for switching a service on or off (the hot ones)
+the code check and the change are one backend transaction. The SMS and USSD dialogs share
+these, so both channels charge and word a change the same way.
 """
 
 from __future__ import annotations
@@ -67,13 +68,8 @@ async def describe(ctx: Ctx, pending: Pending) -> str:
 
 async def execute(ctx: Ctx, pending: Pending) -> str:
     op, b, m, t, ch = pending["op"], ctx.backend, ctx.msisdn, ctx.t, ctx.channel
-    if op in ("activate", "deactivate"):
-        run = b.activate if op == "activate" else b.deactivate
-        change = await run(m, pending["code"], ch)
-        name = (await b.service(m, pending["code"])).name
-        return t(
-            f"{op}.done", name=name, fee=t.money(change.fee), effective=t.date(change.effective)
-        )
+    if op in SWITCHES:
+        return await _switch(ctx, pending)
     if op == "favourites":
         change = await b.set_favourites(m, pending["kind"], pending["numbers"], ch)
         return t("favourites.done", fee=t.money(change.fee), effective=t.date(change.effective))
@@ -113,13 +109,36 @@ class Confirmation:
     text: str
 
 
+#: Pending ops whose code check and change are one backend transaction (the hot ones).
+SWITCHES = ("activate", "deactivate")
+
+
+async def _switch(ctx: Ctx, pending: Pending, subscriber_code: str | None = None) -> str:
+    """A service switched on or off; with ``subscriber_code`` checked in the same transaction."""
+    op, b, m, t = pending["op"], ctx.backend, ctx.msisdn, ctx.t
+    run = b.activate if op == "activate" else b.deactivate
+    change = await run(m, pending["code"], ctx.channel, subscriber_code=subscriber_code)
+    name = (await b.service(m, pending["code"])).name
+    return t(f"{op}.done", name=name, fee=t.money(change.fee), effective=t.date(change.effective))
+
+
 async def confirm(ctx: Ctx, pending: Pending, code: str) -> Confirmation:
     try:
-        await ctx.backend.check_subscriber_code(ctx.msisdn, code)
+        if pending["op"] in SWITCHES:
+            done = await _switch(ctx, pending, code)
+        else:
+            await ctx.backend.check_subscriber_code(ctx.msisdn, code)
+            done = None
     except WrongCode as exc:
         return Confirmation("retry", ctx.t("code.wrong", left=exc.attempts_left))
     except LockedOut as exc:
         return Confirmation("locked", ctx.t("code.locked", until=ctx.t.when(exc.until)))
+    except ServiceError as exc:
+        if pending["op"] not in SWITCHES:
+            raise  # the code check's own refusals (no such subscriber), as before
+        return Confirmation("done", explain(ctx, exc))
+    if done is not None:
+        return Confirmation("done", done)
     try:
         return Confirmation("done", await execute(ctx, pending))
     except ServiceError as exc:

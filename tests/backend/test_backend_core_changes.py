@@ -234,3 +234,55 @@ async def test_concurrent_wrong_codes_are_all_counted(
     assert locked[0].until == locked[1].until
     actions = [a[1] for a in (await _rows(backend, msisdn))["audit"]]
     assert actions == ["code_locked"]
+
+
+async def test_code_checked_in_the_change_transaction_acts_as_check_then_change(
+    backend: Backend, fresh: Any, clock: Any
+) -> None:
+    """``activate(..., subscriber_code=)`` (one transaction, the TAK confirmation's path) against
+    ``check_subscriber_code`` then ``activate`` (two): the same outcome, exception, rows, failure
+    count and lockout after every step — right codes, wrong ones, a lockout and its end."""
+    one, two = await fresh(code="112233"), await fresh(code="112233")
+    steps = [
+        ("activate", "NOCE", "112233"),
+        ("deactivate", "NOCE", "000000"),  # wrong: counted, nothing switched off
+        ("deactivate", "NOCE", "112233"),  # right: the count back to 0
+        ("activate", "NOCE", "999999"),
+        ("activate", "NOCE", "999999"),
+        ("activate", "NOCE", "999999"),  # the third wrong one in a row locks
+        ("activate", "NOCE", "112233"),  # locked: refused even with the right code
+        ("advance", "", ""),
+        ("activate", "POCZTAGLOSOWA", "112233"),
+        ("activate", "POCZTAGLOSOWA", "112233"),  # already on: no change, the code still checked
+    ]
+
+    async def combined(action: str, service: str, code: str) -> Any:
+        run = backend.activate if action == "activate" else backend.deactivate
+        return await run(one, service, "sms", subscriber_code=code)
+
+    async def separate(action: str, service: str, code: str) -> Any:
+        await backend.check_subscriber_code(two, code)
+        run = backend.activate if action == "activate" else backend.deactivate
+        return await run(two, service, "sms")
+
+    for action, service, code in steps:
+        clock.advance(seconds=7)
+        if action == "advance":
+            clock.advance(seconds=CODE_LOCKOUT.total_seconds())
+            continue
+        outcomes = []
+        for path in (combined, separate):
+            try:
+                outcomes.append(await path(action, service, code))
+            except (WrongCode, LockedOut) as exc:
+                outcomes.append((type(exc).__name__, getattr(exc, "attempts_left", None)))
+        assert outcomes[0] == outcomes[1], (action, service, code)
+        a, b = await _subscriber(backend, one), await _subscriber(backend, two)
+        assert (a.code_failures, a.code_locked_until) == (b.code_failures, b.code_locked_until)
+        rows_one, rows_two = await _rows(backend, one), await _rows(backend, two)
+        assert {k: v for k, v in rows_one.items() if k != "version"} == {
+            k: v for k, v in rows_two.items() if k != "version"
+        }
+    final = await _rows(backend, one)
+    assert [r[0] for r in final["active"]] == ["POCZTAGLOSOWA"]
+    assert [a[1] for a in final["audit"]] == ["activate", "deactivate", "code_locked", "activate"]

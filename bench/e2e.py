@@ -119,6 +119,7 @@ RUN_KEYS = (
     "server_p50_ms",
     "server_p99_ms",
     "machine_busy_cpus",
+    "server_turns_per_s",
 )
 #: Pairs whose every piece of state lives outside the server process, so N servers can share it.
 SHARED_PAIRS = ("postgresql-redis",)
@@ -164,6 +165,10 @@ class RunResult:
     #: CPUs of the machine busy on average during the scenario (servers, simulator, driver,
     #: Redis, PostgreSQL, anything else): near the CPU count, adding processes cannot help
     machine_busy_cpus: float = math.nan
+    #: turns the servers handled (their ``idea24_turn_seconds`` count) per second of the whole
+    #: scenario — warm-up and the wait for late replies included: offered more than they
+    #: answer (open loop), what they did get through, late or not
+    server_turns_per_s: float = math.nan
 
 
 def summarise(
@@ -854,6 +859,8 @@ def describe(name: str, result: RunResult, tally: Tally, bench_cpu: float) -> st
         )
     if not math.isnan(result.machine_busy_cpus):
         server += f", machine {result.machine_busy_cpus:.2f} of {os.cpu_count()} CPUs busy"
+    if not math.isnan(result.server_turns_per_s):
+        server += f", servers handled {result.server_turns_per_s:.0f} turns/s over the whole run"
     return (
         f"{name}: {result.turns_per_s:.0f} turns/s, p50/p95/p99 {result.p50_ms}/{result.p95_ms}"
         f"/{result.p99_ms} ms, server {result.cpu_s_per_1000} CPU s/1k{own}{server}{note}"
@@ -993,8 +1000,10 @@ async def measure_servers(
                 load = closed_loop(scenario, numbers, opts.concurrency, opts.warmup, opts.seconds)
             channel = "ussd" if name == "ussd" else "sms"
             buckets0 = await turn_buckets(http_ports, channel)
+            began = time.perf_counter()
             tally, elapsed, cpu, bench_cpu, busy = await timed(stats, load)
             buckets1 = await turn_buckets(http_ports, channel)
+            handled = bucket_count(buckets0, buckets1) / (time.perf_counter() - began)
             result = summarise(
                 name,
                 db,
@@ -1010,6 +1019,7 @@ async def measure_servers(
                 server_p50_ms=bucket_quantile(buckets0, buckets1, 0.50),
                 server_p99_ms=bucket_quantile(buckets0, buckets1, 0.99),
                 machine_busy_cpus=busy,
+                server_turns_per_s=round(handled, 1),
             )
             results.append(result)
             say(opts, describe(f"{pair} {name}", result, tally, bench_cpu))
@@ -1079,6 +1089,11 @@ async def turn_buckets(http_ports: Sequence[int], channel: str) -> dict[float, f
                 bound = float(found.group(2))
                 counts[bound] = counts.get(bound, 0.0) + float(found.group(3))
     return counts
+
+
+def bucket_count(before: dict[float, float], after: dict[float, float]) -> float:
+    """Turns counted between two readings of cumulative buckets (the ``+Inf`` bucket)."""
+    return after.get(math.inf, 0.0) - before.get(math.inf, 0.0)
 
 
 def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:

@@ -207,9 +207,14 @@ def test_bucket_quantile_reads_the_servers_histogram_between_two_readings(
     assert e2e.bucket_quantile(before, after, 0.99) == 50.0
     assert e2e.bucket_quantile(before, after, 1.0) == math.inf
     assert math.isnan(e2e.bucket_quantile(after, after, 0.5)), "no turns: not measured"
+    assert e2e.bucket_count(before, after) == 100.0  # what the servers handled, late or not
+    assert e2e.bucket_count({}, after) == 110.0
     run = e2e.summarise("pakiet", "sqlite", "memory", [0.01], 1.0, 0.001, 90.0)
     entry = e2e.report(1000.0, [dataclasses.replace(run, server_p99_ms=math.inf)])["runs"][0]
     assert entry["server_p99_ms"] is None and entry["server_p50_ms"] is None
+    assert entry["server_turns_per_s"] is None, "not measured: null"
+    said = e2e.describe("x", dataclasses.replace(run, server_turns_per_s=4100.4), e2e.Tally(), 0)
+    assert "servers handled 4100 turns/s over the whole run" in said
 
 
 def test_rounds_default_to_one_and_must_be_positive(e2e: ModuleType, tmp_path: Path) -> None:

@@ -54,7 +54,6 @@ class Components:
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
-    relay: ReceiptRelay | None = None  # with Redis: receipts across processes
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -222,9 +221,9 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         if s.redis_url:
             # Entered first, left last: receipts still parked when the binds are closed go to
             # the other processes too.
-            c.relay = await stack.enter_async_context(
+            await stack.enter_async_context(
                 # extra["receipt_relay"]: relay tuning no flag carries (short grace in tests).
-                _receipt_relay(s.redis_url, tracker, metrics, s.extra.get("receipt_relay"))
+                _receipt_relay(s.redis_url, tracker, s.extra.get("receipt_relay"))
             )
         await stack.enter_async_context(pool)
         metrics.pool.watch(pool.snapshot)
@@ -232,7 +231,6 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             metrics.pool.watch(None)
-    c.relay = None
     c.pool = None
     c.router = None
 
@@ -241,20 +239,12 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
 async def _receipt_relay(
     url: str,
     tracker: DeliveryTracker,
-    metrics: Metrics,
     options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[ReceiptRelay]:
     """Receipts that reached this process for another one's message, and theirs for ours, over
     Redis pub/sub (gateway/receipt_relay.py): several processes share one SMSC account."""
     client = relay_client(url)
-    relay = ReceiptRelay(
-        tracker,
-        client,
-        on_count=lambda direction, outcome, n: metrics.receipts_relayed.labels(
-            direction, outcome
-        ).inc(n),
-        **dict(options or {}),
-    )
+    relay = ReceiptRelay(tracker, client, **dict(options or {}))
     try:
         async with relay:
             yield relay

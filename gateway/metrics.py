@@ -1,10 +1,10 @@
 """Prometheus metrics, one registry per application (no process-global collectors).
 
-Two kinds: what the request path counts as it goes (messages in, turns, turn time, relayed
-receipts, HTTP) is a prometheus_client child incremented in place; what the SMPP side already
-keeps as plain attributes on its hot path (per-bind state and counters, receipts by state,
-duplicates) is read once per scrape from the bind pool's ``snapshot()`` by :class:`PoolMetrics`,
-so no turn pays a second count.
+Two kinds: what the request path counts as it goes (messages in, turns, turn time, HTTP) is a
+prometheus_client child incremented in place; what the SMPP side already keeps as plain
+attributes on its hot path (per-bind state and counters, receipts by state and relayed between
+processes, duplicates) is read once per scrape from the bind pool's ``snapshot()`` by
+:class:`PoolMetrics`, so no turn pays a second count.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 #: What :class:`PoolMetrics` reads: ``gateway.binds.BindPool.snapshot``.
 Snapshot = Callable[[], Mapping[str, Any]]
+#: ``idea24_receipts_relayed_total`` labels and the tracker counter behind each.
+RELAYED = (
+    ("out", "published", "relayed_out"),
+    ("out", "dropped", "relay_dropped"),
+    ("in", "matched", "relayed_matched"),
+    ("in", "unmatched", "relayed_unmatched"),
+)
 
 
 class PoolMetrics:
@@ -90,6 +97,15 @@ class PoolMetrics:
         outcomes.add_metric(["delivered"], float(delivery["delivered"]))
         outcomes.add_metric(["failed"], float(delivery["failed"]))
         yield outcomes
+        relayed = CounterMetricFamily(
+            "idea24_receipts_relayed",
+            "Delivery receipts relayed between processes over Redis: out published or dropped"
+            " (Redis down), in matched a message of this process or not",
+            labels=["direction", "outcome"],
+        )
+        for direction, outcome, key in RELAYED:
+            relayed.add_metric([direction, outcome], float(delivery[key]))
+        yield relayed
         yield GaugeMetricFamily(
             "idea24_receipts_parked",
             "Receipts matching nothing sent here yet (early, or another process's message)",
@@ -124,13 +140,6 @@ class Metrics:
             ["channel"],
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-        )
-        self.receipts_relayed = Counter(
-            "idea24_receipts_relayed_total",
-            "Delivery receipts relayed between processes over Redis: out published or dropped"
-            " (Redis down), in matched a message of this process or not",
-            ["direction", "outcome"],
-            registry=r,
         )
         self.outbox_depth = Gauge(
             "idea24_outbox_depth", "Messages waiting in the outbox", registry=r

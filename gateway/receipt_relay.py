@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -46,9 +46,6 @@ log = logging.getLogger(__name__)
 RECEIPTS_CHANNEL = "{prefix}:receipts:{db}"
 #: What Redis raises while it is unreachable or a connection drops: waited out, never fatal.
 RELAY_ERRORS: tuple[type[Exception], ...] = (OSError, RedisError)
-
-#: ``on_count(direction, outcome, how_many)``: ``out`` published/dropped, ``in`` matched/unmatched.
-CountHook = Callable[[str, str, int], None]
 
 
 def relay_client(url: str, **options: Any) -> Redis:
@@ -107,7 +104,8 @@ class ReceiptRelay:
 
     ``start()`` runs both tasks; ``close()`` cancels them and publishes whatever is still parked
     (the process is going away: nothing will match it here any more). Counters are plain
-    attributes; the tracker counts the receipts themselves (``relayed_out`` and so on).
+    attributes; the tracker counts the receipts themselves (``relayed_out`` and so on), and
+    /metrics exports those (``idea24_receipts_relayed_total``, gateway/metrics.PoolMetrics).
     """
 
     def __init__(
@@ -122,7 +120,6 @@ class ReceiptRelay:
         poll: float = 1.0,
         backoff_base: float = 0.1,
         backoff_cap: float = 5.0,
-        on_count: CountHook | None = None,
         process: str | None = None,
     ) -> None:
         self._tracker = tracker
@@ -138,7 +135,6 @@ class ReceiptRelay:
         self._poll = poll
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._on_count = on_count
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
         self._publish_failing = False
@@ -228,12 +224,10 @@ class ReceiptRelay:
             self._publish_failing = False
             self._publish_delay = self._backoff_base
         self._tracker.relayed(len(events))
-        self._count("out", "published", len(events))
         return len(events)
 
     def _dropped(self, count: int) -> None:
         self._tracker.relayed(count, dropped=True)
-        self._count("out", "dropped", count)
 
     # -- in -------------------------------------------------------------------------------------
 
@@ -282,14 +276,5 @@ class ReceiptRelay:
             if self.malformed == 1:
                 log.warning("receipt relay: a message not in the relay's format ignored")
             return 0
-        foreign = self._tracker.foreign
-        matched = sum(1 for event in events if foreign(event))
-        if matched:
-            self._count("in", "matched", matched)
-        if len(events) > matched:
-            self._count("in", "unmatched", len(events) - matched)
-        return matched
-
-    def _count(self, direction: str, outcome: str, count: int) -> None:
-        if self._on_count is not None:
-            self._on_count(direction, outcome, count)
+        foreign = self._tracker.foreign  # counts matched / unmatched itself
+        return sum(1 for event in events if foreign(event))

@@ -50,10 +50,10 @@ def snapshot(bound: bool = True, pushbacks: int = 0) -> dict[str, Any]:
             "receipt_states": {"DELIVERED": 9, "UNDELIVERABLE": 2, "EXPIRED": 1},
             "early": 0,
             "parked": 8,
-            "relayed_out": 0,
-            "relay_dropped": 0,
-            "relayed_matched": 0,
-            "relayed_unmatched": 0,
+            "relayed_out": 11,
+            "relay_dropped": 1,
+            "relayed_matched": 10,
+            "relayed_unmatched": 3,
         },
     }
 
@@ -81,6 +81,11 @@ def test_pool_counters_are_exported_only_while_a_pool_is_watched() -> None:
     assert got['idea24_message_outcomes_total{outcome="delivered"}'] == 20.0
     assert got['idea24_message_outcomes_total{outcome="failed"}'] == 2.0
     assert got["idea24_receipts_parked"] == 8.0
+    relayed = "idea24_receipts_relayed_total"
+    assert got[f'{relayed}{{direction="out",outcome="published"}}'] == 11.0
+    assert got[f'{relayed}{{direction="out",outcome="dropped"}}'] == 1.0
+    assert got[f'{relayed}{{direction="in",outcome="matched"}}'] == 10.0
+    assert got[f'{relayed}{{direction="in",outcome="unmatched"}}'] == 3.0
     current["snap"] = snapshot(bound=False, pushbacks=9)  # read again at every scrape
     got = samples(metrics)
     assert got['idea24_smpp_bind_up{bind="smsc-a"}'] == 0.0

@@ -280,8 +280,9 @@ class CpuQuota:
         if not cpus > 0:
             raise ValueError(f"a CPU quota must be above 0, got {cpus}")
         self.cpus = cpus
-        found = (root, version) if root is not None and version else self.find_root()
-        self.root, self.version = found[0], int(found[1] or 1)
+        if root is None or version is None:
+            root, version = self.find_root()
+        self.root, self.version = root, version
         self.path: Path | None = None
 
     @staticmethod

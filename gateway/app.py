@@ -35,6 +35,7 @@ from gateway.portal import Portal
 from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.text import text_policy
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -209,7 +210,7 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         c.outbox,
         router,
         tracker=tracker,
-        policy="transliterate" if s.encoding == "transliterate" else "ucs2",
+        policy=text_policy(s.encoding),
         # Link tuning no flag carries (e.g. a short reconnect back-off in fault tests).
         session_options=s.extra.get("session_options"),
         # Redis or PostgreSQL: other processes may take our replies from the same outbox.

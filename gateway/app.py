@@ -66,6 +66,10 @@ def password_sms(language: str, password: str) -> str:
     return texts(language)("password", password=password)
 
 
+def catalogue_text(language: str, key: str) -> str:
+    return texts(language)(key)
+
+
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
     host, port = sim.smpp_address
     return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
@@ -256,7 +260,17 @@ async def _receipt_relay(
 async def _http(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.backend is not None and c.runtime is not None and c.outbox is not None
-    portal = Portal(c.backend, c.runtime, c.outbox, password_sms, c.settings.short_code)
+    s = c.settings
+    portal = Portal(
+        c.backend,
+        c.runtime,
+        c.outbox,
+        password_sms,
+        s.short_code,
+        catalogue=catalogue_text,
+        policy=text_policy(s.encoding),
+        language=s.language,
+    )
     deps = app[DEPS]
     deps.portal = portal
     deps.ussd = portal
@@ -362,5 +376,10 @@ class _Unready:
     async def verify_temp_password(self, msisdn: str, password: str) -> bool:
         raise web.HTTPServiceUnavailable()
 
-    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
+    async def ussd_turn(
+        self, msisdn: str, session_id: str, text: str, dialled: str | None = None
+    ) -> tuple[str, bool]:
         raise web.HTTPServiceUnavailable()
+
+    async def ussd_refusal(self, key: str, msisdn: str | None = None) -> str:
+        return texts("pl")(key)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api import Backend
 from backend.db import create_engine, open_backend
-from backend.errors import ConfigError
+from backend.errors import ConfigError, ServiceError
 from backend.manage import seed
 from dialogs import build_dialogs
 from dialogs.catalogue import texts
@@ -36,6 +36,7 @@ from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
 from gateway.text import text_policy
+from gateway.ussd_idle import UssdIdle
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -59,6 +60,10 @@ class Components:
 
 
 COMPONENTS = web.AppKey("components", Components)
+
+
+#: How much longer the bundled simulator's network keeps an idle USSD session than the server.
+NETWORK_USSD_MARGIN = 60.0
 
 
 def password_sms(language: str, password: str) -> str:
@@ -206,7 +211,8 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     if c.simulator is not None:
         profiles = [simulator_profile(s, c.simulator)]
     metrics = c.metrics
-    router = Router(c.runtime, c.outbox, metrics)
+    idle = _ussd_idle(c)
+    router = Router(c.runtime, c.outbox, metrics, idle=idle)
     c.router = router
     tracker = DeliveryTracker()  # its counters reach /metrics through metrics.pool
     pool = BindPool(
@@ -223,6 +229,7 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     c.pool = pool
     router.on_ussd_queued = pool.inbound.queued
     async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(idle.aclose)
         if s.redis_url:
             # Entered first, left last: receipts still parked when the binds are closed go to
             # the other processes too.
@@ -238,6 +245,28 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
             metrics.pool.watch(None)
     c.pool = None
     c.router = None
+
+
+def _ussd_idle(c: Components) -> UssdIdle:
+    """Idle USSD sessions ended with the catalogue's text, in the subscriber's language."""
+    store, backend, outbox = c.store, c.backend, c.outbox
+    assert store is not None and backend is not None and outbox is not None
+    default = c.settings.language
+
+    async def is_open(msisdn: str) -> bool:
+        return await store.load(msisdn, "ussd") is not None
+
+    async def expired_text(msisdn: str) -> str:
+        try:
+            lang = (await backend.subscriber(msisdn)).language
+        except ServiceError:
+            lang = default
+        return texts(lang)("ussd.expired")
+
+    async def send(msisdn: str, text: str, meta: Mapping[str, Any]) -> None:
+        await outbox.put(msisdn, text, meta)
+
+    return UssdIdle(c.settings.ussd_timeout, is_open, expired_text, send)
 
 
 @contextlib.asynccontextmanager
@@ -329,6 +358,9 @@ def create_app(settings: Settings) -> web.Application:
             host=settings.simulator_smpp_host,
             port=settings.simulator_smpp_port,
             http_port=settings.simulator_http_port,
+            # The network's USSD timer runs longer than the server's idle timeout, as a real
+            # network's does: an idle session is ended by the server, with a text.
+            ussd_timeout=settings.ussd_timeout + NETWORK_USSD_MARGIN,
         )
         add_handset_routes(
             app,

@@ -34,6 +34,7 @@ async def test_root_navigation_and_hint(phone: Phone) -> None:
     assert await phone.dial() == ROOT
     assert not phone.ended
     assert await phone.ussd("x") == "Wybierz numer z menu.\n" + ROOT
+    assert await phone.ussd("  ") == "Wybierz numer z menu.\n" + ROOT, "nothing: the same hint"
     assert await phone.ussd("0") == "Wybierz numer z menu.\n" + ROOT, "no back from the root"
     usage = await phone.ussd("2")
     assert re.fullmatch(
@@ -46,6 +47,15 @@ async def test_root_navigation_and_hint(phone: Phone) -> None:
     await phone.ussd("3")
     await phone.ussd("1")
     assert await phone.ussd("00") == ROOT
+
+
+async def test_account_says_whether_the_last_invoice_is_paid(phone: Phone) -> None:
+    assert re.fullmatch(
+        r"Nr 600 000 001, konto 1\.0000001, taryfa Idea Optimum 120\. Faktura \d+,\d\d zł, "
+        r"termin \d\d\.\d\d\.\d{4}, (zapłacona|do zapłaty)\. Zostało: 73 min, 62 SMS\.\n"
+        r"1 Adres\n" + NAV,
+        await phone.dial("*100*1#"),
+    )
 
 
 async def test_shortcuts(phone: Phone) -> None:

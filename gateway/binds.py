@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from gateway import text
-from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
-from gateway.outbox import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
-from gateway.pdu import UssdOp
-from gateway.session import SmppSession, SubmitError, SubmitResult
+from gateway.esme.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
+from gateway.esme.session import SmppSession, SubmitError, SubmitResult
+from gateway.outbox.base import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
 from gateway.settings import SmscProfile
+from gateway.smpp.pdu import UssdOp
+from gateway.sms import text
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def build_parts(
 ) -> list[dict[str, Any]]:
     """The submit_sm params of every part of ``item`` for this bind.
 
-    Raises :class:`gateway.text.TextEncodeError` for a text that cannot be sent (permanent).
+    Raises :class:`gateway.sms.text.TextEncodeError` for a text that cannot be sent (permanent).
     """
     meta = item.meta
     base: dict[str, Any] = {
@@ -545,7 +545,7 @@ class BindPool:
                 "receipt_states": dict(t.receipt_states),
                 "early": t.early,
                 "parked": t.parked,
-                # Receipts relayed between processes (gateway/receipt_relay.py; Redis only).
+                # Receipts relayed between processes (gateway/outbox/receipt_relay.py; Redis only).
                 "relayed_out": t.relayed_out,
                 "relay_dropped": t.relay_dropped,
                 "relayed_matched": t.relayed_matched,

@@ -32,7 +32,7 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    menu may have left through another process, so only (c) makes it a copy. A redelivery that
    reaches another process, or this one after a restart, is
    handed on: a repeated answer is the lesser harm than a command left unanswered.
-3. **Long MO is reassembled** with :class:`gateway.text.Reassembler`; nothing is handed on until
+3. **Long MO is reassembled** with :class:`gateway.sms.text.Reassembler`; nothing is handed on until
    every part is in.
 """
 
@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from backend.errors import InvalidInput
-from gateway import receipts, text
-from gateway.msisdn import normalise_msisdn
-from gateway.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, MessageState, Pdu, Status
-from gateway.reassembly import Incomplete, Reassembler
+from gateway.smpp.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, MessageState, Pdu, Status
+from gateway.sms import receipts, text
+from gateway.sms.msisdn import normalise_msisdn
+from gateway.sms.reassembly import Incomplete, Reassembler
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One SMPP connection to an SMSC, seen from the ESME side, re-established until closed.
 
 Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sans-I/O
-:class:`gateway.codec.SmppConnection`; it connects, binds, and keeps reconnecting until closed:
+:class:`gateway.smpp.codec.SmppConnection`; it connects, binds, and keeps reconnecting until closed:
 - **Reconnect** waits an exponential back-off with jitter before every attempt (never a tight
   loop); the streak resets only after a connection stayed bound for ``stable_after`` seconds.
 - **Window**: at most ``profile.window`` requests await their response; a request waits for a
@@ -22,7 +22,7 @@ Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sa
   ``nack_for``; a fatal framing error closes the connection after the nack.
 - **Shutdown** stops new requests, waits for in-flight ones, sends unbind, closes.
 
-:mod:`gateway.session` builds the bind the rest of the gateway sees on top of one or two links.
+:mod:`gateway.esme.session` builds the bind the rest of the gateway sees on top of one or two links.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, cast, runtime_checkable
 
 from backend.errors import Idea24Error
-from gateway import codec
-from gateway.errors import LocalProtocolError, ProtocolError
-from gateway.pdu import COMMAND_IDS, Pdu, Status
+from gateway.esme.throttle import Backoff
 from gateway.settings import SmscProfile
-from gateway.throttle import Backoff
+from gateway.smpp import codec
+from gateway.smpp.errors import LocalProtocolError, ProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ LinkMode = Literal["trx", "tx", "rx"]
 class LossAware(Protocol):
     """An inbound handler that wants to know when a connection closed: a deliver_sm_resp
     written before may not have reached the SMSC, which then offers that MO again
-    (:meth:`gateway.inbound.InboundProcessor.connection_lost`)."""
+    (:meth:`gateway.esme.inbound.InboundProcessor.connection_lost`)."""
 
     def connection_lost(self) -> None: ...
 
@@ -82,7 +82,7 @@ class SubmitError(Idea24Error):
     ``accepted`` maps the index of each part the SMSC did accept to its message id, so a retry
     can send only the rest. ``attempted`` is False when nothing was written to the SMSC (the
     link was down before the send): a retry policy need not count that as a try.
-    For a message of several parts (:meth:`gateway.session.SmppSession.submit_many`):
+    For a message of several parts (:meth:`gateway.esme.session.SmppSession.submit_many`):
     ``unanswered`` are the parts written whose answer never came (the SMSC may hold them: a
     retry may duplicate them) and ``late_possible``, of those, the parts that timed out on a
     live connection, whose late answer may still be reported through ``on_late``.
@@ -343,7 +343,7 @@ class SmppLink:
         on_settled: Callable[[int, Outcome | SubmitError], None] | None = None,
         on_late: LateHandler | None = None,
     ) -> list[Outcome | SubmitError]:
-        """Send pre-encoded submit_sm PDUs (:func:`gateway.codec_fast.submit_sm_template`: the
+        """Send pre-encoded submit_sm PDUs (:func:`gateway.smpp.fast.submit_sm_template`: the
         whole PDU with sequence 0) through the window; one outcome per template, in order:
         ``(command_status, message_id)`` of its response, or the :class:`SubmitError` it met.
         ``on_settled(index, outcome)`` is called as each one settles (from the I/O callback:

@@ -1,11 +1,11 @@
 """One configured SMPP bind as the rest of the gateway sees it.
 
-:class:`SmppSession` is one transceiver :class:`gateway.link.SmppLink`, or a transmitter +
+:class:`SmppSession` is one transceiver :class:`gateway.esme.link.SmppLink`, or a transmitter +
 receiver pair (``profile.bind == "tx+rx"``), plus the :class:`Throttle` that outlives every
 connection. ``submit(parts)`` sends the parts of one message, pipelined through the window,
 retrying ESME_RTHROTTLED / ESME_RMSGQFUL after slowing down, and returns the SMSC's message ids or
 raises :class:`SubmitError` saying whether a later retry may succeed. The connection itself
-(reconnect, window, timeouts, enquire_link, matching responses) lives in :mod:`gateway.link`;
+(reconnect, window, timeouts, enquire_link, matching responses) lives in :mod:`gateway.esme.link`;
 its names are re-exported here for callers that import them from this module.
 """
 
@@ -17,9 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.codec_fast import submit_sm_template
-from gateway.errors import LocalProtocolError
-from gateway.link import (
+from gateway.esme.link import (
     InboundHandler,
     LinkDown,
     LinkMode,
@@ -30,9 +28,11 @@ from gateway.link import (
     SubmitError,
     status_name,
 )
-from gateway.pdu import TEMPORARY_STATUSES, Status
+from gateway.esme.throttle import Backoff, Throttle
 from gateway.settings import SmscProfile
-from gateway.throttle import Backoff, Throttle
+from gateway.smpp.errors import LocalProtocolError
+from gateway.smpp.fast import submit_sm_template
+from gateway.smpp.pdu import TEMPORARY_STATUSES, Status
 
 __all__ = [
     "PUSHBACK_STATUSES",
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 @runtime_checkable
 class ReplyAware(Protocol):
     """An inbound handler that wants to know when a USSD reply leaves (to tell a new turn of a
-    session from a redelivered answer: :meth:`gateway.inbound.InboundProcessor.replied`)."""
+    session from a redelivered answer: :meth:`gateway.esme.inbound.InboundProcessor.replied`)."""
 
     def replied(self, msisdn: str) -> None: ...
 
@@ -205,7 +205,7 @@ class SmppSession:
 
         One outcome per message, as :meth:`submit` would give it (returned, not raised).
         Pushback statuses are retried for the affected parts after the throttle's pause. Each
-        part is encoded once (:func:`gateway.codec_fast.submit_sm_template`), retries included.
+        part is encoded once (:func:`gateway.smpp.fast.submit_sm_template`), retries included.
         ``on_result(index, outcome)`` is called the moment a message's outcome is final (from
         the I/O callback: keep it short), so a sender can refill the window before the slowest
         message of the batch is answered.

@@ -11,8 +11,8 @@ parts already accepted recorded, so only the rest go again; ``fail`` (permanent 
 as failed and logs. A consumer that dies leaves its lease to expire and another takes the item.
 
 Three stores share this contract and one test suite: :class:`MemoryOutbox` (tests, embedded),
-:class:`gateway.outbox_redis.RedisOutbox` (Streams + consumer group, XAUTOCLAIM),
-:class:`gateway.outbox_sql.SqlOutbox` (SQLite / PostgreSQL table, when there is no Redis).
+:class:`gateway.outbox.redis.RedisOutbox` (Streams + consumer group, XAUTOCLAIM),
+:class:`gateway.outbox.sql.SqlOutbox` (SQLite / PostgreSQL table, when there is no Redis).
 
 :class:`DeliveryTracker` matches delivery receipts to what was sent (see its docstring).
 """
@@ -34,8 +34,8 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import receipts
-from gateway.inbound import InboundMessage, ReceiptEvent
+from gateway.esme.inbound import InboundMessage, ReceiptEvent
+from gateway.sms import receipts
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +258,14 @@ class DeliveryTracker:
     ``sent(item_id, msisdn, message_ids)`` registers the SMSC id of every part once its
     submit_sm_resp came; ``receipt(event)`` marks a part. A receipt for an id not (yet) known —
     the SMSC may send it before our submit_sm_resp was read — is parked (bounded, FIFO) and
-    applied when the id is registered. Ids are matched with :class:`gateway.receipts.IdIndex`
+    applied when the id is registered. Ids are matched with :class:`gateway.sms.receipts.IdIndex`
     (hex vs decimal, leading zeros, case). A message is ``delivered`` when every part is,
     ``failed`` as soon as one part failed. Counters are plain attributes;
     ``on_state(item_id, msisdn, state)`` is called when a message reaches a final state.
 
     Several processes on one SMSC account: the SMSC hands a receipt to any of the account's
     receiving binds, so a receipt parked here may belong to another process.
-    :class:`gateway.receipt_relay.ReceiptRelay` takes what stayed parked past a grace
+    :class:`gateway.outbox.receipt_relay.ReceiptRelay` takes what stayed parked past a grace
     (:meth:`stale`) to the others, and applies theirs here with :meth:`foreign`, which never
     parks. The matching itself stays local and free of I/O.
     """

@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from gateway.inbound import ReceiptEvent
-from gateway.pdu import MessageState
-from gateway.receipts import Receipt
+from gateway.esme.inbound import ReceiptEvent
+from gateway.smpp.pdu import MessageState
+from gateway.sms.receipts import Receipt
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from gateway.outbox import DeliveryTracker
+    from gateway.outbox.base import DeliveryTracker
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ class ReceiptRelay:
             finally:
                 self._subscribed.clear()
                 with contextlib.suppress(*RELAY_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_cap)
 

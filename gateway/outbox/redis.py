@@ -1,6 +1,6 @@
 """The outbox on Redis Streams: shared by every bind of every gateway process.
 
-Layout (key names in :mod:`gateway.outbox`): one stream ``{prefix}:outbox`` read through the
+Layout (key names in :mod:`gateway.outbox.base`): one stream ``{prefix}:outbox`` read through the
 consumer group ``senders``; per subscriber a sequence counter and a "done up to" mark with the
 MSISDN in a hash tag; per entry a small hash with its retry state (``nb`` = not before, epoch
 seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries are immutable.
@@ -43,7 +43,7 @@ from redis.exceptions import ResponseError
 
 from backend.batching import fail_all
 from fsm.redis_wire import wire_for
-from gateway.outbox import (
+from gateway.outbox.base import (
     ACCEPTED_KEY,
     DEFAULT_LEASE,
     DONE_KEY,

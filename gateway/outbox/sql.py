@@ -21,10 +21,10 @@ A committed put or done wakes this process's waiting ``take`` at once (an ``asyn
 rows written by other processes are found by polling every ``poll`` seconds.
 
 On a SQLite file the flush and the take run as plain ``sqlite3`` transactions in the event-loop
-thread (:mod:`gateway.sqlite_inline`: never blocking on another writer's lock, WAL checkpoints
-in a worker thread): through SQLAlchemy and aiosqlite put + take + done cost ~118 µs of CPU per
-reply, inline ~28 µs. PostgreSQL, and the rarer writes (retry, fail, heartbeat, recover), go
-through the engine.
+thread (:mod:`gateway.outbox.sqlite_inline`: never blocking on another writer's lock, WAL
+checkpoints in a worker thread): through SQLAlchemy and aiosqlite put + take + done cost ~118 µs
+of CPU per reply, inline ~28 µs. PostgreSQL, and the rarer writes (retry, fail, heartbeat,
+recover), go through the engine.
 
 Durability on SQLite: WAL with ``synchronous=NORMAL`` (see :mod:`backend.db`): a committed
 reply survives the process being killed (SIGKILL, OOM); a power cut may lose the last
@@ -47,8 +47,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.batching import fail_all
 from backend.db import sqlite_file
-from gateway.outbox import DEFAULT_LEASE, Outbox, OutboxItem, new_ref
-from gateway.sqlite_inline import InlineWriter
+from gateway.outbox.base import DEFAULT_LEASE, Outbox, OutboxItem, new_ref
+from gateway.outbox.sqlite_inline import InlineWriter
 
 #: Tries of one put when the database cut the connection under it.
 PUT_ATTEMPTS = 3
@@ -223,7 +223,7 @@ class SqlOutbox(Outbox):
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # a put or done committed here: a take may find more
         # A SQLite file: the hot statements (flush, take) on a plain sqlite3 connection in this
-        # thread (see gateway.sqlite_inline); everything else through the engine.
+        # thread (see gateway.outbox.sqlite_inline); everything else through the engine.
         path = None if self._postgres else _inline_path(engine)
         self._inline = InlineWriter(path) if path is not None else None
 

@@ -1,4 +1,4 @@
-"""Sans-I/O SMPP 3.4: bytes in, :class:`~gateway.pdu.Pdu` events out, PDUs in, bytes out.
+"""Sans-I/O SMPP 3.4: bytes in, :class:`~gateway.smpp.pdu.Pdu` events out, PDUs in, bytes out.
 
 Theory of operation (after h11). Nothing here touches a socket, a clock or asyncio: the ESME
 session and the simulator each own the I/O and feed bytes to one :class:`SmppConnection`.
@@ -9,8 +9,8 @@ session and the simulator each own the I/O and feed bytes to one :class:`SmppCon
   carrying the command_status to answer with; :func:`encode` is the reverse and raises
   :class:`LocalProtocolError` rather than truncate anything.
 - Two paths do the packing: a hand-written struct path for the hot PDUs
-  (:mod:`gateway.codec_fast`) and smpplib for everything else (:mod:`gateway.codec_smpplib`),
-  with :mod:`gateway.codec_schema` for the PDUs smpplib does not know. Differential tests prove
+  (:mod:`gateway.smpp.fast`) and smpplib for everything else (:mod:`gateway.smpp.reference`),
+  with :mod:`gateway.smpp.schema` for the PDUs smpplib does not know. Differential tests prove
   the fast path equals smpplib byte for byte.
 - :class:`SmppConnection` adds sequence numbers and the bind-state table: which side may send
   which request in which state. A remote PDU that breaks the table or the codec becomes an error
@@ -25,9 +25,9 @@ from dataclasses import replace
 from enum import Enum
 from typing import Final, Literal
 
-from gateway import codec_fast, codec_schema, codec_smpplib
-from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.pdu import COMMAND_IDS, COMMAND_NAMES, RESPONSE_BIT, Pdu, Status
+from gateway.smpp import fast, reference, schema
+from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, COMMAND_NAMES, RESPONSE_BIT, Pdu, Status
 
 __all__ = [
     "MAX_PDU_LENGTH",
@@ -49,9 +49,9 @@ _DECODE_FAILURES = (struct.error, ValueError, IndexError, UnicodeError)
 def encode(pdu: Pdu) -> bytes:
     """The wire form of ``pdu``; LocalProtocolError if a field breaks SMPP's limits."""
     cmd = pdu.command
-    fast = codec_fast.ENCODERS.get(cmd)
-    if fast is not None:  # checks its own input, falls back to the smpplib path when unsure
-        data = fast(pdu)
+    encoder = fast.ENCODERS.get(cmd)
+    if encoder is not None:  # checks its own input, falls back to the smpplib path when unsure
+        data = encoder(pdu)
         if len(data) > MAX_PDU_LENGTH:
             raise LocalProtocolError(
                 f"{cmd}: {len(data)} octets, at most {MAX_PDU_LENGTH}", status=Status.ESME_RSYSERR
@@ -68,10 +68,10 @@ def encode(pdu: Pdu) -> bytes:
         raise LocalProtocolError(
             f"{cmd}: short_message and message_payload are exclusive", status=Status.ESME_RSYSERR
         )
-    if cmd in codec_smpplib.SUPPORTED:
-        data = codec_smpplib.encode(pdu)
+    if cmd in reference.SUPPORTED:
+        data = reference.encode(pdu)
     else:
-        body = codec_schema.encode_generic(cmd, params, pdu.extra_tlvs)
+        body = schema.encode_generic(cmd, params, pdu.extra_tlvs)
         data = _HEADER.pack(16 + len(body), COMMAND_IDS[cmd], pdu.status, pdu.sequence) + body
     if len(data) > MAX_PDU_LENGTH:
         raise LocalProtocolError(
@@ -105,12 +105,12 @@ def decode(frame: bytes) -> Pdu:
             command_id=command_id,
         )
     try:
-        fast = codec_fast.DECODERS.get(cmd)
-        if fast is not None:
-            return fast(frame)
-        if cmd in codec_smpplib.SUPPORTED:
-            return codec_smpplib.decode(frame)
-        params, extra = codec_schema.decode_generic(cmd, frame[16:])
+        decoder = fast.DECODERS.get(cmd)
+        if decoder is not None:
+            return decoder(frame)
+        if cmd in reference.SUPPORTED:
+            return reference.decode(frame)
+        params, extra = schema.decode_generic(cmd, frame[16:])
         return Pdu(cmd, sequence, status, params, extra)
     except RemoteProtocolError as exc:
         exc.sequence = sequence

@@ -4,7 +4,7 @@ enquire_link and enquire_link_resp.
 smpplib builds an object and walks its field tables for every PDU (about 24k PDUs/s); these
 functions do the same job with one bytes-format or one scan. They only take the happy path:
 anything unusual (a wrong type, an over-long field, a malformed body) is handed to the reference
-path (:mod:`gateway.codec_smpplib`), which raises the right error. So the fast path can never
+path (:mod:`gateway.smpp.reference`), which raises the right error. So the fast path can never
 accept what the reference refuses, and the hypothesis differential tests in
 ``tests/gateway/test_codec_fast.py`` prove the bytes and Pdus are the same as smpplib's.
 """
@@ -15,8 +15,10 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from gateway import codec_smpplib
-from gateway.codec_schema import (
+from gateway.smpp import reference
+from gateway.smpp.errors import LocalProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp.schema import (
     TLV_HEADER,
     TLVS,
     TLVS_BY_TAG,
@@ -25,8 +27,6 @@ from gateway.codec_schema import (
     encode_tlv,
     split_tlvs,
 )
-from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.pdu import COMMAND_IDS, Pdu, Status
 
 _HEADER: Final = struct.Struct(">LLLL")
 _SM_NAMES: Final = frozenset(
@@ -141,7 +141,7 @@ def _encode_sm(pdu: Pdu) -> bytes:
     params = pdu.params
     body = _sm_body(params.get)
     if body is None:
-        return codec_smpplib.encode(pdu)
+        return reference.encode(pdu)
     try:
         if len(params) > 17 or pdu.extra_tlvs or not params.keys() <= _SM_NAMES:
             if params.get("short_message") and params.get("message_payload"):
@@ -149,7 +149,7 @@ def _encode_sm(pdu: Pdu) -> bytes:
             body += _tlvs(pdu.command, pdu, params.keys() - _SM_NAMES)
         return _HEADER.pack(16 + len(body), _IDS[pdu.command], pdu.status, pdu.sequence) + body
     except (_Unusual, *_PACK_FAILURES):
-        return codec_smpplib.encode(pdu)
+        return reference.encode(pdu)
 
 
 def _encode_resp(pdu: Pdu) -> bytes:
@@ -163,12 +163,12 @@ def _encode_resp(pdu: Pdu) -> bytes:
             _HEADER.pack(16 + len(body), COMMAND_IDS[pdu.command], pdu.status, pdu.sequence) + body
         )
     except (_Unusual, *_PACK_FAILURES):
-        return codec_smpplib.encode(pdu)
+        return reference.encode(pdu)
 
 
 def _encode_empty(pdu: Pdu) -> bytes:
     if pdu.params or pdu.extra_tlvs:
-        return codec_smpplib.encode(pdu)
+        return reference.encode(pdu)
     try:
         return _HEADER.pack(16, COMMAND_IDS[pdu.command], pdu.status, pdu.sequence)
     except struct.error as exc:
@@ -184,14 +184,14 @@ def _decode_sm(frame: bytes) -> Pdu:
     e4 = find(0, e3 + 4, e3 + 21) if e3 > 0 else -1  # schedule_delivery_time, max 17
     e5 = find(0, e4 + 1, e4 + 18) if e4 > 0 else -1  # validity_period, max 17
     if e5 < 0:
-        return codec_smpplib.decode(frame)
+        return reference.decode(frame)
     n = len(frame)
     start = e5 + 6
     if start > n:
-        return codec_smpplib.decode(frame)
+        return reference.decode(frame)
     end = start + frame[e5 + 5]
     if end - start > 254 or end > n:
-        return codec_smpplib.decode(frame)
+        return reference.decode(frame)
     # One latin-1 decode of the mandatory C-strings' span; each string is a slice of it (no
     # bytes slice + decode per field; the usually empty ones cost nothing).
     text = frame[16:e5].decode("latin-1")
@@ -228,7 +228,7 @@ def _decode_resp(frame: bytes) -> Pdu:
         return Pdu(cmd, sequence, status, {"message_id": ""})
     e = frame.find(0, 16, 16 + 65)
     if e < 0:
-        return codec_smpplib.decode(frame)
+        return reference.decode(frame)
     params: dict[str, Any] = {"message_id": frame[16:e].decode("latin-1")}
     extra = _decode_tlvs(cmd, frame, e + 1, params) if e + 1 < n else ()
     return Pdu(cmd, sequence, status, params, extra)
@@ -236,7 +236,7 @@ def _decode_resp(frame: bytes) -> Pdu:
 
 def _decode_empty(frame: bytes) -> Pdu:
     if len(frame) != 16:
-        return codec_smpplib.decode(frame)
+        return reference.decode(frame)
     _length, command_id, status, sequence = _HEADER.unpack_from(frame)
     return Pdu(_NAMES[command_id], sequence, status, {})
 
@@ -260,7 +260,7 @@ _INT_TLV_PACKERS: Final[Mapping[str, tuple[Callable[[int], bytes], int]]] = {
 }
 #: Per hot command, the TLVs smpplib packs and their position in its wire order.
 _ORDER: Final[Mapping[str, dict[str, int]]] = {
-    cmd: {name: i for i, name in enumerate(codec_smpplib.DELEGATED[cmd])}
+    cmd: {name: i for i, name in enumerate(reference.DELEGATED[cmd])}
     for cmd in ("submit_sm", "deliver_sm", "submit_sm_resp", "deliver_sm_resp")
 }
 
@@ -283,7 +283,7 @@ DECODERS: Final[Mapping[str, Callable[[bytes], Pdu]]] = {
 
 
 def submit_sm_template(params: Mapping[str, Any]) -> bytes:
-    """A whole submit_sm with sequence 0 — the same bytes :func:`gateway.codec.encode` makes —
+    """A whole submit_sm with sequence 0 — the same bytes :func:`gateway.smpp.codec.encode` makes —
     for a sender that numbers it by writing octets 12..16 (``SmppLink.submit_templates``).
 
     Encoded once per part, so a retry or a pushback resends it without encoding again. Raises

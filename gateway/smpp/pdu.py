@@ -1,13 +1,13 @@
 """SMPP 3.4 PDU values: the :class:`Pdu` record, command ids, command_status codes, TLV tags.
 
 This module is plain data shared by the ESME (gateway) and the SMSC (simulator). Bytes are turned
-into :class:`Pdu` and back only by :mod:`gateway.codec`.
+into :class:`Pdu` and back only by :mod:`gateway.smpp.codec`.
 
 Field value types in ``Pdu.params``:
 - C-octet strings (system_id, password, service_type, addresses, message_id, schedule times...)
   are ``str``;
 - integers (TON, NPI, esm_class, registered_delivery, data_coding, ...) are ``int``;
-- ``short_message`` and ``message_payload`` are ``bytes`` (encoded by :mod:`gateway.text`);
+- ``short_message`` and ``message_payload`` are ``bytes`` (encoded by :mod:`gateway.sms.text`);
 - known TLVs use smpplib's names (``ussd_service_op``, ``its_session_info``, ``sar_msg_ref_num``,
   ``receipted_message_id``, ``message_state``, ...) with int/str/bytes values as their type says.
 Unknown TLVs are kept verbatim in ``Pdu.extra_tlvs`` as ``(tag, value)`` pairs.

@@ -7,7 +7,7 @@ strings are truncated silently; a short or NUL-less body parses into garbage or 
 ``struct.error``; unknown TLVs raise; ``deliver_sm`` has no ``ussd_service_op`` (smpplib #104),
 ``alert_on_message_delivery`` is dropped, and some TLVs have the wrong type in some classes.
 
-So every body is validated by :mod:`gateway.codec_schema` first, and a TLV is handed to smpplib
+So every body is validated by :mod:`gateway.smpp.schema` first, and a TLV is handed to smpplib
 only when smpplib's class knows it with the type SMPP gives it ("delegated"); every other TLV is
 packed and unpacked here, and unknown ones are kept verbatim.
 """
@@ -23,7 +23,9 @@ from smpplib import exceptions as sm_exceptions
 from smpplib import ptypes as sm_ptypes
 from smpplib import smpp as sm_smpp
 
-from gateway.codec_schema import (
+from gateway.smpp.errors import LocalProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp.schema import (
     LAYOUTS,
     TLVS,
     check_cstring,
@@ -35,8 +37,6 @@ from gateway.codec_schema import (
     scan_body,
     split_tlvs,
 )
-from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.pdu import COMMAND_IDS, Pdu, Status
 
 HEADER: Final = struct.Struct(">LLLL")
 

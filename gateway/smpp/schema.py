@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.pdu import Status
+from gateway.smpp.errors import LocalProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import Status
 
 
 @dataclass(frozen=True, slots=True)

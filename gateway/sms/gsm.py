@@ -10,7 +10,7 @@ SMPP ``data_coding`` 0 usually carries one septet per octet ("unpacked"); :func:
 :func:`unpack_septets` exist for SMSCs that want the packed GSM form, including the fill bits that
 align the first septet after a user data header.
 
-The errors of the whole text layer live here, the lowest module of it; :mod:`gateway.text`
+The errors of the whole text layer live here, the lowest module of it; :mod:`gateway.sms.text`
 re-exports them.
 """
 

@@ -35,8 +35,8 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from backend.errors import Idea24Error
-from gateway.pdu import ESM_UDHI, MessageState
-from gateway.text import TextDecodeError, decode_short_message
+from gateway.smpp.pdu import ESM_UDHI, MessageState
+from gateway.sms.text import TextDecodeError, decode_short_message
 
 __all__ = [
     "IdIndex",

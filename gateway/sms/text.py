@@ -37,7 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.gsm import (
+from gateway.smpp.pdu import ESM_UDHI as ESM_UDHI
+from gateway.sms.gsm import (
     TextDecodeError,
     TextEncodeError,
     TextError,
@@ -48,11 +49,10 @@ from gateway.gsm import (
     septets_or_none,
     unpack_septets,
 )
-from gateway.pdu import ESM_UDHI as ESM_UDHI
 
 if TYPE_CHECKING:
-    from gateway.reassembly import Incomplete as Incomplete
-    from gateway.reassembly import Reassembler as Reassembler
+    from gateway.sms.reassembly import Incomplete as Incomplete
+    from gateway.sms.reassembly import Reassembler as Reassembler
 
 __all__ = [
     "Incomplete",
@@ -533,7 +533,7 @@ def decode_short_message(
 def __getattr__(name: str) -> Any:
     # Reassembly lives in its own module, which imports this one; re-export lazily.
     if name in ("Reassembler", "Incomplete"):
-        from gateway import reassembly
+        from gateway.sms import reassembly
 
         return getattr(reassembly, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

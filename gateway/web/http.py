@@ -20,9 +20,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, ServiceError
 from gateway.metrics import CONTENT_TYPE, Metrics
-from gateway.msisdn import normalise_msisdn
-from gateway.openapi import openapi_document
 from gateway.settings import Settings
+from gateway.sms.msisdn import normalise_msisdn
+from gateway.web.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fsm.runtime import Inbound, Reply, TurnUnavailable
-from gateway.outbox import Outbox
+from gateway.outbox.base import Outbox
 from gateway.router import TurnRunner, ussd_screen
 
 log = logging.getLogger(__name__)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import codec
-from gateway.codec import BindState, Framer, SmppConnection
-from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.pdu import Pdu, Status
+from gateway.smpp import codec
+from gateway.smpp.codec import BindState, Framer, SmppConnection
+from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import Pdu, Status
 
 # deliver_sm from an SMSC: *100# dialled, USSD op 1 (PSSR indication), its_session_info 0x1234,
 # esm_class 0x43 (bit field, not an enum), plus an unknown vendor TLV 0x1400.

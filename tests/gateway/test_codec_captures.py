@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway import codec, codec_fast, codec_smpplib
-from gateway.pdu import ESM_UDHI, Pdu, Status
+from gateway.smpp import codec, fast, reference
+from gateway.smpp.pdu import ESM_UDHI, Pdu, Status
 
 CAPTURES = Path(__file__).parent / "captures"
 
@@ -70,12 +70,12 @@ def test_capture_decodes(name: str) -> None:
     pdu = codec.decode(frame)
     for key, value in EXPECTED[name].items():
         assert pdu.params[key] == value, key
-    assert codec_smpplib.decode(frame) == pdu
+    assert reference.decode(frame) == pdu
     again = codec.encode(pdu)
     assert len(again) == len(frame)
     assert codec.decode(again) == pdu
-    if pdu.command in codec_fast.DECODERS:
-        assert codec_fast.DECODERS[pdu.command](frame) == pdu
+    if pdu.command in fast.DECODERS:
+        assert fast.DECODERS[pdu.command](frame) == pdu
 
 
 def test_receipt_payload_is_whole() -> None:

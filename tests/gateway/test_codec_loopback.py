@@ -11,10 +11,10 @@ import smpplib.client
 import smpplib.consts
 import smpplib.smpp
 
-from gateway import codec
-from gateway.codec import BindState, SmppConnection
-from gateway.errors import ProtocolError
-from gateway.pdu import Pdu, Status
+from gateway.smpp import codec
+from gateway.smpp.codec import BindState, SmppConnection
+from gateway.smpp.errors import ProtocolError
+from gateway.smpp.pdu import Pdu, Status
 
 
 @dataclass

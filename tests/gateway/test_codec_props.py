@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from smpplib import smpp as sm_smpp
 
-from gateway import codec, codec_fast, codec_smpplib
-from gateway.codec import Framer, SmppConnection
-from gateway.codec_schema import LAYOUTS, TLVS, TLVS_BY_TAG, Field, TlvType, default_for
-from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.pdu import COMMAND_IDS, COMMAND_NAMES, Pdu
+from gateway.smpp import codec, fast, reference
+from gateway.smpp.codec import Framer, SmppConnection
+from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, COMMAND_NAMES, Pdu
+from gateway.smpp.schema import LAYOUTS, TLVS, TLVS_BY_TAG, Field, TlvType, default_for
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-HOT = sorted(codec_fast.ENCODERS)
+HOT = sorted(fast.ENCODERS)
 LATIN1 = st.characters(min_codepoint=1, max_codepoint=255)
 ASCII = st.characters(min_codepoint=1, max_codepoint=127)
 
@@ -189,9 +189,9 @@ def outcome(fn: Any, arg: Any) -> Any:
 @given(mutated_frames())
 def test_fast_decode_accepts_exactly_what_smpplib_does(frame: bytes) -> None:
     cmd = COMMAND_NAMES[int.from_bytes(frame[4:8], "big")]
-    fast = outcome(codec_fast.DECODERS[cmd], frame)
-    slow = outcome(codec_smpplib.decode, frame)
-    assert fast == slow
+    quick = outcome(fast.DECODERS[cmd], frame)
+    slow = outcome(reference.decode, frame)
+    assert quick == slow
 
 
 ODD_VALUES = st.one_of(
@@ -245,7 +245,7 @@ def test_fast_encode_produces_exactly_what_smpplib_does(pdu: Pdu) -> None:
         except LocalProtocolError:
             return "refused"
 
-    assert run(codec_fast.ENCODERS[pdu.command]) == run(codec_smpplib.encode)
+    assert run(fast.ENCODERS[pdu.command]) == run(reference.encode)
 
 
 class _Client:
@@ -258,7 +258,7 @@ class _Client:
 
 
 def _delegated_only(pdu: Pdu) -> dict[str, Any]:
-    allowed = {f.name for f in LAYOUTS[pdu.command]} | set(codec_smpplib.DELEGATED[pdu.command])
+    allowed = {f.name for f in LAYOUTS[pdu.command]} | set(reference.DELEGATED[pdu.command])
     return {k: v for k, v in pdu.params.items() if k in allowed}
 
 
@@ -266,11 +266,11 @@ def _delegated_only(pdu: Pdu) -> dict[str, Any]:
 @given(pdus(HOT))
 def test_pure_smpplib_packs_and_parses_the_same(pdu: Pdu) -> None:
     params = _delegated_only(pdu)
-    for name in codec_smpplib.DELEGATED[pdu.command]:
+    for name in reference.DELEGATED[pdu.command]:
         if params.get(name) in ("", b""):
             del params[name]  # smpplib leaves empty TLVs out
     pdu = Pdu(pdu.command, pdu.sequence, pdu.status, params)
-    ours = codec_fast.ENCODERS[pdu.command](pdu)
+    ours = fast.ENCODERS[pdu.command](pdu)
 
     obj = sm_smpp.make_pdu(pdu.command, client=_Client())
     obj.sequence = pdu.sequence
@@ -281,7 +281,7 @@ def test_pure_smpplib_packs_and_parses_the_same(pdu: Pdu) -> None:
 
     parsed = sm_smpp.parse_pdu(ours, client=_Client())
     assert parsed.sequence == pdu.sequence and parsed.status == pdu.status
-    decoded = codec_fast.DECODERS[pdu.command](ours)
+    decoded = fast.DECODERS[pdu.command](ours)
     for name, value in decoded.params.items():
         got = getattr(parsed, name)
         if isinstance(value, str):
@@ -293,10 +293,10 @@ def test_pure_smpplib_packs_and_parses_the_same(pdu: Pdu) -> None:
 @PROPS
 @given(pdus(HOT))
 def test_fast_and_dispatching_codec_agree(pdu: Pdu) -> None:
-    data = codec_fast.ENCODERS[pdu.command](pdu)
+    data = fast.ENCODERS[pdu.command](pdu)
     assert data == codec.encode(pdu)
     assume(len(data) > 16)
-    assert codec.decode(data) == codec_smpplib.decode(data)
+    assert codec.decode(data) == reference.decode(data)
 
 
 def _boundary_values(f: Field) -> list[Any]:
@@ -331,7 +331,7 @@ def test_fast_encode_matches_smpplib_at_every_limit(cmd: str, name: str, value: 
         except LocalProtocolError:
             return "refused"
 
-    assert run(codec_fast.ENCODERS[cmd]) == run(codec_smpplib.encode)
+    assert run(fast.ENCODERS[cmd]) == run(reference.encode)
 
 
 EXHAUSTIVE_FRAMES = [
@@ -377,7 +377,7 @@ def test_fast_decode_matches_smpplib_for_every_octet_change_and_cut(frame: bytes
             variants.append(frame[:at] + bytes([octet]) + frame[at:])
     for variant in variants:
         fixed = len(variant).to_bytes(4, "big") + variant[4:]
-        assert outcome(codec_fast.DECODERS[cmd], fixed) == outcome(codec_smpplib.decode, fixed)
+        assert outcome(fast.DECODERS[cmd], fixed) == outcome(reference.decode, fixed)
 
 
 def _unchecked_frame(cmd: str, values: dict[str, bytes | int]) -> bytes:
@@ -394,7 +394,7 @@ def _unchecked_frame(cmd: str, values: dict[str, bytes | int]) -> bytes:
         else:
             assert isinstance(value, bytes)
             body += bytes([len(value) & 0xFF]) + value
-    return codec_fast._HEADER.pack(16 + len(body), COMMAND_IDS[cmd], 0, 1) + bytes(body)
+    return fast._HEADER.pack(16 + len(body), COMMAND_IDS[cmd], 0, 1) + bytes(body)
 
 
 LENGTH_CASES = [
@@ -409,7 +409,7 @@ LENGTH_CASES = [
 @pytest.mark.parametrize(("cmd", "name", "size"), LENGTH_CASES)
 def test_fast_decode_enforces_every_field_limit(cmd: str, name: str, size: int) -> None:
     frame = _unchecked_frame(cmd, {name: b"7" * size})
-    fast = outcome(codec_fast.DECODERS[cmd], frame)
-    assert fast == outcome(codec_smpplib.decode, frame)
+    quick = outcome(fast.DECODERS[cmd], frame)
+    assert quick == outcome(reference.decode, frame)
     limit = next(f.max for f in LAYOUTS[cmd] if f.name == name)
-    assert isinstance(fast, Pdu) == (size < limit if name != "short_message" else size <= limit)
+    assert isinstance(quick, Pdu) == (size < limit if name != "short_message" else size <= limit)

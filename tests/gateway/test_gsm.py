@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import gsm
-from gateway.gsm import (
+from gateway.sms import gsm
+from gateway.sms.gsm import (
     BASIC_TABLE,
     EXTENSION_TABLE,
     GSM_CHARACTERS,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound import (
+from gateway.esme.inbound import (
     InboundEvent,
     InboundMessage,
     InboundProcessor,
@@ -18,7 +18,7 @@ from gateway.inbound import (
     dedup_key,
     is_receipt,
 )
-from gateway.pdu import MessageState, Pdu, Status
+from gateway.smpp.pdu import MessageState, Pdu, Status
 
 
 class Clock:
@@ -506,7 +506,7 @@ async def test_subscribers_remembered_are_bounded(got: list[Any], clock: Clock) 
 async def test_the_link_reports_a_lost_connection(got: list[Any], clock: Clock) -> None:
     """Wired for real: the SMSC cuts the connection after the first copy and re-offers the MO
     a minute later over the new one (no sleeps: the clock is injected)."""
-    from gateway.session import SmppSession
+    from gateway.esme.session import SmppSession
     from gateway.settings import SmscProfile
     from simulator.controller import SimulatorController
 
@@ -636,7 +636,7 @@ async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
     """Wired for real: the simulator's receipt for a submit_sm reaches ``receipts_now`` and is
     answered, while MO still go through the processor's tasks to the sink; a receipt handler
     that raises gets ESME_RX_T_APPN (the SMSC offers it again) and the link lives on."""
-    from gateway.session import SmppSession
+    from gateway.esme.session import SmppSession
     from gateway.settings import SmscProfile
     from simulator.controller import SimulatorController
 

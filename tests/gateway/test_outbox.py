@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import MemoryOutbox, Outbox, OutboxItem
+from gateway.outbox.base import MemoryOutbox, Outbox, OutboxItem
 
 Factory = Callable[..., Outbox]
 
@@ -53,7 +53,7 @@ async def make_outbox(store: tuple[str, str], redis_prefix: str) -> AsyncIterato
     if kind.startswith("redis"):
         import redis.asyncio as aioredis
 
-        from gateway.outbox_redis import RedisOutbox
+        from gateway.outbox.redis import RedisOutbox
 
         prefix = redis_prefix
         client = aioredis.from_url(url, **({"protocol": 2} if kind == "redis-resp2" else {}))
@@ -71,7 +71,7 @@ async def make_outbox(store: tuple[str, str], redis_prefix: str) -> AsyncIterato
         return
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from gateway.outbox_sql import SqlOutbox, outbox_table
+    from gateway.outbox.sql import SqlOutbox, outbox_table
 
     engine = create_async_engine(url)
     first = SqlOutbox(engine)

@@ -18,9 +18,9 @@ from test_outbox_link import A, Echo, mt_texts, profile, wait_for
 from test_session_smsc import Client, MiniSmsc
 
 from gateway.binds import BindPool, OutboxSender
-from gateway.outbox import DeliveryTracker, MemoryOutbox
-from gateway.pdu import Pdu
-from gateway.session import SmppSession
+from gateway.esme.session import SmppSession
+from gateway.outbox.base import DeliveryTracker, MemoryOutbox
+from gateway.smpp.pdu import Pdu
 from simulator.controller import SimulatorController
 
 

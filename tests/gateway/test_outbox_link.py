@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool, OutboxSender
-from gateway.inbound import InboundEvent, InboundMessage
-from gateway.outbox import DeliveryTracker, MemoryOutbox, Outbox, reply_meta
-from gateway.session import SmppSession
+from gateway.esme.inbound import InboundEvent, InboundMessage
+from gateway.esme.session import SmppSession
+from gateway.outbox.base import DeliveryTracker, MemoryOutbox, Outbox, reply_meta
 from gateway.settings import SmscProfile
 from simulator.controller import SimulatorController
 
@@ -213,7 +213,7 @@ async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorContro
     stays full (it holds exactly ``window`` items) and everything else leaves via the other."""
     from test_session_smsc import Client, MiniSmsc
 
-    from gateway.pdu import Pdu
+    from gateway.smpp.pdu import Pdu
 
     stalled = await MiniSmsc({"idea24": "idea24"}).start()
 
@@ -251,7 +251,7 @@ async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorContro
 async def test_window_full_and_response_timeout_against_the_simulator(
     sim: SimulatorController,
 ) -> None:
-    from gateway.session import SubmitError
+    from gateway.esme.session import SubmitError
 
     params = {"source_addr": "2424", "destination_addr": A, "short_message": b"w"}
     async with SmppSession(profile(sim, window=4, response_timeout=0.6)) as session:
@@ -342,7 +342,7 @@ async def test_two_processes_two_binds_share_one_outbox(
     if kind == "redis":
         import redis.asyncio as aioredis
 
-        from gateway.outbox_redis import RedisOutbox
+        from gateway.outbox.redis import RedisOutbox
 
         client = aioredis.from_url(url)
         boxes: list[Outbox] = [RedisOutbox(client, redis_prefix) for _ in range(3)]
@@ -356,7 +356,7 @@ async def test_two_processes_two_binds_share_one_outbox(
     else:
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        from gateway.outbox_sql import SqlOutbox, outbox_table
+        from gateway.outbox.sql import SqlOutbox, outbox_table
 
         engine = create_async_engine(url)
         boxes = [SqlOutbox(engine, poll=0.02) for _ in range(3)]
@@ -438,7 +438,7 @@ async def test_a_throttled_bind_does_not_stall_the_others_and_windows_stay_full(
     its window is refilled to the brim at once."""
     from test_session_smsc import Client, MiniSmsc
 
-    from gateway.pdu import Pdu, Status
+    from gateway.smpp.pdu import Pdu, Status
 
     congested = await MiniSmsc({"idea24": "idea24"}).start()
     holding = await MiniSmsc({"idea24": "idea24"}).start()
@@ -517,8 +517,8 @@ async def test_a_reply_lost_with_the_link_again_and_again_is_retried_within_the_
     import dataclasses
 
     from gateway.binds import LINK_LOST_RETRY_CAP
-    from gateway.link import LinkDown, SubmitError
-    from gateway.session import _message_result
+    from gateway.esme.link import LinkDown, SubmitError
+    from gateway.esme.session import _message_result
 
     outbox = MemoryOutbox()
     delays: list[float] = []

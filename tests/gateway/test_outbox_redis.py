@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.outbox import DONE_KEY, GROUP_NAME, STREAM_KEY
-from gateway.outbox_redis import RedisOutbox
+from gateway.outbox.base import DONE_KEY, GROUP_NAME, STREAM_KEY
+from gateway.outbox.redis import RedisOutbox
 
 pytestmark = pytest.mark.redis
 

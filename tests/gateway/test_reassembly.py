@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.reassembly import Incomplete, Reassembler
-from gateway.text import Part, TextEncodeError, UdhError, encode_message
+from gateway.sms.reassembly import Incomplete, Reassembler
+from gateway.sms.text import Part, TextEncodeError, UdhError, encode_message
 
 
 def params(p: Part) -> dict[str, Any]:

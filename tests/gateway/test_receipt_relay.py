@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from gateway.inbound import ReceiptEvent
-from gateway.outbox import DeliveryTracker
-from gateway.pdu import MessageState
-from gateway.receipt_relay import ReceiptRelay, decode, encode, relay_client
-from gateway.receipts import Receipt
+from gateway.esme.inbound import ReceiptEvent
+from gateway.outbox.base import DeliveryTracker
+from gateway.outbox.receipt_relay import ReceiptRelay, decode, encode, relay_client
+from gateway.smpp.pdu import MessageState
+from gateway.sms.receipts import Receipt
 
 MSISDN = "48600000001"
 #: Small enough for a test to see several rounds a second.
@@ -234,7 +234,7 @@ async def test_the_relay_survives_its_connections_being_killed(
 async def test_redis_unreachable_drops_and_counts_without_piling_up(
     caplog: pytest.LogCaptureFixture, unused_port: int
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.receipt_relay")
+    caplog.set_level(logging.INFO, logger="gateway.outbox.receipt_relay")
     url = f"redis://127.0.0.1:{unused_port}/0"  # nothing listens there
     node = Node(url, "unreachable", "a")
     await node.relay.start()

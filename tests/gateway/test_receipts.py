@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import receipts
-from gateway.pdu import MessageState
-from gateway.receipts import (
+from gateway.smpp.pdu import MessageState
+from gateway.sms import receipts
+from gateway.sms.receipts import (
     IdIndex,
     Receipt,
     ReceiptError,

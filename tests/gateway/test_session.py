@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_session_smsc import Client, MiniSmsc
 
-from gateway.pdu import Pdu, Status
-from gateway.session import ResponseTimeout, SmppSession, SubmitError
+from gateway.esme.session import ResponseTimeout, SmppSession, SubmitError
+from gateway.smpp.pdu import Pdu, Status
 
 
 def sm(text: str = "hello", dest: str = "48600000001") -> dict[str, Any]:
@@ -318,9 +318,9 @@ async def test_unbind_from_the_smsc_is_answered_and_the_link_rebinds(smsc: MiniS
 
 
 def test_submit_sm_template_is_what_the_codec_encodes() -> None:
-    from gateway import codec
-    from gateway.codec_fast import submit_sm_template
-    from gateway.errors import LocalProtocolError
+    from gateway.smpp import codec
+    from gateway.smpp.errors import LocalProtocolError
+    from gateway.smpp.fast import submit_sm_template
 
     for params in (
         sm(),
@@ -393,9 +393,9 @@ def test_submit_sm_template_agrees_with_the_codec(
     strings: dict[str, str], octets: dict[str, Any], short_message: Any
 ) -> None:
     """Same bytes as codec.encode, or the same refusal, for odd values too."""
-    from gateway import codec
-    from gateway.codec_fast import submit_sm_template
-    from gateway.errors import LocalProtocolError
+    from gateway.smpp import codec
+    from gateway.smpp.errors import LocalProtocolError
+    from gateway.smpp.fast import submit_sm_template
 
     params = {**strings, **octets, "short_message": short_message}
     try:

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.codec import SmppConnection
-from gateway.errors import ProtocolError
-from gateway.pdu import Pdu, Status
 from gateway.settings import SmscProfile
+from gateway.smpp.codec import SmppConnection
+from gateway.smpp.errors import ProtocolError
+from gateway.smpp.pdu import Pdu, Status
 
 #: What the hook returns for a submit_sm: a status to answer now, or None to hold the response.
 SubmitHook = Callable[["Client", Pdu], Awaitable[int | None]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.throttle import Backoff, Throttle
+from gateway.esme.throttle import Backoff, Throttle
 
 
 class FakeTime:

@@ -1,4 +1,4 @@
-"""gateway.sqlite_inline: writes in the loop thread that wait for another connection's lock
+"""gateway.outbox.sqlite_inline: writes in the loop thread that wait for another connection's lock
 without blocking the loop, roll back on error, and checkpoint the WAL off the loop."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sqlite_inline import InlineWriter
+from gateway.outbox.sqlite_inline import InlineWriter
 
 
 def _db(tmp_path: Path) -> Path:
@@ -100,7 +100,7 @@ async def test_the_outbox_take_skips_rows_in_flight_inside_its_indexes(tmp_path:
     """The inline take must not read every reply being sent (hundreds under load), nor every
     queued row per candidate: the plan goes through (state, lease_until) and (msisdn, id)."""
     from backend.db import create_engine
-    from gateway.outbox_sql import _INLINE_CHOOSE, SqlOutbox
+    from gateway.outbox.sql import _INLINE_CHOOSE, SqlOutbox
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
     box = SqlOutbox(engine)
@@ -120,7 +120,7 @@ async def test_the_outbox_take_skips_rows_in_flight_inside_its_indexes(tmp_path:
 
 async def test_an_older_outbox_table_gets_the_new_index(tmp_path: Path) -> None:
     from backend.db import create_engine
-    from gateway.outbox_sql import SqlOutbox
+    from gateway.outbox.sql import SqlOutbox
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
     await SqlOutbox(engine).create()

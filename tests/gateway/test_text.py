@@ -1,4 +1,4 @@
-"""Encoding choice, splitting into parts, UDH parsing and decoding (gateway.text)."""
+"""Encoding choice, splitting into parts, UDH parsing and decoding (gateway.sms.text)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.gsm import GSM_CHARACTERS, septet_cost
-from gateway.text import (
+from gateway.sms.gsm import GSM_CHARACTERS, septet_cost
+from gateway.sms.text import (
     ESM_UDHI,
     Part,
     Reassembler,
@@ -407,7 +407,7 @@ def test_parts_are_full_and_cut_only_between_characters(
 
 
 def test_transliteration_agrees_with_its_table_for_every_code_point() -> None:
-    from gateway.text import _TRANSLIT
+    from gateway.sms.text import _TRANSLIT
 
     # Every code point up to past the last mapped one (U+2212), then a sample of the rest.
     for i in [*range(0x3000), *range(0x3000, 0x110000, 61)]:
@@ -440,7 +440,7 @@ def test_each_part_carries_exactly_its_own_text_encoded(
 
 def _septets_by_table(text: str) -> bytes:
     """GSM-7 unpacked, one character at a time from the tables."""
-    from gateway.gsm import BASIC_TABLE, EXTENSION_TABLE
+    from gateway.sms.gsm import BASIC_TABLE, EXTENSION_TABLE
 
     ext = {c: s for s, c in EXTENSION_TABLE.items()}
     out = bytearray()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.inbound import ReceiptEvent
-from gateway.outbox import DeliveryTracker
-from gateway.pdu import MessageState
-from gateway.receipts import Receipt
+from gateway.esme.inbound import ReceiptEvent
+from gateway.outbox.base import DeliveryTracker
+from gateway.smpp.pdu import MessageState
+from gateway.sms.receipts import Receipt
 
 
 def event(message_id: str, state: MessageState) -> ReceiptEvent:

@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from backend.errors import LockedOut, NotFound, RateLimited
-from gateway.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
 
 KEY = {"X-API-Key": "test-key"}
 

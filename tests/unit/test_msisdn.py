@@ -1,4 +1,4 @@
-"""gateway.msisdn: whatever a peer sends becomes E.164 digits without ``+``, or InvalidInput."""
+"""gateway.sms.msisdn: whatever a peer sends becomes E.164 digits without ``+``, or InvalidInput."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backend.errors import InvalidInput
-from gateway.msisdn import normalise_msisdn
+from gateway.sms.msisdn import normalise_msisdn
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,9 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.binds import OutboxSender
 from gateway.esme.session import SmppSession
 from gateway.outbox.base import MemoryOutbox
+from gateway.outbox.sender import OutboxSender
 from gateway.settings import SmscProfile
 
 HEADER = struct.Struct(">LLLL")

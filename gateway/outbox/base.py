@@ -1,14 +1,14 @@
 """The outbox: replies wait here until the SMSC accepted every part, then leave.
 
-Theory of operation. ``put`` writes each reply text as one item with a per-subscriber sequence
-and a concatenation reference fixed at that moment, so every retry sends *the same parts*.
-Senders (one loop per bind, see :mod:`gateway.binds`) ``take`` items under a lease: an item is
-handed to one consumer only while its lease holds, and a subscriber's item is eligible only when
-every earlier item of that subscriber has left (sent or failed) — replies to one subscriber leave
-in the order produced, across binds and processes. After the SMSC's submit_sm_resp:
-``done`` removes the item; ``retry`` (temporary error, lost link) releases it for later with the
-parts already accepted recorded, so only the rest go again; ``fail`` (permanent error) keeps it
-as failed and logs. A consumer that dies leaves its lease to expire and another takes the item.
+Theory of operation. ``put`` writes each reply text as one item with a per-subscriber sequence and
+a concatenation reference fixed at that moment, so every retry sends *the same parts*. Senders (one
+loop per bind, see :mod:`gateway.outbox.sender`) ``take`` items under a lease: an item is handed to
+one consumer only while its lease holds, and a subscriber's item is eligible only when every
+earlier item of that subscriber has left (sent or failed) — replies to one subscriber leave in the
+order produced, across binds and processes. After the SMSC's submit_sm_resp: ``done`` removes the
+item; ``retry`` (temporary error, lost link) releases it for later with the parts already accepted
+recorded, so only the rest go again; ``fail`` (permanent error) keeps it as failed and logs. A
+consumer that dies leaves its lease to expire and another takes the item.
 
 Three stores share this contract and one test suite: :class:`MemoryOutbox` (tests, embedded),
 :class:`gateway.outbox.redis.RedisOutbox` (Streams + consumer group, XAUTOCLAIM),

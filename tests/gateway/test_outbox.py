@@ -272,7 +272,7 @@ def test_dead_local_consumer_judges_only_this_hosts_gone_processes() -> None:
     import subprocess
     import sys
 
-    from gateway.binds import consumer_name, dead_local_consumer
+    from gateway.outbox.sender import consumer_name, dead_local_consumer
 
     host = socket.gethostname()
     child = subprocess.run(

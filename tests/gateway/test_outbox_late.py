@@ -17,9 +17,10 @@ import pytest
 from test_outbox_link import A, Echo, mt_texts, profile, wait_for
 from test_session_smsc import Client, MiniSmsc
 
-from gateway.binds import BindPool, OutboxSender
+from gateway.binds import BindPool
 from gateway.esme.session import SmppSession
 from gateway.outbox.base import DeliveryTracker, MemoryOutbox
+from gateway.outbox.sender import OutboxSender
 from gateway.smpp.pdu import Pdu
 from simulator.controller import SimulatorController
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from gateway.binds import BindPool, OutboxSender
+from gateway.binds import BindPool
 from gateway.esme.inbound import InboundEvent, InboundMessage
 from gateway.esme.session import SmppSession
 from gateway.outbox.base import DeliveryTracker, MemoryOutbox, Outbox, reply_meta
+from gateway.outbox.sender import OutboxSender
 from gateway.settings import SmscProfile
 from simulator.controller import SimulatorController
 
@@ -516,9 +517,9 @@ async def test_a_reply_lost_with_the_link_again_and_again_is_retried_within_the_
     SMSC refused as busy still backs off in full."""
     import dataclasses
 
-    from gateway.binds import LINK_LOST_RETRY_CAP
     from gateway.esme.link import LinkDown, SubmitError
     from gateway.esme.session import _message_result
+    from gateway.outbox.sender import LINK_LOST_RETRY_CAP
 
     outbox = MemoryOutbox()
     delays: list[float] = []

@@ -6,7 +6,7 @@ functions do the same job with one bytes-format or one scan. They only take the 
 anything unusual (a wrong type, an over-long field, a malformed body) is handed to the reference
 path (:mod:`gateway.smpp.reference`), which raises the right error. So the fast path can never
 accept what the reference refuses, and the hypothesis differential tests in
-``tests/gateway/test_codec_fast.py`` prove the bytes and Pdus are the same as smpplib's.
+``tests/gateway/smpp/test_codec_props.py`` prove the bytes and Pdus are the same as smpplib's.
 """
 
 from __future__ import annotations

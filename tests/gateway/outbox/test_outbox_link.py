@@ -212,9 +212,8 @@ async def test_permanent_rejection_marks_failed_and_next_goes(sim: SimulatorCont
 async def test_a_stalled_bind_does_not_hold_the_others_work(sim: SimulatorController) -> None:
     """Two binds share one outbox; one SMSC stops answering. The window of the stalled bind
     stays full (it holds exactly ``window`` items) and everything else leaves via the other."""
-    from test_session_smsc import Client, MiniSmsc
-
     from gateway.smpp.pdu import Pdu
+    from tests.gateway.esme.test_session_smsc import Client, MiniSmsc
 
     stalled = await MiniSmsc({"idea24": "idea24"}).start()
 
@@ -437,9 +436,8 @@ async def test_a_throttled_bind_does_not_stall_the_others_and_windows_stay_full(
     pauses and holds at most its window (then one item) while the other carries the rest. The
     other SMSC holds its responses and lets them go a few at a time: whenever there is work
     its window is refilled to the brim at once."""
-    from test_session_smsc import Client, MiniSmsc
-
     from gateway.smpp.pdu import Pdu, Status
+    from tests.gateway.esme.test_session_smsc import Client, MiniSmsc
 
     congested = await MiniSmsc({"idea24": "idea24"}).start()
     holding = await MiniSmsc({"idea24": "idea24"}).start()

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from test_outbox_link import A, Echo, mt_texts, profile, wait_for
-from test_session_smsc import Client, MiniSmsc
 
 from gateway.binds import BindPool
 from gateway.esme.session import SmppSession
@@ -23,6 +22,7 @@ from gateway.outbox.base import DeliveryTracker, MemoryOutbox
 from gateway.outbox.sender import OutboxSender
 from gateway.smpp.pdu import Pdu
 from simulator.controller import SimulatorController
+from tests.gateway.esme.test_session_smsc import Client, MiniSmsc
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@
 - chunking: any split of a stream of PDUs gives back the same frames;
 - garbage: random bytes never raise out of Framer / SmppConnection, and a frame with a valid
   header and a random body only ever raises RemoteProtocolError;
-- differential: the hand-written fast path (codec_fast) produces and accepts exactly what the
+- differential: the hand-written fast path (gateway.smpp.fast) produces and accepts exactly what the
   smpplib path does, for every field combination, valid or not, and pure smpplib (no wrapper)
   packs the same bytes and parses the same values.
 """

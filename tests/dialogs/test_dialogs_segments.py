@@ -13,7 +13,7 @@ import pytest
 
 from backend.seed import SERVICES, TARIFFS
 from dialogs.catalogue import TABLES, placeholders, texts
-from gateway.text import POLICIES, Policy, encode_message
+from gateway.sms.text import POLICIES, Policy, encode_message
 from tests.dialogs import walk
 from tests.dialogs.walk import DOC, LONGEST_ADDRESS, LONGEST_AMOUNT, Row
 

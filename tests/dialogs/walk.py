@@ -29,7 +29,7 @@ from backend.seed import seed_demo
 from dialogs import build_dialogs
 from fsm.runtime import Inbound, Runtime
 from fsm.store import MemoryStore
-from gateway.text import POLICIES, Policy, encode_message
+from gateway.sms.text import POLICIES, Policy, encode_message
 
 SECRET = "walk-secret-key"
 #: The walk's "now": a Monday noon in Warsaw, mid billing period.

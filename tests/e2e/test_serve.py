@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.text import transliterate
+from gateway.sms.text import transliterate
 from tests.e2e.serve import PASSWORD_RE, Served, serve
 
 pytestmark = pytest.mark.slow

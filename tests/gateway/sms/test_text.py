@@ -443,7 +443,7 @@ def test_parts_are_full_and_cut_only_between_characters(
 
 
 def test_transliteration_agrees_with_its_table_for_every_code_point() -> None:
-    from gateway.sms.text import _TRANSLIT
+    from gateway.sms.translit import _TRANSLIT
 
     # Every code point up to past the last mapped one (U+2212), then a sample of the rest.
     for i in [*range(0x3000), *range(0x3000, 0x110000, 61)]:

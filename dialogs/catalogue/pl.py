@@ -56,7 +56,7 @@ TEXTS: dict[str, str] = {
     "invoices.more": "Starsze: FAKTURY {next}",
     "list.page": "Strona to numer, np. FAKTURY 2 albo PROFIT HISTORIA 2.",
     "invoices.none": "Nie masz jeszcze faktur.",
-    "invoices.no_page": "Nie ma takiej strony (jest {pages}). Najnowsze: FAKTURY",
+    "invoices.no_page": "Nie ma takiej strony. Faktury mają strony 1-{pages}, np. FAKTURY 2.",
     "payment": "Forma płatności: {method}. Okres rozliczeniowy {start}-{end}.",
     "payment.pending": "Wniosek o zmianę {reference} w toku.",
     "payment.how": "Zmiana: PLATNOSC ZMIEN.",
@@ -151,7 +151,9 @@ TEXTS: dict[str, str] = {
     "profit.kind.redeem": "wymiana",
     "profit.history": "Historia Profit ({page}/{pages}):\n{lines}",
     "profit.history.more": "Dalej: PROFIT HISTORIA {next}",
-    "profit.history.no_page": "Nie ma takiej strony (jest {pages}). Najnowsze: PROFIT HISTORIA",
+    "profit.history.no_page": (
+        "Nie ma takiej strony. Historia ma strony 1-{pages}, np. PROFIT HISTORIA 2."
+    ),
     "profit.empty": "Brak transakcji Profit.",
     "profit.usage": "Wyślij PROFIT, PROFIT DOLACZ albo PROFIT HISTORIA.",
     "profit.already": "Już należysz do Programu Profit.",

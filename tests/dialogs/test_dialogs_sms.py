@@ -60,7 +60,9 @@ async def test_info_usage_invoices(phone: Phone) -> None:
     months = pages[0][1:5] + pages[1][1:5] + pages[2][1:]
     assert len(months) == 12 and len(set(months)) == 12
     assert all(re.fullmatch(r"\d\d\.\d{4}: \d+,\d\d zł (zapł\.|do zapł\.)", x) for x in months)
-    assert await phone.sms("FAKTURY 4") == "Nie ma takiej strony (jest 3). Najnowsze: FAKTURY"
+    assert await phone.sms("FAKTURY 4") == (
+        "Nie ma takiej strony. Faktury mają strony 1-3, np. FAKTURY 2."
+    )
     assert await phone.sms("FAKTURY x") == (
         "Strona to numer, np. FAKTURY 2 albo PROFIT HISTORIA 2."
     )

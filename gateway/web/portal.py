@@ -73,6 +73,8 @@ class Portal:
         except TurnUnavailable:  # no redelivery over HTTP: the aggregator gets the polite error
             replies = [Reply(await self.ussd_refusal("notice.error", msisdn))]
         screen, end = ussd_screen(replies)
+        if not screen:  # never an empty END: the subscriber is told something went wrong
+            return await self.ussd_refusal("notice.error", msisdn), True
         return ussd_text(screen, self.policy), end
 
     async def ussd_refusal(self, key: str, msisdn: str | None = None) -> str:

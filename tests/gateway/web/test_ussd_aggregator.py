@@ -12,6 +12,7 @@ from backend.api import Backend
 from backend.models import Subscriber
 from dialogs.catalogue import texts
 from fsm.runtime import Runtime
+from fsm.store import MemoryStore
 from gateway.app import catalogue_text, password_sms
 from gateway.metrics import Metrics
 from gateway.outbox.base import OutboxItem
@@ -126,3 +127,14 @@ def test_smpp_ussd_follows_the_same_policy(
     data = params["short_message"] or params["message_payload"]
     assert params["data_coding"] == coding
     assert data.decode("utf-16-be" if coding == 8 else "ascii") == sent == ussd_text(text, policy)
+
+
+async def test_a_turn_with_nothing_to_say_is_never_an_empty_end(
+    backend: Backend,  # noqa: F811
+) -> None:
+    silent = Runtime(MemoryStore(), {}, backend)  # no USSD dialog: the turn has no reply
+    portal = Portal(backend, silent, None, password_sms, "2424", catalogue_text)
+    assert await portal.ussd_turn("48600000001", "x1", "*100#") == (
+        texts("pl")("notice.error"),
+        True,
+    )

@@ -6,8 +6,13 @@ transition table built once from the tree. A turn reads the answer, runs the sma
 option or list item chosen (remember a pick, prepare a pending change), fires the event on the
 shared machine and renders the screen reached. A session opens with the dialled code — ``*100#``,
 or a shortcut like ``*100*3*1#`` which is replayed as answers from the root — and carries the USSD
-session id. A final screen ends the session (``Reply.end``) and deletes the record; an idle
-session expires after the dialog TTL (120 s). The tree itself is in ``dialogs/ussd.py``.
+session id; a number that is not a subscriber is refused there with a text. An aggregator's
+request that arrives with answers for a session unknown here (``Inbound.dialled``) is replayed
+as that dial. An option may be offered or worded by the subscriber's state (``shown``,
+``label_of``: ``Włącz`` or ``Wyłącz``). A wrong answer is asked again on the same screen with
+the reason. A final screen ends the session (``Reply.end``) and deletes the record; an idle
+session expires after the dialog TTL (120 s), and over SMPP the gateway ends it with a text
+(``gateway/ussd_idle.py``). The tree itself is in ``dialogs/ussd.py``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).with_name("web")
 #: Seconds between SSE comments that keep proxies from closing an idle stream.
 HEARTBEAT = 15.0
-DEMO_NUMBERS = ("48600000001", "48600000002", "48600000003")
+DEMO_NUMBERS = ("48600000001", "48600000002", "48600000003", "48600000010", "48600000011")
 
 
 class BadRequest(ValueError):

@@ -37,6 +37,7 @@ DEFAULT_WITHIN = 15.0
 #: A run of letters and digits holding a digit and longer than one character (a date, an
 #: amount, a reference, a password): recorded as ``\w+``. A lone digit (a menu number) stays.
 _VARIABLE = re.compile(r"\w*\d\w*")
+_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 
 
 class ScriptError(ValueError):
@@ -163,11 +164,16 @@ def expectation(text: str) -> str:
     out, last = [], 0
     for found in _VARIABLE.finditer(text):
         token = found.group()
-        out.append(re.escape(text[last : found.start()]))
-        out.append(re.escape(token) if len(token) == 1 else r"\w+")
+        out.append(_escape(text[last : found.start()]))
+        out.append(_escape(token) if len(token) == 1 else r"\w+")
         last = found.end()
-    out.append(re.escape(text[last:]))
+    out.append(_escape(text[last:]))
     return "^" + "".join(out) + "$"
+
+
+def _escape(text: str) -> str:
+    """Like :func:`re.escape` but leaving spaces and newlines as they are (readable JSON)."""
+    return _SPECIAL.sub(r"\\\g<0>", text)
 
 
 def record(

@@ -184,7 +184,7 @@ class HandsetApi:
                 if not matches(view, msisdn, bind):
                     continue
                 data = json.dumps(view, ensure_ascii=False)
-                await response.write(f"id: {traced.id}\nevent: pdu\ndata: {data}\n\n".encode())
+                await response.write(f"id: {traced[0]}\nevent: pdu\ndata: {data}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

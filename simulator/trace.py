@@ -62,19 +62,10 @@ class BindInfo:
         return {"id": self.id, "peer": self.peer, "system_id": self.system_id, "mode": self.mode}
 
 
-class TracedPdu:
-    """One PDU as it crossed a bind. ``direction`` is seen from the simulator: ``"in"`` the
-    ESME sent it, ``"out"`` the simulator did."""
-
-    __slots__ = ("at", "bind", "data", "direction", "id", "view")
-
-    def __init__(self, id: int, at: float, bind: BindInfo, direction: str, data: bytes) -> None:
-        self.id = id
-        self.at = at
-        self.bind = bind
-        self.direction = direction
-        self.data = data
-        self.view: dict[str, Any] | None = None
+#: One traced PDU: ``(id, at, bind, direction, data)``, a plain tuple because one is built per
+#: PDU on the hot path. ``direction`` is seen from the simulator: ``"in"`` the ESME sent it,
+#: ``"out"`` the simulator did; ``at`` is the wall clock (seconds).
+Traced = tuple[int, float, BindInfo, str, bytes]
 
 
 class PduTrace:
@@ -84,43 +75,50 @@ class PduTrace:
         if size < 0:
             raise ValueError(f"trace size must be 0 (off) or more, got {size}")
         self.size = size
-        self._ring: deque[TracedPdu] = deque(maxlen=size or 1)
+        self._ring: deque[Traced] = deque(maxlen=size or 1)
+        self._views: dict[int, dict[str, Any]] = {}  # decoded on read, oldest first
         self._ids = itertools.count(1)
         self._bind_ids = itertools.count(1)
-        self._subscribers: set[asyncio.Queue[TracedPdu | None]] = set()
+        self._subscribers: set[asyncio.Queue[Traced | None]] = set()
 
     def new_bind(self, peer: str) -> BindInfo:
         return BindInfo(next(self._bind_ids), peer)
 
     def record(self, bind: BindInfo, direction: str, data: bytes) -> None:
-        """Keep the PDU(s) in ``data`` (whole PDUs, as read or written)."""
+        """Keep one whole PDU as read or written (callers pass one PDU per call)."""
         if not self.size:
             return
-        length = int.from_bytes(data[:4], "big")
-        if length < len(data) and length >= 16:  # several PDUs written at once
-            for start, end in _frames(data):
-                self.record(bind, direction, data[start:end])
-            return
-        if int.from_bytes(data[4:8], "big") in _BIND_REQUESTS:
+        if data[7] in _BIND_REQUESTS and not data[4] | data[5] | data[6]:
             data = _blank_password(data)
-        traced = TracedPdu(next(self._ids), time.time(), bind, direction, bytes(data))
+        traced = (next(self._ids), time.time(), bind, direction, data)
         self._ring.append(traced)
         if self._subscribers:
             self._publish(traced)
 
-    def records(self) -> list[TracedPdu]:
+    def records(self) -> list[Traced]:
         return list(self._ring)
 
     def clear(self) -> None:
         self._ring.clear()
+        self._views.clear()
 
-    def view(self, traced: TracedPdu) -> dict[str, Any]:
-        """The decoded form of ``traced`` (computed once)."""
-        if traced.view is None:
-            traced.view = describe(traced)
-            if traced.view["msisdn"] is None and traced.view["response"]:
-                traced.view["msisdn"] = self._request_number(traced)
-        return traced.view
+    def view(self, traced: Traced) -> dict[str, Any]:
+        """The decoded form of ``traced`` (computed once while it is in the ring)."""
+        view = self._views.get(traced[0])
+        if view is None:
+            view = describe(traced)
+            if view["msisdn"] is None and view["response"]:
+                view["msisdn"] = self._request_number(traced)
+            self._views[traced[0]] = view
+            self._forget_views()
+        return view
+
+    def _forget_views(self) -> None:
+        if not self._ring or len(self._views) <= 2 * len(self._ring):
+            return  # pruned in batches: one pass per ring's worth of new views
+        oldest = self._ring[0][0]
+        for key in [k for k in self._views if k < oldest]:
+            del self._views[key]
 
     def views(
         self, *, msisdn: str | None = None, bind: str | None = None, after: int = 0
@@ -128,25 +126,26 @@ class PduTrace:
         """Decoded PDUs, oldest first, those matching the filters (see :func:`matches`)."""
         out = []
         for traced in list(self._ring):
-            if traced.id <= after:
+            if traced[0] <= after:
                 continue
             view = self.view(traced)
             if matches(view, msisdn, bind):
                 out.append(view)
         return out
 
-    def _request_number(self, response: TracedPdu) -> str | None:
-        header = response.data
-        sequence = int.from_bytes(header[12:16], "big")
-        request_id = int.from_bytes(header[4:8], "big") & ~RESPONSE_BIT
+    def _request_number(self, response: Traced) -> str | None:
+        _, _, bind, direction, data = response
+        sequence = data[12:16]
+        request_id = bytes((data[4] & 0x7F,)) + data[5:8]
         for scanned, traced in enumerate(reversed(self._ring)):
             if scanned > REQUEST_LOOKBACK:
                 break
+            other = traced[4]
             if (
-                traced.bind is response.bind
-                and traced.direction != response.direction
-                and int.from_bytes(traced.data[12:16], "big") == sequence
-                and int.from_bytes(traced.data[4:8], "big") == request_id
+                traced[2] is bind
+                and traced[3] != direction
+                and other[12:16] == sequence
+                and other[4:8] == request_id
             ):
                 number = self.view(traced)["msisdn"]
                 return str(number) if number is not None else None
@@ -154,27 +153,27 @@ class PduTrace:
 
     # -- live subscribers ----------------------------------------------------------------------
 
-    def subscribe(self, backlog: int = SUBSCRIBER_BACKLOG) -> asyncio.Queue[TracedPdu | None]:
+    def subscribe(self, backlog: int = SUBSCRIBER_BACKLOG) -> asyncio.Queue[Traced | None]:
         """A queue of every new record; ``None`` means "you fell behind" or "the trace closed"."""
-        queue: asyncio.Queue[TracedPdu | None] = asyncio.Queue(backlog + 1)
+        queue: asyncio.Queue[Traced | None] = asyncio.Queue(backlog + 1)
         self._subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[TracedPdu | None]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[Traced | None]) -> None:
         self._subscribers.discard(queue)
 
     def close(self) -> None:
         for queue in list(self._subscribers):
             self._end(queue)
 
-    def _publish(self, traced: TracedPdu) -> None:
+    def _publish(self, traced: Traced) -> None:
         for queue in list(self._subscribers):
             if queue.qsize() >= queue.maxsize - 1:
                 self._end(queue)
             else:
                 queue.put_nowait(traced)
 
-    def _end(self, queue: asyncio.Queue[TracedPdu | None]) -> None:
+    def _end(self, queue: asyncio.Queue[Traced | None]) -> None:
         self.unsubscribe(queue)
         while queue.full():
             queue.get_nowait()
@@ -196,17 +195,17 @@ def matches(view: dict[str, Any], msisdn: str | None, bind: str | None) -> bool:
     return True
 
 
-def describe(traced: TracedPdu) -> dict[str, Any]:
+def describe(traced: Traced) -> dict[str, Any]:
     """Decode one record into JSON-ready fields: the header, mandatory fields, TLVs by name,
     the text of short_message / message_payload, and the hex."""
-    data = traced.data
+    ident, at, bind, direction, data = traced
     command_id = int.from_bytes(data[4:8], "big")
     status = int.from_bytes(data[8:12], "big")
     view: dict[str, Any] = {
-        "id": traced.id,
-        "at": traced.at,
-        "direction": traced.direction,
-        "bind": traced.bind.as_dict(),
+        "id": ident,
+        "at": at,
+        "direction": direction,
+        "bind": bind.as_dict(),
         "command": COMMAND_NAMES.get(command_id, f"0x{command_id:08x}"),
         "command_id": command_id,
         "sequence": int.from_bytes(data[12:16], "big"),
@@ -227,7 +226,7 @@ def describe(traced: TracedPdu) -> dict[str, Any]:
     except RemoteProtocolError as exc:
         view["error"] = str(exc)
         return view
-    _fill(view, pdu, traced.direction)
+    _fill(view, pdu, direction)
     return view
 
 
@@ -284,19 +283,6 @@ def _status_name(status: int) -> str:
         return Status(status).name
     except ValueError:
         return f"0x{status:08x}"
-
-
-def _frames(data: bytes) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    while start + 16 <= len(data):
-        length = int.from_bytes(data[start : start + 4], "big")
-        if length < 16 or start + length > len(data):
-            break
-        spans.append((start, start + length))
-        start += length
-    if start < len(data):  # a tail that is not a whole PDU: kept as it is
-        spans.append((start, len(data)))
-    return spans
 
 
 def _blank_password(data: bytes) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -52,6 +53,8 @@ async def test_web_handset_sms_ussd_trace_and_replay(
         try:
             page = await browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(8_000)
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             await page.goto(f"{sim.http_url}/phone")
             await expect(page.locator("#status")).to_have_text("online")
             await page.click('#demo .chip[data-msisdn="48600000003"]')
@@ -79,6 +82,12 @@ async def test_web_handset_sms_ussd_trace_and_replay(
             await phone.locator(".ussd-ok").click()
             await expect(phone.locator(".ussd")).to_be_hidden()
 
+            bind = page.locator("#pdu-bind option", has_text=re.compile(r"^#\d+ idea24 trx "))
+            bind_id = await bind.get_attribute("value")
+            assert bind_id
+            await page.select_option("#pdu-bind", bind_id)
+            other_binds = page.locator(f'#pdu-list .pdu:visible:not([data-bind="{bind_id}"])')
+            await expect(other_binds).to_have_count(0)
             await page.select_option("#pdu-number", "48600000003")
             ops = page.locator("#pdu-list .pdu[data-ussd-op]:visible")
             await expect(ops).to_have_count(4)
@@ -95,9 +104,23 @@ async def test_web_handset_sms_ussd_trace_and_replay(
             await page.click("#script-replay")
             await expect(page.locator("#script-result .total")).to_have_text("PASS: 6 kroków")
             await page.screenshot(path=str(ARTIFACTS / f"phone-replay-{width}x{height}.png"))
+            await page.click("#script button[type=submit]")
+            await expect(page.locator("#script")).to_be_hidden()
+            # Escape cancels an open menu.
+            await phone.locator(".display").type("*100#")
+            await phone.locator(".display").press("Enter")
+            await expect(phone.locator(".ussd-answer")).to_be_focused()
+            await page.keyboard.press("Escape")
+            await expect(phone.locator(".ussd")).to_be_hidden()
+            await expect(phone.locator(".display")).to_be_focused()
+
+            # Everything the page loaded came from the simulator itself.
+            assert requested
+            outside = [u for u in requested if not u.startswith((sim.http_url, "data:"))]
+            assert outside == []
         finally:
             await browser.close()
     kinds = [(m.direction, m.kind, m.text) for m in sim.messages("48600000003")]
     assert kinds.count(("mt", "sms", "Echo: Ile mam minut?")) == 2  # recorded, then replayed
     assert kinds.count(("mt", "ussd", "Wybrano 2")) == 2
-    assert sim.smsc.ussd.get("48600000003") is None
+    assert sim.smsc.ussd.get("48600000003") is None  # the cancelled one too

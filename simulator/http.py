@@ -163,14 +163,28 @@ class HandsetApi:
         return web.json_response({"size": trace.size, "binds": binds, "pdus": items})
 
     async def pdu_events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: one ``pdu`` event per traced PDU matching the filters."""
-        msisdn, bind, _ = _trace_filters(request)
+        """Server-sent events: one ``pdu`` event per traced PDU matching the filters. A client
+        that reconnects with ``Last-Event-ID`` (or asks with ``after``) first gets what it
+        missed, if the ring still holds it."""
+        msisdn, bind, after = _trace_filters(request)
+        last = request.headers.get("Last-Event-ID", "")
+        if last.isdigit():
+            after = max(after, int(last))
         trace = self.smsc.trace
         response = _sse_response()
-        queue = trace.subscribe()
+        queue = trace.subscribe()  # before reading the ring: nothing falls in between
+
+        async def send(view: dict[str, Any]) -> None:
+            data = json.dumps(view, ensure_ascii=False)
+            await response.write(f"id: {view['id']}\nevent: pdu\ndata: {data}\n\n".encode())
+
         try:
             await response.prepare(request)
             await response.write(b": connected\nretry: 1000\n\n")
+            if after:
+                for view in trace.views(msisdn=msisdn, bind=bind, after=after):
+                    await send(view)
+                    after = view["id"]
             while True:
                 try:
                     async with asyncio.timeout(HEARTBEAT):
@@ -181,10 +195,8 @@ class HandsetApi:
                 if traced is None:
                     break
                 view = trace.view(traced)
-                if not matches(view, msisdn, bind):
-                    continue
-                data = json.dumps(view, ensure_ascii=False)
-                await response.write(f"id: {traced[0]}\nevent: pdu\ndata: {data}\n\n".encode())
+                if view["id"] > after and matches(view, msisdn, bind):
+                    await send(view)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -57,7 +57,8 @@ window.Idea24 = window.Idea24 || {};
       const data = await response.json();
       data.binds.forEach((b) => this.addBind(b));
       data.pdus.slice(-ROWS).forEach((p) => this.add(p));
-      this.source = new EventSource(`${this.api}/pdus/events`);
+      // after: what arrived between the listing and the stream is sent first
+      this.source = new EventSource(`${this.api}/pdus/events?after=${this.lastId}`);
       this.source.addEventListener("pdu", (event) => this.add(JSON.parse(event.data)));
     }
 

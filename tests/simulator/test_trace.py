@@ -124,6 +124,28 @@ async def test_pdu_event_stream_delivers_new_pdus_live(
     assert any(p["text"] == "Echo: Hej" for p in seen)
 
 
+async def test_a_reconnecting_stream_first_gets_what_it_missed(
+    sim: SimulatorController, esme: EsmeThread, http: aiohttp.ClientSession
+) -> None:
+    assert sim.http_url
+    await sim.inject_mo(MSISDN, "2424", "Raz")
+    await sim.wait_messages(MSISDN)
+    seen = await pdus(http, sim.http_url, msisdn=MSISDN)
+    first = seen[0]["id"]
+    url = f"{sim.http_url}/api/v1/pdus/events"
+    headers = {"Last-Event-ID": str(first)}
+    async with http.get(url, params={"msisdn": MSISDN}, headers=headers) as stream:
+        ids: list[int] = []
+        async with asyncio.timeout(5):
+            async for raw in stream.content:
+                line = raw.decode()
+                if line.startswith("id:"):
+                    ids.append(int(line[3:]))
+                    if len(ids) == len(seen) - 1:
+                        break
+    assert ids == [p["id"] for p in seen[1:]]
+
+
 def test_ring_is_bounded_and_size_zero_records_nothing() -> None:
     trace = PduTrace(3)
     bind = trace.new_bind("127.0.0.1:1")

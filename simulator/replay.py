@@ -47,7 +47,7 @@ class Target(Protocol):
     """What a replay drives: handsets sending, dialling and receiving."""
 
     def listen(self, msisdns: list[str]) -> contextlib.AbstractAsyncContextManager[None]: ...
-    async def send(self, msisdn: str, to: str | None, text: str) -> None: ...
+    async def send(self, msisdn: str, to: str | None, text: str, within: float) -> None: ...
     async def ussd(self, msisdn: str, text: str, within: float) -> Screen: ...
     async def next_sms(self, msisdn: str, within: float) -> str | None: ...
 
@@ -106,7 +106,7 @@ async def _run(step: Step, target: Target, screens: dict[str, Screen | None]) ->
     try:
         if step.action == "send":
             screens[step.msisdn] = None
-            await target.send(step.msisdn, step.to, step.value)
+            await target.send(step.msisdn, step.to, step.value, step.within)
             return StepResult(0, step, True)
         if step.action in ("dial", "answer"):
             screens[step.msisdn] = await target.ussd(step.msisdn, step.value, step.within)
@@ -199,9 +199,9 @@ class SmscTarget:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def send(self, msisdn: str, to: str | None, text: str) -> None:
+    async def send(self, msisdn: str, to: str | None, text: str, within: float) -> None:
         try:
-            await self.smsc.inject_mo(msisdn, to or self.short_code, text, ack_timeout=10.0)
+            await self.smsc.inject_mo(msisdn, to or self.short_code, text, ack_timeout=within)
         except (TimeoutError, RuntimeError, ValueError) as exc:
             raise ReplayError(f"SMS not accepted: {exc or type(exc).__name__}") from exc
 
@@ -254,8 +254,8 @@ class HttpTarget:
             with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
                 await task
 
-    async def send(self, msisdn: str, to: str | None, text: str) -> None:
-        body = {"from": msisdn, "to": to or self.short_code, "text": text, "wait": 10}
+    async def send(self, msisdn: str, to: str | None, text: str, within: float) -> None:
+        body = {"from": msisdn, "to": to or self.short_code, "text": text, "wait": within}
         async with self.http.post(f"{self.api}/mo", json=body) as response:
             if response.status != 202:
                 raise ReplayError(f"SMS not accepted: {await _error(response)}")

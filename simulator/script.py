@@ -12,7 +12,8 @@ A script names a handset and lists steps, each with one action::
 - ``expect``: a regular expression (Python ``re.search``, ``.`` matching newlines too) the
   next thing the handset receives must match: the USSD screen when the step before it on that
   handset dialled or answered, else the next SMS. ``end`` (USSD only) says whether the session
-  must have ended; ``within`` is the seconds to wait (default 15).
+  must have ended. ``within`` is the seconds to wait (default 15): for the reply on ``expect``,
+  ``dial`` and ``answer``, for the server's acknowledgement on ``send``.
 
 Any step may name another ``msisdn``, so one script can drive several handsets.
 :func:`record` turns a handset's history (the simulator's :class:`HandsetMessage` list) into a

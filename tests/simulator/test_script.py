@@ -211,3 +211,21 @@ def test_the_command_exits_2_for_a_bad_file(
     path.write_text("{not json")
     assert main(["simulator", "--replay", str(path), "--http", "127.0.0.1:9"]) == 2
     assert "not JSON" in capsys.readouterr().err
+
+
+async def test_with_no_server_bound_the_report_says_so(
+    sim: SimulatorController, tmp_path: Path
+) -> None:
+    assert sim.http_url
+    steps = [{"send": "PAKIET", "within": 0.5}, {"expect": "Pakiet"}]
+    script = parse({"name": "alone", "msisdn": MSISDN, "steps": steps})
+    result = await replay_over_http(script, sim.http_url)
+    assert not result.ok
+    report = format_report(result)
+    assert 'FAIL   1  48600000002 send "PAKIET"' in report
+    assert "SMS not accepted: no ESME acknowledged the message" in report
+    assert "(1 later steps not run)" in report
+
+    dial = parse({"msisdn": MSISDN, "steps": [{"dial": "*100#", "within": 0.5}]})
+    result = await replay_over_http(dial, sim.http_url)
+    assert "USSD: no answer to USSD '*100#' within 0.5s" in format_report(result)

@@ -216,7 +216,10 @@ class HandsetApi:
         after = request.query.get("after", "0")
         if not after.isdigit():
             raise BadRequest("after: expected the id of a message (a whole number)")
-        messages = [m for m in self.smsc.messages() if m.msisdn in numbers and m.id > int(after)]
+        messages = sorted(
+            (m for n in set(numbers) for m in self.smsc.messages(n) if m.id > int(after)),
+            key=lambda m: m.id,
+        )
         name = request.query.get("name") or "recorded"
         try:
             recorded = record(messages, name=name, short_code=self.short_code)

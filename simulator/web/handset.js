@@ -203,7 +203,10 @@ window.Idea24 = window.Idea24 || {};
       this.q(".ussd-ok").hidden = !reply.end;
       box.dataset.state = waiting ? "waiting" : (reply.end ? "end" : "open");
       box.hidden = false;
-      if (!waiting) (reply.end ? this.q(".ussd-ok") : answer).focus();
+      // A reply takes the focus only from this handset: typing on another one goes on.
+      const active = document.activeElement;
+      const here = !active || active === document.body || this.node.contains(active);
+      if (!waiting && here) (reply.end ? this.q(".ussd-ok") : answer).focus();
     }
 
     async ussd(value) {

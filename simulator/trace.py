@@ -18,9 +18,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.codec import decode
-from gateway.errors import RemoteProtocolError
-from gateway.pdu import (
+from gateway.smpp.codec import decode
+from gateway.smpp.errors import RemoteProtocolError
+from gateway.smpp.pdu import (
     COMMAND_NAMES,
     ESM_UDHI,
     RESPONSE_BIT,
@@ -30,7 +30,7 @@ from gateway.pdu import (
     Tag,
     UssdOp,
 )
-from gateway.text import UdhError, decode_body, split_short_message
+from gateway.sms.text import UdhError, decode_body, split_short_message
 
 #: PDUs kept by default; the oldest are forgotten first.
 DEFAULT_SIZE = 2000

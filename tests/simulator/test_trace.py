@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.codec import encode
-from gateway.pdu import Pdu
+from gateway.smpp.codec import encode
+from gateway.smpp.pdu import Pdu
 from simulator.controller import SimulatorController
 from simulator.trace import PduTrace
 from tests.simulator.peer import EsmeThread, Peer

@@ -48,6 +48,8 @@ from simulator.mo import handset_parts
 from simulator.mt import MtAssembler, split_part
 from simulator.session import Delivery, SmscSession
 from simulator.store import HandsetMessage, HandsetStore
+from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
+from simulator.trace import PduTrace
 from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class Smsc:
         # network's is, so an idle session is ended by the server with a text.
         ussd_timeout: float = 180.0,
         bind_guard: BindGuard | None = None,
+        trace_size: int = DEFAULT_TRACE_SIZE,
     ) -> None:
         self.accounts = dict(accounts or DEFAULT_ACCOUNTS)
         self.bind_guard = bind_guard if bind_guard is not None else BindGuard()
@@ -117,6 +120,7 @@ class Smsc:
         self.inactivity_timeout = inactivity_timeout
         self.response_timeout = response_timeout
         self.store = HandsetStore()
+        self.trace = PduTrace(trace_size)
         self.ussd = UssdSessions(ussd_timeout)
         self.sessions: list[SmscSession] = []
         self.undelivered: deque[Delivery] = deque(maxlen=UNDELIVERED_LIMIT)
@@ -166,6 +170,7 @@ class Smsc:
             session.close(abort=True)
         self.ussd.close_all()
         self.store.close()
+        self.trace.close()
         if self._server is not None:
             await self._server.wait_closed()
 

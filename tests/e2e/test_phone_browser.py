@@ -125,9 +125,8 @@ async def sms_confirmation(phone: Locator, code: str) -> None:
     await expect(meta).to_contain_text(re.compile(r"^od 2424 · \d{2}:\d{2}:\d{2} · doręczono"))
     await expect(meta.locator(".parts")).to_be_hidden()
     await meta.locator("summary").click()
-    await expect(meta.locator(".parts")).to_have_text(
-        re.compile(r"^\d części · UCS-2 \(data_coding 8\) · nagłówek UDH$")
-    )
+    # The prompt is one part: the default policy (auto) sends it transliterated in GSM-7.
+    await expect(meta.locator(".parts")).to_have_text("1 część · GSM-7 (data_coding 0)")
 
 
 async def fits_width(page: Page) -> None:

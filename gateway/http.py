@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, ServiceError
+from gateway.access import UssdAccess
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.msisdn import normalise_msisdn
 from gateway.openapi import openapi_document
@@ -59,6 +60,10 @@ class HttpDeps:
     started_at: float = field(default_factory=time.monotonic)
     #: run before each /metrics render: gauges that need I/O to read (the outbox depth)
     before_scrape: Callable[[], Awaitable[None]] | None = None
+    ussd_access: UssdAccess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ussd_access = UssdAccess.from_settings(self.settings)
 
 
 DEPS = web.AppKey("http_deps", HttpDeps)
@@ -162,8 +167,16 @@ async def verify_password(request: web.Request) -> web.Response:
 
 
 async def ussd_aggregator(request: web.Request) -> web.Response:
-    """Africa's-Talking-style aggregator: ``text`` holds every answer so far joined by ``*``."""
+    """Africa's-Talking-style aggregator: ``text`` holds every answer so far joined by ``*``.
+
+    Refused (401/403, body unread, nothing run) unless the caller passes the key check
+    (gateway/access.py)."""
     deps = request.app[DEPS]
+    given = request.headers.get("X-API-Key") or request.query.get("key", "")
+    refusal = deps.ussd_access.check(given, request.remote)
+    if refusal is not None:
+        deps.metrics.ussd_http_refused.labels(refusal.code).inc()
+        return json_error(refusal.status, refusal.code, refusal.message)
     try:
         form = await request.post()
     except UNREADABLE_BODY:

@@ -150,6 +150,13 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.ussd_http_refused = Counter(
+            "idea24_ussd_http_refused_total",
+            "USSD-over-HTTP requests refused before any turn ran: unauthorized (no or wrong"
+            " key), loopback_only (no key configured), not_allowed (address outside the list)",
+            ["reason"],
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "idea24_event_loop_lag_seconds",
             "How late the event loop woke a probe that sleeps 0.25 s (a blocked or busy loop)",

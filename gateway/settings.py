@@ -6,6 +6,7 @@ Every error names the key and what a valid value looks like; the repr masks secr
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -96,6 +97,12 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8024
     api_key: str = DEV_API_KEY
+    #: Key of ``POST /api/v1/ussd`` (None: the API key); see gateway/access.py.
+    ussd_api_key: str | None = None
+    #: Networks that may call ``POST /api/v1/ussd`` (empty: any, given the key).
+    ussd_allow: tuple[str, ...] = ()
+    #: Allows the bundled simulator and ``/phone`` on a non-loopback address.
+    lab: bool = False
     secret_key: str = DEV_SECRET_KEY
     short_code: str = "2424"
     ussd_code: str = "*100#"
@@ -116,12 +123,12 @@ class Settings:
         shown = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in ("api_key", "secret_key", "extra")
+            if f.name not in ("api_key", "ussd_api_key", "secret_key", "extra")
         }
         shown["database_url"] = mask_url(self.database_url)
         shown["redis_url"] = mask_url(self.redis_url) if self.redis_url else None
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
-        return f"Settings({inner}, api_key='***', secret_key='***')"
+        return f"Settings({inner}, api_key='***', ussd_api_key='***', secret_key='***')"
 
     @property
     def uses_simulator(self) -> bool:
@@ -141,6 +148,8 @@ ENV_KEYS: Mapping[str, str] = {
     "IDEA24_SMSC": "smsc",
     "IDEA24_HTTP": "http",
     "IDEA24_API_KEY": "api_key",
+    "IDEA24_USSD_API_KEY": "ussd_api_key",
+    "IDEA24_USSD_ALLOW": "ussd_allow",
     "IDEA24_SECRET_KEY": "secret_key",
     "IDEA24_SHORT_CODE": "short_code",
     "IDEA24_USSD_CODE": "ussd_code",
@@ -197,6 +206,8 @@ def _build(merged: Mapping[str, tuple[str, Any]]) -> Settings:
                     f"{key}: expected HOST:PORT such as 127.0.0.1:8024, got {value!r}"
                 )
             values["http_host"], values["http_port"] = host, int(port)
+        elif name == "ussd_allow":
+            values["ussd_allow"] = parse_networks(key, value)
         elif name in types:
             values[name] = _convert(key, value, types[name])
         else:
@@ -206,6 +217,22 @@ def _build(merged: Mapping[str, tuple[str, Any]]) -> Settings:
     settings = Settings(**values)
     _validate(settings)
     return settings
+
+
+def parse_networks(key: str, value: Any) -> tuple[str, ...]:
+    """``IDEA24_USSD_ALLOW``: CIDR networks or addresses, comma-separated (or a TOML list)."""
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for raw in (part.strip() for item in items for part in str(item).split(",")):
+        if not raw:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{key}: {raw!r} is not an address or network such as 10.0.0.0/8"
+            ) from exc
+    return tuple(out)
 
 
 def _async_driver(url: str) -> str:

@@ -264,6 +264,32 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IDEA24_HTTP: port {s.http_port} out of range")
     if not s.ussd_code.startswith("*") or not s.ussd_code.endswith("#"):
         raise ConfigError(f"IDEA24_USSD_CODE: expected a code like *100#, got {s.ussd_code!r}")
+    exposed = lab_exposure(s)
+    if exposed and not s.lab:
+        raise ConfigError(
+            f"--lab: the bundled simulator and /phone (every SMS, passwords included, and MO for"
+            f" any number) would listen on {exposed}, not loopback; pass --lab on a lab network,"
+            " or set --smsc for a real SMSC"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name (or 0.0.0.0 / ::): reachable from elsewhere as far as we know
+
+
+def lab_exposure(s: Settings) -> str | None:
+    """The non-loopback address the bundled simulator or ``/phone`` would be served on, if any."""
+    if not s.uses_simulator:
+        return None
+    for host in (s.http_host, s.simulator_smpp_host):
+        if not is_loopback(host):
+            return host
+    return None
 
 
 def _convert(key: str, value: Any, type_name: str) -> Any:

@@ -31,6 +31,7 @@ from gateway.binds import BindPool
 from gateway.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.metrics import Metrics
 from gateway.outbox import DeliveryTracker, Outbox
+from gateway.outbox_watch import OutboxWatch
 from gateway.portal import Portal
 from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
@@ -54,6 +55,7 @@ class Components:
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
+    outbox_watch: OutboxWatch = field(default_factory=lambda: OutboxWatch(60.0))
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -150,8 +152,10 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
         outbox: Outbox = RedisOutbox(client)
         try:
             c.outbox = outbox
+            c.metrics.outbox.watch(outbox)
             yield
         finally:
+            c.metrics.outbox.watch(None)
             await outbox.close()
             await client.aclose()
     else:
@@ -262,7 +266,7 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _health_checks(c: Components) -> dict[str, Any]:
+def health_checks(c: Components) -> dict[str, Any]:
     async def database() -> str:
         assert c.backend is not None
         await c.backend.is_subscriber("0")  # one indexed read proves the database answers
@@ -280,7 +284,22 @@ def _health_checks(c: Components) -> dict[str, Any]:
             raise ConnectionError("no SMPP bind is up")
         return states
 
-    return {"database": database, "store": store, "smpp": smpp}
+    async def outbox() -> dict[str, float]:
+        assert c.outbox is not None
+        depth = await c.outbox.depth()
+        stalled = c.outbox_watch.observe(depth, _moved(c))
+        c.metrics.outbox_stalled.set(stalled)
+        c.outbox_watch.verdict(depth, stalled)
+        return {"depth": depth, "stalled_s": round(stalled, 1)}
+
+    return {"database": database, "store": store, "smpp": smpp, "outbox": outbox}
+
+
+def _moved(c: Components) -> int:
+    """Replies this process's senders finished so far (sent, or failed for good)."""
+    if c.pool is None:
+        return 0
+    return sum(b["sent"] + b["failed"] for b in c.pool.snapshot()["binds"].values())
 
 
 #: How long a scrape waits for the outbox's depth (Redis / the database) before reporting NaN.
@@ -300,6 +319,8 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
             log.warning("outbox depth unreadable for /metrics: %s", type(exc).__name__)
             depth = math.nan
         c.metrics.outbox_depth.set(depth)
+        if not math.isnan(depth):
+            c.metrics.outbox_stalled.set(c.outbox_watch.observe(int(depth), _moved(c)))
 
     return refresh
 
@@ -307,7 +328,7 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[api_errors])
     metrics = Metrics()
-    components = Components(settings, metrics)
+    components = Components(settings, metrics, outbox_watch=OutboxWatch(settings.outbox_stall))
     app[COMPONENTS] = components
     if settings.uses_simulator:
         components.simulator = SimulatorController(
@@ -327,7 +348,7 @@ def create_app(settings: Settings) -> web.Application:
         metrics,
         _Unready(),
         _Unready(),
-        health_checks=_health_checks(components),
+        health_checks=health_checks(components),
         before_scrape=_scrape_outbox(components),
     )
     add_routes(app)

@@ -113,6 +113,33 @@ class PoolMetrics:
         )
 
 
+class OutboxCounters:
+    """What the outbox counts of a store that lost its data (``RedisOutbox.lost`` and
+    ``.recreated``), read at scrape time; nothing for an outbox that keeps no such count."""
+
+    def __init__(self) -> None:
+        self._outbox: object | None = None
+
+    def watch(self, outbox: object | None) -> None:
+        self._outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        if self._outbox is None or not hasattr(self._outbox, "lost"):
+            return
+        yield CounterMetricFamily(
+            "idea24_outbox_lost",
+            "Replies that were waiting in the outbox when its store lost them (a Redis that"
+            " came back empty): never sent",
+            value=float(getattr(self._outbox, "lost", 0)),
+        )
+        yield CounterMetricFamily(
+            "idea24_outbox_group_recreated",
+            "Times the outbox's stream and consumer group were created again after the store"
+            " lost them",
+            value=float(getattr(self._outbox, "recreated", 0)),
+        )
+
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -144,6 +171,12 @@ class Metrics:
         self.outbox_depth = Gauge(
             "idea24_outbox_depth", "Messages waiting in the outbox", registry=r
         )
+        self.outbox_stalled = Gauge(
+            "idea24_outbox_stalled_seconds",
+            "How long replies have waited in the outbox with none leaving (0: empty or moving);"
+            " past IDEA24_OUTBOX_STALL /healthz says 503",
+            registry=r,
+        )
         self.http_requests = Counter(
             "idea24_http_requests_total",
             "HTTP API requests",
@@ -167,6 +200,9 @@ class Metrics:
         #: the bind pool's own counters, read per scrape (see :class:`PoolMetrics`)
         self.pool = PoolMetrics()
         r.register(self.pool)
+        #: the outbox's own loss counters, read per scrape
+        self.outbox = OutboxCounters()
+        r.register(self.outbox)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

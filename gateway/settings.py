@@ -110,6 +110,8 @@ class Settings:
     #: How text that GSM-7 cannot carry is sent: "ucs2" or "transliterate" (ą→a, ł→l...).
     encoding: str = "ucs2"
     ussd_timeout: float = 120.0
+    #: Seconds replies may wait in the outbox with none leaving before /healthz says 503.
+    outbox_stall: float = 60.0
     sms_dialog_timeout: float = 300.0
     simulator_smpp_host: str = "127.0.0.1"
     simulator_smpp_port: int = 2775
@@ -155,6 +157,7 @@ ENV_KEYS: Mapping[str, str] = {
     "IDEA24_USSD_CODE": "ussd_code",
     "IDEA24_LANGUAGE": "language",
     "IDEA24_ENCODING": "encoding",
+    "IDEA24_OUTBOX_STALL": "outbox_stall",
     "IDEA24_LOG_FORMAT": "log_format",
     "IDEA24_LOG_LEVEL": "log_level",
 }
@@ -260,6 +263,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IDEA24_LANGUAGE: expected pl or en, got {s.language!r}")
     if s.encoding not in ("ucs2", "transliterate"):
         raise ConfigError(f"IDEA24_ENCODING: expected ucs2 or transliterate, got {s.encoding!r}")
+    if s.outbox_stall <= 0:
+        raise ConfigError(f"IDEA24_OUTBOX_STALL: seconds above 0, got {s.outbox_stall:g}")
     if not (0 <= s.http_port < 65536):
         raise ConfigError(f"IDEA24_HTTP: port {s.http_port} out of range")
     if not s.ussd_code.startswith("*") or not s.ussd_code.endswith("#"):

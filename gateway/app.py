@@ -28,7 +28,9 @@ from dialogs.catalogue import texts
 from fsm.runtime import Runtime
 from fsm.store import DialogStore, store_from_url
 from gateway.binds import BindPool
+from gateway.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.http import DEPS, HttpDeps, add_routes, api_errors
+from gateway.http_limits import ConnectionLimits
 from gateway.metrics import Metrics
 from gateway.outbox import DeliveryTracker, Outbox
 from gateway.outbox_watch import OutboxWatch
@@ -52,6 +54,8 @@ class Components:
     backend: Backend | None = None
     store: DialogStore | None = None
     runtime: Runtime | None = None
+    #: Turns from the USSD aggregator (HTTP): the same dialogs, code checks guarded as for HTTP.
+    http_runtime: Runtime | None = None
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
@@ -60,6 +64,8 @@ class Components:
 
 
 COMPONENTS = web.AppKey("components", Components)
+#: The HTTP side's connection bounds (gateway/http_limits.py); ``idea24 serve`` listens through it.
+HTTP_LIMITS = web.AppKey("http_limits", ConnectionLimits)
 
 
 def password_sms(language: str, password: str) -> str:
@@ -127,7 +133,11 @@ def _reason(exc: BaseException) -> str:
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
-    c.runtime = Runtime(c.store, build_dialogs(c.settings), c.backend, c.settings)
+    dialogs = build_dialogs(c.settings)
+    guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics)
+    smpp_backend = GuardedBackend(c.backend, guard, "smpp")
+    c.runtime = Runtime(c.store, dialogs, smpp_backend, c.settings)
+    c.http_runtime = Runtime(c.store, dialogs, GuardedBackend(c.backend, guard, "http"), c.settings)
     yield
 
 
@@ -259,7 +269,15 @@ async def _receipt_relay(
 async def _http(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.backend is not None and c.runtime is not None and c.outbox is not None
-    portal = Portal(c.backend, c.runtime, c.outbox, password_sms, c.settings.short_code)
+    assert c.store is not None and c.http_runtime is not None
+    portal = Portal(
+        c.backend,
+        c.http_runtime,
+        c.outbox,
+        password_sms,
+        c.settings.short_code,
+        password_cap=PasswordCap(c.store, c.settings.password_rate, c.metrics),
+    )
     deps = app[DEPS]
     deps.portal = portal
     deps.ussd = portal
@@ -326,8 +344,11 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[api_errors])
+    limits = ConnectionLimits(settings.http_max_connections, settings.http_header_timeout)
+    app = web.Application(middlewares=[limits.middleware, api_errors])
+    app[HTTP_LIMITS] = limits
     metrics = Metrics()
+    metrics.http_limits.watch(limits)
     components = Components(settings, metrics, outbox_watch=OutboxWatch(settings.outbox_stall))
     app[COMPONENTS] = components
     if settings.uses_simulator:

@@ -99,19 +99,28 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 async def _serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from gateway.app import COMPONENTS, create_app
+    from gateway.app import COMPONENTS, HTTP_LIMITS, create_app
+    from gateway.http_limits import raise_nofile_limit, start_http
 
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    limits = app[HTTP_LIMITS]
+    limits.fit_descriptors(raise_nofile_limit())
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=settings.http_idle_timeout,
+    )
+    listener = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
         try:
-            await site.start()
+            listener = await start_http(runner, limits, settings.http_host, settings.http_port)
         except OSError as exc:
             raise ConfigError(
                 f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
@@ -122,6 +131,8 @@ async def _serve(settings: Settings) -> int:
         await stop.wait()
         print("idea24: shutting down (finishing turns, draining the outbox, unbinding)", flush=True)
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
     return 0
 

@@ -20,6 +20,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, ServiceError
 from gateway.access import UssdAccess
+from gateway.guards import GlobalRateLimited
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.msisdn import normalise_msisdn
 from gateway.openapi import openapi_document
@@ -139,9 +140,18 @@ async def request_password(request: web.Request) -> web.Response:
         # Same answer as for a subscriber: the API must not tell who is a customer.
         log.info("password requested for a non-subscriber", extra={"msisdn": msisdn})
     except RateLimited as exc:
-        return json_error(
-            429, "rate_limited", "too many password requests", retry_after=int(exc.retry_after)
+        scope = "global" if isinstance(exc, GlobalRateLimited) else "number"
+        if scope == "number":
+            deps.metrics.password_requests_refused.labels(scope).inc()
+        response = json_error(
+            429,
+            "rate_limited",
+            "too many password requests"
+            + (" (all numbers: the operator's cap)" if scope == "global" else ""),
+            retry_after=int(exc.retry_after),
         )
+        response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        return response
     except LockedOut as exc:
         return json_error(429, "locked_out", "number locked", until=exc.until.isoformat())
     return web.json_response({"status": "sent"}, status=202)

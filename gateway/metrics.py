@@ -140,6 +140,36 @@ class OutboxCounters:
         )
 
 
+class HttpLimitCounters:
+    """The HTTP side's connection bounds (``gateway.http_limits.ConnectionLimits``), read at
+    scrape time."""
+
+    def __init__(self) -> None:
+        self._limits: Any = None
+
+    def watch(self, limits: Any) -> None:
+        self._limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        if self._limits is None:
+            return
+        yield GaugeMetricFamily(
+            "idea24_http_connections_open",
+            "Open HTTP connections (through idea24 serve's listener)",
+            value=float(self._limits.open),
+        )
+        closed = CounterMetricFamily(
+            "idea24_http_connections_closed",
+            "HTTP connections closed by a bound: refused (past IDEA24_HTTP_MAX_CONNECTIONS,"
+            " answered 503) or slow_headers (no complete request within"
+            " IDEA24_HTTP_HEADER_TIMEOUT)",
+            labels=["reason"],
+        )
+        closed.add_metric(["refused"], float(self._limits.refused))
+        closed.add_metric(["slow_headers"], float(self._limits.timed_out))
+        yield closed
+
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -190,6 +220,30 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.password_requests_refused = Counter(
+            "idea24_password_requests_refused_total",
+            "Portal password requests refused with 429: number (its own limit) or global (the"
+            " cap across all numbers, IDEA24_PASSWORD_RATE per minute)",
+            ["scope"],
+            registry=r,
+        )
+        self.wrong_codes = Counter(
+            "idea24_wrong_codes_total",
+            "Wrong subscriber codes, by origin: smpp (from the handset) or http (aggregator)",
+            ["origin"],
+            registry=r,
+        )
+        self.code_guessing = Counter(
+            "idea24_code_guessing_detected_total",
+            "Wrong subscriber codes beyond IDEA24_CODE_GUESS_LIMIT per minute across all"
+            " subscribers: a guessing run is under way",
+            registry=r,
+        )
+        self.code_checks_slowed = Counter(
+            "idea24_code_checks_slowed_total",
+            "Code checks over HTTP refused (not tried) during a guessing run",
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "idea24_event_loop_lag_seconds",
             "How late the event loop woke a probe that sleeps 0.25 s (a blocked or busy loop)",
@@ -203,6 +257,8 @@ class Metrics:
         #: the outbox's own loss counters, read per scrape
         self.outbox = OutboxCounters()
         r.register(self.outbox)
+        self.http_limits = HttpLimitCounters()
+        r.register(self.http_limits)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -110,6 +110,15 @@ class Settings:
     #: How text that GSM-7 cannot carry is sent: "ucs2" or "transliterate" (ą→a, ł→l...).
     encoding: str = "ucs2"
     ussd_timeout: float = 120.0
+    #: Portal password requests per minute across all numbers (each sends an SMS).
+    password_rate: int = 600
+    #: Wrong subscriber codes per minute across all subscribers before HTTP checks are refused.
+    code_guess_limit: int = 30
+    #: HTTP: open connections at most (kept below the open-file limit), seconds a new connection
+    #: has to send its first request's headers, seconds a kept-alive connection may stay idle.
+    http_max_connections: int = 1000
+    http_header_timeout: float = 10.0
+    http_idle_timeout: float = 15.0
     #: Seconds replies may wait in the outbox with none leaving before /healthz says 503.
     outbox_stall: float = 60.0
     sms_dialog_timeout: float = 300.0
@@ -158,6 +167,11 @@ ENV_KEYS: Mapping[str, str] = {
     "IDEA24_LANGUAGE": "language",
     "IDEA24_ENCODING": "encoding",
     "IDEA24_OUTBOX_STALL": "outbox_stall",
+    "IDEA24_HTTP_MAX_CONNECTIONS": "http_max_connections",
+    "IDEA24_HTTP_HEADER_TIMEOUT": "http_header_timeout",
+    "IDEA24_HTTP_IDLE_TIMEOUT": "http_idle_timeout",
+    "IDEA24_PASSWORD_RATE": "password_rate",
+    "IDEA24_CODE_GUESS_LIMIT": "code_guess_limit",
     "IDEA24_LOG_FORMAT": "log_format",
     "IDEA24_LOG_LEVEL": "log_level",
 }
@@ -263,6 +277,16 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IDEA24_LANGUAGE: expected pl or en, got {s.language!r}")
     if s.encoding not in ("ucs2", "transliterate"):
         raise ConfigError(f"IDEA24_ENCODING: expected ucs2 or transliterate, got {s.encoding!r}")
+    if s.password_rate < 1 or s.code_guess_limit < 1:
+        raise ConfigError(
+            "IDEA24_PASSWORD_RATE / IDEA24_CODE_GUESS_LIMIT: 1 or more per minute, got"
+            f" {s.password_rate} / {s.code_guess_limit}"
+        )
+    if s.http_max_connections < 1 or s.http_header_timeout <= 0 or s.http_idle_timeout <= 0:
+        raise ConfigError(
+            "IDEA24_HTTP_MAX_CONNECTIONS / IDEA24_HTTP_HEADER_TIMEOUT / IDEA24_HTTP_IDLE_TIMEOUT:"
+            " above 0"
+        )
     if s.outbox_stall <= 0:
         raise ConfigError(f"IDEA24_OUTBOX_STALL: seconds above 0, got {s.outbox_stall:g}")
     if not (0 <= s.http_port < 65536):

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from backend.errors import LockedOut, NotFound, RateLimited
+from gateway.guards import GlobalRateLimited
 from gateway.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -108,6 +109,15 @@ async def test_rate_limited_is_429(client) -> None:
     r = await c.post("/api/v1/passwords", json={"msisdn": "48600000001"}, headers=KEY)
     assert r.status == 429
     assert (await r.json())["error"]["retry_after"] == 1800
+    assert r.headers["Retry-After"] == "1800"
+
+
+async def test_global_password_cap_is_429_with_retry_after(client) -> None:
+    c, portal, _ = client
+    portal.fail_next = GlobalRateLimited(60.0)
+    r = await c.post("/api/v1/passwords", json={"msisdn": "48600000001"}, headers=KEY)
+    assert r.status == 429 and r.headers["Retry-After"] == "60"
+    assert "all numbers" in (await r.json())["error"]["message"]
 
 
 async def test_verify_valid_once_then_401(client) -> None:

@@ -536,6 +536,7 @@ class BindPool:
                 "receipts": i.receipts,
                 "duplicates": i.duplicates,
                 "parts_waiting": i.parts_waiting,
+                "evictions": i.evictions,
             },
             "delivery": {
                 "submitted": t.submitted,

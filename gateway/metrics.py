@@ -80,6 +80,16 @@ class PoolMetrics:
             "Redelivered MO messages ignored (the SMSC's copies)",
             value=float(inbound["duplicates"]),
         )
+        evicted = CounterMetricFamily(
+            "idea24_mo_long_messages_evicted",
+            "Long MO messages given up before all parts came, for a limit: sender_limit (the"
+            " sender had too many or too large waiting), evicted (all senders together: the"
+            " last guard)",
+            labels=["reason"],
+        )
+        for reason in ("sender_limit", "evicted"):
+            evicted.add_metric([reason], float(inbound.get("evictions", {}).get(reason, 0)))
+        yield evicted
         by_state = CounterMetricFamily(
             "idea24_receipts",
             "Delivery receipts received, by the state they report (one per message part)",

@@ -26,6 +26,7 @@ from gateway.outbox import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
 from gateway.pdu import UssdOp
 from gateway.session import SmppSession, SubmitError, SubmitResult
 from gateway.settings import SmscProfile
+from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,10 @@ class OutboxSender:
         max_attempts: int = 50,
         poll: float = 0.5,
         heartbeat_every: float = 10.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.outbox = outbox
+        self.supervisor = supervisor or Supervisor()
         self.session = session
         self.tracker = tracker
         self.policy = policy
@@ -254,10 +257,27 @@ class OutboxSender:
             self._in_flight -= len(items)
 
         task.add_done_callback(finished)
+        self.supervisor.watch(task, "outbox-send", partial(self._crashed_batch, items))
+
+    def _crashed_batch(self, items: list[OutboxItem], exc: BaseException) -> None:
+        """A send task died: its items are released for a retry (an item it had finished is
+        released again harmlessly), never left leased to nobody."""
+        for item in items:
+            task = asyncio.create_task(
+                self._record(
+                    item,
+                    "retry",
+                    partial(self.outbox.retry, item, self.retry_base, type(exc).__name__, {}),
+                )
+            )
+            self.supervisor.watch(task, "outbox-release")
 
     def start(self) -> None:
         if self._runner is None:
-            self._runner = asyncio.create_task(self.run(), name=f"outbox-sender {self.consumer}")
+            self._runner = asyncio.create_task(
+                self.supervisor.forever("outbox-sender", self.run),
+                name=f"outbox-sender {self.consumer}",
+            )
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; let items being sent finish (their leases keep them safe)."""
@@ -465,8 +485,11 @@ class BindPool:
         self.sessions = [
             SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
         ]
+        #: restarts the senders' loops and housekeeping, watches send tasks (one per pool)
+        self.supervisor = Supervisor()
         self.senders = [
-            OutboxSender(outbox, s, tracker=self.tracker, policy=policy) for s in self.sessions
+            OutboxSender(outbox, s, tracker=self.tracker, policy=policy, supervisor=self.supervisor)
+            for s in self.sessions
         ]
 
     async def _route(self, event: InboundEvent) -> None:
@@ -487,7 +510,9 @@ class BindPool:
                 log.warning("outbox items of a dead process taken back: %d", recovered)
         for sender in self.senders:
             sender.start()
-        self._housekeeper = asyncio.create_task(self._housekeeping())
+        self._housekeeper = asyncio.create_task(
+            self.supervisor.forever("reassembly-housekeeping", self._housekeeping)
+        )
 
     async def _housekeeping(self) -> None:
         """Give up on long MO whose parts never all came (the reassembler is sans-I/O)."""
@@ -538,6 +563,7 @@ class BindPool:
                 "parts_waiting": i.parts_waiting,
                 "evictions": i.evictions,
             },
+            "task_crashes": dict(self.supervisor.crashes),
             "delivery": {
                 "submitted": t.submitted,
                 "delivered": t.delivered,

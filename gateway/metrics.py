@@ -80,6 +80,14 @@ class PoolMetrics:
             "Redelivered MO messages ignored (the SMSC's copies)",
             value=float(inbound["duplicates"]),
         )
+        crashes = CounterMetricFamily(
+            "idea24_task_crashes",
+            "Background tasks that raised, by task: loops restarted, send tasks' items released",
+            labels=["task"],
+        )
+        for task, count in sorted(snap.get("task_crashes", {}).items()):
+            crashes.add_metric([task], float(count))
+        yield crashes
         evicted = CounterMetricFamily(
             "idea24_mo_long_messages_evicted",
             "Long MO messages given up before all parts came, for a limit: sender_limit (the"

@@ -159,7 +159,7 @@ class OutboxCounters:
 
 
 class HttpLimitCounters:
-    """The HTTP side's connection bounds (``gateway.http_limits.ConnectionLimits``), read at
+    """The HTTP side's connection bounds (``gateway.web.limits.ConnectionLimits``), read at
     scrape time."""
 
     def __init__(self) -> None:

@@ -97,7 +97,7 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8024
     api_key: str = DEV_API_KEY
-    #: Key of ``POST /api/v1/ussd`` (None: the API key); see gateway/access.py.
+    #: Key of ``POST /api/v1/ussd`` (None: the API key); see gateway/web/access.py.
     ussd_api_key: str | None = None
     #: Networks that may call ``POST /api/v1/ussd`` (empty: any, given the key).
     ussd_allow: tuple[str, ...] = ()

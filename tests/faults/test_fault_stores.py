@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import health_checks
-from gateway.outbox_watch import OutboxStalled, OutboxWatch
+from gateway.outbox.watch import OutboxStalled, OutboxWatch
 from simulator.controller import SimulatorController
 from tests.conftest import kill_connections
 from tests.faults.harness import (

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.binds import OutboxSender
-from gateway.outbox import MemoryOutbox, OutboxItem
-from gateway.session import SmppSession
+from gateway.esme.session import SmppSession
+from gateway.outbox.base import MemoryOutbox, OutboxItem
+from gateway.outbox.sender import OutboxSender
 from gateway.settings import SmscProfile
 from gateway.supervise import Supervisor
 from simulator.controller import SimulatorController

@@ -287,32 +287,32 @@ class RedisOutbox(Outbox):
     async def _regroup(self, exc: ResponseError) -> None:
         """Redis lost the stream or the group (``NOGROUP``): create both again. (``_group_ready``
         stays set: a put's ``_ensure_group`` meanwhile would win the race and hide the loss.)"""
+        # Waiting at the loss: the stream's last reading, less what was being sent then (it
+        # leaves through the SMSC, its finish acknowledges nothing) or finished since. Taken
+        # before the group exists again: from then on, readings are of the new stream.
+        sending = {entry for entries in self._sending.values() for entry in entries}
+        waiting = self._reading[1] - self._left_since - len(sending)
+        self._reading, self._left_since = (0.0, 0), 0
         try:
             await self._redis.xgroup_create(self._stream, GROUP_NAME, id="0", mkstream=True)
         except ResponseError as again:
             if "BUSYGROUP" not in str(again):
                 raise
-            created = False  # another process was first: it counts the loss
-        else:
-            created = True
-        self._parked = {consumer: None for consumer in self._parked}
-        # Waiting at the loss: the stream's last reading, less what was being sent then (it
-        # leaves through the SMSC, its finish acknowledges nothing) or finished since.
-        in_flight = sum(len(entries) for entries in self._sending.values())
-        if created:
-            lost = max(0, self._reading[1] - in_flight - self._left_since)
-            self.recreated += 1
-            self.lost += lost
-            log.error(
-                "outbox stream or consumer group lost by Redis (%s): created again; %d queued"
-                " replies lost",
-                str(exc).split(" ", 1)[0],
-                lost,
-            )
-        self._reading, self._left_since = (0.0, 0), 0
+            return  # another process was first: it counts the loss
+        finally:
+            self._parked = {consumer: None for consumer in self._parked}
+        lost = max(0, waiting)
+        self.recreated += 1
+        self.lost += lost
+        log.error(
+            "outbox stream or consumer group lost by Redis (%s): created again; %d queued"
+            " replies lost",
+            str(exc).split(" ", 1)[0],
+            lost,
+        )
         # Being sent at the loss: counted lost after all if sent again later (their entry is
         # gone, so a retry would never come back).
-        self._at_loss = {entry for entries in self._sending.values() for entry in entries}
+        self._at_loss = sending & {e for entries in self._sending.values() for e in entries}
 
     def _note(self, reading: Sequence[Any], finished: int = 0) -> None:
         sec, usec, length = (int(x) for x in reading)

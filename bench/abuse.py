@@ -1,4 +1,4 @@
-"""The attacks issue 19 measured, replayed against a real ``idea24 serve`` (SQLite, bundled
+"""A security probe's attacks, replayed against a real ``idea24 serve`` (SQLite, bundled
 simulator, free loopback ports, its own temporary directory):
 
     .venv/bin/python bench/abuse.py [--half-sent 1000] [--numbers 1000]

@@ -15,6 +15,7 @@ from fsm.runtime import Inbound, Reply, TurnUnavailable
 from gateway.outbox.base import Outbox
 from gateway.router import TurnRunner, ussd_screen
 from gateway.sms.text import Policy, ussd_text
+from gateway.web.guards import PasswordCap
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class Portal:
         outbox: Outbox,
         password_text: PasswordText,
         short_code: str,
+        *,
+        password_cap: PasswordCap | None = None,
         catalogue: CatalogueText | None = None,
         policy: Policy = "ucs2",
         language: str = "pl",
@@ -41,6 +44,7 @@ class Portal:
         self.outbox = outbox
         self.password_text = password_text
         self.short_code = short_code
+        self.password_cap = password_cap
         self.catalogue = catalogue
         #: The SMS text policy, applied to aggregator screens as SMPP USSD applies it.
         self.policy = policy
@@ -48,6 +52,8 @@ class Portal:
 
     async def send_temp_password(self, msisdn: str) -> None:
         info = await self.backend.subscriber(msisdn)  # NotFound for a stranger
+        if self.password_cap is not None:
+            await self.password_cap.take()  # GlobalRateLimited past the cap for all numbers
         password = await self.backend.issue_temp_password(msisdn)
         text = self.password_text(getattr(info, "language", "pl") or "pl", password)
         await self.outbox.put(msisdn, text, {"channel": "sms", "source": self.short_code})

@@ -24,13 +24,22 @@ from gateway.web.portal import Portal
 from tests.dialogs.conftest import backend, runtime, template_db  # noqa: F401 - fixtures
 from tests.fsm.conftest import case  # noqa: F401 - the two-store fixture
 
+KEY = "aggregator-test-key"
+
 
 def _client(runtime: Runtime, backend: Backend, policy: Policy) -> web.Application:  # noqa: F811
     portal = Portal(
-        backend, runtime, None, password_sms, "2424", catalogue_text, policy=policy, language="pl"
+        backend,
+        runtime,
+        None,
+        password_sms,
+        "2424",
+        catalogue=catalogue_text,
+        policy=policy,
+        language="pl",
     )
     app = web.Application(middlewares=[api_errors])
-    app[DEPS] = HttpDeps(Settings(), Metrics(), portal, portal)
+    app[DEPS] = HttpDeps(Settings(api_key=KEY), Metrics(), portal, portal)
     add_routes(app)
     return app
 
@@ -43,7 +52,7 @@ async def test_a_first_request_carrying_answers_is_the_network_dial(
 
         async def send(session: str, text: str, phone: str = "48600000001") -> tuple[int, str]:
             form = {"sessionId": session, "phoneNumber": phone, "serviceCode": "*100#"}
-            r = await client.post("/api/v1/ussd", data={**form, "text": text})
+            r = await client.post(f"/api/v1/ussd?key={KEY}", data={**form, "text": text})
             return r.status, await r.text()
 
         # *100*3*1# dialled: the aggregator's first request already carries "3*1".
@@ -66,7 +75,9 @@ async def test_a_first_request_carrying_answers_is_the_network_dial(
             400,
             "END Ten numer nie jest abonentem Idea. Zadzwoń na *22.",
         )
-        r = await client.post("/api/v1/ussd", data={"phoneNumber": "48600000001"})
+        r = await client.post(
+            "/api/v1/ussd", data={"phoneNumber": "48600000001"}, headers={"X-API-Key": KEY}
+        )
         assert (r.status, await r.text()) == (400, "END " + texts("pl")("notice.error"))
 
 
@@ -78,7 +89,9 @@ async def test_an_english_subscriber_gets_english_screens_and_refusals(
         await session.execute(
             update(Subscriber).where(Subscriber.msisdn == "48600000002").values(language="en")
         )
-    portal = Portal(backend, runtime, None, password_sms, "2424", catalogue_text, language="pl")
+    portal = Portal(
+        backend, runtime, None, password_sms, "2424", catalogue=catalogue_text, language="pl"
+    )
     screen, end = await portal.ussd_turn("48600000002", "e1", "*100#")
     assert screen.startswith("Idea24\n1 Account\n") and not end
     assert await portal.ussd_refusal("notice.error", "48600000002") == texts("en")("notice.error")
@@ -101,7 +114,9 @@ async def test_aggregator_screens_follow_the_text_policy(
     menu: str,
     short: str,
 ) -> None:
-    portal = Portal(backend, runtime, None, password_sms, "2424", catalogue_text, policy=policy)
+    portal = Portal(
+        backend, runtime, None, password_sms, "2424", catalogue=catalogue_text, policy=policy
+    )
     root, _ = await portal.ussd_turn("48600000001", f"p-{policy}", "*100#")
     assert f"\n7 {menu}\n" in root
     # An answer to a session that is gone (no record, nothing to replay).
@@ -133,7 +148,7 @@ async def test_a_turn_with_nothing_to_say_is_never_an_empty_end(
     backend: Backend,  # noqa: F811
 ) -> None:
     silent = Runtime(MemoryStore(), {}, backend)  # no USSD dialog: the turn has no reply
-    portal = Portal(backend, silent, None, password_sms, "2424", catalogue_text)
+    portal = Portal(backend, silent, None, password_sms, "2424", catalogue=catalogue_text)
     assert await portal.ussd_turn("48600000001", "x1", "*100#") == (
         texts("pl")("notice.error"),
         True,

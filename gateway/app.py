@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from gateway.portal import Portal
 from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -67,7 +69,12 @@ def password_sms(language: str, password: str) -> str:
 
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
     host, port = sim.smpp_address
-    return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    if not settings.simulator_tls_cert:
+        return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    ca = settings.simulator_tls_ca or settings.simulator_tls_cert
+    return SmscProfile(
+        "idea24", "idea24", host, port, source_addr=settings.short_code, tls=True, ca=ca
+    )
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -304,6 +311,16 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
+def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The bundled simulator's SMPP-over-TLS context (``--simulator-tls-cert``), or None."""
+    if not settings.simulator_tls_cert:
+        return None
+    try:
+        return server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
+    except ConfigError as exc:
+        raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[api_errors])
     metrics = Metrics()
@@ -314,6 +331,8 @@ def create_app(settings: Settings) -> web.Application:
             host=settings.simulator_smpp_host,
             port=settings.simulator_smpp_port,
             http_port=settings.simulator_http_port,
+            tls=_simulator_tls(settings),
+            tls_only=True,
         )
         add_handset_routes(
             app,

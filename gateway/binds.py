@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,7 +24,7 @@ from gateway import text
 from gateway.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
 from gateway.outbox import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
 from gateway.pdu import UssdOp
-from gateway.session import SmppSession, SubmitError, SubmitResult
+from gateway.session import SmppLink, SmppSession, SubmitError, SubmitResult
 from gateway.settings import SmscProfile
 
 log = logging.getLogger(__name__)
@@ -521,6 +521,7 @@ class BindPool:
                 "effective_rate": session.throttle.effective_rate,
                 "timeouts": sum(link.stats.timeouts for link in session.links),
                 "connects": sum(link.stats.connects for link in session.links),
+                "tls_failures": _tls_failures(session.links),
                 "sent": sender.sent,
                 "retried": sender.retried,
                 "failed": sender.failed,
@@ -559,3 +560,12 @@ class BindPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _tls_failures(links: Iterable[SmppLink]) -> dict[str, int]:
+    """Failed TLS connections of a bind's links, by reason."""
+    total: dict[str, int] = {}
+    for link in links:
+        for reason, count in link.stats.tls_failures.items():
+            total[reason] = total.get(reason, 0) + count
+    return total

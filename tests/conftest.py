@@ -12,8 +12,12 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.tls_certs import Certs
 
 REDIS_URL = os.environ.get("IDEA24_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_DSN = os.environ.get("IDEA24_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -129,3 +133,11 @@ def _fresh_database() -> Iterator[str]:
     netloc = parts.netloc
     yield f"postgresql+asyncpg://{netloc}/{name}"
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Fresh TLS certificates in a temp dir (tests/tls_certs.py)."""
+    from tests.tls_certs import make_certs
+
+    return make_certs(tmp_path_factory.mktemp("certs"))

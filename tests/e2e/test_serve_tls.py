@@ -33,7 +33,8 @@ async def test_https_api_and_the_bundled_simulator_over_tls(tmp_path: Path, cert
         assert s.url.startswith("https://")
         async with s.http.get(f"{s.url}/healthz") as r:
             health = await r.json()
-            assert r.status == 200 and health["checks"]["smpp"] != "down", health
+            assert r.status == 200 and health["status"] == "ok", health
+            assert list(health["checks"]["smpp"].values()) == ["bound"], health
         async with s.http.get(f"{s.url}/metrics") as r:
             assert r.status == 200 and "idea24_smpp_bind_up" in await r.text()
 

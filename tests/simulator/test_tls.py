@@ -57,6 +57,8 @@ async def test_smpplib_submits_and_gets_its_receipt_over_tls(
     peer = Peer(sim.smpps_address, ssl_context=smpplib_context(certs))
     try:
         await asyncio.to_thread(submit_and_receipt, peer)
+        [session] = sim.smsc.describe()["sessions"]
+        assert session["tls"] in ("TLSv1.2", "TLSv1.3") and session["system_id"] == "idea24"
     finally:
         await asyncio.to_thread(peer.close)
     [response] = peer.responses

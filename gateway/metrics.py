@@ -62,8 +62,9 @@ class PoolMetrics:
         tls_failures = CounterMetricFamily(
             "idea24_smpp_tls_failures",
             "SMPP-over-TLS connections that failed, by reason: certificate (the SMSC's did not"
-            " verify), refused (the SMSC refused ours), files (our cert/key/CA unusable),"
-            " handshake (anything else)",
+            " verify), refused (the SMSC refused ours with an alert), closed (closed after the"
+            " handshake with no bind answer), files (our cert/key/CA unusable), handshake"
+            " (anything else)",
             labels=["bind", "reason"],
         )
         out = CounterMetricFamily(

@@ -27,7 +27,9 @@ class TlsFilesError(ConfigError):
 
 class ClosedAfterHandshake(ConnectionError):
     """The server closed the connection after the handshake without a byte of SMPP (no
-    bind_resp): with TLS 1.3 the way a server refuses a client certificate, alert or not."""
+    bind_resp). With TLS 1.3 a server checks the client certificate after the client has
+    finished its handshake, and many (asyncio's among them) then close without an alert the
+    client could read: on every attempt, that is a refused certificate; once, an SMSC restart."""
 
 
 def client_context(ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
@@ -101,16 +103,18 @@ def explain(exc: BaseException) -> tuple[str, str]:
 
     Reasons (the ``reason`` label of ``idea24_smpp_tls_failures_total``): ``certificate`` —
     the peer's certificate did not verify (unknown CA, expired, wrong host name); ``refused`` —
-    the peer refused ours (none given, or not signed by a CA it trusts); ``files`` — our own
-    certificate, key or CA file is unusable; ``handshake`` — anything else (no TLS on that
-    port, no common protocol version).
+    the peer refused ours with an alert (none given, or not signed by a CA it trusts);
+    ``closed`` — the peer closed the connection after the handshake without answering the bind
+    (:class:`ClosedAfterHandshake`); ``files`` — our own certificate, key or CA file is
+    unusable; ``handshake`` — anything else (no TLS on that port, no common protocol version).
     """
     if isinstance(exc, TlsFilesError):
         return "files", str(exc)
     if isinstance(exc, ClosedAfterHandshake):
-        return "refused", (
+        return "closed", (
             "the SMSC closed the connection after the TLS handshake without answering the"
-            " bind: it refused our client certificate, or wants one (set cert= and key=)"
+            " bind: if this repeats, it refuses our client certificate or wants one (set cert="
+            " and key=)"
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or _first_line(exc)

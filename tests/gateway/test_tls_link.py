@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -153,16 +155,78 @@ async def test_mutual_tls_accepted_with_a_client_certificate(
 async def test_mutual_tls_refused_without_a_trusted_certificate(
     mutual: SimulatorController, certs: Certs, given: str
 ) -> None:
+    """TLS 1.3: the server checks our certificate after our side of the handshake is done and
+    (asyncio) closes without an alert: no bind answer on any attempt, reason ``closed``."""
     files = {"ca": certs.ca}
     if given == "other_ca":
         files |= {"cert": certs.other_client_cert, "key": certs.other_client_key}
     link = fast_link(profile(tls_port(mutual), **files))
     link.start()
     try:
-        await tls_failure(link, "refused")
+        await tls_failure(link, "closed")
         assert not link.bound and mutual.smsc.sessions == []
     finally:
         await link.close()
+
+
+class AlertingServer:
+    """A TLS server on stdlib blocking sockets, in a thread: unlike asyncio's, it sends the
+    alert when it refuses a client certificate, as OpenSSL-based SMSCs do."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.refused = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(2)
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                self.refused += 1
+            finally:
+                conn.close()
+
+    def __enter__(self) -> AlertingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_mutual_tls_refused_with_an_alert(
+    certs: Certs, caplog: pytest.LogCaptureFixture, version: ssl.TLSVersion
+) -> None:
+    """A server that answers a certificate it does not trust with an alert: reason
+    ``refused`` (TLS 1.2: inside the handshake; TLS 1.3: on the first read after it)."""
+    context = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    context.minimum_version = context.maximum_version = version
+    with AlertingServer(context) as server:
+        files = {"cert": certs.other_client_cert, "key": certs.other_client_key}
+        link = fast_link(profile(server.port, ca=certs.ca, **files))
+        link.start()
+        try:
+            with caplog.at_level(logging.ERROR, logger="gateway.link"):
+                await tls_failure(link, "refused")
+            assert not link.bound
+            logged = [r.getMessage() for r in caplog.records if r.name == "gateway.link"]
+            assert any("refused our client certificate" in m for m in logged), logged
+        finally:
+            await link.close()
 
 
 async def test_certificates_are_read_again_on_reconnect(
@@ -203,3 +267,17 @@ async def test_missing_file_is_a_failed_bind_with_its_name(
 async def test_server_context_needs_tls_1_2(certs: Certs) -> None:
     context = server_context(str(certs.server_cert), str(certs.server_key))
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+async def test_enquire_link_over_tls(sim: SimulatorController, certs: Certs) -> None:
+    url = f"smpps://idea24:idea24@127.0.0.1:{tls_port(sim)}?ca={certs.ca}&enquire_link=0.1"
+    link = fast_link(SmscProfile.from_url(url))
+    link.start()
+    try:
+        assert await link.wait_bound(5)
+        async with asyncio.timeout(5):
+            while link.stats.enquire_links_sent < 3:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.05)
+        assert link.bound and link.stats.timeouts == 0 and link.stats.connects == 1
+    finally:
+        await link.close()

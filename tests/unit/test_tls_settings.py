@@ -101,7 +101,7 @@ def test_explain_gives_a_reason_per_failure() -> None:
     alert = ssl.SSLError(1, "alert")
     alert.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
     assert explain(alert)[0] == "refused"
-    assert explain(ClosedAfterHandshake())[0] == "refused"
+    assert explain(ClosedAfterHandshake())[0] == "closed"
     wrong = ssl.SSLError(1, "wrong version")
     wrong.reason = "WRONG_VERSION_NUMBER"
     reason, sentence = explain(wrong)

@@ -23,10 +23,11 @@ Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sa
 - **Shutdown** stops new requests, waits for in-flight ones, sends unbind, closes.
 - **TLS** (``smpps://``): every connection attempt builds its context from the files named in
   the profile (:func:`gateway.tls.client_context`), so renewed certificates apply at the next
-  reconnect. A failed handshake, or a peer that ends the connection with a TLS alert (TLS 1.3
-  servers refuse a client certificate after the client thinks the handshake is done), is a
-  failed bind: logged with its reason, counted in ``stats.tls_failures``, retried after the
-  back-off, and never retried in clear text.
+  reconnect. A failed handshake, a peer that ends the connection with a TLS alert, or one that
+  closes it after the handshake without a byte of SMPP (TLS 1.3 servers check a client
+  certificate after the client has finished its handshake, often refusing without an alert) is
+  a failed bind: logged with its reason (:func:`gateway.tls.explain`), counted in
+  ``stats.tls_failures``, retried after the back-off, and never retried in clear text.
 
 :mod:`gateway.session` builds the bind the rest of the gateway sees on top of one or two links.
 """

@@ -94,7 +94,6 @@ _CLIENT_CERT_ALERTS = (
     "BAD_CERTIFICATE",
     "UNKNOWN_CA",
     "CERTIFICATE_UNKNOWN",
-    "HANDSHAKE_FAILURE",
 )
 
 
@@ -124,6 +123,11 @@ def explain(exc: BaseException) -> tuple[str, str]:
         return "refused", (
             f"the SMSC refused our client certificate ({reason}): set cert= and key= to a"
             " certificate its CA trusts"
+        )
+    if "HANDSHAKE_FAILURE" in reason.upper():  # TLS 1.2 servers say so when no cert came too
+        return "refused", (
+            f"the SMSC ended the handshake ({reason}): it wants a client certificate (set cert="
+            " and key=), or it shares no protocol version or cipher with us"
         )
     if "WRONG_VERSION_NUMBER" in reason.upper() or "RECORD_LAYER" in reason.upper():
         return "handshake", f"no TLS on that port ({reason}): is it the clear-text SMPP port?"

@@ -48,6 +48,7 @@ def make_certs(directory: Path) -> Certs:
     leaf("client", client_ca.issue_cert("idea24-esme.example"))
     leaf("other_client", other_ca.issue_cert("idea24-esme.example"))
     leaf("misnamed", ca.issue_cert("smsc.example"))
+    # OpenSSL checks validity against the machine's clock, so the expired one is dated from it.
     now = datetime.datetime.now(datetime.UTC)
     expired = ca.issue_cert(
         "127.0.0.1",

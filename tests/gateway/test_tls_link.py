@@ -207,24 +207,27 @@ class AlertingServer:
         self.sock.close()
 
 
+@pytest.mark.parametrize("given", ["none", "other_ca"])
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 async def test_mutual_tls_refused_with_an_alert(
-    certs: Certs, caplog: pytest.LogCaptureFixture, version: ssl.TLSVersion
+    certs: Certs, caplog: pytest.LogCaptureFixture, version: ssl.TLSVersion, given: str
 ) -> None:
     """A server that answers a certificate it does not trust with an alert: reason
     ``refused`` (TLS 1.2: inside the handshake; TLS 1.3: on the first read after it)."""
     context = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
     context.minimum_version = context.maximum_version = version
     with AlertingServer(context) as server:
-        files = {"cert": certs.other_client_cert, "key": certs.other_client_key}
-        link = fast_link(profile(server.port, ca=certs.ca, **files))
+        files = {"ca": certs.ca}
+        if given == "other_ca":
+            files |= {"cert": certs.other_client_cert, "key": certs.other_client_key}
+        link = fast_link(profile(server.port, **files))
         link.start()
         try:
             with caplog.at_level(logging.ERROR, logger="gateway.link"):
                 await tls_failure(link, "refused")
             assert not link.bound
             logged = [r.getMessage() for r in caplog.records if r.name == "gateway.link"]
-            assert any("refused our client certificate" in m for m in logged), logged
+            assert any("client certificate" in m for m in logged), logged
         finally:
             await link.close()
 

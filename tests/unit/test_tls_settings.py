@@ -102,6 +102,10 @@ def test_explain_gives_a_reason_per_failure() -> None:
     alert.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
     assert explain(alert)[0] == "refused"
     assert explain(ClosedAfterHandshake())[0] == "closed"
+    failure = ssl.SSLError(1, "handshake failure")
+    failure.reason = "SSLV3_ALERT_HANDSHAKE_FAILURE"
+    reason, sentence = explain(failure)
+    assert reason == "refused" and "wants a client certificate" in sentence
     wrong = ssl.SSLError(1, "wrong version")
     wrong.reason = "WRONG_VERSION_NUMBER"
     reason, sentence = explain(wrong)

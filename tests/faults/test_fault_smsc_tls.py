@@ -29,7 +29,7 @@ async def tls_sim(certs: Certs) -> AsyncIterator[SimulatorController]:
 async def test_connection_dropped_over_tls(
     tls_sim: SimulatorController, certs: Certs, sqlite_url: str, fault_report: list[Tally]
 ) -> None:
-    workload = Workload.build(100, 20)
+    workload = Workload.build(50, 10)
     await seed_subs(sqlite_url, len(workload.msisdns))
     tls = {"tls": True, "ca": str(certs.ca)}
     async with gateway(tls_sim, sqlite_url, profile=tls) as gw:
@@ -51,7 +51,7 @@ async def test_connection_dropped_over_tls(
 async def test_throttling_over_tls(
     tls_sim: SimulatorController, certs: Certs, sqlite_url: str, fault_report: list[Tally]
 ) -> None:
-    workload = Workload.build(100, 20)
+    workload = Workload.build(50, 10)
     await seed_subs(sqlite_url, len(workload.msisdns))
     tls_sim.faults.update(throttle=400)
     tls = {"tls": True, "ca": str(certs.ca)}

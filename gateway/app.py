@@ -36,7 +36,7 @@ from gateway.portal import Portal
 from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
-from gateway.tls import server_context
+from gateway.tls import client_context, server_context
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -321,7 +321,19 @@ def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
         raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
 
 
+def _check_tls_files(settings: Settings) -> None:
+    """Each ``smpps://`` bind's files make a context now, so a wrong path stops the start with
+    one line; the link reads them again on every connect (rotation)."""
+    for profile in settings.smsc:
+        if profile.tls:
+            try:
+                client_context(profile.ca, profile.cert, profile.key)
+            except ConfigError as exc:
+                raise ConfigError(f"--smsc {profile.url}: {exc}") from exc
+
+
 def create_app(settings: Settings) -> web.Application:
+    _check_tls_files(settings)
     app = web.Application(middlewares=[api_errors])
     metrics = Metrics()
     components = Components(settings, metrics)

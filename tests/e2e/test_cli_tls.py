@@ -28,6 +28,10 @@ from tests.tls_certs import Certs
             ["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"],
             "cert file /nonexistent.pem does not exist",
         ),
+        (
+            ["serve", "--smsc", "smpps://a:b@127.0.0.1:1?ca=/nonexistent.pem"],
+            "--smsc smpps://a:***@127.0.0.1:1: ca file /nonexistent.pem does not exist",
+        ),
         (["simulator", "--smpps", "127.0.0.1:3550"], "--smpps: needs --tls-cert"),
         (["simulator", "--tls-cert", "/x.pem"], "set --smpps HOST:PORT too"),
     ],

@@ -36,7 +36,7 @@ from gateway.portal import Portal
 from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
-from gateway.tls import client_context, server_context
+from gateway.tls import client_context, reloading_server_context
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -316,7 +316,7 @@ def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
     if not settings.simulator_tls_cert:
         return None
     try:
-        return server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
+        return reloading_server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
     except ConfigError as exc:
         raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
 

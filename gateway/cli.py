@@ -176,10 +176,10 @@ def _https_context(settings: Settings) -> ssl.SSLContext | None:
     """The HTTPS listener's context (``--tls-cert``/``--tls-key``), or None for plain HTTP."""
     if not settings.https:
         return None
-    from gateway.tls import server_context
+    from gateway.tls import reloading_server_context
 
     try:
-        return server_context(settings.tls_cert, settings.tls_key)
+        return reloading_server_context(settings.tls_cert, settings.tls_key)
     except ConfigError as exc:
         raise ConfigError(f"IDEA24_TLS_CERT / IDEA24_TLS_KEY: {exc}") from exc
 
@@ -255,10 +255,11 @@ def _simulator_tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, tup
     address = _host_port(args.smpps, "--smpps")
     if not args.tls_cert or not args.tls_key:
         raise ConfigError("--smpps: needs --tls-cert FILE and --tls-key FILE")
-    from gateway.tls import server_context
+    from gateway.tls import reloading_server_context
 
     try:
-        return server_context(args.tls_cert, args.tls_key, args.tls_client_ca or ""), address
+        context = reloading_server_context(args.tls_cert, args.tls_key, args.tls_client_ca or "")
+        return context, address
     except ConfigError as exc:
         raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}") from exc
 

@@ -5,7 +5,8 @@
   certificate for mutual TLS). The link builds one per connection attempt, so a renewed
   certificate or CA file is picked up on the next reconnect without a restart.
 - :func:`server_context`: a listener's side (HTTPS for ``idea24 serve``, the simulator's
-  ``--smpps`` port), optionally requiring client certificates signed by ``client_ca``.
+  ``--smpps`` port), optionally requiring client certificates signed by ``client_ca``;
+  :func:`reloading_server_context` is the same, re-reading its files when they change.
 - :func:`explain`: an ``ssl`` exception as a short reason (a metric label) and a sentence.
 
 Nothing here falls back to clear text: a context that cannot be built is an error.
@@ -13,10 +14,14 @@ Nothing here falls back to clear text: a context that cannot be built is an erro
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
 from pathlib import Path
 
 from backend.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
@@ -62,6 +67,55 @@ def server_context(cert: str, key: str = "", client_ca: str = "") -> ssl.SSLCont
             raise TlsFilesError(_unusable("client ca", client_ca, exc)) from exc
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def reloading_server_context(cert: str, key: str = "", client_ca: str = "") -> ssl.SSLContext:
+    """:func:`server_context` that picks up renewed files without a restart.
+
+    At each handshake (the SNI callback, which OpenSSL calls with or without a server name) the
+    files' size and modification time are compared with those last loaded: one ``stat`` per
+    file. When they changed, a new context is built and the connection switched to it; a
+    renewal that cannot be loaded (half written, wrong key) is logged and the last good
+    certificate stays in use.
+    """
+    listener = server_context(cert, key, client_ca)
+    listener.sni_callback = _Reloader(listener, cert, key, client_ca).on_handshake
+    return listener
+
+
+class _Reloader:
+    """The state behind :func:`reloading_server_context`: the files' last stamp and the
+    context built from them."""
+
+    def __init__(self, listener: ssl.SSLContext, cert: str, key: str, client_ca: str) -> None:
+        self.listener = self.context = listener
+        self.args = (cert, key, client_ca)
+        self.files = tuple(path for path in self.args if path)
+        self.stamp = _stamp(self.files)
+
+    def on_handshake(self, sock: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        stamp = _stamp(self.files)
+        if stamp != self.stamp:
+            self.stamp = stamp
+            try:
+                self.context = server_context(*self.args)
+                log.info("tls certificate reloaded", extra={"cert": self.args[0]})
+            except TlsFilesError as exc:
+                log.error("tls certificate not reloaded, the previous one stays: %s", exc)
+        if self.context is not self.listener:
+            sock.context = self.context
+
+
+def _stamp(files: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    stamps = []
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            stamps.append((-1, -1))
+        else:
+            stamps.append((st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
 
 
 def _load_chain(ctx: ssl.SSLContext, cert: str, key: str) -> None:

@@ -167,7 +167,7 @@ def explain(exc: BaseException) -> tuple[str, str]:
         return "closed", (
             "the SMSC closed the connection after the TLS handshake without answering the"
             " bind: if this repeats, it refuses our client certificate or wants one (set cert="
-            " and key=)"
+            " and key=), or does not serve this address"
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or _first_line(exc)

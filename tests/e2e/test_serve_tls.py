@@ -37,6 +37,8 @@ async def test_https_api_and_the_bundled_simulator_over_tls(tmp_path: Path, cert
             assert list(health["checks"]["smpp"].values()) == ["bound"], health
         async with s.http.get(f"{s.url}/metrics") as r:
             assert r.status == 200 and "idea24_smpp_bind_up" in await r.text()
+        async with s.http.get(f"{s.url}/phone") as r:
+            assert r.status == 200 and r.content_type == "text/html"
 
         # The portal's call over HTTPS: a password reaches the handset through the TLS bind.
         msisdn = "48600000002"

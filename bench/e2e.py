@@ -1211,8 +1211,8 @@ def certificates(directory: Path) -> tuple[str, str, str]:
 async def echo_server(smsc_url: str) -> None:
     """A ``BindPool`` whose sink puts each message's text back: the SMPP path without a dialog."""
     from gateway.binds import BindPool
-    from gateway.inbound import InboundEvent, InboundMessage
-    from gateway.outbox import MemoryOutbox, reply_meta
+    from gateway.esme.inbound import InboundEvent, InboundMessage
+    from gateway.outbox.base import MemoryOutbox, reply_meta
     from gateway.settings import SmscProfile
 
     outbox = MemoryOutbox()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.link import SmppLink
+from gateway.esme.link import SmppLink
+from gateway.esme.throttle import Backoff
 from gateway.settings import SmscProfile
-from gateway.throttle import Backoff
 from tests.conftest import free_port
 from tests.e2e.serve import idea24_command
 from tests.e2e.test_cli import run

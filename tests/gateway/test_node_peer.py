@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool
-from gateway.inbound import InboundEvent, InboundMessage
-from gateway.outbox import MemoryOutbox, reply_meta
+from gateway.esme.inbound import InboundEvent, InboundMessage
+from gateway.outbox.base import MemoryOutbox, reply_meta
 from gateway.settings import SmscProfile
 
 A = "48600000001"

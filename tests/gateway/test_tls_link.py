@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from gateway.binds import BindPool
-from gateway.link import SmppLink
+from gateway.esme.link import SmppLink
+from gateway.esme.throttle import Backoff
 from gateway.metrics import Metrics
-from gateway.outbox import MemoryOutbox
+from gateway.outbox.base import MemoryOutbox
 from gateway.settings import SmscProfile
-from gateway.throttle import Backoff
 from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from tests.tls_certs import Certs
@@ -88,10 +88,10 @@ async def test_wrong_ca_is_a_failed_bind_never_clear_text(
     async with pool:
         metrics.pool.watch(pool.snapshot)
         [link] = pool.sessions[0].links
-        with caplog.at_level(logging.ERROR, logger="gateway.link"):
+        with caplog.at_level(logging.ERROR, logger="gateway.esme.link"):
             await tls_failure(link, "certificate")
         assert not link.bound and sim.smsc.sessions == []  # no session: nothing was bound
-        logged = [r.getMessage() for r in caplog.records if r.name == "gateway.link"]
+        logged = [r.getMessage() for r in caplog.records if r.name == "gateway.esme.link"]
         assert any("the SMSC's certificate did not verify" in m for m in logged), logged
         assert link.stats.bind_failures >= 1 and link.stats.connects == 0
         text = metrics.render().decode()
@@ -223,10 +223,10 @@ async def test_mutual_tls_refused_with_an_alert(
         link = fast_link(profile(server.port, **files))
         link.start()
         try:
-            with caplog.at_level(logging.ERROR, logger="gateway.link"):
+            with caplog.at_level(logging.ERROR, logger="gateway.esme.link"):
                 await tls_failure(link, "refused")
             assert not link.bound
-            logged = [r.getMessage() for r in caplog.records if r.name == "gateway.link"]
+            logged = [r.getMessage() for r in caplog.records if r.name == "gateway.esme.link"]
             assert any("client certificate" in m for m in logged), logged
         finally:
             await link.close()
@@ -260,7 +260,7 @@ async def test_missing_file_is_a_failed_bind_with_its_name(
     link = fast_link(profile(tls_port(sim), ca=certs.ca, cert=gone, key=certs.client_key))
     link.start()
     try:
-        with caplog.at_level(logging.ERROR, logger="gateway.link"):
+        with caplog.at_level(logging.ERROR, logger="gateway.esme.link"):
             await tls_failure(link, "files")
         assert any(str(gone) in r.getMessage() for r in caplog.records)
     finally:

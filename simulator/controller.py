@@ -20,6 +20,7 @@ from simulator.faults import Faults, SimulatorHandler
 from simulator.http import create_simulator_app
 from simulator.smsc import DEFAULT_ACCOUNTS, Smsc
 from simulator.store import HandsetMessage
+from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
 from simulator.ussd import UssdReply
 
 
@@ -172,6 +173,7 @@ async def run_simulator(
     tls: ssl.SSLContext | None = None,
     tls_address: tuple[str, int] = ("127.0.0.1", 3550),
     ready: asyncio.Event | None = None,
+    trace_size: int = DEFAULT_TRACE_SIZE,
 ) -> None:
     """``idea24 simulator``: serve until cancelled (Ctrl-C), printing the addresses; with a
     server context ``tls``, SMPP over TLS on ``tls_address`` too (``--smpps``)."""
@@ -186,6 +188,7 @@ async def run_simulator(
         tls=tls,
         tls_host=tls_address[0],
         tls_port=tls_address[1],
+        trace_size=trace_size,
     )
     async with controller as sim:
         host, port = sim.smpp_address
@@ -198,7 +201,11 @@ async def run_simulator(
                 + ("  (client certificates required)" if mutual else ""),
                 flush=True,
             )
-        print(f"HTTP   {sim.http_url}/api/v1  (mo, ussd, messages, events, faults)", flush=True)
+        print(
+            f"HTTP   {sim.http_url}/api/v1  (mo, ussd, messages, events, pdus, script, replay,"
+            " faults)",
+            flush=True,
+        )
         print(f"Phone  {sim.http_url}/phone", flush=True)
         if ready is not None:
             ready.set()

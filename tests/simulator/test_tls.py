@@ -66,6 +66,8 @@ async def test_smpplib_submits_and_gets_its_receipt_over_tls(
     assert receipt.receipted_message_id == response.message_id
     [message] = sim.messages(MSISDN)
     assert message.text == "over TLS" and message.receipt == "DELIVRD"
+    traced = [v["command"] for v in sim.smsc.trace.views(msisdn=MSISDN)]
+    assert "submit_sm" in traced and "deliver_sm" in traced, traced  # the PDU trace sees TLS
 
 
 async def test_smpplib_and_mutual_tls(mutual: SimulatorController, certs: Certs) -> None:

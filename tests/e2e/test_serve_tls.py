@@ -29,7 +29,8 @@ async def test_https_api_and_the_bundled_simulator_over_tls(tmp_path: Path, cert
         "--simulator-tls-ca",
         str(certs.ca),
     ]
-    async with serve(tmp_path, args=args, https_ca=certs.ca) as s:
+    env = {"IDEA24_HTTP_HEADER_TIMEOUT": "1"}
+    async with serve(tmp_path, env, args=args, https_ca=certs.ca) as s:
         assert s.url.startswith("https://")
         async with s.http.get(f"{s.url}/healthz") as r:
             health = await r.json()
@@ -65,6 +66,13 @@ async def test_https_api_and_the_bundled_simulator_over_tls(tmp_path: Path, cert
             with pytest.raises(aiohttp.ClientError):
                 async with http.get(f"{plain}/healthz") as r:
                     await r.read()
+
+        # A client that never starts its handshake is cut off like a slow request head.
+        port = int(s.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
 
         # A client that does not trust the CA is refused.
         async with aiohttp.ClientSession() as http:

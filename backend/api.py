@@ -7,10 +7,12 @@ leading ``+`` is tolerated. Secrets are taken as plain strings and never logged 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.clock import Clock, as_clock
 from backend.numbers import normalise_msisdn as _n
 from backend.records import (
     Address,
@@ -33,7 +35,7 @@ from backend.records import (
     Usage,
 )
 from backend.services import accounts, billing, care, favourites, passwords, profit, services
-from backend.services.context import Clock, Context, system_clock
+from backend.services.context import Context, NewDay
 
 
 class Backend:
@@ -41,10 +43,13 @@ class Backend:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         secret_key: str | bytes,
-        clock: Clock | None = None,
+        clock: Clock | Callable[[], datetime] | None = None,
+        on_new_day: NewDay | None = None,
     ) -> None:
+        """``clock``: a :class:`backend.clock.Clock` (or a function returning the time; the
+        system clock when None). ``on_new_day``: see :meth:`Context.day`."""
         key = secret_key.encode() if isinstance(secret_key, str) else secret_key
-        self._ctx = Context(sessionmaker, key, clock or system_clock)
+        self._ctx = Context(sessionmaker, key, as_clock(clock), on_new_day)
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:

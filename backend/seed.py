@@ -9,6 +9,10 @@ Demo subscribers (DESIGN.md, "Demo subscribers"; subscriber code in brackets):
 48600000003 (333333) no optional services. A business account (Idea dla Firm, account code
 999999) holds 48600000010 (101010) and 48600000011 (111011). Synthetic subscribers are
 48700000000+i with subscriber code = the last 6 digits of their number.
+
+Dates are counted back from the day of seeding; :class:`DemoCalendar` keeps them current while a
+server runs across month ends (last month's invoice, the new period's usage, Profit points for
+each invoice), adding only what is missing, so a clock that goes back changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.api import Backend
+from backend.clock import LOCAL_TZ
 from backend.hashing import keyed_hash
 from backend.models import (
     Account,
@@ -39,7 +44,6 @@ from backend.models import (
 )
 from backend.periods import period_start, shift_period
 from backend.services.accounts import ACCOUNT_CODE, SUBSCRIBER_CODE
-from backend.services.context import LOCAL_TZ
 
 SYNTHETIC_BASE = 48700000000
 SYNTHETIC_INVOICES = 12
@@ -179,6 +183,11 @@ DEMO_SERVICES: dict[str, list[tuple[str, list[str]]]] = {
     "48600000010": [("ROAMING", [])],
 }
 PROFIT_MEMBER = "48600000002"
+PROFIT_ACCOUNT = "1.0000002"
+PROFIT_BILLING_DAY = 10
+#: How many past periods the roll-forward fills in for synthetic accounts (a server down longer
+#: than that shows a gap in their invoices; the demo accounts always get all 12).
+SYNTHETIC_ROLL_PERIODS = 3
 
 
 class _Target:
@@ -195,9 +204,11 @@ class _Target:
         else:
             if secret_key is None:
                 raise TypeError("seeding through a session needs secret_key")
+            if today is None:
+                raise TypeError("seeding through a session needs today (no clock to ask)")
             self.session, self.backend = target, None
             key = _bytes(secret_key)
-            self.today = today or datetime.now(LOCAL_TZ).date()
+            self.today = today
         self.key = key
 
     async def run(self, work: Any) -> int:
@@ -214,7 +225,7 @@ def _bytes(key: str | bytes) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
-async def _insert_missing(
+async def insert_missing(
     session: AsyncSession, model: type[Base], key: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> int:
     table: Table = model.__table__  # type: ignore[assignment]
@@ -230,7 +241,7 @@ async def _insert_missing(
 
 async def seed_catalogue(session: AsyncSession) -> int:
     """Tariffs, services, payment methods, letter types; returns rows added."""
-    added = await _insert_missing(
+    added = await insert_missing(
         session,
         TariffPlan,
         ["code"],
@@ -246,7 +257,7 @@ async def seed_catalogue(session: AsyncSession) -> int:
             for i, t in enumerate(TARIFFS)
         ],
     )
-    added += await _insert_missing(
+    added += await insert_missing(
         session,
         CatalogueService,
         ["code"],
@@ -255,13 +266,13 @@ async def seed_catalogue(session: AsyncSession) -> int:
             for i, s in enumerate(SERVICES)
         ],
     )
-    added += await _insert_missing(
+    added += await insert_missing(
         session,
         PaymentMethod,
         ["code"],
         [{"code": c, "name": n, "position": i} for i, (c, n) in enumerate(PAYMENT_METHODS)],
     )
-    added += await _insert_missing(
+    added += await insert_missing(
         session,
         LetterTypeRow,
         ["kind", "code"],
@@ -304,14 +315,37 @@ async def seed_demo(
     return await t.run(lambda session: _seed_demo(session, t.key, t.today))
 
 
+def demo_invoices(today: date, accounts: set[str] | None = None) -> list[dict[str, Any]]:
+    """The demo accounts' invoices of the 12 periods before today's (of ``accounts`` only)."""
+    fees = {t[0]: t[2] for t in TARIFFS}
+    rows: list[dict[str, Any]] = []
+    for i, account in enumerate(DEMO_ACCOUNTS):
+        number, day = account[0], account[8]
+        if accounts is None or number in accounts:
+            tariff = next(d.tariff for d in DEMO if d.account == number)
+            rows.extend(_invoices(number, day, fees[tariff], today, 12, i))
+    return rows
+
+
+def demo_usage(today: date, subscribers: set[str] | None = None) -> list[dict[str, Any]]:
+    """Usage part-way through today's period for the demo numbers (of ``subscribers`` only)."""
+    billing_day = {a[0]: a[8] for a in DEMO_ACCOUNTS}
+    return [
+        {
+            "msisdn": d.msisdn,
+            "period_start": period_start(today, billing_day[d.account]),
+            "minutes_used": d.minutes_used,
+            "sms_used": d.sms_used,
+        }
+        for d in DEMO
+        if subscribers is None or d.msisdn in subscribers
+    ]
+
+
 async def _seed_demo(session: AsyncSession, key: bytes, today: date) -> int:
     added = await seed_catalogue(session)
-    fees = {t[0]: t[2] for t in TARIFFS}
     accounts: list[dict[str, Any]] = []
-    invoices: list[dict[str, Any]] = []
-    for i, (number, kind, name, code, street, postal, city, pay, day, since) in enumerate(
-        DEMO_ACCOUNTS
-    ):
+    for number, kind, name, code, street, postal, city, pay, day, since in DEMO_ACCOUNTS:
         accounts.append(
             {
                 "number": number,
@@ -327,37 +361,35 @@ async def _seed_demo(session: AsyncSession, key: bytes, today: date) -> int:
                 "version": 0,
             }
         )
-        tariff = next(d.tariff for d in DEMO if d.account == number)
-        invoices.extend(_invoices(number, day, fees[tariff], today, 12, i))
-    added += await _insert_missing(session, Account, ["number"], accounts)
-    billing_day = {a[0]: a[8] for a in DEMO_ACCOUNTS}
+    added += await insert_missing(session, Account, ["number"], accounts)
     opened = {a[0]: a[9] for a in DEMO_ACCOUNTS}
     subscribers: list[dict[str, Any]] = []
-    usage: list[dict[str, Any]] = []
     for d in DEMO:
         subscribers.append(_subscriber_row(key, d.msisdn, d.code, d.name, d.account, d.tariff))
         subscribers[-1]["activated"] = opened[d.account]
-        start = period_start(today, billing_day[d.account])
-        usage.append(
-            {
-                "msisdn": d.msisdn,
-                "period_start": start,
-                "minutes_used": d.minutes_used,
-                "sms_used": d.sms_used,
-            }
-        )
-    added += await _insert_missing(session, Subscriber, ["msisdn"], subscribers)
-    added += await _insert_missing(session, UsageRow, ["msisdn", "period_start"], usage)
-    added += await _insert_missing(session, InvoiceRow, ["number"], invoices)
+    added += await insert_missing(session, Subscriber, ["msisdn"], subscribers)
+    added += await insert_missing(session, UsageRow, ["msisdn", "period_start"], demo_usage(today))
+    added += await insert_missing(session, InvoiceRow, ["number"], demo_invoices(today))
     at = datetime.combine(today, time(9), tzinfo=LOCAL_TZ).astimezone(UTC)
     active = [
         {"msisdn": m, "service_code": c, "activated_at": at - timedelta(days=90), "numbers": n}
         for m, items in DEMO_SERVICES.items()
         for c, n in items
     ]
-    added += await _insert_missing(session, ActiveService, ["msisdn", "service_code"], active)
+    added += await insert_missing(session, ActiveService, ["msisdn", "service_code"], active)
     added += await _seed_profit(session, today)
     return added
+
+
+def profit_invoice_entries(today: date) -> list[tuple[date, int, str, str]]:
+    """Points for each of the Profit member's last 12 invoices, dated the day it was issued."""
+    current = period_start(today, PROFIT_BILLING_DAY)
+    entries = []
+    for i in range(12, 0, -1):
+        start = shift_period(current, -i)
+        reference = f"FV/{start:%Y/%m}/{PROFIT_ACCOUNT}"
+        entries.append((shift_period(start, 1), 60 + 5 * start.month, "invoice", reference))
+    return entries
 
 
 async def _seed_profit(session: AsyncSession, today: date) -> int:
@@ -365,12 +397,8 @@ async def _seed_profit(session: AsyncSession, today: date) -> int:
         return 0
     joined = date(2022, 5, 10)
     history: list[tuple[date, int, str, str]] = [(joined, 100, "welcome", "")]
-    current = period_start(today, 10)
-    for i in range(12, 0, -1):
-        start = shift_period(current, -i)
-        history.append(
-            (shift_period(start, 1), 60 + i * 5, "invoice", f"FV/{start:%Y/%m}/1.0000002")
-        )
+    current = period_start(today, PROFIT_BILLING_DAY)
+    history += profit_invoice_entries(today)
     history.append((shift_period(current, -6) + timedelta(days=3), 250, "bonus", "URODZINY"))
     history.append(
         (shift_period(current, -3) + timedelta(days=5), -300, "redeem", "NAGRODA-SMS100")

@@ -20,7 +20,9 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api import Backend
+from backend.clock import Clock, SystemClock
 from backend.db import create_engine, open_backend
+from backend.demo_calendar import DemoCalendar
 from backend.errors import ConfigError
 from backend.manage import seed
 from dialogs import build_dialogs
@@ -47,6 +49,8 @@ class Components:
 
     settings: Settings
     metrics: Metrics
+    #: The one clock of the domain (dates, lockouts, expiry) and of the dialog timers.
+    clock: Clock = field(default_factory=SystemClock)
     simulator: SimulatorController | None = None
     backend: Backend | None = None
     store: DialogStore | None = None
@@ -75,14 +79,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     s = c.settings
     # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
     try:
-        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo)
+        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=c.clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
-    async with open_backend(s.database_url, s.secret_key) as backend:
+    # The demo data is kept current as days pass (a month end needs last month's invoice).
+    roll = DemoCalendar() if s.seed_demo else None
+    async with open_backend(s.database_url, s.secret_key, c.clock, on_new_day=roll) as backend:
         c.backend = backend
         yield
         c.backend = None
@@ -92,7 +98,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     if c.settings.redis_url:
         await _check_redis(c.settings.redis_url)
-    store = store_from_url(c.settings.redis_url)
+    store = store_from_url(c.settings.redis_url, clock=c.clock.monotonic)
     c.store = store
     try:
         yield
@@ -125,7 +131,9 @@ def _reason(exc: BaseException) -> str:
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
-    c.runtime = Runtime(c.store, build_dialogs(c.settings), c.backend, c.settings)
+    c.runtime = Runtime(
+        c.store, build_dialogs(c.settings), c.backend, c.settings, clock=c.clock.monotonic
+    )
     yield
 
 
@@ -304,10 +312,11 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """The server; ``clock`` (the system clock by default) is the one every "now" comes from."""
     app = web.Application(middlewares=[api_errors])
     metrics = Metrics()
-    components = Components(settings, metrics)
+    components = Components(settings, metrics, clock or SystemClock())
     app[COMPONENTS] = components
     if settings.uses_simulator:
         components.simulator = SimulatorController(

@@ -83,10 +83,12 @@ async def _settle_tariff(session: AsyncSession, sub: Subscriber, today: date) ->
         pending.status = "done"
 
 
-async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRow | None:
+async def _last_invoice(
+    session: AsyncSession, account_number: str, today: date
+) -> InvoiceRow | None:
     return await session.scalar(
         select(InvoiceRow)
-        .where(InvoiceRow.account_number == account_number)
+        .where(InvoiceRow.account_number == account_number, InvoiceRow.issued <= today)
         .order_by(InvoiceRow.period_start.desc())
         .limit(1)
     )
@@ -94,8 +96,8 @@ async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRo
 
 async def _state(ctx: Context, msisdn: str, with_invoice: bool) -> tuple[Any, Usage, Tariff]:
     """One statement: the subscriber's tariff in force and bundle use (and last invoice)."""
+    today = await ctx.day()
     reference = await ctx.reference()
-    today = ctx.today()
     statement = reads.SUMMARY if with_invoice else reads.USAGE
     row = await ctx.reads.one(statement, msisdn=msisdn, today=today)
     if row is None:
@@ -136,20 +138,23 @@ async def usage(ctx: Context, msisdn: str) -> Usage:
 
 
 async def last_invoice(ctx: Context, msisdn: str) -> Invoice:
+    today = await ctx.day()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
-        row = await _last_invoice(session, sub.account_number)
+        row = await _last_invoice(session, sub.account_number, today)
         if row is None:
             raise NotFound("no invoice yet", what="invoice")
         return _invoice(row)
 
 
 async def invoices(ctx: Context, msisdn: str, months: int = 12) -> list[Invoice]:
+    """The newest ``months`` invoices issued by today (none of a day the clock went back past)."""
+    today = await ctx.day()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
         rows = await session.scalars(
             select(InvoiceRow)
-            .where(InvoiceRow.account_number == sub.account_number)
+            .where(InvoiceRow.account_number == sub.account_number, InvoiceRow.issued <= today)
             .order_by(InvoiceRow.period_start.desc())
             .limit(max(0, months))
         )
@@ -161,11 +166,12 @@ async def payment_methods(ctx: Context) -> list[PaymentMethodOption]:
 
 
 async def payment(ctx: Context, msisdn: str) -> Payment:
+    today = await ctx.day()
     reference = await ctx.reference()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
         account = await get_account(session, sub.account_number)
-        start, end = period_of(ctx.today(), account.billing_day)
+        start, end = period_of(today, account.billing_day)
         pending = await _pending(session, msisdn, "payment_method")
         return Payment(
             reference.payment_methods[account.payment_method],

@@ -109,7 +109,7 @@ def _state(with_invoice: bool) -> Select[Any]:
     if with_invoice:
         last_invoice = (
             select(_I.c.id)
-            .where(_I.c.account_number == _A.c.number)
+            .where(_I.c.account_number == _A.c.number, _I.c.issued <= _TODAY)
             .order_by(_I.c.period_start.desc())
             .limit(1)
             .correlate(_A)
@@ -172,7 +172,7 @@ def _state_lateral(with_invoice: bool) -> Select[Any]:
     if with_invoice:
         last = (
             select(*_invoice_columns(_I))
-            .where(_I.c.account_number == _A.c.number)
+            .where(_I.c.account_number == _A.c.number, _I.c.issued <= _TODAY)
             .order_by(_I.c.period_start.desc())
             .limit(1)
             .lateral("last_invoice")

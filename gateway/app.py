@@ -132,7 +132,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
     c.runtime = Runtime(
-        c.store, build_dialogs(c.settings), c.backend, c.settings, clock=c.clock.monotonic
+        c.store, build_dialogs(c.settings, c.clock), c.backend, c.settings, clock=c.clock.monotonic
     )
     yield
 

@@ -28,6 +28,7 @@ from backend.records import (
     Usage,
 )
 from backend.services import reads
+from backend.services.accounts import account_code_in
 from backend.services.context import (
     Context,
     ReferenceData,
@@ -209,22 +210,32 @@ async def _new_request(
 
 
 async def request_payment_change(
-    ctx: Context, msisdn: str, method: str, channel: str
+    ctx: Context, msisdn: str, method: str, channel: str, subscriber_code: str
 ) -> ChangeRequest:
+    """A request to change the account's payment method, after ``subscriber_code`` opened it
+    (the account code on a business account) in the same transaction."""
     code = method.strip().upper()
     if code not in (await ctx.reference()).payment_methods:
         raise InvalidInput("method", "unknown", method=method)
+    request: ChangeRequest | None = None
     async with ctx.sessions.begin() as session:
-        sub = await lock_subscriber(session, msisdn)
-        account = await get_account(session, sub.account_number)
-        pending = await _pending(session, msisdn, "payment_method")
-        if pending is not None and pending.value == code:
-            return _request(pending)
-        if account.payment_method == code:
-            raise Conflict("already the payment method", key="error.payment_same", method=code)
-        row = await _new_request(ctx, session, msisdn, "payment_method", code, None)
-        audit(session, ctx, msisdn, "payment_change_request", channel, method=code)
-        return _request(row)
+        refused = await account_code_in(session, ctx, msisdn, subscriber_code)
+        if refused is None:
+            sub = await lock_subscriber(session, msisdn)
+            account = await get_account(session, sub.account_number)
+            pending = await _pending(session, msisdn, "payment_method")
+            if pending is not None and pending.value == code:
+                request = _request(pending)
+            elif account.payment_method == code:
+                raise Conflict("already the payment method", key="error.payment_same", method=code)
+            else:
+                row = await _new_request(ctx, session, msisdn, "payment_method", code, None)
+                audit(session, ctx, msisdn, "payment_change_request", channel, method=code)
+                request = _request(row)
+    if refused is not None:
+        raise refused
+    assert request is not None
+    return request
 
 
 async def tariffs(ctx: Context) -> list[Tariff]:

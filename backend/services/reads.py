@@ -189,6 +189,18 @@ POSTGRESQL_FORM: dict[Select[Any], Select[Any]] = {
     USAGE: _state_lateral(with_invoice=False),
     SUMMARY: _state_lateral(with_invoice=True),
 }
+#: What decides which code a change needs and whether it is locked out now (one row).
+CODE_GATE = (
+    select(
+        _S.c.msisdn,
+        _A.c.kind,
+        _S.c.code_locked_until.label("number_locked_until"),
+        _A.c.code_locked_until.label("account_locked_until"),
+    )
+    .select_from(_S.join(_A, _A.c.number == _S.c.account_number))
+    .where(_S.c.msisdn == _MSISDN)
+)
+
 SUBSCRIBER = (
     select(
         _S.c.msisdn,

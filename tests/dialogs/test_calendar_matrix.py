@@ -212,8 +212,8 @@ async def test_code_lockout_says_until_when_and_ends(world: World) -> None:
     locked = await phone.sms("TAK 000002")
     assert until.strftime("%H:%M %d.%m.%Y") in locked, locked
     world.to(world.case.asked + timedelta(minutes=14, seconds=59))
-    await phone.sms("TARYFA PLUS")
-    assert until.strftime("%H:%M") in await phone.sms("TAK 111111")
+    # Still locked: said at once, no code asked for.
+    assert until.strftime("%H:%M %d.%m.%Y") in await phone.sms("TARYFA PLUS")
     world.to(world.case.asked + timedelta(minutes=15, seconds=1))
     await phone.sms("TARYFA PLUS")
     assert "obowiązuje od" in await phone.sms("TAK 111111")

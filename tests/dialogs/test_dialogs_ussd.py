@@ -106,9 +106,10 @@ async def test_deactivate_from_my_services_and_back_out(phone: Phone, backend: B
 
 async def test_locked_code_ends_the_session(phone: Phone) -> None:
     await phone.dial("*100*8*2#")
-    await phone.ussd("1")
-    await phone.ussd("2")
-    locked = await phone.ussd("3")
+    assert "Kod abonencki to 6 cyfr" in await phone.ussd("12")  # not a code: no attempt used
+    await phone.ussd("000001")
+    await phone.ussd("000002")
+    locked = await phone.ussd("000003")
     assert locked.startswith("Kod abonencki zablokowany do ")
     assert phone.ended
 

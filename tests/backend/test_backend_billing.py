@@ -46,9 +46,12 @@ async def test_payment_change_request(backend: Backend, fresh: Any, clock: Any) 
     request = await backend.request_payment_change(msisdn, "karta", "sms", subscriber_code=CODE)
     assert request.status == "pending" and request.value == "KARTA"
     assert request.reference.startswith(f"PL/{clock.now.year}/")
-    assert await backend.request_payment_change(msisdn, "KARTA", "ussd", subscriber_code=CODE) == request
+    again = await backend.request_payment_change(msisdn, "KARTA", "ussd", subscriber_code=CODE)
+    assert again == request
     assert (await backend.payment(msisdn)).pending == request
-    newer = await backend.request_payment_change(msisdn, "POLECENIE_ZAPLATY", "ussd", subscriber_code=CODE)
+    newer = await backend.request_payment_change(
+        msisdn, "POLECENIE_ZAPLATY", "ussd", subscriber_code=CODE
+    )
     assert newer.reference != request.reference
     assert (await backend.payment(msisdn)).pending == newer
     assert (await backend.payment(msisdn)).method.code == "PRZELEW"  # until care completes it

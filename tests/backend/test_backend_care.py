@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.api import Backend
-from backend.errors import WrongCode, InvalidInput, NotFound
+from backend.errors import InvalidInput, NotFound, WrongCode
 from backend.models import AuditEntry
 from backend.records import Address
 from backend.services.accounts import parse_address
@@ -59,8 +59,10 @@ async def test_change_address(backend: Backend, fresh: Any) -> None:
     change = await backend.change_address(msisdn, new, "sms", subscriber_code="123456")
     assert change.changed and change.fee == 0
     assert await backend.address(msisdn) == new
-    same = "ul. Nowa 7, 30-001 Kraków"
-    assert not (await backend.change_address(msisdn, same, "ussd", subscriber_code="123456")).changed
+    same = await backend.change_address(
+        msisdn, "ul. Nowa 7, 30-001 Kraków", "ussd", subscriber_code="123456"
+    )
+    assert not same.changed
     with pytest.raises(InvalidInput):
         bad = Address("ul. Nowa 7", "30001", "Kraków")
         await backend.change_address(msisdn, bad, "sms", subscriber_code="123456")

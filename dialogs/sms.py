@@ -339,7 +339,10 @@ class SmsDialog:
             self._read_only(turn, step.text, state, held)
             return
         await self._drop(turn, state)
-        note = ctx.t("pending.replaced", what=actions.what(ctx, held)) + "\n" if held else ""
+        # The same change again (a repeat) is quoted again; another one says what it replaced.
+        note = ""
+        if held is not None and not actions.same_change(held, step.pending):
+            note = ctx.t("pending.replaced", what=actions.what(ctx, held)) + "\n"
         if step.pending is not None:
             step.pending["at"] = self.clock.now().timestamp()
             turn.data.update(lang=ctx.lang, pending=step.pending)

@@ -78,6 +78,16 @@ def what(ctx: Ctx, pending: Pending) -> str:
     return ctx.t(f"op.{pending['op']}", code=pending.get("code", ""))
 
 
+def same_change(held: Pending | None, new: Pending | None) -> bool:
+    """Whether two pending changes are the same change (when and which code aside)."""
+    if held is None or new is None:
+        return False
+    aside = ("at", "scope")
+    return {k: v for k, v in held.items() if k not in aside} == {
+        k: v for k, v in new.items() if k not in aside
+    }
+
+
 async def _describe(ctx: Ctx, pending: Pending) -> str:
     op, b, m = pending["op"], ctx.backend, ctx.msisdn
     if op in ("activate", "deactivate"):

@@ -156,6 +156,8 @@ async def test_a_new_change_replaces_the_pending_one_and_says_so(
     assert replaced.startswith("Poprzednia zmiana (włączenie NOCE) anulowana.\nWyłączenie usługi")
     assert (await phone.sms("TAK 111111")).startswith("Usługa MMS wyłączona")
     assert not (await backend.service("48600000001", "NOCE")).active
+    first = await phone.sms("WLACZ NOCE")
+    assert await phone.sms("WLACZ NOCE") == first  # the same change again: quoted again
 
 
 async def test_tak_without_six_digits_uses_no_attempt(phone: Phone, backend: Backend) -> None:

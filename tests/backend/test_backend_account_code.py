@@ -104,3 +104,29 @@ async def test_demo_business_account(backend: Backend) -> None:
         await backend.check_subscriber_code(msisdn, "999999", scope="account")
         with pytest.raises(NotAccountCode):
             await backend.check_subscriber_code(msisdn, own, scope="account")
+
+
+async def test_account_code_over_sms_and_ussd(backend: Backend, fresh: Any) -> None:
+    """The dialogs on both databases: asked for by name, a number's code refused, the account
+    code accepted, over SMS from one number and USSD from the other."""
+    from dialogs import build_dialogs
+    from fsm.runtime import Runtime
+    from fsm.store import MemoryStore
+    from tests.dialogs.conftest import Phone
+
+    first, second = await _firm(fresh)
+    runtime = Runtime(MemoryStore(), build_dialogs(), backend, rate_limit=1000)
+    sms = Phone(runtime, first)
+    quote = await sms.sms("ADRES ul. Smsowa 1, 00-003 Warszawa")
+    assert quote.endswith("Potwierdź: TAK i kod abonencki dla konta. NIE anuluje."), quote
+    assert (await sms.sms("TAK 555002")).startswith("To kod abonencki numeru.")
+    assert await sms.sms(f"TAK {ACCOUNT_CODE}") == (
+        "Adres zmieniony na: ul. Smsowa 1, 00-003 Warszawa."
+    )
+    ussd = Phone(runtime, second)
+    await ussd.dial("*100*1*1#")
+    await ussd.ussd("1")
+    assert "Podaj kod abonencki dla konta" in await ussd.ussd("ul. Ussdowa 2, 00-004 Warszawa")
+    assert "To kod abonencki numeru." in await ussd.ussd("555003")
+    assert await ussd.ussd(ACCOUNT_CODE) == "Adres zmieniony na: ul. Ussdowa 2, 00-004 Warszawa."
+    assert str(await backend.address(first)) == "ul. Ussdowa 2, 00-004 Warszawa"

@@ -42,7 +42,7 @@ from backend.seed import (
 
 log = logging.getLogger(__name__)
 
-#: Synthetic accounts are numbered 9.NNNNNNN (backend.seed._seed_synthetic).
+#: Synthetic accounts are numbered 9.NNNNNNN (backend.synthetic).
 SYNTHETIC_ACCOUNTS = "9.%"
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from backend.clock import Clock
 from backend.db import create_engine, create_schema, open_backend
-from backend.seed import seed_catalogue, seed_demo, seed_synthetic
+from backend.seed import seed_catalogue, seed_demo
+from backend.synthetic import seed_synthetic
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,13 @@ Demo subscribers (DESIGN.md, "Demo subscribers"; subscriber code in brackets):
 48600000001 (111111) Optimum 120 min / 100 SMS, "Trzy i Ja" with three numbers, not in Profit;
 48600000002 (222222) "Przyjaciel" with one number, Profit member with points and history;
 48600000003 (333333) no optional services. A business account (Idea dla Firm, account code
-999999) holds 48600000010 (101010) and 48600000011 (111011). Synthetic subscribers are
-48700000000+i with subscriber code = the last 6 digits of their number.
+999999) holds 48600000010 (101010) and 48600000011 (111011). Synthetic subscribers
+(48700000000+i) are written by ``backend.synthetic``.
 
-Dates are counted back from the day of seeding; :class:`DemoCalendar` keeps them current while a
-server runs across month ends (last month's invoice, the new period's usage, Profit points for
-each invoice), adding only what is missing, so a clock that goes back changes nothing.
+Dates are counted back from the day of seeding; ``backend.demo_calendar.DemoCalendar`` keeps
+them current while a server runs across month ends (last month's invoice, the new period's
+usage, Profit points for each invoice), adding only what is missing, so a clock that goes back
+changes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.api import Backend
@@ -190,7 +191,7 @@ PROFIT_BILLING_DAY = 10
 SYNTHETIC_ROLL_PERIODS = 3
 
 
-class _Target:
+class Target:
     """A session factory, a secret key and today's date, from a Backend or a bare session."""
 
     def __init__(
@@ -284,7 +285,7 @@ async def seed_catalogue(session: AsyncSession) -> int:
     return added
 
 
-def _invoices(
+def invoice_rows(
     account: str, billing_day: int, monthly_fee: int, today: date, count: int, seed: int
 ) -> Iterable[dict[str, Any]]:
     current = period_start(today, billing_day)
@@ -311,7 +312,7 @@ async def seed_demo(
     today: date | None = None,
 ) -> int:
     """The catalogue and the demo subscribers of the contract; returns rows added."""
-    t = _Target(target, secret_key, today)
+    t = Target(target, secret_key, today)
     return await t.run(lambda session: _seed_demo(session, t.key, t.today))
 
 
@@ -323,7 +324,7 @@ def demo_invoices(today: date, accounts: set[str] | None = None) -> list[dict[st
         number, day = account[0], account[8]
         if accounts is None or number in accounts:
             tariff = next(d.tariff for d in DEMO if d.account == number)
-            rows.extend(_invoices(number, day, fees[tariff], today, 12, i))
+            rows.extend(invoice_rows(number, day, fees[tariff], today, 12, i))
     return rows
 
 
@@ -436,173 +437,6 @@ def _subscriber_row(
     }
 
 
-async def seed_synthetic(
-    target: Backend | AsyncSession,
-    n: int,
-    secret_key: str | bytes | None = None,
-    today: date | None = None,
-    invoices: int = SYNTHETIC_INVOICES,
-) -> int:
-    """``n`` subscribers 48700000000+i, each on its own account; returns subscribers added."""
-    t = _Target(target, secret_key, today)
-    return await t.run(lambda session: _seed_synthetic(session, n, t.key, t.today, invoices))
-
-
-async def _seed_synthetic(
-    session: AsyncSession, n: int, key: bytes, today: date, invoice_count: int
-) -> int:
-    await seed_catalogue(session)
-    if n <= 0:
-        return 0
-    last = str(SYNTHETIC_BASE + n - 1)
-    existing = set(
-        await session.scalars(
-            select(Subscriber.msisdn).where(
-                Subscriber.msisdn >= str(SYNTHETIC_BASE), Subscriber.msisdn <= last
-            )
-        )
-    )
-    connection = await session.connection()
-    raw = _RawInserter(connection.dialect.name == "sqlite")
-    plans = [t for t in TARIFFS if not t[5]]
-    methods = [m[0] for m in PAYMENT_METHODS]
-    # Periods depend only on the billing day: compute them 28 times, not once per subscriber.
-    usage_start = {day: raw.day(period_start(today, day)) for day in range(1, 29)}
-    periods = {
-        day: [
-            (
-                f"FV/{p['period_start']:%Y/%m}/",
-                raw.day(p["period_start"]),
-                raw.day(p["period_end"]),
-                raw.day(p["issued"]),
-                raw.day(p["due_date"]),
-                p["paid"],
-            )
-            for p in _invoices("", day, 0, today, invoice_count, 0)
-        ]
-        for day in range(1, 29)
-    }
-    activated, opened = raw.day(date(2024, 1, 1)), raw.day(date(2020, 1, 1))
-    added = 0
-    for first in range(0, n, BATCH):
-        accounts: list[tuple[Any, ...]] = []
-        subscribers: list[tuple[Any, ...]] = []
-        usage: list[tuple[Any, ...]] = []
-        invoices: list[tuple[Any, ...]] = []
-        for i in range(first, min(n, first + BATCH)):
-            msisdn = str(SYNTHETIC_BASE + i)
-            if msisdn in existing:
-                continue
-            account = f"9.{i:07d}"
-            code = msisdn[-6:]
-            plan = plans[i % len(plans)]
-            day = 1 + i % 28
-            name = f"Abonent {i}"
-            accounts.append(
-                (
-                    account,
-                    "individual",
-                    name,
-                    keyed_hash(key, ACCOUNT_CODE, account, code),
-                    f"ul. Testowa {1 + i % 250}",
-                    f"{i % 100:02d}-{i % 1000:03d}",
-                    "Warszawa",
-                    methods[i % len(methods)],
-                    day,
-                    opened,
-                    0,
-                )
-            )
-            subscribers.append(
-                (
-                    msisdn,
-                    account,
-                    name,
-                    plan[0],
-                    keyed_hash(key, SUBSCRIBER_CODE, msisdn, code),
-                    "pl",
-                    activated,
-                    0,
-                    0,
-                    0,
-                )
-            )
-            usage.append(
-                (msisdn, usage_start[day], (i * 37) % (plan[3] + 1), (i * 53) % (plan[4] + 1))
-            )
-            fee = plan[2]
-            invoices.extend(
-                (
-                    account,
-                    prefix + account,
-                    start,
-                    end,
-                    issued,
-                    due,
-                    fee + (i * 7919 + k * 104729) % 3000,
-                    paid,
-                )
-                for k, (prefix, start, end, issued, due, paid) in enumerate(periods[day], 1)
-            )
-        await raw.insert(session, "accounts", _ACCOUNT_COLUMNS, accounts)
-        await raw.insert(session, "subscribers", _SUBSCRIBER_COLUMNS, subscribers)
-        await raw.insert(session, "usage", _USAGE_COLUMNS, usage)
-        await raw.insert(session, "invoices", _INVOICE_COLUMNS, invoices)
-        added += len(subscribers)
-    if added and connection.dialect.name == "postgresql":
-        # Fresh statistics: before autovacuum gets round to the tables, the planner believes
-        # the empty-table estimates it had and picks whole-table scans for the reads.
-        await session.execute(text("ANALYZE accounts, subscribers, usage, invoices"))
-    return added
-
-
-_ACCOUNT_COLUMNS = (
-    "number", "kind", "name", "code_hash", "street", "postal_code", "city", "payment_method",
-    "billing_day", "opened", "version",
-)  # fmt: skip
-_SUBSCRIBER_COLUMNS = (
-    "msisdn", "account_number", "name", "tariff_code", "code_hash", "language", "activated",
-    "version", "code_failures", "password_failures",
-)  # fmt: skip
-_USAGE_COLUMNS = ("msisdn", "period_start", "minutes_used", "sms_used")
-_INVOICE_COLUMNS = (
-    "account_number", "number", "period_start", "period_end", "issued", "due_date", "amount",
-    "paid",
-)  # fmt: skip
-
-
-class _RawInserter:
-    """Driver-level bulk insert of tuples (executemany on SQLite, COPY on PostgreSQL): SQLAlchemy's
-    per-row bind processing is most of the cost of a 100,000-subscriber seed. SQLite stores
-    dates as ISO text (as SQLAlchemy does), asyncpg takes ``date`` objects."""
-
-    def __init__(self, sqlite: bool) -> None:
-        self.sqlite = sqlite
-
-    def day(self, value: date) -> Any:
-        return value.isoformat() if self.sqlite else value
-
-    async def insert(
-        self,
-        session: AsyncSession,
-        table: str,
-        columns: Sequence[str],
-        rows: list[tuple[Any, ...]],
-    ) -> None:
-        if not rows:
-            return
-        connection = await session.connection()
-        if not self.sqlite:
-            # COPY on the session's own asyncpg connection, inside its transaction.
-            raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection
-            await driver.copy_records_to_table(table, records=rows, columns=list(columns))
-            return
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-        await connection.exec_driver_sql(sql, rows)
-
-
 async def add_subscriber(
     target: Backend | AsyncSession,
     msisdn: str,
@@ -620,7 +454,7 @@ async def add_subscriber(
     today: date | None = None,
 ) -> None:
     """One subscriber (and its account, unless ``account`` exists): for operators and tests."""
-    t = _Target(target, secret_key, today)
+    t = Target(target, secret_key, today)
 
     async def work(session: AsyncSession) -> int:
         number = account or f"8.{msisdn}"
@@ -642,7 +476,7 @@ async def add_subscriber(
             )
             fee = next(p[2] for p in TARIFFS if p[0] == tariff)
             await session.flush()
-            rows = list(_invoices(number, 1, fee, t.today, invoices, int(msisdn[-4:])))
+            rows = list(invoice_rows(number, 1, fee, t.today, invoices, int(msisdn[-4:])))
             if rows:
                 await session.execute(insert(InvoiceRow), rows)
         holder = await session.get(Account, number)

@@ -6,7 +6,8 @@ method), made through any of its numbers, and is checked in the change's own tra
 individual account's code is its one number's subscriber code. Each code has its own lockout:
 three wrong entries of a number's code lock that number's changes for 15 minutes; three wrong
 entries of an account code, through whichever of the account's numbers, lock the account code
-(the account row keeps the count, so guesses through every number count together). A number's
+(the account row keeps the count, so guesses through every number count together); a business
+account's code does not open one number's changes, so it cannot be guessed through them. A number's
 own code given for an account-wide change is refused (``NotAccountCode``) without counting. The
 attempt that reaches the limit raises ``LockedOut`` with the end time.
 """
@@ -70,6 +71,11 @@ LOCK_FOR_CODE = LOCK_SUBSCRIBER.returning(
     .scalar_subquery()
     .label("account_code_hash"),
     _S.c.account_number,
+    select(_A.c.kind)
+    .where(_A.c.number == _S.c.account_number)
+    .correlate(_S)
+    .scalar_subquery()
+    .label("account_kind"),
 )
 #: The failure count and lockout end after a check (under the lock taken by LOCK_FOR_CODE).
 CODE_OUTCOME = (
@@ -132,9 +138,9 @@ async def check_subscriber_code(
 ) -> None:
     """Return if ``code`` opens ``scope``, else raise ``WrongCode`` / ``LockedOut``.
 
-    For ``scope="number"`` the number's subscriber code or its account code is accepted; for
-    ``scope="account"`` only the account code (``NotAccountCode`` for the number's own code on a
-    business account).
+    For ``scope="number"`` the number's subscriber code is accepted (on an individual account
+    its account code too, which is the same secret); for ``scope="account"`` only the account
+    code (``NotAccountCode`` for the number's own code on a business account).
     """
     outcome = await ctx.change(_check_code, ctx, msisdn, code, scope, ctx.now())
     if outcome is not None:
@@ -182,9 +188,11 @@ def _check_code(
         raise NotFound("no account", what="account")
     key = ctx.secret_key
     candidate = code.strip()
-    ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
-    if scope == "number":
-        ok |= matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+    ok = scope == "number" and matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+    if not ok and (scope == "account" or sub.account_kind != "business"):
+        # An individual account's code is its number's. A business account's code does not open
+        # one number's changes: guesses at it would count per number, N numbers × 3 tries.
+        ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
     failures, locked_until = sub.code_failures, sub.code_locked_until
     outcome: ServiceError | None = None
     if ok:

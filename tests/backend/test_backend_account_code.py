@@ -76,6 +76,20 @@ async def test_account_code_guesses_through_every_number_count_together(
     assert (await backend.payment(first)).pending is None  # nothing filed by a wrong guess
 
 
+async def test_the_account_code_does_not_open_a_numbers_change(
+    backend: Backend, fresh: Any
+) -> None:
+    """Otherwise each number's own 3 tries would be 3 more guesses at the shared account code
+    (3 × N; the right guess through a second number switched Roaming on)."""
+    first, second = await _firm(fresh)
+    for msisdn in (first, second):
+        with pytest.raises(WrongCode) as wrong:
+            await backend.activate(msisdn, "ROAMING", "sms", subscriber_code=ACCOUNT_CODE)
+        assert wrong.value.scope == "number"
+        assert not (await backend.service(msisdn, "ROAMING")).active
+    assert (await backend.activate(first, "ROAMING", "sms", subscriber_code="555002")).changed
+
+
 async def test_payment_change_of_a_business_account(backend: Backend, fresh: Any) -> None:
     first, _ = await _firm(fresh)
     with pytest.raises(NotAccountCode):

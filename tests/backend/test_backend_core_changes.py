@@ -176,7 +176,8 @@ async def test_account_code_through_the_core_check(backend: Backend, fresh: Any)
     first = await fresh(code="700001", account_kind="business", account_code="900900")
     account = f"8.{first}"
     second = await fresh(code="700002", account=account)
-    await backend.check_subscriber_code(second, "900900")  # number scope: account code too
+    with pytest.raises(WrongCode):  # the account code does not open one number's change
+        await backend.check_subscriber_code(second, "900900")
     await backend.check_subscriber_code(second, "900900", scope="account")
     with pytest.raises(NotAccountCode):  # the number's own code, refused for what it is
         await backend.check_subscriber_code(second, "700002", scope="account")

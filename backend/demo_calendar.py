@@ -18,6 +18,7 @@ import logging
 from datetime import date, timedelta
 
 from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.models import (
@@ -47,13 +48,25 @@ SYNTHETIC_ACCOUNTS = "9.%"
 
 
 class DemoCalendar:
-    """The roll-forward, as a ``NewDay`` hook (see the module doc)."""
+    """The roll-forward, as a ``NewDay`` hook (see the module doc). Several processes on one
+    database roll at the same midnight: the one that loses the race on a unique key (an invoice
+    number) runs again and finds the other's rows there."""
+
+    attempts = 3
 
     async def __call__(self, sessions: async_sessionmaker[AsyncSession], day: date) -> None:
-        async with sessions.begin() as session:
-            added = await roll_forward(session, day)
-        if added:
-            log.info("seeded data rolled forward", extra={"day": day.isoformat(), "rows": added})
+        for attempt in range(1, self.attempts + 1):
+            try:
+                async with sessions.begin() as session:
+                    added = await roll_forward(session, day)
+            except IntegrityError:
+                if attempt == self.attempts:
+                    raise
+                continue
+            if added:
+                extra = {"day": day.isoformat(), "rows": added}
+                log.info("seeded data rolled forward", extra=extra)
+            return
 
 
 async def roll_forward(session: AsyncSession, today: date) -> int:

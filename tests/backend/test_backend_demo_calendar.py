@@ -58,3 +58,28 @@ async def test_the_roll_forward_runs_on_postgresql(pg_seeded: str) -> None:
             await roll_forward(session, today)
         async with backend.sessionmaker.begin() as session:
             assert await roll_forward(session, today) == 0
+
+
+def test_two_servers_roll_the_same_new_day(tmp_path: Path) -> None:
+    """Two processes' backends on one database meet the same month end: both answer, each
+    invoice exists once."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'idea24.db'}"
+    with time_machine.travel(SEEDED, tick=False):
+        asyncio.run(seed(url, SECRET, demo=True, subscribers=56))
+
+    async def both() -> list[date]:
+        async with (
+            open_backend(url, SECRET, on_new_day=DemoCalendar()) as a,
+            open_backend(url, SECRET, on_new_day=DemoCalendar()) as b,
+        ):
+            got = await asyncio.gather(
+                *(x.last_invoice(n) for x in (a, b) for n in ("48600000001", "48700000000"))
+            )
+            invoices = await a.invoices("48600000001", 24)
+            assert len({i.number for i in invoices}) == len(invoices) == 13  # 12 + January
+            return [i.period_start for i in got]
+
+    with time_machine.travel(ASKED, tick=False):
+        starts = asyncio.run(both())
+    today = ASKED.date()
+    assert starts == [last_closed_period(today, 1)] * 4

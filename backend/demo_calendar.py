@@ -40,11 +40,9 @@ from backend.seed import (
     insert_missing,
     profit_invoice_entries,
 )
+from backend.synthetic import SYNTHETIC_ACCOUNTS, synthetic_account
 
 log = logging.getLogger(__name__)
-
-#: Synthetic accounts are numbered 9.NNNNNNN (backend.synthetic).
-SYNTHETIC_ACCOUNTS = "9.%"
 
 
 class DemoCalendar:
@@ -131,57 +129,61 @@ async def _roll_profit(session: AsyncSession, today: date) -> int:
 
 
 async def _roll_synthetic(session: AsyncSession, today: date) -> int:
-    """One ``INSERT … SELECT`` per billing day and period: the synthetic accounts' invoice of
-    the period when missing, for the amount of their newest invoice."""
-    synthetic = select(Account.number).where(Account.number.like(SYNTHETIC_ACCOUNTS)).limit(1)
-    if (await session.scalar(synthetic)) is None:
-        return 0
-    added = 0
-    for day in range(1, 29):
+    """The synthetic accounts' invoices of their last periods. Synthetic subscriber ``i`` has
+    billing day ``1 + i % 28`` and all accounts of one billing day are written together, so the
+    first account of each day (``9.0000000`` … ``9.0000027``) tells, by one indexed look-up of
+    invoice numbers, which (day, period) pairs are missing; only those run an ``INSERT …
+    SELECT`` over the accounts (an invoice for the amount of their newest one)."""
+    probes = {synthetic_account(day - 1): day for day in range(1, 29)}
+    present = set(await session.scalars(select(Account.number).where(Account.number.in_(probes))))
+    wanted: dict[str, tuple[int, date]] = {}
+    for account in present:
+        day = probes[account]
         current = period_start(today, day)
         for back in range(1, SYNTHETIC_ROLL_PERIODS + 1):
             start = shift_period(current, -back)
-            end = shift_period(start, 1) - timedelta(days=1)
-            issued = end + timedelta(days=1)
-            due = issued + timedelta(days=14)
-            number = literal(f"FV/{start:%Y/%m}/") + Account.number
-            newest = (
-                select(InvoiceRow.amount)
-                .where(InvoiceRow.account_number == Account.number)
-                .order_by(InvoiceRow.period_start.desc())
-                .limit(1)
-                .scalar_subquery()
-            )
-            exists = select(InvoiceRow.id).where(InvoiceRow.account_number == Account.number)
-            exists = exists.where(InvoiceRow.period_start == start)
-            rows = (
-                select(
-                    Account.number,
-                    number,
-                    literal(start),
-                    literal(end),
-                    literal(issued),
-                    literal(due),
-                    func.coalesce(newest, 0),
-                    literal(due < today),
-                )
-                .where(Account.number.like(SYNTHETIC_ACCOUNTS), Account.billing_day == day)
-                .where(~exists.exists())
-            )
-            result = await session.execute(
-                insert(InvoiceRow).from_select(
-                    [
-                        "account_number",
-                        "number",
-                        "period_start",
-                        "period_end",
-                        "issued",
-                        "due_date",
-                        "amount",
-                        "paid",
-                    ],
-                    rows,
-                )
-            )
-            added += max(0, getattr(result, "rowcount", 0) or 0)
+            wanted[f"FV/{start:%Y/%m}/{account}"] = (day, start)
+    if not wanted:
+        return 0
+    have = set(
+        await session.scalars(select(InvoiceRow.number).where(InvoiceRow.number.in_(wanted)))
+    )
+    added = 0
+    for number, (day, start) in sorted(wanted.items()):
+        if number not in have:
+            added += await _invoice_for_day(session, today, day, start)
     return added
+
+
+async def _invoice_for_day(session: AsyncSession, today: date, day: int, start: date) -> int:
+    """The invoice of the period from ``start`` for every synthetic account billed on ``day``
+    that lacks it."""
+    end = shift_period(start, 1) - timedelta(days=1)
+    issued = end + timedelta(days=1)
+    due = issued + timedelta(days=14)
+    number = literal(f"FV/{start:%Y/%m}/") + Account.number
+    newest = (
+        select(InvoiceRow.amount)
+        .where(InvoiceRow.account_number == Account.number)
+        .order_by(InvoiceRow.period_start.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    exists = select(InvoiceRow.id).where(
+        InvoiceRow.account_number == Account.number, InvoiceRow.period_start == start
+    )
+    rows = select(
+        Account.number,
+        number,
+        literal(start),
+        literal(end),
+        literal(issued),
+        literal(due),
+        func.coalesce(newest, 0),
+        literal(due < today),
+    ).where(Account.number.like(SYNTHETIC_ACCOUNTS), Account.billing_day == day, ~exists.exists())
+    columns = ["account_number", "number", "period_start", "period_end", "issued", "due_date"]
+    result = await session.execute(
+        insert(InvoiceRow).from_select([*columns, "amount", "paid"], rows)
+    )
+    return max(0, getattr(result, "rowcount", 0) or 0)

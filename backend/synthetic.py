@@ -28,6 +28,14 @@ from backend.seed import (
 )
 from backend.services.accounts import ACCOUNT_CODE, SUBSCRIBER_CODE
 
+#: The synthetic accounts' numbers (9.NNNNNNN), as a LIKE pattern.
+SYNTHETIC_ACCOUNTS = "9.%"
+
+
+def synthetic_account(index: int) -> str:
+    """The account number of synthetic subscriber ``index`` (48700000000 + index)."""
+    return f"9.{index:07d}"
+
 
 async def seed_synthetic(
     target: Backend | AsyncSession,
@@ -86,7 +94,7 @@ async def _seed_synthetic(
             msisdn = str(SYNTHETIC_BASE + i)
             if msisdn in existing:
                 continue
-            account = f"9.{i:07d}"
+            account = synthetic_account(i)
             code = msisdn[-6:]
             plan = plans[i % len(plans)]
             day = 1 + i % 28

@@ -325,6 +325,9 @@ class SmsDialog:
     async def _command(self, turn: Turn, ctx: Ctx, cmd: Command | None, state: str) -> None:
         """A command; a change pending before it stays unless this one starts another."""
         held = turn.data.get("pending") if state == "confirm" else None
+        if held is None:
+            await self._drop(turn, state)  # a letter being written is abandoned
+            state = "idle"
         if cmd is None:
             word = squeeze(turn.inbound.text).partition(" ")[0][:20]
             self._read_only(turn, ctx.t("unknown", word=word), state, held)
@@ -377,7 +380,8 @@ class SmsDialog:
             turn.reply(ctx.t("cancelled"))
             turn.finish()
             return
-        if self.clock.now().timestamp() - float(pending.get("at", 0.0)) > self.pending_valid:
+        at = pending.get("at")  # None: quoted before pending changes were dated
+        if at is not None and self.clock.now().timestamp() - float(at) > self.pending_valid:
             await turn.fire("done")
             turn.reply(ctx.t("pending.expired", what=actions.what(ctx, pending)))
             turn.finish()

@@ -310,6 +310,7 @@ async def test_complaint_in_english_and_cancel(phone: Phone) -> None:
     assert await phone.sms("NO") == "Cancelled. Nothing was changed."
     await phone.sms("REKLAMACJA")
     assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a command leaves the list"
+    assert (await phone.sms("2")).startswith("Nie znamy komendy"), "the letter was abandoned"
     await phone.sms("REKLAMACJA")
     await phone.sms("2")
     await phone.sms("FV/1/2026, 12.11.2026")

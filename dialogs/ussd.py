@@ -87,18 +87,23 @@ async def _quote(ctx: Ctx, data: Data, pending: actions.Pending) -> str:
 
 
 async def _confirm_view(ctx: Ctx, data: Data) -> str:
+    pending = data["pending"]
     if data.get("note"):  # asked again after a wrong code: the quote was shown already
-        return ctx.t("ussd.ask_code")
+        return actions.ask_code(ctx, pending, "ussd")
     quoted = data.get("quote")
-    if quoted and quoted[0] == data["pending"]:
+    if quoted and quoted[0] == pending:
         quote = str(quoted[1])
     else:
-        quote = await actions.describe(ctx, data["pending"])
-    return quote + "\n" + ctx.t("ussd.ask_code")
+        quote = await actions.describe(ctx, pending)
+    return quote + "\n" + actions.ask_code(ctx, pending, "ussd")
 
 
 async def _confirm_answer(ctx: Ctx, data: Data, text: str) -> str:
-    result = await actions.confirm(ctx, data["pending"], "".join(text.split()))
+    code = "".join(text.split())
+    if not actions.looks_like_code(code):  # not a code at all: no attempt used
+        data["note"] = ctx.t("ussd.code_format")
+        return "retry"
+    result = await actions.confirm(ctx, data["pending"], code)
     if result.outcome == "retry":
         data["note"] = result.text
         return "retry"

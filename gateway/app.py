@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,9 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api import Backend
+from backend.clock import Clock, SystemClock
 from backend.db import create_engine, open_backend
+from backend.demo_calendar import DemoCalendar
 from backend.errors import ConfigError, ServiceError
 from backend.manage import seed
 from dialogs import build_dialogs
@@ -35,6 +38,7 @@ from gateway.outbox.watch import OutboxWatch
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
 from gateway.sms.text import text_policy
+from gateway.tls import client_context, reloading_server_context
 from gateway.ussd_idle import UssdIdle
 from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
@@ -52,6 +56,8 @@ class Components:
 
     settings: Settings
     metrics: Metrics
+    #: The one clock of the domain (dates, lockouts, expiry) and of the dialog timers.
+    clock: Clock = field(default_factory=SystemClock)
     simulator: SimulatorController | None = None
     backend: Backend | None = None
     store: DialogStore | None = None
@@ -85,7 +91,12 @@ def catalogue_text(language: str, key: str) -> str:
 
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
     host, port = sim.smpp_address
-    return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    if not settings.simulator_tls_cert:
+        return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    ca = settings.simulator_tls_ca or settings.simulator_tls_cert
+    return SmscProfile(
+        "idea24", "idea24", host, port, source_addr=settings.short_code, tls=True, ca=ca
+    )
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -93,14 +104,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     s = c.settings
     # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
     try:
-        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo)
+        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=c.clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
-    async with open_backend(s.database_url, s.secret_key) as backend:
+    # The demo data is kept current as days pass (a month end needs last month's invoice).
+    roll = DemoCalendar() if s.seed_demo else None
+    async with open_backend(s.database_url, s.secret_key, c.clock, on_new_day=roll) as backend:
+        # Today's roll now, not in the first turn (after a long stop it can take seconds: 9 s
+        # for 100,000 synthetic accounts 40 days on, on SQLite); later days add ~1/28 of that.
+        await backend.context.day()
         c.backend = backend
         yield
         c.backend = None
@@ -110,7 +126,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     if c.settings.redis_url:
         await _check_redis(c.settings.redis_url)
-    store = store_from_url(c.settings.redis_url)
+    store = store_from_url(c.settings.redis_url, clock=c.clock.monotonic)
     c.store = store
     try:
         yield
@@ -143,11 +159,13 @@ def _reason(exc: BaseException) -> str:
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
-    dialogs = build_dialogs(c.settings)
-    guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics)
+    dialogs = build_dialogs(c.settings, c.clock)
+    guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics, c.clock.monotonic)
     smpp_backend = GuardedBackend(c.backend, guard, "smpp")
-    c.runtime = Runtime(c.store, dialogs, smpp_backend, c.settings)
-    c.http_runtime = Runtime(c.store, dialogs, GuardedBackend(c.backend, guard, "http"), c.settings)
+    http_backend = GuardedBackend(c.backend, guard, "http")
+    timer = c.clock.monotonic
+    c.runtime = Runtime(c.store, dialogs, smpp_backend, c.settings, clock=timer)
+    c.http_runtime = Runtime(c.store, dialogs, http_backend, c.settings, clock=timer)
     yield
 
 
@@ -381,13 +399,41 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
-def create_app(settings: Settings) -> web.Application:
+def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The bundled simulator's SMPP-over-TLS context (``--simulator-tls-cert``), or None."""
+    if not settings.simulator_tls_cert:
+        return None
+    try:
+        return reloading_server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
+    except ConfigError as exc:
+        raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """Each ``smpps://`` bind's files make a context now, so a wrong path stops the start with
+    one line; the link reads them again on every connect (rotation)."""
+    for profile in settings.smsc:
+        if profile.tls:
+            try:
+                client_context(profile.ca, profile.cert, profile.key)
+            except ConfigError as exc:
+                raise ConfigError(f"--smsc {profile.url}: {exc}") from exc
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """The server; ``clock`` (the system clock by default) is the one every "now" comes from."""
+    _check_tls_files(settings)
     limits = ConnectionLimits(settings.http_max_connections, settings.http_header_timeout)
     app = web.Application(middlewares=[limits.middleware, api_errors])
     app[HTTP_LIMITS] = limits
     metrics = Metrics()
     metrics.http_limits.watch(limits)
-    components = Components(settings, metrics, outbox_watch=OutboxWatch(settings.outbox_stall))
+    components = Components(
+        settings,
+        metrics,
+        clock or SystemClock(),
+        outbox_watch=OutboxWatch(settings.outbox_stall),
+    )
     app[COMPONENTS] = components
     if settings.uses_simulator:
         components.simulator = SimulatorController(
@@ -397,6 +443,8 @@ def create_app(settings: Settings) -> web.Application:
             # The network's USSD timer runs longer than the server's idle timeout, as a real
             # network's does: an idle session is ended by the server, with a text.
             ussd_timeout=settings.ussd_timeout + NETWORK_USSD_MARGIN,
+            tls=_simulator_tls(settings),
+            tls_only=True,
         )
         add_handset_routes(
             app,

@@ -248,10 +248,7 @@ TEXTS: dict[str, str] = {
     "ussd.expired": "Session expired. Dial *100# again.",
     "ussd.too_long": "Too long (at most {limit} characters).",
     # -- codes and changes waiting for YES ------------------------------------------------------
-    "confirm.ask_account_sms": (
-        "This change affects the whole business account. Confirm: YES and the account code. "
-        "NO cancels."
-    ),
+    "confirm.ask_account_sms": "Whole account: confirm with YES and the account code. NO cancels.",
     "ussd.ask_account_code": "Change of the whole business account. Enter the account code:",
     "code.not_account": (
         "That is the number's subscriber code. This change affects the whole account: "

@@ -251,8 +251,7 @@ TEXTS: dict[str, str] = {
     "ussd.too_long": "Za długie (najwyżej {limit} znaków).",
     # -- kody i zmiany czekające na TAK ---------------------------------------------------------
     "confirm.ask_account_sms": (
-        "Ta zmiana dotyczy całego konta firmy. Potwierdź: TAK i kod abonencki dla konta. "
-        "NIE anuluje."
+        "Zmiana całego konta. Potwierdź: TAK i kod abonencki dla konta. NIE anuluje."
     ),
     "ussd.ask_account_code": "Zmiana całego konta firmy. Podaj kod abonencki dla konta:",
     "code.not_account": (

@@ -132,12 +132,20 @@ def test_every_text_with_the_longest_parameters_is_at_most_three_parts(policy: P
     assert not over
 
 
+#: Changes of a whole business account, confirmed with the account code.
+ACCOUNT_WIDE = ("address.quote", "payment.quote")
+
+
 @pytest.mark.parametrize("policy", THRIFTY)
 def test_every_quote_with_its_question_is_one_part(policy: Policy) -> None:
     over = []
     for lang, key, text in _rendered():
         if key.endswith(".quote"):
-            prompt = text + "\n" + texts(lang)("confirm.ask_sms")
-            if len(encode_message(prompt, policy=policy)) > 1:
-                over.append((lang, key, prompt))
+            asks = ["confirm.ask_sms"] + (
+                ["confirm.ask_account_sms"] if key in ACCOUNT_WIDE else []
+            )
+            for ask in asks:
+                prompt = text + "\n" + texts(lang)(ask)
+                if len(encode_message(prompt, policy=policy)) > 1:
+                    over.append((lang, key, prompt))
     assert not over

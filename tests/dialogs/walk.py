@@ -43,6 +43,7 @@ END = "<!-- segment table: end -->"
 
 PASSWORD = re.compile(r"(Idea24 on-line: )\S{8}")
 JAN, ANNA, PIOTR = "48600000001", "48600000002", "48600000003"
+BIZ, ACCOUNT_CODE = "48600000010", "999999"  # Krzak Sp. z o.o., Idea dla Firm
 STRANGER = "48699999999"
 CODES = {JAN: "111111", ANNA: "222222", PIOTR: "333333"}
 
@@ -116,6 +117,10 @@ def _steps(lang: str) -> Iterator[Step]:
         JAN, k("ADRES ", "ADDRESS ") + LONGEST_ADDRESS.replace("112/14", "12/140"), confirm=True
     )
     yield Step(JAN, f"{yes} {CODES[JAN]}")
+    # A whole business account's change: confirmed with the account code.
+    moved = LONGEST_ADDRESS.replace("112/14", "14/112")
+    yield Step(BIZ, k("ADRES ", "ADDRESS ") + moved, confirm=True)
+    yield Step(BIZ, f"{yes} {ACCOUNT_CODE}")
     yield Step(JAN, k("ZLECENIE", "ORDER"))
     yield Step(JAN, "2")
     yield Step(JAN, k("okres 10.2026", "period 10.2026"))

@@ -169,4 +169,4 @@ async def test_piped_input_waits_for_the_replies(tmp_path: Path) -> None:
     text = out.decode()
     assert proc.returncode == 0, text
     assert re.search(r"< 2424: Pakiet do .*minuty \d+/120", text), text
-    assert re.search(r"< 2424: Nr 48600000001, konto ", text), text
+    assert re.search(r"< 2424: Nr 600 000 001, konto ", text), text

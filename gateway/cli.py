@@ -1,4 +1,4 @@
-"""The ``idea24`` command: serve, simulator, phone, db."""
+"""The ``idea24`` command: serve, simulator, phone, db, check."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
+from gateway.check import add_arguments as add_check_arguments
 from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
 
 _T = TypeVar("_T")
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--demo", action="store_true", help="the demo subscribers")
     seed.add_argument("--subscribers", type=int, default=0, metavar="N")
     seed.add_argument("--database-url", metavar="URL")
+    check = sub.add_parser(
+        "check", help="validate the configuration, reach the database, Redis and each SMSC once"
+    )
+    add_check_arguments(check)
     return parser
 
 
@@ -239,6 +244,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return 0
         parser.parse_args(["db", "--help"])
         return 2
+    if args.command == "check":
+        from gateway.check import run as run_check
+
+        return run_check(args)
     parser.print_help()
     return 0
 

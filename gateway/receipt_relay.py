@@ -260,7 +260,7 @@ class ReceiptRelay:
             finally:
                 self._subscribed.clear()
                 with contextlib.suppress(*RELAY_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer redis-py
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_cap)
 

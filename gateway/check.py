@@ -44,18 +44,6 @@ class Result:
         return f"{self.outcome:<4}  {self.name:<8}  {self.detail}"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)"
-    )
-    parser.add_argument("--database-url", metavar="URL")
-    parser.add_argument("--redis-url", metavar="URL")
-    parser.add_argument("--config", metavar="FILE", help="TOML file with settings")
-    parser.add_argument(
-        "--timeout", type=float, default=5.0, metavar="SECONDS", help="per check (default 5)"
-    )
-
-
 def run(args: argparse.Namespace, emit: Callable[[str], None] | None = None) -> int:
     """The ``idea24 check`` command: the exit code."""
     say = emit or (lambda line: print(line, flush=True))

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
-from gateway.check import add_arguments as add_check_arguments
 from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
 
 _T = TypeVar("_T")
@@ -70,7 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", help="validate the configuration, reach the database, Redis and each SMSC once"
     )
-    add_check_arguments(check)
+    check.add_argument(
+        "--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)"
+    )
+    check.add_argument("--database-url", metavar="URL")
+    check.add_argument("--redis-url", metavar="URL")
+    check.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    check.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="per check (default 5)"
+    )
     return parser
 
 

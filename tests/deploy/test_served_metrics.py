@@ -16,8 +16,8 @@ import yaml
 
 from tests.conftest import free_port
 from tests.deploy.conftest import DEPLOY, ROOT, run
+from tests.deploy.deploy_files import compose, containerfile_healthcheck
 from tests.deploy.promql_names import Exported, alert_expressions, dashboard_queries, problems
-from tests.deploy.test_container import compose, containerfile_healthcheck
 from tests.e2e.serve import Served, serve
 
 pytestmark = pytest.mark.slow

@@ -182,14 +182,14 @@ async def check_bind(profile: SmscProfile, mode: LinkMode, within: float) -> Res
             resp = await asyncio.wait_for(_exchange(reader, writer, conn, request), within)
         except TimeoutError:
             return Result("FAIL", "smsc", f"{name}: {request.command} unanswered in {within:g} s")
-        except (OSError, ProtocolError, ConnectionError) as exc:
+        except (OSError, ProtocolError) as exc:
             return Result("FAIL", "smsc", f"{name}: {request.command} failed ({exc})")
         if resp.status != Status.ESME_ROK:
             return Result(
                 "FAIL", "smsc", f"{name}: {request.command} refused: {status_name(resp.status)}"
             )
         took = _ms(started)
-        with contextlib.suppress(TimeoutError, OSError, ProtocolError, ConnectionError):
+        with contextlib.suppress(TimeoutError, OSError, ProtocolError):
             await asyncio.wait_for(_exchange(reader, writer, conn, Pdu("unbind")), within)
         peer = resp.get("system_id") or ""
         by = f" by {peer}" if peer else ""

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from backend.errors import InvalidInput
-from gateway.msisdn import normalise_msisdn
-from gateway.text import TextError
+from gateway.sms.msisdn import normalise_msisdn
+from gateway.sms.text import TextError
 from simulator.faults import FaultError
 from simulator.mo import MoEncodingError
 from simulator.smsc import MoRefused, Smsc, UssdError

@@ -2,8 +2,8 @@
 
 Theory of operation. The session is an ``asyncio.Protocol``: the codec's :class:`Framer` cuts
 the byte stream into PDUs, each PDU goes through the shared sans-I/O
-:class:`gateway.codec.SmppConnection` and is answered at once, and everything written during one
-``data_received`` (responses, then the receipts those submits asked for) leaves in a single
+:class:`gateway.smpp.codec.SmppConnection` and is answered at once, and everything written during
+one ``data_received`` (responses, then the receipts those submits asked for) leaves in a single
 ``transport.write``. Two PDUs that make up nearly all traffic skip the general path where the
 bind-state table would only say yes: a submit_sm while bound to transmit is decoded by the codec
 and handled without a state check, a plain deliver_sm_resp is read from its header alone, and
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from gateway.codec import BindState, Framer, SmppConnection, decode
-from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.pdu import TEMPORARY_STATUSES, Pdu, Status
+from gateway.smpp.codec import BindState, Framer, SmppConnection, decode
+from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import TEMPORARY_STATUSES, Pdu, Status
 from simulator import fastpath
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ to a session that can receive (receipts: one of the submitting account's); with 
 wait in ``undelivered`` until one binds, as a store-and-forward SMSC would.
 
 Submits are the hot path (tens of thousands a second): a receipt is packed into wire bytes once
-(its text written by :func:`gateway.receipts.format_receipt`, the definition the gateway's parser
-reads) and queued; the queue is routed once per batch of received PDUs
+(its text written by :func:`gateway.sms.receipts.format_receipt`, the definition the gateway's
+parser reads) and queued; the queue is routed once per batch of received PDUs
 (:meth:`Smsc.drain_receipts`), so a batch of receipts leaves with the responses in one write.
 A single-part submit is stored as raw octets and decoded when read. A maintenance task
 ticks a few times a second: enquire_link on quiet links, closing silent ones, taking back
@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gateway.pdu import (
+from gateway.smpp.pdu import (
     ESM_UDHI,
     REGISTERED_DELIVERY_RECEIPT_MASK,
     MessageState,
@@ -39,8 +39,8 @@ from gateway.pdu import (
     Status,
     UssdOp,
 )
-from gateway.receipts import format_receipt
-from gateway.text import Body, decode_body, encode_ussd
+from gateway.sms.receipts import format_receipt
+from gateway.sms.text import Body, decode_body, encode_ussd
 from simulator import fastpath
 from simulator.bindguard import BindGuard, peer_host
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
@@ -70,7 +70,7 @@ class UssdError(ValueError):
 
 
 def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
-    """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.receipts.format_receipt`.
+    """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.sms.receipts.format_receipt`.
 
     ``state`` is a ``stat:`` word of :data:`RECEIPT_STATES`; err is 000 when delivered, else 001.
     """

@@ -22,11 +22,11 @@ from functools import partial
 from typing import Any, Literal
 
 from backend.errors import ConfigError
-from gateway import codec
-from gateway.errors import ProtocolError
-from gateway.link import LinkMode, bind_request, status_name
-from gateway.pdu import Pdu, Status
+from gateway.esme.link import LinkMode, bind_request, status_name
 from gateway.settings import Settings, SmscProfile, load_settings, mask_url
+from gateway.smpp import codec
+from gateway.smpp.errors import ProtocolError
+from gateway.smpp.pdu import Pdu, Status
 
 Outcome = Literal["ok", "warn", "skip", "FAIL"]
 

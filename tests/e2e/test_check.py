@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gateway.check import check_bind
-from gateway.codec import SmppConnection
-from gateway.pdu import Pdu, Status
 from gateway.settings import SmscProfile
+from gateway.smpp.codec import SmppConnection
+from gateway.smpp.pdu import Pdu, Status
 from simulator.controller import SimulatorController
 from tests.conftest import free_port
 from tests.e2e.serve import idea24_command

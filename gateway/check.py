@@ -189,11 +189,13 @@ async def check_bind(profile: SmscProfile, mode: LinkMode, within: float) -> Res
                 "FAIL", "smsc", f"{name}: {request.command} refused: {status_name(resp.status)}"
             )
         took = _ms(started)
+        closing = "closed without unbind_resp"
         with contextlib.suppress(TimeoutError, OSError, ProtocolError):
             await asyncio.wait_for(_exchange(reader, writer, conn, Pdu("unbind")), within)
+            closing = "unbound"
         peer = resp.get("system_id") or ""
         by = f" by {peer}" if peer else ""
-        return Result("ok", "smsc", f"{name}: {request.command} accepted{by} in {took}, unbound")
+        return Result("ok", "smsc", f"{name}: {request.command} accepted{by} in {took}, {closing}")
     finally:
         conn.close()
         writer.close()

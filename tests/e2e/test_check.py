@@ -70,6 +70,7 @@ async def test_all_good_on_sqlite_and_the_simulator(
         ("ok", "smsc"),
     ]
     assert "bind_transceiver accepted" in lines[-1]
+    assert lines[-1].endswith(", unbound")
     assert "s3cret" not in "\n".join(lines) + err
     # the bind was closed again: nothing of the check stays on the SMSC
     for _ in range(250):

@@ -48,6 +48,8 @@ from simulator.mo import handset_parts
 from simulator.mt import MtAssembler, split_part
 from simulator.session import Delivery, SmscSession
 from simulator.store import HandsetMessage, HandsetStore
+from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
+from simulator.trace import PduTrace
 from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class Smsc:
         response_timeout: float = 30.0,
         ussd_timeout: float = 120.0,
         bind_guard: BindGuard | None = None,
+        trace_size: int = DEFAULT_TRACE_SIZE,
     ) -> None:
         self.accounts = dict(accounts or DEFAULT_ACCOUNTS)
         self.bind_guard = bind_guard if bind_guard is not None else BindGuard()
@@ -115,6 +118,7 @@ class Smsc:
         self.inactivity_timeout = inactivity_timeout
         self.response_timeout = response_timeout
         self.store = HandsetStore()
+        self.trace = PduTrace(trace_size)
         self.ussd = UssdSessions(ussd_timeout)
         self.sessions: list[SmscSession] = []
         self.undelivered: deque[Delivery] = deque(maxlen=UNDELIVERED_LIMIT)
@@ -164,6 +168,7 @@ class Smsc:
             session.close(abort=True)
         self.ussd.close_all()
         self.store.close()
+        self.trace.close()
         if self._server is not None:
             await self._server.wait_closed()
 

@@ -31,9 +31,12 @@ from gateway.binds import BindPool
 from gateway.metrics import Metrics
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
+from gateway.outbox.watch import OutboxWatch
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
+from gateway.web.limits import ConnectionLimits
 from gateway.web.portal import Portal
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
@@ -51,13 +54,18 @@ class Components:
     backend: Backend | None = None
     store: DialogStore | None = None
     runtime: Runtime | None = None
+    #: Turns from the USSD aggregator (HTTP): the same dialogs, code checks guarded as for HTTP.
+    http_runtime: Runtime | None = None
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
+    outbox_watch: OutboxWatch = field(default_factory=lambda: OutboxWatch(60.0))
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 COMPONENTS = web.AppKey("components", Components)
+#: The HTTP side's connection bounds (gateway/web/limits.py); ``idea24 serve`` listens through it.
+HTTP_LIMITS = web.AppKey("http_limits", ConnectionLimits)
 
 
 def password_sms(language: str, password: str) -> str:
@@ -126,7 +134,11 @@ def failure_reason(exc: BaseException) -> str:
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
-    c.runtime = Runtime(c.store, build_dialogs(c.settings), c.backend, c.settings)
+    dialogs = build_dialogs(c.settings)
+    guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics)
+    smpp_backend = GuardedBackend(c.backend, guard, "smpp")
+    c.runtime = Runtime(c.store, dialogs, smpp_backend, c.settings)
+    c.http_runtime = Runtime(c.store, dialogs, GuardedBackend(c.backend, guard, "http"), c.settings)
     yield
 
 
@@ -151,8 +163,10 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
         outbox: Outbox = RedisOutbox(client)
         try:
             c.outbox = outbox
+            c.metrics.outbox.watch(outbox)
             yield
         finally:
+            c.metrics.outbox.watch(None)
             await outbox.close()
             await client.aclose()
     else:
@@ -256,14 +270,22 @@ async def _receipt_relay(
 async def _http(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.backend is not None and c.runtime is not None and c.outbox is not None
-    portal = Portal(c.backend, c.runtime, c.outbox, password_sms, c.settings.short_code)
+    assert c.store is not None and c.http_runtime is not None
+    portal = Portal(
+        c.backend,
+        c.http_runtime,
+        c.outbox,
+        password_sms,
+        c.settings.short_code,
+        password_cap=PasswordCap(c.store, c.settings.password_rate, c.metrics),
+    )
     deps = app[DEPS]
     deps.portal = portal
     deps.ussd = portal
     yield
 
 
-def _health_checks(c: Components) -> dict[str, Any]:
+def health_checks(c: Components) -> dict[str, Any]:
     async def database() -> str:
         assert c.backend is not None
         await c.backend.is_subscriber("0")  # one indexed read proves the database answers
@@ -281,7 +303,22 @@ def _health_checks(c: Components) -> dict[str, Any]:
             raise ConnectionError("no SMPP bind is up")
         return states
 
-    return {"database": database, "store": store, "smpp": smpp}
+    async def outbox() -> dict[str, float]:
+        assert c.outbox is not None
+        depth = await c.outbox.depth()
+        stalled = c.outbox_watch.observe(depth, _moved(c))
+        c.metrics.outbox_stalled.set(stalled)
+        c.outbox_watch.verdict(depth, stalled)
+        return {"depth": depth, "stalled_s": round(stalled, 1)}
+
+    return {"database": database, "store": store, "smpp": smpp, "outbox": outbox}
+
+
+def _moved(c: Components) -> int:
+    """Replies this process's senders finished so far (sent, or failed for good)."""
+    if c.pool is None:
+        return 0
+    return sum(b["sent"] + b["failed"] for b in c.pool.snapshot()["binds"].values())
 
 
 #: How long a scrape waits for the outbox's depth (Redis / the database) before reporting NaN.
@@ -301,14 +338,19 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
             log.warning("outbox depth unreadable for /metrics: %s", type(exc).__name__)
             depth = math.nan
         c.metrics.outbox_depth.set(depth)
+        if not math.isnan(depth):
+            c.metrics.outbox_stalled.set(c.outbox_watch.observe(int(depth), _moved(c)))
 
     return refresh
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[api_errors])
+    limits = ConnectionLimits(settings.http_max_connections, settings.http_header_timeout)
+    app = web.Application(middlewares=[limits.middleware, api_errors])
+    app[HTTP_LIMITS] = limits
     metrics = Metrics()
-    components = Components(settings, metrics)
+    metrics.http_limits.watch(limits)
+    components = Components(settings, metrics, outbox_watch=OutboxWatch(settings.outbox_stall))
     app[COMPONENTS] = components
     if settings.uses_simulator:
         components.simulator = SimulatorController(
@@ -328,7 +370,7 @@ def create_app(settings: Settings) -> web.Application:
         metrics,
         _Unready(),
         _Unready(),
-        health_checks=_health_checks(components),
+        health_checks=health_checks(components),
         before_scrape=_scrape_outbox(components),
     )
     add_routes(app)

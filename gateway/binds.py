@@ -18,6 +18,7 @@ from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.sender import OutboxSender, dead_local_consumer
 from gateway.settings import SmscProfile
 from gateway.sms import text
+from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ class BindPool:
         self.sessions = [
             SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
         ]
+        #: restarts the senders' loops and housekeeping, watches send tasks (one per pool)
+        self.supervisor = Supervisor()
         self.senders = [
-            OutboxSender(outbox, s, tracker=self.tracker, policy=policy) for s in self.sessions
+            OutboxSender(outbox, s, tracker=self.tracker, policy=policy, supervisor=self.supervisor)
+            for s in self.sessions
         ]
 
     async def _route(self, event: InboundEvent) -> None:
@@ -79,7 +83,9 @@ class BindPool:
                 log.warning("outbox items of a dead process taken back: %d", recovered)
         for sender in self.senders:
             sender.start()
-        self._housekeeper = asyncio.create_task(self._housekeeping())
+        self._housekeeper = asyncio.create_task(
+            self.supervisor.forever("reassembly-housekeeping", self._housekeeping)
+        )
 
     async def _housekeeping(self) -> None:
         """Give up on long MO whose parts never all came (the reassembler is sans-I/O)."""
@@ -128,7 +134,9 @@ class BindPool:
                 "receipts": i.receipts,
                 "duplicates": i.duplicates,
                 "parts_waiting": i.parts_waiting,
+                "evictions": i.evictions,
             },
+            "task_crashes": dict(self.supervisor.crashes),
             "delivery": {
                 "submitted": t.submitted,
                 "delivered": t.delivered,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
-from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
+from gateway.settings import DEFAULT_DATABASE_URL, Settings, lab_exposure, load_settings
 
 _T = TypeVar("_T")
 
@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         type=int,
         help="HTTP port of the bundled simulator's API (default 8025)",
+    )
+    serve.add_argument(
+        "--lab",
+        action="store_true",
+        help="allow the bundled simulator and /phone on a non-loopback address (a lab network)",
     )
 
     sim = sub.add_parser("simulator", help="run the SMSC simulator alone")
@@ -113,6 +118,7 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "database_url": args.database_url,
         "redis_url": args.redis_url,
         "simulator_http_port": args.simulator_http,
+        "lab": True if args.lab else None,
     }
     if args.simulator_smpp:
         host, port = _host_port(args.simulator_smpp, "--simulator-smpp")
@@ -123,19 +129,28 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 async def _serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from gateway.app import COMPONENTS, create_app
+    from gateway.app import COMPONENTS, HTTP_LIMITS, create_app
+    from gateway.web.limits import raise_nofile_limit, start_http
 
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    limits = app[HTTP_LIMITS]
+    limits.fit_descriptors(raise_nofile_limit())
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=settings.http_idle_timeout,
+    )
+    listener = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
         try:
-            await site.start()
+            listener = await start_http(runner, limits, settings.http_host, settings.http_port)
         except OSError as exc:
             raise ConfigError(
                 f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
@@ -146,6 +161,8 @@ async def _serve(settings: Settings) -> int:
         await stop.wait()
         print("idea24: shutting down (finishing turns, draining the outbox, unbinding)", flush=True)
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
     return 0
 
@@ -184,6 +201,11 @@ def _print_banner(settings: Settings, components: Any) -> None:
         lines.append("Try it:")
         lines.append(f"  open {base}/phone")
         lines.append("  idea24 phone 48600000001")
+    if components.simulator is not None and lab_exposure(settings):
+        lines.append(
+            "LAB MODE (--lab): the simulator and /phone are reachable from other machines;"
+            " anyone there can read every SMS (passwords included) and act for any number"
+        )
     if settings.dev_secrets:
         lines.append(
             "Warning: development API key / secret key in use; set IDEA24_API_KEY and"

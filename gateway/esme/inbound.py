@@ -315,6 +315,11 @@ class InboundProcessor:
         self.messages += 1
         return Status.ESME_ROK
 
+    @property
+    def evictions(self) -> dict[str, int]:
+        """Long messages given up on for a limit, by reason (``sender_limit``, ``evicted``)."""
+        return dict(self._reassembler.evictions)
+
     def expire(self) -> list[Incomplete]:
         """Drop long messages whose parts never all came (call periodically)."""
         return self._reassembler.expire(self._clock())

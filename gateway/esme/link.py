@@ -35,6 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, Literal, Protocol, cast, runtime_checkable
 
 from backend.errors import Idea24Error
@@ -202,6 +203,10 @@ _Entry = tuple[_Batch, int, float]
 LateHandler = Callable[[int, Outcome | None], None]
 
 
+#: Inbound PDUs a link has being handled at once before it stops reading from the SMSC.
+MAX_INBOUND = 256
+
+
 @dataclass(slots=True)
 class LinkStats:
     """Plain counters; the app exports them to Prometheus."""
@@ -216,6 +221,7 @@ class LinkStats:
     enquire_links_sent: int = 0
     enquire_links_answered: int = 0
     inbound: int = 0
+    reads_paused: int = 0  # times reading stopped because inbound turns did not finish
 
 
 class _Protocol(asyncio.Protocol):
@@ -274,6 +280,7 @@ class SmppLink:
         dead_after: int = 3,
         late_grace: float | None = None,
         max_late: int = 4096,
+        max_inbound: int = MAX_INBOUND,
     ) -> None:
         self.profile = profile
         self.mode = mode
@@ -307,6 +314,9 @@ class SmppLink:
         self._last_rx = time.monotonic()
         self._consecutive_timeouts = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Inbound PDUs handled at once before reading stops (back-pressure, see _read_paused).
+        self.max_inbound = max(2, max_inbound)
+        self._read_paused = False
         self._runner: asyncio.Task[None] | None = None
         self.stats = LinkStats()
 
@@ -324,6 +334,16 @@ class SmppLink:
     def start(self) -> None:
         if self._runner is None:
             self._runner = asyncio.create_task(self._run(), name=f"smpp-link {self.name}")
+
+    def _inbound_done(self, proto: _Protocol, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if self._read_paused and len(self._tasks) <= self.max_inbound // 2:
+            self._read_paused = False
+            transport = proto.transport if proto is self._proto else None
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+                log.info("smpp inbound: reading resumed", extra={"bind": self.name})
+                self._on_data(proto, b"")  # PDUs already read when it paused
 
     async def wait_bound(self, within: float | None = None) -> bool:
         try:
@@ -548,6 +568,7 @@ class SmppLink:
                 continue
             self.stats.connects += 1
             self._proto = proto
+            self._read_paused = False  # a new connection reads from the start
             self._conn = codec.SmppConnection("esme")
             self._rx = bytearray()
             self._framing_lost = False
@@ -822,6 +843,8 @@ class SmppLink:
             self._drain(proto, conn)
             if proto is not self._proto:
                 return
+            if self._read_paused:
+                break  # the rest of this read waits too, until reading resumes
         del buf[:pos]
         if answered:
             self._consecutive_timeouts = 0
@@ -896,7 +919,24 @@ class SmppLink:
                     return
             task = asyncio.create_task(self._inbound(proto, conn, pdu))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(partial(self._inbound_done, proto))
+            transport = proto.transport
+            if (
+                len(self._tasks) >= self.max_inbound
+                and not self._read_paused
+                and transport is not None
+                and not transport.is_closing()
+            ):
+                # Turns do not finish (store or database stalled): stop reading instead of
+                # buffering MO without bound; the SMSC's window and TCP hold the rest.
+                transport.pause_reading()
+                self._read_paused = True
+                self.stats.reads_paused += 1
+                log.warning(
+                    "smpp inbound: %d MO being handled, reading paused",
+                    len(self._tasks),
+                    extra={"bind": self.name},
+                )
         elif pdu.command == "unbind":
             log.info("smpp unbind from the SMSC", extra={"bind": self.name})
             self._bound.clear()

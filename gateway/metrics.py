@@ -264,6 +264,14 @@ class Metrics:
             ["origin"],
             registry=r,
         )
+        # Each refusal's series at 0 from the start, as the turns' are: an alert on
+        # scope="global" or reason="unauthorized" then sees the first one.
+        for reason in ("unauthorized", "loopback_only", "not_allowed"):
+            self.ussd_http_refused.labels(reason)
+        for scope in ("number", "global"):
+            self.password_requests_refused.labels(scope)
+        for origin in ("smpp", "http"):
+            self.wrong_codes.labels(origin)
         self.code_guessing = Counter(
             "idea24_code_guessing_detected_total",
             "Wrong subscriber codes beyond IDEA24_CODE_GUESS_LIMIT per minute across all"

@@ -161,3 +161,14 @@ def test_every_turn_series_exists_from_the_start() -> None:
         assert got[f'idea24_turn_seconds_count{{channel="{channel}"}}'] == 0.0
         for outcome in ("replied", "silent", "error", "busy", "rate_limited"):
             assert got[f'idea24_turns_total{{channel="{channel}",outcome="{outcome}"}}'] == 0.0
+
+
+def test_every_refusal_series_exists_from_the_start() -> None:
+    """The alert rules watch scope="global" and reason="unauthorized" from their first one."""
+    got = samples(Metrics())
+    for reason in ("unauthorized", "loopback_only", "not_allowed"):
+        assert got[f'idea24_ussd_http_refused_total{{reason="{reason}"}}'] == 0.0
+    for scope in ("number", "global"):
+        assert got[f'idea24_password_requests_refused_total{{scope="{scope}"}}'] == 0.0
+    for origin in ("smpp", "http"):
+        assert got[f'idea24_wrong_codes_total{{origin="{origin}"}}'] == 0.0

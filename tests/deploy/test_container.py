@@ -10,6 +10,9 @@ import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from backend.errors import ConfigError
 from gateway.cli import build_parser
 from gateway.settings import load_settings
 from tests.deploy.conftest import DEPLOY
@@ -37,8 +40,12 @@ def test_the_image_listens_where_its_port_and_health_check_say() -> None:
     for word, rest in runtime:
         if word == "ENV":
             env.update(dict(pair.split("=", 1) for pair in shlex.split(rest)))
-    settings = load_settings(environ={"IDEA24_HTTP": env["IDEA24_HTTP"]})
+    smsc = "smpp://idea24:pw@smsc.example.net:2775"
+    settings = load_settings(environ={"IDEA24_HTTP": env["IDEA24_HTTP"], "IDEA24_SMSC": smsc})
     assert settings.http_host == "0.0.0.0"  # reachable from outside the container
+    # without an SMSC the bundled simulator would listen there too: refused, naming --lab
+    with pytest.raises(ConfigError, match="--lab"):
+        load_settings(environ={"IDEA24_HTTP": env["IDEA24_HTTP"]})
     [expose] = [rest for word, rest in runtime if word == "EXPOSE"]
     assert int(expose.split("/")[0]) == settings.http_port
     check = containerfile_healthcheck()

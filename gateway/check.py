@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] | None = None) -> 
         "smsc": args.smsc,
         "database_url": args.database_url,
         "redis_url": args.redis_url,
+        "lab": True if args.lab else None,
     }
     try:
         settings = load_settings(flags, config_file=args.config)

@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--timeout", type=float, default=5.0, metavar="SECONDS", help="per check (default 5)"
     )
+    check.add_argument("--lab", action="store_true", help="as serve --lab")
     return parser
 
 

@@ -113,6 +113,15 @@ async def test_a_bad_database_url_stops_at_the_configuration(tmp_path: Path) -> 
     assert "IDEA24_DATABASE_URL" in lines[0]
 
 
+async def test_the_bundled_simulator_on_a_public_address_needs_lab(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'idea24.db'}"
+    code, lines, _ = await check("--database-url", db, env={"IDEA24_HTTP": "0.0.0.0:8024"})
+    assert code == 2
+    assert outcomes(lines) == [("FAIL", "config")] and "--lab" in lines[0]
+    code, lines, _ = await check("--database-url", db, "--lab", env={"IDEA24_HTTP": "0.0.0.0:8024"})
+    assert code == 0, lines
+
+
 async def test_an_unreachable_database_stops_the_run(simulator: SimulatorController) -> None:
     port = free_port()
     code, lines, err = await check(

@@ -109,3 +109,9 @@ class GuardedBackend:
 
     async def deactivate(self, *args: Any, **kwargs: Any) -> Any:
         return await self._guarded(self._backend.deactivate, *args, **kwargs)
+
+    async def change_address(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guarded(self._backend.change_address, *args, **kwargs)
+
+    async def request_payment_change(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._guarded(self._backend.request_payment_change, *args, **kwargs)

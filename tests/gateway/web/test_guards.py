@@ -34,6 +34,12 @@ class Backend:
             await self.check_subscriber_code(msisdn, subscriber_code)
         return "on"
 
+    async def change_address(
+        self, msisdn: str, address: str, channel: str, *, subscriber_code: str
+    ) -> str:
+        await self.check_subscriber_code(msisdn, subscriber_code, "account")
+        return "moved"
+
     async def summary(self, msisdn: str) -> str:
         return "summary"
 
@@ -91,3 +97,18 @@ async def test_a_guessing_run_over_http_is_slowed_and_handsets_are_not() -> None
     clock.now += 61
     assert not guard.alarmed
     await http.check_subscriber_code("48600000001", "111111")
+
+
+async def test_account_wide_changes_carry_their_code_through_the_guard() -> None:
+    """Address and payment changes check the (account) code themselves: counted and slowed
+    like any other code check."""
+    clock = Clock()
+    metrics = Metrics()
+    guard = CodeGuard(MemoryStore(clock=clock), 2, metrics, clock=clock)
+    http = GuardedBackend(Backend(), guard, "http")
+    for i in range(3):
+        with pytest.raises(WrongCode):
+            await http.change_address(f"4870000{i:04d}", "x", "ussd", subscriber_code="000000")
+    assert sample(metrics, "idea24_wrong_codes_total", origin="http") == 3
+    with pytest.raises(GlobalRateLimited):
+        await http.change_address("48700009999", "x", "ussd", subscriber_code="999999")

@@ -6,7 +6,8 @@ the run. Exit 0 when everything answered, 1 when a check failed, 2 when the conf
 is wrong (as ``idea24 serve`` would refuse it).
 
 Nothing is changed: the database is asked for its migration revision, Redis is PINGed, and each
-bind is opened, bound with the profile's credentials, unbound and closed. A deliver_sm the SMSC
+bind is opened (over TLS for ``smpps://``, verified as the link verifies it), bound with the
+profile's credentials, unbound and closed. A deliver_sm the SMSC
 hands over meanwhile is answered ESME_RX_T_APPN (temporary), so it comes again to the servers.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from functools import partial
 from typing import Any, Literal
 
 from backend.errors import ConfigError
+from gateway import tls
 from gateway.esme.link import LinkMode, bind_request, status_name
 from gateway.settings import Settings, SmscProfile, load_settings, mask_url
 from gateway.smpp import codec
@@ -169,11 +172,20 @@ async def check_bind(profile: SmscProfile, mode: LinkMode, within: float) -> Res
     name = f"{profile.name}/{mode}"
     started = time.perf_counter()
     try:
+        context = tls.client_context(profile.ca, profile.cert, profile.key) if profile.tls else None
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(profile.host, profile.port), within
+            asyncio.open_connection(
+                profile.host,
+                profile.port,
+                ssl=context,
+                server_hostname=profile.host if context else None,
+            ),
+            within,
         )
     except TimeoutError:
         return Result("FAIL", "smsc", f"{name}: no connection within {within:g} s")
+    except (ssl.SSLError, tls.TlsFilesError) as exc:
+        return Result("FAIL", "smsc", f"{name}: TLS: {tls.explain(exc)[1]}")
     except OSError as exc:
         return Result("FAIL", "smsc", f"{name}: cannot connect ({exc.strerror or exc})")
     conn = codec.SmppConnection("esme")
@@ -183,6 +195,13 @@ async def check_bind(profile: SmscProfile, mode: LinkMode, within: float) -> Res
             resp = await asyncio.wait_for(_exchange(reader, writer, conn, request), within)
         except TimeoutError:
             return Result("FAIL", "smsc", f"{name}: {request.command} unanswered in {within:g} s")
+        except ssl.SSLError as exc:
+            return Result("FAIL", "smsc", f"{name}: TLS: {tls.explain(exc)[1]}")
+        except ConnectionError as exc:
+            if profile.tls:  # closed after the handshake, before any bind_resp
+                why = tls.explain(tls.ClosedAfterHandshake())[1]
+                return Result("FAIL", "smsc", f"{name}: TLS: {why}")
+            return Result("FAIL", "smsc", f"{name}: {request.command} failed ({exc})")
         except (OSError, ProtocolError) as exc:
             return Result("FAIL", "smsc", f"{name}: {request.command} failed ({exc})")
         if resp.status != Status.ESME_ROK:

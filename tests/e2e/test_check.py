@@ -13,9 +13,11 @@ from gateway.check import check_bind
 from gateway.settings import SmscProfile
 from gateway.smpp.codec import SmppConnection
 from gateway.smpp.pdu import Pdu, Status
+from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from tests.conftest import free_port
 from tests.e2e.serve import idea24_command
+from tests.tls_certs import Certs
 
 
 async def check(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str], str]:
@@ -230,3 +232,27 @@ async def test_what_the_smsc_asks_during_the_check_is_answered_temporary() -> No
     assert "accepted by FAKE" in result.detail
     statuses = {a.command: a.status for a in answers}
     assert statuses == {"deliver_sm_resp": Status.ESME_RX_T_APPN, "enquire_link_resp": 0}
+
+
+async def test_a_bind_over_tls_is_verified_like_the_link(certs: Certs) -> None:
+    """smpps://: the SMSC's certificate is checked against ca= (never clear text); a wrong CA
+    and a refused client certificate are named as TLS failures."""
+    server = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    async with SimulatorController(accounts={"idea24": "pw"}, tls=server) as sim:
+        assert sim.smpps_address is not None
+        host, port = sim.smpps_address
+
+        def profile(**files: object) -> SmscProfile:
+            query = "&".join(f"{k}={v}" for k, v in files.items())
+            return SmscProfile.from_url(f"smpps://idea24:pw@{host}:{port}?{query}")
+
+        mutual = {"cert": certs.client_cert, "key": certs.client_key}
+        good = await check_bind(profile(ca=certs.ca, **mutual), "trx", 5.0)
+        assert good.outcome == "ok", good
+        assert good.detail.endswith(", unbound")
+        wrong_ca = await check_bind(profile(ca=certs.other_ca, **mutual), "trx", 5.0)
+        assert wrong_ca.outcome == "FAIL"
+        assert "TLS: the SMSC's certificate did not verify" in wrong_ca.detail
+        no_client_cert = await check_bind(profile(ca=certs.ca), "trx", 5.0)
+        assert no_client_cert.outcome == "FAIL"
+        assert "TLS:" in no_client_cert.detail, no_client_cert

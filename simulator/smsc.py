@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from gateway.smpp import wire
 from gateway.smpp.pdu import (
     ESM_UDHI,
     REGISTERED_DELIVERY_RECEIPT_MASK,
@@ -41,11 +42,10 @@ from gateway.smpp.pdu import (
 )
 from gateway.sms.receipts import format_receipt
 from gateway.sms.text import Body, decode_body, encode_ussd
-from simulator import fastpath
 from simulator.bindguard import BindGuard, peer_host
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
 from simulator.mo import handset_parts
-from simulator.mt import MtAssembler, split_part
+from simulator.mt import MtAssembler, body_codec, split_part
 from simulator.session import Delivery, SmscSession
 from simulator.store import HandsetMessage, HandsetStore
 from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
@@ -282,7 +282,7 @@ class Smsc:
         if plain:  # one part, no headers: nothing to split or reassemble
             split: Split | None = None
             data = params.get("short_message") or b""
-            body = Body(None, fastpath.body_codec(data, params.get("data_coding", 0)), data)
+            body = Body(None, body_codec(data, params.get("data_coding", 0)), data)
         else:
             split = split_part(params)
             body = split[1]
@@ -326,7 +326,7 @@ class Smsc:
         destination = params.get("destination_addr", "")
         now = time.time()
         text = receipt_text(message_id, state, now, now, excerpt).encode("ascii", "replace")
-        body = fastpath.receipt_body(
+        body = wire.receipt_body(
             source_ton=params.get("dest_addr_ton", 1),
             source_npi=params.get("dest_addr_npi", 1),
             source=destination,

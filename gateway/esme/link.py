@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,9 +39,9 @@ from typing import Any, Final, Literal, Protocol, cast, runtime_checkable
 from backend.errors import Idea24Error
 from gateway.esme.throttle import Backoff
 from gateway.settings import SmscProfile
-from gateway.smpp import codec
+from gateway.smpp import codec, wire
 from gateway.smpp.errors import LocalProtocolError, ProtocolError
-from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp.pdu import Pdu, Status
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +127,7 @@ class ResponseTimeout(SubmitError):
 #: What a submit_sm_resp says: (command_status, message_id).
 Outcome = tuple[int, str]
 
-_HEADER: Final = struct.Struct(">LLLL")
-_SEQUENCE: Final = struct.Struct(">L")
-_SUBMIT_SM_RESP: Final = COMMAND_IDS["submit_sm_resp"]
+_SUBMIT_SM_RESP: Final = wire.SUBMIT_SM_RESP
 _SUBMIT_STATES: Final = codec.REQUESTS["esme"]["submit_sm"]
 
 
@@ -670,21 +667,15 @@ class SmppLink:
         if conn.state not in _SUBMIT_STATES:
             raise LinkDown(f"cannot submit in state {conn.state.value}")
         deadline = time.monotonic() + batch.wait
-        stop = start + count
-        out = bytearray(templates[start] if count == 1 else b"".join(templates[start:stop]))
         pending = self._pending
         next_sequence = conn.next_sequence
-        pack_into = _SEQUENCE.pack_into
-        offset = 0
-        for index in range(start, stop):
-            seq = next_sequence()
-            pack_into(out, offset + 12, seq)
-            offset += len(templates[index])
+        sequences = [next_sequence() for _ in range(count)]
+        for index, seq in enumerate(sequences, start):
             pending[seq] = (batch, index, deadline)
         batch.waiting += count
         self.stats.requests += count
         self._idle.clear()
-        proto.write(out)
+        proto.write(wire.numbered(templates, start, sequences))
 
     async def _sweep(self) -> None:
         """Settle requests whose response is overdue; runs while a connection is up. One scan
@@ -788,7 +779,8 @@ class SmppLink:
         size = len(buf)
         pos = 0
         pending = self._pending
-        unpack = _HEADER.unpack_from
+        unpack = wire.read_header
+        plain_message_id = wire.plain_message_id
         answered = False
         while size - pos >= 16:
             length, command_id, status, seq = unpack(buf, pos)
@@ -804,10 +796,9 @@ class SmppLink:
             if command_id == _SUBMIT_SM_RESP:
                 entry = pending.get(seq)
                 if entry is not None and entry[0].raw:
-                    nul = buf.find(0, pos + 16, end) if length > 16 else -1
-                    if length == 16 or (nul == end - 1 and nul - pos <= 80):
+                    message_id = plain_message_id(buf, pos, end)
+                    if message_id is not None:
                         del pending[seq]
-                        message_id = buf[pos + 16 : nul].decode("latin-1") if nul > 0 else ""
                         self._settle(entry[0], entry[1], (status, message_id))
                         answered = True
                         pos = end

@@ -15,11 +15,12 @@ Unknown TLVs are kept verbatim in ``Pdu.extra_tlvs`` as ``(tag, value)`` pairs.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -55,6 +56,9 @@ class CommandId(IntEnum):
 
 
 RESPONSE_BIT = 0x80000000
+#: The 16-octet header every PDU starts with: command_length, command_id, command_status,
+#: sequence_number, big-endian.
+HEADER: Final = struct.Struct(">LLLL")
 COMMAND_NAMES: Mapping[int, str] = {c.value: c.name.lower() for c in CommandId}
 COMMAND_IDS: Mapping[str, int] = {name: cid for cid, name in COMMAND_NAMES.items()}
 

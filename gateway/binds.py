@@ -55,7 +55,15 @@ class BindPool:
             receipts_now=None if receipts_to_sink else self.tracker.receipt,
         )
         self.sessions = [
-            SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
+            SmppSession(
+                p,
+                self.inbound,
+                on_ussd_reply=self.inbound.replied,
+                answer_now=self.inbound.handle_now,
+                on_connection_lost=self.inbound.connection_lost,
+                **dict(session_options or {}),
+            )
+            for p in profiles
         ]
         self.senders = [
             OutboxSender(outbox, s, tracker=self.tracker, policy=policy) for s in self.sessions

@@ -15,16 +15,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from gateway.esme.link import (
+from gateway.esme.link import SmppLink
+from gateway.esme.records import (
+    AnswerNow,
     InboundHandler,
     LinkDown,
     LinkMode,
     LinkStats,
     Outcome,
     ResponseTimeout,
-    SmppLink,
     SubmitError,
     status_name,
 )
@@ -40,7 +41,6 @@ __all__ = [
     "LinkDown",
     "LinkMode",
     "LinkStats",
-    "ReplyAware",
     "ResponseTimeout",
     "SmppLink",
     "SmppSession",
@@ -49,14 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class ReplyAware(Protocol):
-    """An inbound handler that wants to know when a USSD reply leaves (to tell a new turn of a
-    session from a redelivered answer: :meth:`gateway.esme.inbound.InboundProcessor.replied`)."""
-
-    def replied(self, msisdn: str) -> None: ...
 
 
 PUSHBACK_STATUSES = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
@@ -85,32 +77,37 @@ class SmppSession:
         stable_after: float = 10.0,
         late_grace: float | None = None,
         on_ussd_reply: Callable[[str], None] | None = None,
+        answer_now: AnswerNow | None = None,
+        on_connection_lost: Callable[[], None] | None = None,
     ) -> None:
+        """``on_inbound`` gets every deliver_sm / data_sm (after ``answer_now``, when given,
+        declined to answer it at once); ``on_connection_lost`` is told when a connection closes
+        (a deliver_sm_resp written before may not have reached the SMSC)."""
         self.profile = profile
         self.name = profile.name
-        if on_ussd_reply is None and isinstance(on_inbound, ReplyAware):
-            on_ussd_reply = on_inbound.replied
         #: told the destination of every USSD submit_sm the SMSC accepts
         self._on_ussd_reply = on_ussd_reply
         self.throttle = throttle or Throttle(profile.rate)
         self._max_pushbacks = max_pushbacks
 
-        def link(mode: LinkMode, handler: InboundHandler | None) -> SmppLink:
+        def link(mode: LinkMode, receives: bool) -> SmppLink:
             return SmppLink(
                 profile,
                 mode,
-                handler,
+                on_inbound if receives else None,
                 backoff=Backoff(backoff_base, backoff_cap),
                 connect_timeout=connect_timeout,
                 stable_after=stable_after,
                 late_grace=late_grace,
+                answer_now=answer_now if receives else None,
+                on_connection_lost=on_connection_lost if receives else None,
             )
 
         if profile.bind == "tx+rx":
-            self.tx = link("tx", None)
-            self.rx: SmppLink | None = link("rx", on_inbound)
+            self.tx = link("tx", False)
+            self.rx: SmppLink | None = link("rx", True)
         else:
-            self.tx = link("trx", on_inbound)
+            self.tx = link("trx", True)
             self.rx = None
         self.submitted_parts = 0
         self.late_accepted = 0  # parts whose ESME_ROK came after the timeout

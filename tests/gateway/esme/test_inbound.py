@@ -517,7 +517,13 @@ async def test_the_link_reports_a_lost_connection(got: list[Any], clock: Clock) 
     async with SimulatorController(accounts={"idea24": "idea24"}) as sim:
         host, port = sim.smpp_address
         profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
-        async with SmppSession(profile, processor, backoff_base=0.01, backoff_cap=0.05) as session:
+        async with SmppSession(
+            profile,
+            processor,
+            on_connection_lost=processor.connection_lost,
+            backoff_base=0.01,
+            backoff_cap=0.05,
+        ) as session:
             assert await session.wait_bound(5)
             await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
             assert sim.drop_all() >= 1
@@ -657,7 +663,7 @@ async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
     async with SimulatorController(accounts={"idea24": "idea24"}) as sim:
         host, port = sim.smpp_address
         profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
-        async with SmppSession(profile, processor) as session:
+        async with SmppSession(profile, processor, answer_now=processor.handle_now) as session:
             assert await session.wait_bound(5)
             result = await session.submit(
                 [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.smpp.pdu import ESM_UDHI
-from gateway.sms.text import Body, UdhError, codec_for, decode_body, split_short_message
+from gateway.sms.decoding import Body, UdhError, codec_for, decode_body, split_short_message
 
 #: Parts of an incomplete message are forgotten after this many seconds (as a handset does).
 DEFAULT_TIMEOUT = 120.0

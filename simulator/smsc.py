@@ -40,8 +40,9 @@ from gateway.smpp.pdu import (
     Status,
     UssdOp,
 )
+from gateway.sms.decoding import Body, decode_body
 from gateway.sms.receipts import format_receipt
-from gateway.sms.text import Body, decode_body, encode_ussd
+from gateway.sms.text import encode_ussd
 from simulator.bindguard import BindGuard, peer_host
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
 from simulator.mo import handset_parts

@@ -32,8 +32,8 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    menu may have left through another process, so only (c) makes it a copy. A redelivery that
    reaches another process, or this one after a restart, is
    handed on: a repeated answer is the lesser harm than a command left unanswered.
-3. **Long MO is reassembled** with :class:`gateway.sms.text.Reassembler`; nothing is handed on until
-   every part is in.
+3. **Long MO is reassembled** with :class:`gateway.sms.reassembly.Reassembler`; nothing is
+   handed on until every part is in.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from typing import Any, Literal
 
 from backend.errors import InvalidInput
 from gateway.smpp.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, MessageState, Pdu, Status
-from gateway.sms import receipts, text
+from gateway.sms import receipts
+from gateway.sms.decoding import decode_short_message
 from gateway.sms.msisdn import normalise_msisdn
 from gateway.sms.reassembly import Incomplete, Reassembler
 
@@ -344,7 +345,7 @@ class InboundProcessor:
         get = params.get
         data = get("short_message") or get("message_payload") or b""
         try:
-            _, body = text.decode_short_message(
+            _, body = decode_short_message(
                 bytes(data),
                 int(get("data_coding", 0) or 0),
                 bool(int(get("esm_class", 0) or 0) & ESM_UDHI),

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from gateway.smpp.pdu import MessageState
+from gateway.sms.decoding import split_short_message
 from gateway.sms.receipts import parse_receipt
-from gateway.sms.text import split_short_message
 from simulator.faults import RECEIPT_STATES
 from simulator.mt import body_codec
 from simulator.smsc import receipt_text

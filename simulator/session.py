@@ -23,16 +23,15 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from gateway.smpp import wire
 from gateway.smpp.codec import BindState, Framer, SmppConnection, decode
 from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from gateway.smpp.pdu import TEMPORARY_STATUSES, Pdu, Status
-
-if TYPE_CHECKING:
-    from simulator.smsc import Smsc
+from simulator.delivery import Delivery
+from simulator.faults import SimulatorHandler
+from simulator.store import HandsetStore
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +40,28 @@ _TX_STATES = frozenset({BindState.BOUND_TX, BindState.BOUND_TRX})
 _RX_STATES = frozenset({BindState.BOUND_RX, BindState.BOUND_TRX})
 
 
-@dataclass(slots=True)
-class Delivery:
-    """A deliver_sm the SMSC must get acknowledged by some receiving session of ``system_id``
-    (None: any). ``done`` runs once with the final deliver_sm_resp status.
+class SessionHost(Protocol):
+    """What a session asks of the SMSC it belongs to (:class:`simulator.smsc.Smsc`)."""
 
-    A receipt carries its pre-packed ``body`` (:func:`gateway.smpp.wire.receipt_body`) and the
-    ``receipt`` (message id, state) to record once acknowledged; ``pdu`` is then built only if
-    some path needs it.
-    """
+    handler: SimulatorHandler
+    store: HandsetStore
+    system_id: str
+    window: int
+    undelivered: deque[Delivery]
 
-    pdu: Pdu | None
-    system_id: str | None = None
-    attempts: int = 0
-    done: Callable[[int], None] | None = field(default=None)
-    body: bytes | None = None
-    receipt: tuple[str, str] | None = None
-    destination: str = ""
-
-    def template(self) -> Pdu:
-        """The deliver_sm to send (sequence 0), decoded from ``body`` if it was pre-packed."""
-        if self.pdu is None:
-            assert self.body is not None
-            self.pdu = decode(wire.deliver_sm(0, self.body))
-        return self.pdu
-
-    def destination_addr(self) -> str:
-        if self.pdu is None:
-            return self.destination
-        return str(self.pdu.get("destination_addr"))
+    def now(self) -> float: ...
+    def attach(self, session: SmscSession) -> None: ...
+    def detach(self, session: SmscSession, redeliver: list[Delivery]) -> None: ...
+    def check_bind(self, pdu: Pdu, peer: str = "") -> int: ...
+    def bound(self, session: SmscSession) -> None: ...
+    def submit(self, session: SmscSession, pdu: Pdu) -> None: ...
+    def retry(self, delivery: Delivery) -> None: ...
+    def query(self, pdu: Pdu) -> Pdu: ...
+    def drain_receipts(self) -> None: ...
 
 
 class SmscSession(asyncio.Protocol):
-    def __init__(self, smsc: Smsc) -> None:
+    def __init__(self, smsc: SessionHost) -> None:
         self.smsc = smsc
         self.conn = SmppConnection("smsc")
         self.framer = Framer()

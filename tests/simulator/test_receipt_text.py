@@ -11,7 +11,7 @@ from gateway.sms.decoding import split_short_message
 from gateway.sms.receipts import parse_receipt
 from simulator.faults import RECEIPT_STATES
 from simulator.mt import body_codec
-from simulator.smsc import receipt_text
+from simulator.receipts import receipt_text
 
 
 @pytest.mark.parametrize("state", sorted(RECEIPT_STATES))

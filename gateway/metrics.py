@@ -161,5 +161,9 @@ class Metrics:
         self.pool = PoolMetrics()
         r.register(self.pool)
 
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPE
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

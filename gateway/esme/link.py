@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from gateway.esme.profile import BindProfile
 from gateway.esme.records import (
     AnswerNow,
     InboundHandler,
@@ -50,7 +51,6 @@ from gateway.esme.records import (
 from gateway.esme.requests import Batch, RequestTable
 from gateway.esme.throttle import Backoff
 from gateway.esme.transport import LinkProtocol
-from gateway.settings import SmscProfile
 from gateway.smpp import codec, wire
 from gateway.smpp.errors import LocalProtocolError, ProtocolError
 from gateway.smpp.pdu import Pdu, Status
@@ -73,7 +73,7 @@ class SmppLink(RequestTable):
 
     def __init__(
         self,
-        profile: SmscProfile,
+        profile: BindProfile,
         mode: LinkMode = "trx",
         on_inbound: InboundHandler | None = None,
         *,

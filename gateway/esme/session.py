@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.esme.link import SmppLink
+from gateway.esme.profile import BindProfile
 from gateway.esme.records import (
     AnswerNow,
     InboundHandler,
@@ -30,7 +31,6 @@ from gateway.esme.records import (
     status_name,
 )
 from gateway.esme.throttle import Backoff, Throttle
-from gateway.settings import SmscProfile
 from gateway.smpp.errors import LocalProtocolError
 from gateway.smpp.fast import submit_sm_template
 from gateway.smpp.pdu import TEMPORARY_STATUSES, Status
@@ -66,7 +66,7 @@ class SmppSession:
 
     def __init__(
         self,
-        profile: SmscProfile,
+        profile: BindProfile,
         on_inbound: InboundHandler | None = None,
         *,
         throttle: Throttle | None = None,

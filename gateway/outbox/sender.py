@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from gateway.esme.profile import BindProfile
 from gateway.esme.session import SmppSession, SubmitError, SubmitResult
 from gateway.outbox.base import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
-from gateway.settings import SmscProfile
 from gateway.smpp.pdu import UssdOp
 from gateway.sms import text
 
@@ -33,7 +33,7 @@ MAX_SHORT_MESSAGE = 254
 
 
 def build_parts(
-    profile: SmscProfile, item: OutboxItem, policy: text.Policy = "ucs2"
+    profile: BindProfile, item: OutboxItem, policy: text.Policy = "ucs2"
 ) -> list[dict[str, Any]]:
     """The submit_sm params of every part of ``item`` for this bind.
 

@@ -1181,9 +1181,9 @@ async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
 async def echo_server(smsc_url: str) -> None:
     """A ``BindPool`` whose sink puts each message's text back: the SMPP path without a dialog."""
     from gateway.binds import BindPool
-    from gateway.esme.inbound import InboundEvent, InboundMessage
     from gateway.outbox.base import MemoryOutbox, reply_meta
     from gateway.settings import SmscProfile
+    from gateway.sms.events import InboundEvent, InboundMessage
 
     outbox = MemoryOutbox()
 

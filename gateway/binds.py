@@ -12,12 +12,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.esme.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
+from gateway.esme.inbound import InboundProcessor
 from gateway.esme.session import SmppSession
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.sender import OutboxSender, dead_local_consumer
 from gateway.settings import SmscProfile
 from gateway.sms import text
+from gateway.sms.events import InboundEvent, InboundSink, ReceiptEvent
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from fsm.runtime import Inbound, Reply
-from gateway.esme.inbound import InboundEvent, InboundMessage, ReceiptEvent
 from gateway.metrics import Metrics
 from gateway.outbox.base import Outbox, reply_meta
+from gateway.sms.events import InboundEvent, InboundMessage, ReceiptEvent
 from gateway.web.turns import TurnRunner, ussd_screen
 
 log = logging.getLogger(__name__)

@@ -43,14 +43,14 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 from backend.errors import InvalidInput
 from gateway.smpp.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, MessageState, Pdu, Status
 from gateway.sms import receipts
 from gateway.sms.decoding import decode_short_message
+from gateway.sms.events import InboundMessage, InboundSink, ReceiptEvent
 from gateway.sms.msisdn import normalise_msisdn
 from gateway.sms.reassembly import Incomplete, Reassembler
 
@@ -77,39 +77,6 @@ _DEDUP_FIELDS = (
     "ussd_service_op",
     "its_session_info",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """What a subscriber typed or dialled, whole.
-
-    ``session_id`` identifies a USSD session (the source plus its_session_info's session number,
-    or the source alone); ``its_session_info`` is kept raw so the reply echoes it.
-    """
-
-    msisdn: str
-    text: str
-    channel: Literal["sms", "ussd"]
-    ussd_op: int | None = None
-    session_id: str | None = None
-    message_id: str = ""
-    destination: str = ""
-    its_session_info: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptEvent:
-    """A delivery receipt for something we sent; ``message_id`` as the SMSC wrote it."""
-
-    message_id: str
-    state: str
-    err: str | None
-    msisdn: str
-    receipt: receipts.Receipt
-
-
-InboundEvent = InboundMessage | ReceiptEvent
-InboundSink = Callable[[InboundEvent], Awaitable[None]]
 
 
 def is_receipt(pdu: Pdu) -> bool:

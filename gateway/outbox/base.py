@@ -34,8 +34,8 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.esme.inbound import InboundMessage, ReceiptEvent
 from gateway.sms import receipts
+from gateway.sms.events import InboundMessage, ReceiptEvent
 
 log = logging.getLogger(__name__)
 

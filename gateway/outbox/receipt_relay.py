@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from fsm import constants, keys
-from gateway.esme.inbound import ReceiptEvent
 from gateway.smpp.pdu import MessageState
+from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
 
 if TYPE_CHECKING:

@@ -10,15 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.esme.inbound import (
-    InboundEvent,
-    InboundMessage,
-    InboundProcessor,
-    ReceiptEvent,
-    dedup_key,
-    is_receipt,
-)
+from gateway.esme.inbound import InboundProcessor, dedup_key, is_receipt
 from gateway.smpp.pdu import MessageState, Pdu, Status
+from gateway.sms.events import InboundEvent, InboundMessage, ReceiptEvent
 
 
 class Clock:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool
-from gateway.esme.inbound import InboundEvent, InboundMessage
 from gateway.esme.session import SmppSession
 from gateway.outbox.base import DeliveryTracker, MemoryOutbox, Outbox, reply_meta
 from gateway.outbox.sender import OutboxSender
 from gateway.settings import SmscProfile
+from gateway.sms.events import InboundEvent, InboundMessage
 from simulator.controller import SimulatorController
 
 A = "48600000001"

@@ -180,31 +180,6 @@ class SmppLink(RequestTable):
         await self._through_window(batch, templates, self._send_templates)
         return batch.results
 
-    async def submit_template(
-        self, template: bytes, response_timeout: float | None = None
-    ) -> Outcome | SubmitError:
-        """:meth:`submit_templates` for one PDU (a message of one part, the common case)."""
-        if self._closing.is_set() or not self._bound.is_set():
-            return LinkDown("link is shutting down") if self._closing.is_set() else LinkDown()
-        if self._in_window < self._window_size:  # room: no coroutine for the slot
-            self._in_window += 1
-        else:
-            await self._acquire_slots(1)
-        batch = Batch(1, self._wait(response_timeout), raw=True, windowed=True)
-        try:
-            self._send_templates(batch, (template,), 0, 1)
-        except SubmitError as exc:
-            self._release_slot()
-            return exc
-        future = batch.future = asyncio.get_running_loop().create_future()
-        try:
-            await future
-        except asyncio.CancelledError:
-            self._abandon(batch)
-            raise
-        outcome: Outcome | SubmitError = batch.results[0]
-        return outcome
-
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Stop taking requests, let in-flight ones finish, unbind, disconnect."""
         self._closing.set()

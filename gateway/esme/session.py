@@ -2,11 +2,11 @@
 
 :class:`SmppSession` is one transceiver :class:`gateway.esme.link.SmppLink`, or a transmitter +
 receiver pair (``profile.bind == "tx+rx"``), plus the :class:`Throttle` that outlives every
-connection. ``submit(parts)`` sends the parts of one message, pipelined through the window,
-retrying ESME_RTHROTTLED / ESME_RMSGQFUL after slowing down, and returns the SMSC's message ids or
-raises :class:`SubmitError` saying whether a later retry may succeed. The connection itself
-(reconnect, window, timeouts, enquire_link, matching responses) lives in :mod:`gateway.esme.link`;
-its names are re-exported here for callers that import them from this module.
+connection. ``submit_many(messages)`` sends the parts of several messages, pipelined through the
+window, retrying ESME_RTHROTTLED / ESME_RMSGQFUL after slowing down, and gives each message the
+SMSC's message ids or a :class:`SubmitError` saying whether a later retry may succeed. The
+connection itself (reconnect, window, timeouts, enquire_link, matching responses) lives in
+:mod:`gateway.esme.link`, its errors and counters in :mod:`gateway.esme.records`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from gateway.esme.records import (
     InboundHandler,
     LinkDown,
     LinkMode,
-    LinkStats,
     Outcome,
     ResponseTimeout,
     SubmitError,
@@ -35,18 +34,7 @@ from gateway.smpp.errors import LocalProtocolError
 from gateway.smpp.fast import submit_sm_template
 from gateway.smpp.pdu import TEMPORARY_STATUSES, Status
 
-__all__ = [
-    "PUSHBACK_STATUSES",
-    "InboundHandler",
-    "LinkDown",
-    "LinkMode",
-    "LinkStats",
-    "ResponseTimeout",
-    "SmppLink",
-    "SmppSession",
-    "SubmitError",
-    "SubmitResult",
-]
+__all__ = ["PUSHBACK_STATUSES", "SmppSession", "SubmitResult"]
 
 log = logging.getLogger(__name__)
 
@@ -148,49 +136,6 @@ class SmppSession:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def submit(self, parts: Sequence[Mapping[str, Any]]) -> SubmitResult:
-        """Submit the parts of one message (submit_sm params each), pipelined, in order.
-
-        Raises :class:`SubmitError` (``temporary`` or not, with the parts that were accepted).
-        """
-        if len(parts) != 1:
-            [outcome] = await self.submit_many((parts,))
-            if isinstance(outcome, SubmitError):
-                raise outcome
-            return outcome
-        # The common case, one part: no flattening, no per-message bookkeeping.
-        params = parts[0]
-        try:
-            template = submit_sm_template(params)
-        except LocalProtocolError as exc:
-            raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
-        throttle = self.throttle
-        for _ in range(self._max_pushbacks + 1):
-            if not throttle.unlimited:
-                await throttle.acquire(1)
-            answer = await self.tx.submit_template(template)
-            if isinstance(answer, SubmitError):
-                raise answer
-            status, message_id = answer
-            if status == Status.ESME_ROK:
-                self.submitted_parts += 1
-                if self._on_ussd_reply is not None:
-                    self._note_ussd(params)
-                if not throttle.unlimited:  # unlimited: no pause streak or lost rate to undo
-                    throttle.success()
-                return SubmitResult((message_id,))
-            if status not in PUSHBACK_STATUSES:
-                raise _refused(status)
-            self.pushbacks += 1
-            pause = throttle.pushback()
-            log.info(
-                "smpp pushback %s: pausing %.2fs",
-                status_name(status),
-                pause,
-                extra={"bind": self.name},
-            )
-        raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
-
     async def submit_many(
         self,
         messages: Sequence[Sequence[Mapping[str, Any]]],
@@ -200,7 +145,7 @@ class SmppSession:
     ) -> list[SubmitResult | SubmitError]:
         """Submit several messages (each a list of part params) as one pipelined batch.
 
-        One outcome per message, as :meth:`submit` would give it (returned, not raised).
+        One outcome per message (returned, not raised).
         Pushback statuses are retried for the affected parts after the throttle's pause. Each
         part is encoded once (:func:`gateway.smpp.fast.submit_sm_template`), retries included.
         ``on_result(index, outcome)`` is called the moment a message's outcome is final (from

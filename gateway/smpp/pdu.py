@@ -109,25 +109,6 @@ TEMPORARY_STATUSES = frozenset(
 )
 
 
-class Tag(IntEnum):
-    """TLV tags idea24 reads or writes."""
-
-    DEST_ADDR_SUBUNIT = 0x0005
-    SOURCE_PORT = 0x020A
-    DESTINATION_PORT = 0x020B
-    SAR_MSG_REF_NUM = 0x020C
-    SAR_TOTAL_SEGMENTS = 0x020E
-    SAR_SEGMENT_SEQNUM = 0x020F
-    USER_MESSAGE_REFERENCE = 0x0204
-    MESSAGE_PAYLOAD = 0x0424
-    MESSAGE_STATE = 0x0427
-    RECEIPTED_MESSAGE_ID = 0x001E
-    USSD_SERVICE_OP = 0x0501
-    ITS_SESSION_INFO = 0x1383
-    NETWORK_ERROR_CODE = 0x0423
-    SC_INTERFACE_VERSION = 0x0210
-
-
 class UssdOp(IntEnum):
     """ussd_service_op values (SMPP 3.4 section 5.3.2.44)."""
 

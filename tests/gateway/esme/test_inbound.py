@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gateway.esme.inbound import InboundProcessor, dedup_key, is_receipt
 from gateway.smpp.pdu import MessageState, Pdu, Status
 from gateway.sms.events import InboundEvent, InboundMessage, ReceiptEvent
+from tests.gateway.esme.submitting import submit
 
 
 class Clock:
@@ -659,7 +660,8 @@ async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
         profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
         async with SmppSession(profile, processor, answer_now=processor.handle_now) as session:
             assert await session.wait_bound(5)
-            result = await session.submit(
+            result = await submit(
+                session,
                 [
                     {
                         "source_addr": "2424",
@@ -668,7 +670,7 @@ async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
                         "data_coding": 0,
                         "short_message": b"Twoj pakiet",
                     }
-                ]
+                ],
             )
             await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
             for _ in range(500):  # the refused receipt comes again, then is taken

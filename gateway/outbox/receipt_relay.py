@@ -28,19 +28,21 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fsm import constants, keys
+from gateway.outbox.base import DeliveryTracker
 from gateway.smpp.pdu import MessageState
 from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from gateway.outbox.base import DeliveryTracker
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,6 @@ RELAY_ERRORS: tuple[type[Exception], ...] = (OSError, RedisError)
 def relay_client(url: str, **options: Any) -> Redis:
     """A Redis client for the relay: short timeouts and few retries, so while Redis is away the
     relay drops and counts instead of holding receipts; the subscription reconnects itself."""
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     settings: dict[str, Any] = {
         "socket_connect_timeout": 2,
         "socket_timeout": 2,

@@ -369,13 +369,19 @@ class SmppLink(RequestTable):
         deadline = time.monotonic() + batch.wait
         pending = self._pending
         next_sequence = conn.next_sequence
-        sequences = [next_sequence() for _ in range(count)]
-        for index, seq in enumerate(sequences, start):
-            pending[seq] = (batch, index, deadline)
+        if count == 1:
+            seq = next_sequence()
+            pending[seq] = (batch, start, deadline)
+            data = wire.numbered_one(templates[start], seq)
+        else:
+            sequences = [next_sequence() for _ in range(count)]
+            for index, seq in enumerate(sequences, start):
+                pending[seq] = (batch, index, deadline)
+            data = wire.numbered(templates, start, sequences)
         batch.waiting += count
         self.stats.requests += count
         self._idle.clear()
-        proto.write(wire.numbered(templates, start, sequences))
+        proto.write(data)
 
     async def _sweep(self) -> None:
         """Settle requests whose response is overdue; runs while a connection is up. One scan

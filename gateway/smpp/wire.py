@@ -7,8 +7,8 @@ everything else either side does per message, so these functions read and write 
 straight from and into bytes:
 
 - the ESME numbers pre-encoded submit_sm (:func:`gateway.smpp.fast.submit_sm_template`) with
-  :func:`numbered` and reads a plain submit_sm_resp with :func:`read_header` and
-  :func:`plain_message_id`;
+  :func:`numbered` / :func:`numbered_one` and reads a plain submit_sm_resp with
+  :func:`read_header` and :func:`plain_message_id`;
 - the SMSC answers with :func:`submit_sm_resp`, sends receipts packed once by
   :func:`receipt_body` and framed by :func:`deliver_sm`, and recognises the PDUs it can skip the
   bind-state table for with :func:`is_submit_sm` and :func:`is_bare_deliver_sm_resp`.
@@ -35,6 +35,7 @@ __all__ = [
     "is_bare_deliver_sm_resp",
     "is_submit_sm",
     "numbered",
+    "numbered_one",
     "plain_message_id",
     "read_header",
     "receipt_body",
@@ -65,6 +66,13 @@ _RECEIPT: Final = (
 )
 _pack_header = HEADER.pack
 _SEQUENCE_PACK_INTO: Final = struct.Struct(">L").pack_into  # sequence_number, header octets 12..16
+
+
+def numbered_one(template: bytes, sequence: int) -> bytearray:
+    """:func:`numbered` for one template (a window refill of one, the common case)."""
+    out = bytearray(template)
+    _SEQUENCE_PACK_INTO(out, _SEQUENCE_AT, sequence)
+    return out
 
 
 def numbered(templates: Sequence[bytes], start: int, sequences: Sequence[int]) -> bytearray:

@@ -125,6 +125,8 @@ def test_numbered_templates_equal_the_codec(
         for seq, p in zip(sequences, params[start:], strict=True)
     )
     assert bytes(wire.numbered(templates, start, sequences)) == expected
+    one = wire.numbered_one(templates[start], sequences[0])
+    assert bytes(one) == encode(Pdu("submit_sm", sequences[0], 0, params[start]))
 
 
 @given(sequence=st.integers(0, 0xFFFFFFFF), status=st.integers(0, 0xFF), message_id=MESSAGE_ID)

@@ -32,6 +32,7 @@ from gateway.smpp.pdu import TEMPORARY_STATUSES, Pdu, Status
 from simulator.delivery import Delivery
 from simulator.faults import SimulatorHandler
 from simulator.store import HandsetStore
+from simulator.trace import PduTrace
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class SessionHost(Protocol):
 
     handler: SimulatorHandler
     store: HandsetStore
+    trace: PduTrace
     system_id: str
     window: int
     undelivered: deque[Delivery]
@@ -75,6 +77,7 @@ class SmscSession(asyncio.Protocol):
         self.last_rx = 0.0
         self.enquire_sent = 0.0
         self.closed = False
+        self.bind_info = smsc.trace.new_bind("?")
         self._out: list[bytes] = []
         self._in_receive = False
         self._flush_scheduled = False
@@ -122,6 +125,7 @@ class SmscSession(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.bind_info.peer = self.peer
         self.last_rx = self.smsc.now()
         self.smsc.attach(self)
 
@@ -148,6 +152,7 @@ class SmscSession(asyncio.Protocol):
         self._in_receive = True
         framer = self.framer
         conn = self.conn
+        trace = self.smsc.trace
         is_bare_deliver_sm_resp = wire.is_bare_deliver_sm_resp
         is_submit_sm = wire.is_submit_sm
         try:
@@ -161,6 +166,8 @@ class SmscSession(asyncio.Protocol):
                     break
                 if frame is None:
                     break
+                if trace.size:
+                    trace.record(self.bind_info, "in", frame)
                 if is_bare_deliver_sm_resp(frame):
                     self._on_deliver_resp_frame(frame)
                     continue
@@ -189,6 +196,8 @@ class SmscSession(asyncio.Protocol):
         """Queue bytes; they leave together at the end of the current read or on the next tick."""
         if self.closed:
             return
+        if self.smsc.trace.size:
+            self.smsc.trace.record(self.bind_info, "out", data)
         self._out.append(data)
         if not self._in_receive and not self._flush_scheduled:
             self._flush_scheduled = True
@@ -312,6 +321,7 @@ class SmscSession(asyncio.Protocol):
             self.system_id = str(pdu.get("system_id", ""))
             self.mode = BIND_MODES[pdu.command]
             self.address_range = str(pdu.get("address_range", "") or "")
+            self.bind_info.system_id, self.bind_info.mode = self.system_id, self.mode
             log.info("bound", extra={"peer": self.peer, "mode": self.mode})
             self.smsc.bound(self)
 

@@ -44,6 +44,8 @@ from simulator.mt import MtAssembler, body_codec, split_part
 from simulator.receipts import FinalStates, receipt_delivery
 from simulator.session import SmscSession
 from simulator.store import HandsetMessage, HandsetStore
+from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
+from simulator.trace import PduTrace
 from simulator.ussd import UssdReply, UssdSessions
 from simulator.ussd_network import UssdNetwork
 
@@ -74,6 +76,7 @@ class Smsc:
         response_timeout: float = 30.0,
         ussd_timeout: float = 120.0,
         bind_guard: BindGuard | None = None,
+        trace_size: int = DEFAULT_TRACE_SIZE,
     ) -> None:
         self.accounts = dict(accounts or DEFAULT_ACCOUNTS)
         self.bind_guard = bind_guard if bind_guard is not None else BindGuard()
@@ -85,6 +88,7 @@ class Smsc:
         self.inactivity_timeout = inactivity_timeout
         self.response_timeout = response_timeout
         self.store = HandsetStore()
+        self.trace = PduTrace(trace_size)
         self.ussd = UssdSessions(ussd_timeout)
         self.ussd_network = UssdNetwork(self.ussd, self.store, self.route, self.now)
         self.sessions: list[SmscSession] = []
@@ -134,6 +138,7 @@ class Smsc:
             session.close(abort=True)
         self.ussd.close_all()
         self.store.close()
+        self.trace.close()
         if self._server is not None:
             await self._server.wait_closed()
 

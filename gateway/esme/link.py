@@ -22,7 +22,10 @@ Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sa
   ``nack_for``; a fatal framing error closes the connection after the nack.
 - **Shutdown** stops new requests, waits for in-flight ones, sends unbind, closes.
 
-:mod:`gateway.esme.session` builds the bind the rest of the gateway sees on top of one or two links.
+The window and the pending table are :class:`gateway.esme.requests.RequestTable`, reading the
+stream and dispatching what arrives :class:`gateway.esme.receiving.LinkReceiver`; this module adds
+the connection's life and the sending. :mod:`gateway.esme.session` builds the bind the rest of the
+gateway sees on top of one or two links.
 """
 
 from __future__ import annotations
@@ -33,26 +36,26 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 from gateway.esme.profile import BindProfile
+from gateway.esme.receiving import LinkReceiver
 from gateway.esme.records import (
     AnswerNow,
     InboundHandler,
     LateHandler,
     LinkDown,
     LinkMode,
-    LinkStats,
     Outcome,
     ResponseTimeout,
     SubmitError,
     status_name,
 )
-from gateway.esme.requests import Batch, RequestTable
+from gateway.esme.requests import Batch
 from gateway.esme.throttle import Backoff
 from gateway.esme.transport import LinkProtocol
 from gateway.smpp import codec, wire
-from gateway.smpp.errors import LocalProtocolError, ProtocolError
+from gateway.smpp.errors import LocalProtocolError
 from gateway.smpp.pdu import Pdu, Status
 
 log = logging.getLogger(__name__)
@@ -64,11 +67,10 @@ _BIND_COMMANDS: Mapping[str, str] = {
 }
 
 
-_SUBMIT_SM_RESP: Final = wire.SUBMIT_SM_RESP
 _SUBMIT_STATES: Final = codec.REQUESTS["esme"]["submit_sm"]
 
 
-class SmppLink(RequestTable):
+class SmppLink(LinkReceiver):
     """One TCP connection and its bind, re-established until :meth:`close`."""
 
     def __init__(
@@ -88,6 +90,8 @@ class SmppLink(RequestTable):
     ) -> None:
         super().__init__(
             f"{profile.name}/{mode}",
+            on_inbound,
+            answer_now,
             window=profile.window,
             response_timeout=profile.response_timeout,
             late_grace=2.0 * profile.response_timeout if late_grace is None else late_grace,
@@ -95,23 +99,12 @@ class SmppLink(RequestTable):
         )
         self.profile = profile
         self.mode = mode
-        self._on_inbound = on_inbound
-        # A receipt per reply: handled in the read callback, not in a task per PDU.
-        self._answer_now = answer_now
         self._on_connection_lost = on_connection_lost
         self._backoff = backoff or Backoff(0.5, 30.0)
         self._connect_timeout = connect_timeout
         self._stable_after = stable_after
         self._dead_after = dead_after
-        self._conn: codec.SmppConnection | None = None
-        self._proto: LinkProtocol | None = None
-        self._rx = bytearray()  # received bytes not yet a whole PDU
-        self._framing_lost = False
-        self._last_rx = time.monotonic()
-        self._consecutive_timeouts = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
-        self.stats = LinkStats()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -426,160 +419,8 @@ class SmppLink(RequestTable):
             self._tell_late(batch, index, None)
         self._idle.set()
 
-    def _write(self, proto: LinkProtocol, data: bytes) -> None:
-        proto.write(data)
-
-    def _answer(self, proto: LinkProtocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
-        """Send a response; one the codec refuses (connection closed) is dropped with a log."""
-        try:
-            self._write(proto, conn.send(pdu))
-        except LocalProtocolError as exc:
-            log.warning("smpp cannot answer %s: %s", pdu.command, exc, extra={"bind": self.name})
-
     def _on_lost(self, proto: LinkProtocol) -> None:
         self._bound.clear()
         self._fail_pending(proto)
         if self._on_connection_lost is not None:
             self._on_connection_lost()
-
-    def _on_data(self, proto: LinkProtocol, data: bytes) -> None:
-        """Cut the stream into PDUs. A plain submit_sm_resp (message_id, no TLVs) to a
-        pre-encoded submit settles it here without a :class:`Pdu`; every other PDU goes through
-        the codec, in stream order (it checks, decodes and tracks the bind state)."""
-        conn = self._conn
-        if conn is None or proto is not self._proto:
-            return
-        self._last_rx = time.monotonic()
-        if self._framing_lost:
-            conn.receive_data(data)
-            self._drain(proto, conn)
-            return
-        buf = self._rx
-        buf += data
-        size = len(buf)
-        pos = 0
-        pending = self._pending
-        unpack = wire.read_header
-        plain_message_id = wire.plain_message_id
-        answered = False
-        while size - pos >= 16:
-            length, command_id, status, seq = unpack(buf, pos)
-            if not 16 <= length <= codec.MAX_PDU_LENGTH:  # the codec reports it and closes
-                self._framing_lost = True
-                conn.receive_data(bytes(buf[pos:]))
-                buf.clear()
-                self._drain(proto, conn)
-                return
-            end = pos + length
-            if end > size:
-                break
-            if command_id == _SUBMIT_SM_RESP:
-                entry = pending.get(seq)
-                if entry is not None and entry[0].raw:
-                    message_id = plain_message_id(buf, pos, end)
-                    if message_id is not None:
-                        del pending[seq]
-                        self._settle(entry[0], entry[1], (status, message_id))
-                        answered = True
-                        pos = end
-                        continue
-            conn.receive_data(bytes(buf[pos:end]))
-            pos = end
-            self._drain(proto, conn)
-            if proto is not self._proto:
-                return
-        del buf[:pos]
-        if answered:
-            self._consecutive_timeouts = 0
-            if not pending:
-                self._idle.set()
-
-    def _drain(self, proto: LinkProtocol, conn: codec.SmppConnection) -> None:
-        while True:
-            try:
-                event = conn.next_event()
-            except ProtocolError as exc:  # framing lost: nothing more can be read
-                event = exc
-            if event is None:
-                return
-            if isinstance(event, ProtocolError):
-                self.stats.nacks_sent += 1
-                log.warning("smpp malformed pdu: %s", event, extra={"bind": self.name})
-                with contextlib.suppress(ProtocolError):
-                    self._write(proto, conn.nack_for(event))
-                if event.fatal:
-                    proto.close()
-                    return
-                continue
-            self._dispatch(proto, conn, event)
-
-    def _dispatch(self, proto: LinkProtocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
-        if pdu.is_response:
-            self._consecutive_timeouts = 0
-            entry = self._pending.pop(pdu.sequence, None)
-            if entry is not None:
-                batch, index, _ = entry
-                if batch.raw:
-                    outcome: Any = (pdu.status, str(pdu.get("message_id", "") or ""))
-                else:
-                    outcome = pdu
-                self._settle(batch, index, outcome)
-                if not self._pending:
-                    self._idle.set()
-            elif pdu.sequence in self._late:
-                batch, index, _ = self._late.pop(pdu.sequence)
-                self.stats.late_responses += 1
-                log.warning(
-                    "smpp late %s",
-                    pdu.command,
-                    extra={"bind": self.name, "seq": pdu.sequence, "status": pdu.status},
-                )
-                if batch.raw:
-                    if pdu.status == Status.ESME_ROK:
-                        self.stats.late_accepted += 1
-                    message_id = str(pdu.get("message_id", "") or "")
-                    self._tell_late(batch, index, (pdu.status, message_id))
-            else:
-                log.warning(
-                    "smpp unexpected %s",
-                    pdu.command,
-                    extra={"bind": self.name, "seq": pdu.sequence},
-                )
-            return
-        if pdu.command == "enquire_link":
-            self.stats.enquire_links_answered += 1
-            self._answer(proto, conn, pdu.response())
-        elif pdu.command in ("deliver_sm", "data_sm"):
-            self.stats.inbound += 1
-            if self._answer_now is not None:
-                try:
-                    status = self._answer_now(pdu)
-                except Exception:  # as in _inbound: the link lives on, the SMSC will retry
-                    log.exception("smpp inbound handler failed", extra={"bind": self.name})
-                    status = Status.ESME_RX_T_APPN
-                if status is not None:
-                    self._answer(proto, conn, pdu.response(status, message_id=""))
-                    return
-            task = asyncio.create_task(self._inbound(proto, conn, pdu))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif pdu.command == "unbind":
-            log.info("smpp unbind from the SMSC", extra={"bind": self.name})
-            self._bound.clear()
-            self._answer(proto, conn, pdu.response())
-            proto.close()
-        elif pdu.command == "alert_notification":
-            return  # no response defined
-        else:
-            self._answer(proto, conn, Pdu("generic_nack", pdu.sequence, Status.ESME_RINVCMDID))
-
-    async def _inbound(self, proto: LinkProtocol, conn: codec.SmppConnection, pdu: Pdu) -> None:
-        status: int = Status.ESME_ROK
-        if self._on_inbound is not None:
-            try:
-                status = await self._on_inbound(pdu)
-            except Exception:  # a handler bug must not kill the link; the SMSC will retry
-                log.exception("smpp inbound handler failed", extra={"bind": self.name})
-                status = Status.ESME_RX_T_APPN
-        if proto is self._proto and not proto.lost.done():
-            self._answer(proto, conn, pdu.response(status, message_id=""))

@@ -3,8 +3,9 @@
 Each request sent has an entry ``(batch, index, deadline)`` in ``_pending`` under its sequence
 number; whoever settles it (a response, the sweeper, a lost connection) calls :meth:`_settle`.
 A timed-out request is kept in ``_late`` for ``late_grace`` seconds (at most ``max_late``
-entries) so a late answer can still be told to its caller. :class:`gateway.esme.link.SmppLink`
-adds the connection that sends and receives.
+entries) so a late answer can still be told to its caller. Built on by
+:class:`gateway.esme.receiving.LinkReceiver` (the reading) and :class:`gateway.esme.link.SmppLink`
+(the connection and the sending).
 """
 
 from __future__ import annotations

@@ -606,10 +606,13 @@ class RedisStore(DialogStore):
             await self._redis.aclose()
 
 
-def store_from_url(url: str | None, prefix: str = constants.DEFAULT_PREFIX) -> DialogStore:
-    """``None`` or ``memory://`` → ``MemoryStore``; a ``redis://`` URL → ``RedisStore``."""
+def store_from_url(
+    url: str | None, prefix: str = constants.DEFAULT_PREFIX, clock: Clock = time.monotonic
+) -> DialogStore:
+    """``None`` or ``memory://`` → ``MemoryStore`` timing expiry with ``clock``; a ``redis://``
+    URL → ``RedisStore`` (expiry is Redis's own)."""
     if not url or url.startswith("memory:"):
-        return MemoryStore(prefix)
+        return MemoryStore(prefix, clock)
     if url.startswith(("redis://", "rediss://", "unix://")):
         import redis.asyncio as aioredis
 

@@ -24,6 +24,7 @@ import itertools
 import logging
 import re
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from gateway.smpp.pdu import (
     Status,
 )
 from gateway.sms.decoding import Body, decode_body
-from simulator.bindguard import BindGuard, peer_host
+from simulator.bindguard import BindGuard, check_credentials
 from simulator.delivery import Delivery
 from simulator.faults import Faults, SimulatorHandler
 from simulator.mo import handset_parts
@@ -102,7 +103,7 @@ class Smsc:
         self._queued: list[Delivery] = []
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._ticker: asyncio.Task[None] | None = None
         self._all_gone = asyncio.Event()
 
@@ -112,17 +113,38 @@ class Smsc:
         loop = self._loop or asyncio.get_running_loop()
         return loop.time()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Listen (over TLS with a server context ``tls``) and start ticking; the address."""
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(lambda: SmscSession(self), host, port)
+        address = await self.listen(host, port, tls=tls)
         self._ticker = asyncio.create_task(self._tick_forever())
-        sockname = self._server.sockets[0].getsockname()
+        return address
+
+    async def listen(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """One more listener (SMPP over TLS beside the plain one, say): the same accounts,
+        sessions and behaviour. A ``tls`` context requiring client certificates makes it
+        mutual TLS; a client whose handshake fails never reaches a session."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SmscSession(self),
+            host,
+            port,
+            ssl=tls,
+            ssl_handshake_timeout=10.0 if tls is not None else None,
+        )
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
 
     async def stop(self, grace: float = 1.0) -> None:
         """Unbind every session, give them ``grace`` seconds to answer, then close."""
-        if self._server is not None:
-            self._server.close()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,8 +161,8 @@ class Smsc:
         self.ussd.close_all()
         self.store.close()
         self.trace.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     def drop_all(self) -> int:
         """Fault: cut every connection at once (as a crashing SMSC would); returns how many."""
@@ -166,31 +188,11 @@ class Smsc:
         """The bind's status: credentials first (wrong ones are counted per peer address and
         logged without the password), then the fault hooks; a blocked address gets
         ESME_RBINDFAIL without its credentials being looked at."""
-        host, now = peer_host(peer), self.now()
-        if self.bind_guard.blocked(host, now):
-            log.debug("bind refused: address blocked", extra={"peer": peer})
-            return int(Status.ESME_RBINDFAIL)
-        system_id = str(pdu.get("system_id", ""))
-        expected = self.accounts.get(system_id)
-        given = str(pdu.get("password", "")).encode("latin-1")  # compare_digest: no str > 0x7f
-        if expected is not None and secrets.compare_digest(given, expected.encode("latin-1")):
-            self.bind_guard.succeeded(host)
-            return self.handler.bind_status(system_id, pdu, now)
-        status = Status.ESME_RINVSYSID if expected is None else Status.ESME_RINVPASWD
-        blocked = self.bind_guard.failed(host, now)
-        log.warning(
-            "bind refused: wrong credentials",
-            extra={
-                "peer": peer,
-                # A wrong system_id may be a password typed in the wrong field: not shown.
-                "system_id": system_id
-                if expected is not None
-                else f"<unknown, {len(system_id)} chars>",
-                "status": status.name,
-                "address_blocked": blocked,
-            },
-        )
-        return int(status)
+        now = self.now()
+        refused = check_credentials(self.bind_guard, self.accounts, pdu, peer, now)
+        if refused is not None:
+            return refused
+        return self.handler.bind_status(str(pdu.get("system_id", "")), pdu, now)
 
     def bound(self, session: SmscSession) -> None:
         if not session.can_receive or not self.undelivered:

@@ -21,6 +21,13 @@ Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sa
   the command_status to answer) and answered; malformed PDUs are answered with the codec's
   ``nack_for``; a fatal framing error closes the connection after the nack.
 - **Shutdown** stops new requests, waits for in-flight ones, sends unbind, closes.
+- **TLS** (``smpps://``): every connection attempt builds its context from the files named in
+  the profile (:func:`gateway.tls.client_context`), so renewed certificates apply at the next
+  reconnect. A failed handshake, a peer that ends the connection with a TLS alert, or one that
+  closes it after the handshake without a byte of SMPP (TLS 1.3 servers check a client
+  certificate after the client has finished its handshake, often refusing without an alert) is
+  a failed bind: logged with its reason (:func:`gateway.tls.explain`), counted in
+  ``stats.tls_failures``, retried after the back-off, and never retried in clear text.
 
 The window and the pending table are :class:`gateway.esme.requests.RequestTable`, reading the
 stream and dispatching what arrives :class:`gateway.esme.receiving.LinkReceiver`; this module adds
@@ -33,13 +40,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from gateway import tls
 from gateway.esme.profile import BindProfile
-from gateway.esme.receiving import LinkReceiver
+from gateway.esme.receiving import MAX_INBOUND, LinkReceiver
 from gateway.esme.records import (
     AnswerNow,
     InboundHandler,
@@ -87,6 +96,7 @@ class SmppLink(LinkReceiver):
         max_late: int = 4096,
         answer_now: AnswerNow | None = None,
         on_connection_lost: Callable[[], None] | None = None,
+        max_inbound: int = MAX_INBOUND,
     ) -> None:
         super().__init__(
             f"{profile.name}/{mode}",
@@ -96,6 +106,7 @@ class SmppLink(LinkReceiver):
             response_timeout=profile.response_timeout,
             late_grace=2.0 * profile.response_timeout if late_grace is None else late_grace,
             max_late=max_late,
+            max_inbound=max_inbound,
         )
         self.profile = profile
         self.mode = mode
@@ -209,28 +220,36 @@ class SmppLink(LinkReceiver):
                     return
             first = False
             try:
+                context = self._tls_context()
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: LinkProtocol(self._on_data, self._on_lost),
                         self.profile.host,
                         self.profile.port,
+                        ssl=context,
+                        server_hostname=self.profile.host if context else None,
                     ),
                     self._connect_timeout,
                 )
+            except (ssl.SSLError, tls.TlsFilesError) as exc:
+                self._tls_failed(exc)
+                continue
             except (OSError, TimeoutError) as exc:
                 log.warning("smpp connect failed: %s", exc, extra={"bind": self.name})
                 continue
             self.stats.connects += 1
             self._proto = proto
+            self._read_paused = False  # a new connection reads from the start
             self._conn = codec.SmppConnection("esme")
             self._rx = bytearray()
             self._framing_lost = False
-            self._last_rx = time.monotonic()
+            self._last_rx = started = time.monotonic()
             self._consecutive_timeouts = 0
-            started = time.monotonic()
             sweeper = asyncio.create_task(self._sweep())
+            bound = False
             try:
-                if await self._bind():
+                bound = await self._bind()
+                if bound:
                     self._bound.set()
                     log.info("smpp bound", extra={"bind": self.name})
                     keepalive = asyncio.create_task(self._keepalive(proto))
@@ -245,10 +264,26 @@ class SmppLink(LinkReceiver):
                 sweeper.cancel()
                 proto.close()
                 self._fail_pending(proto)
+            if isinstance(proto.error, ssl.SSLError):
+                self._tls_failed(proto.error)
+            elif self.profile.tls and not bound and self._last_rx == started and proto.lost.done():
+                # Not one byte back, not even a bind_resp: asyncio's and many TLS 1.3 servers
+                # drop a refused client certificate without an alert the client could read.
+                self._tls_failed(tls.ClosedAfterHandshake())
             if time.monotonic() - started >= self._stable_after:
                 self._backoff.reset()
             if not self._closing.is_set():
                 log.warning("smpp link lost", extra={"bind": self.name})
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        p = self.profile
+        return tls.client_context(p.ca, p.cert, p.key) if p.tls else None
+
+    def _tls_failed(self, exc: BaseException) -> None:
+        reason, sentence = tls.explain(exc)
+        self.stats.bind_failures += 1
+        self.stats.tls_failures[reason] = self.stats.tls_failures.get(reason, 0) + 1
+        log.error("smpp tls failed: %s", sentence, extra={"bind": self.name, "reason": reason})
 
     async def _bind(self) -> bool:
         p = self.profile

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import Any, Final
 
 from gateway.esme.records import AnswerNow, InboundHandler, LinkStats
@@ -25,6 +26,8 @@ from gateway.smpp.pdu import Pdu, Status
 log = logging.getLogger("gateway.esme.link")
 
 _SUBMIT_SM_RESP: Final = wire.SUBMIT_SM_RESP
+#: Inbound PDUs a link has being handled at once before it stops reading from the SMSC.
+MAX_INBOUND = 256
 
 
 class LinkReceiver(RequestTable):
@@ -40,6 +43,7 @@ class LinkReceiver(RequestTable):
         response_timeout: float,
         late_grace: float,
         max_late: int,
+        max_inbound: int = MAX_INBOUND,
     ) -> None:
         super().__init__(
             name,
@@ -59,6 +63,19 @@ class LinkReceiver(RequestTable):
         self._consecutive_timeouts = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats = LinkStats()
+        #: Inbound PDUs handled at once before reading stops (back-pressure, see _read_paused).
+        self.max_inbound = max(2, max_inbound)
+        self._read_paused = False
+
+    def _inbound_done(self, proto: LinkProtocol, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if self._read_paused and len(self._tasks) <= self.max_inbound // 2:
+            self._read_paused = False
+            transport = proto.transport if proto is self._proto else None
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+                log.info("smpp inbound: reading resumed", extra={"bind": self.name})
+                self._on_data(proto, b"")  # PDUs already read when it paused
 
     def _write(self, proto: LinkProtocol, data: bytes) -> None:
         proto.write(data)
@@ -116,6 +133,8 @@ class LinkReceiver(RequestTable):
             self._drain(proto, conn)
             if proto is not self._proto:
                 return
+            if self._read_paused:
+                break  # the rest of this read waits too, until reading resumes
         del buf[:pos]
         if answered:
             self._consecutive_timeouts = 0
@@ -190,7 +209,24 @@ class LinkReceiver(RequestTable):
                     return
             task = asyncio.create_task(self._inbound(proto, conn, pdu))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(partial(self._inbound_done, proto))
+            transport = proto.transport
+            if (
+                len(self._tasks) >= self.max_inbound
+                and not self._read_paused
+                and transport is not None
+                and not transport.is_closing()
+            ):
+                # Turns do not finish (store or database stalled): stop reading instead of
+                # buffering MO without bound; the SMSC's window and TCP hold the rest.
+                transport.pause_reading()
+                self._read_paused = True
+                self.stats.reads_paused += 1
+                log.warning(
+                    "smpp inbound: %d MO being handled, reading paused",
+                    len(self._tasks),
+                    extra={"bind": self.name},
+                )
         elif pdu.command == "unbind":
             log.info("smpp unbind from the SMSC", extra={"bind": self.name})
             self._bound.clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from backend.errors import Idea24Error
@@ -87,6 +87,9 @@ class LinkStats:
     enquire_links_sent: int = 0
     enquire_links_answered: int = 0
     inbound: int = 0
+    reads_paused: int = 0  # times reading stopped because inbound turns did not finish
+    #: failed TLS connections by reason (:func:`gateway.tls.explain`)
+    tls_failures: dict[str, int] = field(default_factory=dict)
 
 
 def status_name(status: int) -> str:

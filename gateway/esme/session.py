@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.esme.link import SmppLink
 from gateway.esme.profile import BindProfile
+from gateway.esme.receiving import MAX_INBOUND
 from gateway.esme.records import (
     AnswerNow,
     InboundHandler,
@@ -67,6 +68,7 @@ class SmppSession:
         on_ussd_reply: Callable[[str], None] | None = None,
         answer_now: AnswerNow | None = None,
         on_connection_lost: Callable[[], None] | None = None,
+        max_inbound: int = MAX_INBOUND,
     ) -> None:
         """``on_inbound`` gets every deliver_sm / data_sm (after ``answer_now``, when given,
         declined to answer it at once); ``on_connection_lost`` is told when a connection closes
@@ -89,6 +91,7 @@ class SmppSession:
                 late_grace=late_grace,
                 answer_now=answer_now if receives else None,
                 on_connection_lost=on_connection_lost if receives else None,
+                max_inbound=max_inbound,
             )
 
         if profile.bind == "tx+rx":

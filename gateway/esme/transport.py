@@ -21,6 +21,8 @@ class LinkProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self.transport: asyncio.Transport | None = None
+        #: why the connection ended (a TLS alert after the handshake shows up here)
+        self.error: Exception | None = None
         self._out: list[bytes | bytearray] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -48,6 +50,7 @@ class LinkProtocol(asyncio.Protocol):
         self._on_data(self, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.error = exc
         if not self.lost.done():
             self.lost.set_result(None)
         self._on_lost(self)

@@ -12,8 +12,8 @@ seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries 
   XAUTOCLAIM. An entry is handed out only when its subscriber's done-mark is ``seq - 1``
   (every earlier reply left) and its ``nb`` has passed; otherwise it stays pending with this
   consumer and is looked at again. That decision, the attempt count and the claim are one Lua
-  call for all candidates of a look (``CLAIM``,
-  :mod:`gateway.outbox.redis_scripts`; ``now`` comes from the injected clock).
+  call for all candidates of a look (``CLAIM``, :mod:`gateway.outbox.redis_scripts`; ``now``
+  comes from the injected clock).
 - ``heartbeat`` re-claims the entries being sent (XCLAIM JUSTID resets their idle time), so a
   slow send is never mistaken for a dead consumer.
 - ``done`` / ``fail`` advance the done-mark, XACK and XDEL in one Lua call.
@@ -25,6 +25,14 @@ write is in Redis. A batch whose answer a Redis restart cut off is sent again by
 retry: its replies are queued twice (at most one per subscriber, since a subscriber has one turn
 in flight). A ``take`` that finds work costs two round trips: XREADGROUP and one ``CLAIM`` call.
 
+A Redis that lost its data (no persistence, a failover to a replica that had not caught up)
+comes back without the stream and the group: the first command that needs the group fails
+with ``NOGROUP``. The outbox then creates both again (from id 0, so replies queued since the
+loss are read) and goes on; the process whose ``XGROUP CREATE`` won counts the replies that
+were waiting at the loss in ``lost`` (the depth it last knew, less what it was sending, which
+still leaves). A finish whose entry is gone does not move the done-mark: sequence numbers
+restart with the data, and an old high mark would hide every new reply.
+
 Every script gets all its keys in KEYS, but one call touches keys of many hash slots: the
 stream, per-subscriber keys tagged by MSISDN, per-entry state keys. On Redis Cluster they
 would need the stream sharded by the same tag (not done: one Redis is the deployment for now).
@@ -33,12 +41,13 @@ would need the stream sharded by the same tag (not done: one Redis is the deploy
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from fsm import constants
 from fsm.keys import (
@@ -58,6 +67,8 @@ from gateway.outbox.base import (
 )
 from gateway.outbox.coalescer import Coalescer
 from gateway.outbox.redis_scripts import CLAIM, FINISH, PUT
+
+log = logging.getLogger(__name__)
 
 SEQ_TTL = 7 * 24 * 3600
 #: Seconds a waiting ``take`` blocks at most while an entry of its consumer waits its turn.
@@ -92,6 +103,16 @@ class RedisOutbox(Outbox):
         # ~140 µs of CPU per round trip (fsm/redis_wire.py); None for a cluster client.
         self._wire = wire_for(redis)
         self._group_ready = False
+        #: The newest reading of the stream as the group knows it: (Redis time, length). Every
+        #: script returns one; after a loss, the last one before it says what was waiting.
+        self._reading: tuple[float, int] = (0.0, 0)
+        #: Entries finished after that reading on a Redis without the group (sent, not lost).
+        self._left_since = 0
+        self._at_loss: set[str] = set()
+        #: Replies that were waiting when Redis lost the stream (counted by one process).
+        self.lost = 0
+        #: Times this process created the group again after Redis lost it.
+        self.recreated = 0
         self._sending: dict[str, set[str]] = {}  # consumer → entry ids handed out, not finished
         # consumer → entries pending with it that wait (order, retry delay); None = not known
         # (first take, after recover): its pending list is read only while this is not empty.
@@ -109,6 +130,45 @@ class RedisOutbox(Outbox):
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+    async def _regroup(self, exc: ResponseError) -> None:
+        """Redis lost the stream or the group (``NOGROUP``): create both again. (``_group_ready``
+        stays set: a put's ``_ensure_group`` meanwhile would win the race and hide the loss.)"""
+        # Waiting at the loss: the stream's last reading, less what was being sent then (it
+        # leaves through the SMSC, its finish acknowledges nothing) or finished since. Taken
+        # before the group exists again: from then on, readings are of the new stream.
+        sending = {entry for entries in self._sending.values() for entry in entries}
+        waiting = self._reading[1] - self._left_since - len(sending)
+        self._reading, self._left_since = (0.0, 0), 0
+        try:
+            await self._redis.xgroup_create(self._stream, OUTBOX_GROUP, id="0", mkstream=True)
+        except ResponseError as again:
+            if "BUSYGROUP" not in str(again):
+                raise
+            return  # another process was first: it counts the loss
+        finally:
+            self._parked = {consumer: None for consumer in self._parked}
+        lost = max(0, waiting)
+        self.recreated += 1
+        self.lost += lost
+        log.error(
+            "outbox stream or consumer group lost by Redis (%s): created again; %d queued"
+            " replies lost",
+            str(exc).split(" ", 1)[0],
+            lost,
+        )
+        # Being sent at the loss: counted lost after all if sent again later (their entry is
+        # gone, so a retry would never come back).
+        self._at_loss = sending & {e for entries in self._sending.values() for e in entries}
+
+    def _note(self, reading: Sequence[Any], finished: int = 0) -> None:
+        sec, usec, length = (int(x) for x in reading)
+        if length < 0:
+            self._left_since += finished
+            return
+        at = sec + usec / 1e6
+        if at >= self._reading[0]:
+            self._reading, self._left_since = (at, length), 0
 
     def _seq_key(self, msisdn: str) -> str:
         return outbox_seq(self._prefix, msisdn)
@@ -133,7 +193,9 @@ class RedisOutbox(Outbox):
         for msisdn, text, meta_json in items:
             keys += [self._seq_key(msisdn), self._done_key(msisdn)]
             args += [msisdn, text, meta_json, new_ref()]
-        return [_s(entry) for entry in await self._run(self._put, keys, args)]
+        raw_ids, reading = await self._run(self._put, keys, args)
+        self._note(reading)
+        return [_s(entry) for entry in raw_ids]
 
     async def _run(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         if self._wire is not None:
@@ -157,6 +219,15 @@ class RedisOutbox(Outbox):
         return _wire_entries(reply)
 
     async def take(self, consumer: str, limit: int = 1, wait: float = 0.0) -> list[OutboxItem]:
+        try:
+            return await self._take(consumer, limit, wait)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._regroup(exc)
+            return await self._take(consumer, limit, wait)
+
+    async def _take(self, consumer: str, limit: int, wait: float) -> list[OutboxItem]:
         await self._ensure_group()
         sending = self._sending.setdefault(consumer, set())
         candidates: list[tuple[str, dict[str, str]]] = []
@@ -193,8 +264,14 @@ class RedisOutbox(Outbox):
                 block = int(
                     min(wait, PARKED_RECHECK if self._parked.get(consumer) else wait) * 1000
                 )
-            new, _seen = await self._read(consumer, ">", limit - len(out), block)
-            out += await self._eligible(consumer, new, sending, limit - len(out))
+            try:
+                new, _seen = await self._read(consumer, ">", limit - len(out), block)
+                out += await self._eligible(consumer, new, sending, limit - len(out))
+            except (OSError, RedisError):
+                if not out:
+                    raise
+                # What is claimed already goes out: raised, it would stay marked as being sent
+                # by us and never be handed out again. The next take meets the failure.
         return out
 
     async def _eligible(
@@ -219,7 +296,8 @@ class RedisOutbox(Outbox):
         for entry, f in fresh:
             keys += [self._done_key(f["m"]), self._acc_key(entry)]
             args += [entry, f["m"], f["s"]]
-        chosen, stale = await self._run(self._claim, keys, args)
+        chosen, stale, reading = await self._run(self._claim, keys, args)
+        self._note(reading)
         if parked is not None:
             parked.difference_update(_s(entry) for entry in stale)
         fields = dict(fresh)
@@ -247,7 +325,14 @@ class RedisOutbox(Outbox):
     async def heartbeat(self, consumer: str) -> None:
         entries: list[str | bytes | int | memoryview] = [*sorted(self._sending.get(consumer, ()))]
         if entries:
-            await self._redis.xclaim(self._stream, OUTBOX_GROUP, consumer, 0, entries, justid=True)
+            try:
+                await self._redis.xclaim(
+                    self._stream, OUTBOX_GROUP, consumer, 0, entries, justid=True
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._regroup(exc)
 
     async def recover(self, consumer: str, dead: Callable[[str], bool]) -> int:
         """Move the pending entries of dead consumers to ``consumer`` (its next ``take`` reads
@@ -277,6 +362,7 @@ class RedisOutbox(Outbox):
         return moved
 
     def _release(self, item: OutboxItem) -> None:
+        self._at_loss.discard(item.id)
         for entries in self._sending.values():
             entries.discard(item.id)
 
@@ -286,7 +372,7 @@ class RedisOutbox(Outbox):
         for item, failure in items:
             keys += [self._done_key(item.msisdn), self._acc_key(item.id)]
             args += [item.id, item.seq, failure]
-        await self._run(self._finish, keys, args)
+        self._note(await self._run(self._finish, keys, args), finished=len(items))
         return [None] * len(items)
 
     async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
@@ -300,6 +386,9 @@ class RedisOutbox(Outbox):
     async def retry(
         self, item: OutboxItem, delay: float, error: str, accepted: Mapping[int, str]
     ) -> None:
+        if item.id in self._at_loss:
+            self._at_loss.discard(item.id)
+            self.lost += 1
         merged = {**item.accepted, **accepted}
         await self._redis.hset(
             self._acc_key(item.id),

@@ -76,6 +76,22 @@ _BIND_COMMANDS: Mapping[str, str] = {
 }
 
 
+def bind_request(profile: BindProfile, mode: LinkMode) -> Pdu:
+    """The bind PDU a link in ``mode`` sends with this profile's credentials (SMPP 3.4 4.1)."""
+    return Pdu(
+        _BIND_COMMANDS[mode],
+        params={
+            "system_id": profile.system_id,
+            "password": profile.password,
+            "system_type": profile.system_type,
+            "interface_version": 0x34,
+            "addr_ton": profile.source_ton,
+            "addr_npi": profile.source_npi,
+            "address_range": profile.address_range,
+        },
+    )
+
+
 _SUBMIT_STATES: Final = codec.REQUESTS["esme"]["submit_sm"]
 
 
@@ -287,18 +303,7 @@ class SmppLink(LinkReceiver):
 
     async def _bind(self) -> bool:
         p = self.profile
-        pdu = Pdu(
-            _BIND_COMMANDS[self.mode],
-            params={
-                "system_id": p.system_id,
-                "password": p.password,
-                "system_type": p.system_type,
-                "interface_version": 0x34,
-                "addr_ton": p.source_ton,
-                "addr_npi": p.source_npi,
-                "address_range": p.address_range,
-            },
-        )
+        pdu = bind_request(p, self.mode)
         try:
             resp = await self._exchange(pdu, p.response_timeout)
         except SubmitError as exc:

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from backend.errors import ConfigError
 from gateway import tls
-from gateway.esme.link import LinkMode, bind_request, status_name
+from gateway.esme.link import bind_request
+from gateway.esme.records import LinkMode, status_name
 from gateway.settings import Settings, SmscProfile, load_settings, mask_url
 from gateway.smpp import codec
 from gateway.smpp.errors import ProtocolError

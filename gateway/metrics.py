@@ -309,5 +309,9 @@ class Metrics:
         self.http_limits = HttpLimitCounters()
         r.register(self.http_limits)
 
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPE
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

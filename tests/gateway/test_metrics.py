@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from fsm.runtime import Reply
-from gateway.esme.inbound import InboundMessage
 from gateway.metrics import Metrics
 from gateway.router import Router
+from gateway.sms.events import InboundMessage
 
 
 def samples(metrics: Metrics) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Encoding choice, splitting into parts, UDH parsing and decoding (gateway.sms.text)."""
+"""Encoding choice, splitting into parts (gateway.sms.text), UDH parsing and decoding
+(gateway.sms.decoding)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.decoding import UdhError, codec_for, decode_short_message, parse_udh
 from gateway.sms.gsm import GSM_CHARACTERS, septet_cost
+from gateway.sms.reassembly import Reassembler
 from gateway.sms.text import (
-    ESM_UDHI,
     Part,
-    Reassembler,
     TextDecodeError,
     TextEncodeError,
     TooManyParts,
-    UdhError,
     UssdTooLong,
-    codec_for,
-    decode_short_message,
     encode_message,
     encode_ussd,
-    parse_udh,
     transliterate,
     ussd_text,
 )
@@ -443,7 +441,7 @@ def test_parts_are_full_and_cut_only_between_characters(
 
 
 def test_transliteration_agrees_with_its_table_for_every_code_point() -> None:
-    from gateway.sms.translit import _TRANSLIT
+    from gateway.sms.text import _TRANSLIT
 
     # Every code point up to past the last mapped one (U+2212), then a sample of the rest.
     for i in [*range(0x3000), *range(0x3000, 0x110000, 61)]:

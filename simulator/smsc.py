@@ -75,7 +75,9 @@ class Smsc:
         enquire_link_interval: float = 30.0,
         inactivity_timeout: float = 90.0,
         response_timeout: float = 30.0,
-        ussd_timeout: float = 120.0,
+        # The network's USSD timer: longer than the server's idle timeout (120 s), as a real
+        # network's is, so an idle session is ended by the server with a text.
+        ussd_timeout: float = 180.0,
         bind_guard: BindGuard | None = None,
         trace_size: int = DEFAULT_TRACE_SIZE,
     ) -> None:

@@ -54,10 +54,10 @@ def build_parts(
         "registered_delivery": 0,
     }
     if meta.get("channel") == "ussd":
-        # A USSD screen travels in one MAP message: Polish letters are transliterated so 182
-        # characters fit GSM-7 (UCS-2 carries only ~80 on real networks). What still needs UCS-2
+        # A USSD screen travels in one MAP message, under the same text policy as SMS (and as
+        # the HTTP aggregator): UCS-2 carries about 80 characters, GSM-7 182. What needs UCS-2
         # and exceeds short_message's 254 octets goes in message_payload.
-        data, coding = text.encode_ussd(item.text, "transliterate")
+        data, coding = text.encode_ussd(item.text, policy)
         params = {
             **base,
             "service_type": "USSD",

@@ -5,9 +5,12 @@ Theory of operation
 Outbound, :func:`encode_message` chooses the cheapest alphabet that carries the text exactly:
 GSM-7 when every character is in GSM 03.38 (an extension character costs two septets, still less
 than a UCS-2 unit, so GSM-7 never needs more parts than UCS-2); otherwise, per deployment policy,
-UCS-2 at once (``"ucs2"``) or first the transliteration of Polish letters and typographic
-punctuation (``"transliterate"``), with UCS-2 of the original text when even that is not GSM-7.
-A message is never sent with ``?`` in place of a character.
+UCS-2 at once (``"ucs2"``), first the transliteration of Polish letters and typographic
+punctuation (``"transliterate"``), with UCS-2 of the original text when even that is not GSM-7,
+or the original in UCS-2 when that costs no more parts than the transliteration, else the
+transliteration (``"auto"``: Polish letters whenever they are free). A message is never sent with
+``?`` in place of a character. A USSD screen is one message: under ``"auto"`` it keeps its letters
+when it fits one UCS-2 USSD string (80 characters), else it is transliterated.
 
 Splitting works on characters, never octets: a part ends where the next character would not fit,
 so an ESC + septet pair or a UTF-16 surrogate pair never straddles two parts. Limits per part:
@@ -55,9 +58,21 @@ __all__ = [
     "encode_message",
     "encode_ussd",
     "transliterate",
+    "ussd_text",
 ]
 
-Policy = Literal["ucs2", "transliterate"]
+Policy = Literal["auto", "ucs2", "transliterate"]
+POLICIES: tuple[Policy, ...] = ("auto", "ucs2", "transliterate")
+
+
+def text_policy(name: str) -> Policy:
+    """A configured policy name as :data:`Policy`; raises :class:`TextEncodeError` for others."""
+    for policy in POLICIES:
+        if name == policy:
+            return policy
+    raise TextEncodeError(f"policy must be auto, ucs2 or transliterate, got {name!r}")
+
+
 LongMode = Literal["udh", "udh16", "sar", "payload"]
 
 DC_DEFAULT = 0x00  # SMSC default alphabet: GSM-7, one septet per octet
@@ -69,6 +84,8 @@ DC_UCS2 = 0x08
 
 MAX_PARTS = 255
 USSD_MAX_CHARS = 182
+#: A USSD string holds 160 octets: 182 GSM-7 characters packed, 80 in UCS-2.
+USSD_UCS2_CHARS = 80
 
 
 class TooManyParts(TextEncodeError):
@@ -198,24 +215,42 @@ def _measured(text: str, scheme: _Scheme) -> bytes | None:
     return septets_or_none(text)
 
 
-def _pick(text: str, policy: Policy, default_coding: int) -> tuple[str, _Scheme, bytes | None]:
+def _pick(
+    text: str, policy: Policy, default_coding: int, long: LongMode = "udh"
+) -> tuple[str, _Scheme, bytes | None]:
     """The text to send, its scheme and, for a 7/8-bit scheme, its :func:`_measured` octets
     (None for UCS-2: encoded by the caller, which reports invalid Unicode)."""
     base = _BASES.get(default_coding)
     if base is None:
         raise TextEncodeError(f"default_coding must be 0, 1 or 3, got {default_coding}")
-    if policy not in ("ucs2", "transliterate"):
-        raise TextEncodeError(f"policy must be 'ucs2' or 'transliterate', got {policy!r}")
+    if policy not in POLICIES:
+        raise TextEncodeError(f"policy must be auto, ucs2 or transliterate, got {policy!r}")
     stream = _measured(text, base)
     if stream is not None:
         return text, base, stream
-    if policy == "transliterate":
+    if policy != "ucs2":
         plain = transliterate(text)
         if plain != text:
             stream = _measured(plain, base)
             if stream is not None:
+                if policy == "auto":
+                    wide = _encode_chars(text, _UCS2)
+                    if _count(wide, _UCS2, 2, long) <= _count(stream, base, 1, long):
+                        return text, _UCS2, None
                 return plain, base, stream
     return text, _UCS2, None
+
+
+def _count(stream: bytes, scheme: _Scheme, width: int, long: LongMode) -> int:
+    """Parts ``stream`` (already encoded in ``scheme``) takes, as :func:`encode_message` cuts it."""
+    if long == "payload" or len(stream) <= scheme.single * width:
+        return 1
+    limit = scheme.per_udh16 if long == "udh16" else scheme.per_udh8
+    if width == 1 and 0x1B not in stream:
+        return -(-len(stream) // limit)
+    if width == 2 and not any(0xD8 <= b <= 0xDB for b in stream[::2]):
+        return -(-len(stream) // (2 * limit))
+    return len(_chunks("", scheme, stream, width, limit))
 
 
 def _choose(text: str, policy: Policy, default_coding: int) -> tuple[str, _Scheme]:
@@ -290,7 +325,7 @@ def encode_message(
     ``packed`` sends GSM-7 packed instead of one septet per octet. Raises :class:`TooManyParts`
     beyond 255 parts and :class:`TextEncodeError` for bad arguments or invalid Unicode.
     """
-    chosen, scheme, measured = _pick(text, policy, default_coding)
+    chosen, scheme, measured = _pick(text, policy, default_coding, long)
     dc = scheme.data_coding
     pack = packed and scheme is _GSM
     ia5 = scheme is _IA5  # measured in septets, sent as ASCII: the only scheme that re-encodes
@@ -339,6 +374,17 @@ def encode_message(
     return parts
 
 
+def ussd_text(text: str, policy: Policy = "ucs2") -> str:
+    """The screen as the handset will show it under ``policy`` (what an HTTP aggregator is given).
+
+    ``ucs2`` keeps every letter; ``transliterate`` maps Polish letters when that makes it GSM-7;
+    ``auto`` keeps them while the screen fits one UCS-2 USSD string (:data:`USSD_UCS2_CHARS`).
+    """
+    if policy == "auto":
+        policy = "ucs2" if len(text) <= USSD_UCS2_CHARS else "transliterate"
+    return _choose(text, policy, DC_DEFAULT)[0]
+
+
 def encode_ussd(
     text: str, policy: Policy = "ucs2", *, max_chars: int = USSD_MAX_CHARS
 ) -> tuple[bytes, int]:
@@ -346,6 +392,8 @@ def encode_ussd(
 
     Raises :class:`UssdTooLong` past ``max_chars`` characters (counted after transliteration).
     """
+    if policy == "auto":
+        policy = "ucs2" if len(text) <= USSD_UCS2_CHARS else "transliterate"
     chosen, scheme = _choose(text, policy, DC_DEFAULT)
     if len(chosen) > max_chars:
         raise UssdTooLong(len(chosen))

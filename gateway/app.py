@@ -35,6 +35,7 @@ from gateway.portal import Portal
 from gateway.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.workers import WorkerSlot, assign_binds
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -54,6 +55,8 @@ class Components:
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
+    #: ``idea24 serve --workers N``: which worker this process is (None: the only process)
+    worker: WorkerSlot | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,6 +201,8 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     assert c.runtime is not None and c.outbox is not None and c.store is not None
     s = c.settings
     profiles = list(s.smsc)
+    if c.worker is not None:
+        profiles = list(assign_binds(s.smsc, c.worker.count)[c.worker.index])
     if c.simulator is not None:
         profiles = [simulator_profile(s, c.simulator)]
     metrics = c.metrics
@@ -227,12 +232,39 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
             )
         await stack.enter_async_context(pool)
         metrics.pool.watch(pool.snapshot)
+        if c.worker is not None:
+            await stack.enter_async_context(_publishing(metrics))
         try:
             yield
         finally:
             metrics.pool.watch(None)
     c.pool = None
     c.router = None
+
+
+#: Seconds between a worker's pool snapshots for the other workers' /metrics.
+PUBLISH_EVERY = 1.0
+
+
+@contextlib.asynccontextmanager
+async def _publishing(metrics: Metrics) -> AsyncIterator[None]:
+    """This worker's bind counters written for whichever worker answers a scrape."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                metrics.pool.publish()
+            except OSError as exc:  # the directory went with the supervisor: nothing to share
+                log.warning("pool metrics not published: %s", exc)
+            await asyncio.sleep(PUBLISH_EVERY)
+
+    task = asyncio.get_running_loop().create_task(loop(), name="metrics-publish")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager
@@ -276,7 +308,7 @@ def _health_checks(c: Components) -> dict[str, Any]:
     async def smpp() -> dict[str, str]:
         assert c.pool is not None
         states = {s.profile.name: "bound" if s.bound else "down" for s in c.pool.sessions}
-        if not any(v == "bound" for v in states.values()):
+        if states and not any(v == "bound" for v in states.values()):
             raise ConnectionError("no SMPP bind is up")
         return states
 
@@ -304,10 +336,15 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, worker: WorkerSlot | None = None) -> web.Application:
+    """The server; ``worker``: one of ``idea24 serve --workers N`` (its share of the binds,
+    metrics summed over the workers)."""
     app = web.Application(middlewares=[api_errors])
-    metrics = Metrics()
-    components = Components(settings, metrics)
+    if worker is None:
+        metrics = Metrics()
+    else:
+        metrics = Metrics(worker=str(worker.index), shared_dir=worker.metrics_dir)
+    components = Components(settings, metrics, worker=worker)
     app[COMPONENTS] = components
     if settings.uses_simulator:
         components.simulator = SimulatorController(

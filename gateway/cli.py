@@ -8,13 +8,17 @@ import contextlib
 import gc
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
 from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.workers import WorkerSlot
 
 _T = TypeVar("_T")
 
@@ -48,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="HTTP port of the bundled simulator's API (default 8025)",
     )
+    serve.add_argument(
+        "--workers", metavar="N", help="worker processes sharing Redis + the database, or auto"
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: started by the supervisor
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
 
     sim = sub.add_parser("simulator", help="run the SMSC simulator alone")
     sim.add_argument("--account", action="append", metavar="ID:PASSWORD")
@@ -90,20 +99,25 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
     return load_settings(flags, config_file=args.config)
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, worker: WorkerSlot | None = None, fd: int = -1) -> int:
     from aiohttp import web
 
     from gateway.app import COMPONENTS, create_app
+    from gateway.workers import watch_supervisor
 
-    app = create_app(settings)
+    app = create_app(settings, worker)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    orphan: asyncio.Task[None] | None = None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site: web.BaseSite = web.TCPSite(runner, settings.http_host, settings.http_port)
+        if worker is not None:  # the supervisor's socket, shared by every worker
+            site = web.SockSite(runner, socket.socket(fileno=fd))
+            orphan = loop.create_task(watch_supervisor(worker, stop))
         try:
             await site.start()
         except OSError as exc:
@@ -111,11 +125,18 @@ async def _serve(settings: Settings) -> int:
                 f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
                 f" ({exc.strerror}); is another idea24 running? choose another with --http"
             ) from exc
-        _print_banner(settings, app[COMPONENTS])
+        if worker is None or worker.index == 0:
+            _print_banner(settings, app[COMPONENTS])
         settle_heap()
         await stop.wait()
-        print("idea24: shutting down (finishing turns, draining the outbox, unbinding)", flush=True)
+        who = "" if worker is None else f" worker {worker.index}"
+        print(
+            f"idea24{who}: shutting down (finishing turns, draining the outbox, unbinding)",
+            flush=True,
+        )
     finally:
+        if orphan is not None:
+            orphan.cancel()
         await runner.cleanup()
     return 0
 
@@ -174,9 +195,10 @@ def _db_url(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
-        return _dispatch(parser, args)
+        return _dispatch(parser, args, argv)
     except ConfigError as exc:
         print(f"idea24: {exc}", file=sys.stderr)
         return 2
@@ -195,14 +217,23 @@ def _run_fast(main: Coroutine[Any, Any, _T]) -> _T:
         return runner.run(main)
 
 
-def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
     from gateway.logs import setup_logging
 
     if args.command == "serve":
+        from gateway import workers
+
         settings = _serve_settings(args)
+        slot = (
+            None if args.worker is None else workers.WorkerSlot.parse(args.worker, args.listen_fd)
+        )
+        count = workers.worker_count(args.workers)
+        workers.check_workers(settings, 1 if slot else count)
         setup_logging(settings.log_level, settings.log_format)
         try:
-            return _run_fast(_serve(settings))
+            if slot is None and count > 1:
+                return workers.supervise(settings, count, [*argv, "--workers", "1"])
+            return _run_fast(_serve(settings, slot, args.listen_fd or -1))
         except OSError as exc:
             raise ConfigError(f"cannot start: {exc}") from exc
     if args.command == "simulator":

@@ -29,7 +29,10 @@ class SmscProfile:
     ``bind`` (``trx`` or ``tx+rx``), ``window``, ``rate`` (parts/s, 0 = unlimited),
     ``source_addr``, ``source_ton``, ``source_npi``, ``dest_ton``, ``dest_npi``, ``address_range``,
     ``long`` (``udh``, ``udh16``, ``sar``, ``payload``), ``ussd`` (``tlv``), ``enquire_link``
-    (seconds), ``response_timeout`` (seconds), ``receipts`` (0/1).
+    (seconds), ``response_timeout`` (seconds), ``receipts`` (0/1); with ``serve --workers N``:
+    ``binds_per_worker`` (1: every worker opens this bind; 0: the binds are spread over the
+    workers) and ``max_binds`` (the binds the SMSC account allows, 0 = not stated; more is
+    refused at start).
     """
 
     system_id: str
@@ -51,6 +54,8 @@ class SmscProfile:
     enquire_link: float = 30.0
     response_timeout: float = 10.0
     receipts: bool = True
+    binds_per_worker: bool = False
+    max_binds: int = 0
 
     def __repr__(self) -> str:
         return f"SmscProfile(smpp://{self.system_id}:***@{self.host}:{self.port}, bind={self.bind})"

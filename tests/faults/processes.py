@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,8 +33,10 @@ class ServeProcess:
         database_url: str,
         workdir: Path,
         env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         host, port = sim.smpp_address
+        self.args = list(args)
         self.smsc = f"smpp://idea24:idea24@{host}:{port}?window=32&source_addr={SHORT_CODE}"
         self.database_url = database_url
         self.workdir = workdir
@@ -64,6 +66,7 @@ class ServeProcess:
             self.smsc,
             "--http",
             f"127.0.0.1:{self.http_port}",
+            *self.args,
         ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
@@ -89,6 +92,12 @@ class ServeProcess:
                 await asyncio.sleep(0.1)
         raise AssertionError(f"idea24 serve not healthy in {within}s:\n{self.log()[-3000:]}")
 
+    def workers(self) -> list[int]:
+        """The process ids of a supervisor's workers (``--workers N``), oldest first."""
+        assert self.proc is not None
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return sorted(int(pid) for pid in path.read_text().split())
+
     def kill(self) -> None:
         """SIGKILL: no unbind, no drain, no cleanup — a power cut as far as the process knows."""
         assert self.proc is not None
@@ -111,8 +120,9 @@ async def serve_process(
     database_url: str,
     workdir: Path,
     env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> AsyncIterator[ServeProcess]:
-    served = ServeProcess(sim, database_url, workdir, env)
+    served = ServeProcess(sim, database_url, workdir, env, args)
     try:
         await served.start()
         yield served

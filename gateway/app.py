@@ -104,10 +104,11 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _check_redis(url: str) -> None:
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    client = aioredis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    from fsm.redis_connect import redis_from_url
+
+    client = redis_from_url(url, socket_connect_timeout=5, socket_timeout=5)
     try:
         await client.ping()
     except (OSError, RedisError) as exc:
@@ -136,16 +137,16 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     s = c.settings
     if s.redis_url:
-        import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        from fsm.redis_connect import redis_from_url
         from gateway.outbox_redis import RedisOutbox
 
-        # Ride out a Redis restart (~10 s): a reply is queued late rather than lost.
-        client = aioredis.from_url(
+        # Ride out a Redis restart or failover (~10 s): a reply is queued late, not lost.
+        client = redis_from_url(
             s.redis_url,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=25),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],

@@ -51,7 +51,6 @@ RELAY_ERRORS: tuple[type[Exception], ...] = (OSError, RedisError)
 def relay_client(url: str, **options: Any) -> Redis:
     """A Redis client for the relay: short timeouts and few retries, so while Redis is away the
     relay drops and counts instead of holding receipts; the subscription reconnects itself."""
-    import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -64,8 +63,9 @@ def relay_client(url: str, **options: Any) -> Redis:
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=2),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
-    client: Redis = aioredis.from_url(url, **{**settings, **options})
-    return client
+    from fsm.redis_connect import redis_from_url
+
+    return redis_from_url(url, **{**settings, **options})
 
 
 def encode(process: str, events: Sequence[ReceiptEvent]) -> bytes:

@@ -232,8 +232,15 @@ def _validate(s: Settings) -> None:
             "IDEA24_DATABASE_URL: expected sqlite:///FILE or postgresql://USER@HOST:PORT/DB"
             f" (or their +aiosqlite / +asyncpg forms), got {mask_url(s.database_url)!r}"
         )
-    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {s.redis_url!r}")
+    if s.redis_url:
+        from fsm.redis_connect import is_redis_url, parse_sentinel
+
+        if not is_redis_url(s.redis_url):
+            raise ConfigError(
+                "IDEA24_REDIS_URL: expected redis://HOST:PORT/DB or"
+                f" redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, got {mask_url(s.redis_url)!r}"
+            )
+        parse_sentinel(s.redis_url)
     if s.language not in ("pl", "en"):
         raise ConfigError(f"IDEA24_LANGUAGE: expected pl or en, got {s.language!r}")
     if s.encoding not in ("ucs2", "transliterate"):

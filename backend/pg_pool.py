@@ -14,6 +14,7 @@ and asyncpg still rolls back a transaction left open, whatever the reset query
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,19 @@ def connection_class() -> type[Any]:
             return ""
 
     return HotPathConnection
+
+
+def discard(conn: Any) -> None:
+    """Close a pooled connection that failed, so its pool opens a fresh one.
+
+    When asyncpg itself sees the connection close (the server killed it), it hands the connection
+    back to its pool at once and detaches the proxy: every later call on it, ``terminate``
+    included, raises ``InterfaceError`` — there is nothing left to close then.
+    """
+    import asyncpg
+
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
 
 
 class LazyPool:

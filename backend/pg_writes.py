@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
 
-from backend.pg_pool import LazyPool
+from backend.pg_pool import LazyPool, discard
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -180,7 +180,7 @@ class AsyncpgWriter:
                 try:
                     await transaction.start()
                 except dead:
-                    raw.terminate()  # released closed: the pool opens a fresh one
+                    discard(raw)
                     if attempt == 2:
                         raise
                     continue
@@ -195,7 +195,7 @@ class AsyncpgWriter:
                 self.commits += 1
                 return result
             except dead:
-                raw.terminate()  # its commit may have landed: not retried
+                discard(raw)  # its commit may have landed: not retried
                 raise
             finally:
                 await pool.release(raw)

@@ -1,7 +1,7 @@
 """What the in-loop SQLite writers share: telling "locked" from other errors, and WAL
 checkpoints in a worker thread every so many commits.
 
-Both writers (the outbox's ``gateway.sqlite_inline.InlineWriter`` and the backend's
+Both writers (the outbox's ``gateway.outbox.sqlite_inline.InlineWriter`` and the backend's
 ``backend.sqlite_writes.InlineSqliteWriter``) turn SQLite's automatic checkpoint off on their
 connection, so no commit copies the WAL into the database (an ``fsync``) in the loop thread.
 """

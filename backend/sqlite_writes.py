@@ -8,7 +8,7 @@ for the disk. The transaction's logic is one function of a synchronous ``Connect
 (:meth:`InlineSqliteWriter.run` here; ``AsyncConnection.run_sync`` for PostgreSQL and an
 in-memory SQLite database), so the two paths cannot drift.
 
-What could block the loop is kept out of it, as in the outbox's ``gateway.sqlite_inline``:
+What could block the loop is kept out of it, as in the outbox's ``gateway.outbox.sqlite_inline``:
 - *Locks.* The connection has ``busy_timeout=0``: when another connection (aiosqlite's thread in
   the middle of an ORM change, another process) holds the write lock, ``BEGIN IMMEDIATE`` fails
   at once; the transaction is rolled back and retried whole after an ``asyncio.sleep`` back-off
@@ -20,8 +20,8 @@ What could block the loop is kept out of it, as in the outbox's ``gateway.sqlite
   ``checkpoint_every`` commits (PASSIVE, then RESTART so the WAL starts over).
 
 The connection also has ``foreign_keys=ON``, as the engine's, so a change checks what it
-checked through aiosqlite. (``gateway.sqlite_inline.InlineWriter`` is not reused: the backend is
-below the gateway, and its connection is a bare ``sqlite3`` one without foreign keys.)
+checked through aiosqlite. (``gateway.outbox.sqlite_inline.InlineWriter`` is not reused: the
+backend is below the gateway, and its connection is a bare ``sqlite3`` one without foreign keys.)
 """
 
 from __future__ import annotations

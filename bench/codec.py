@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smpplib import smpp as sm_smpp
 
-from gateway import codec, codec_smpplib
-from gateway.pdu import Pdu
+from gateway.smpp import codec, reference
+from gateway.smpp.pdu import Pdu
 
 HEADER = struct.Struct(">LLLL")
 SM_FORMAT = b"%s\x00%c%c%s\x00%c%c%s\x00%c%c%c%s\x00%s\x00%c%c%c%c%c%s"
@@ -173,11 +173,9 @@ def main() -> None:
         cmd = label
         rows.append(("codec (fast path)", f"{cmd} enc", rate(partial(codec.encode, pdu), n)))
         rows.append(("codec (fast path)", f"{cmd} dec", rate(partial(codec.decode, frame), n)))
+        rows.append(("codec (smpplib path)", f"{cmd} enc", rate(partial(reference.encode, pdu), n)))
         rows.append(
-            ("codec (smpplib path)", f"{cmd} enc", rate(partial(codec_smpplib.encode, pdu), n))
-        )
-        rows.append(
-            ("codec (smpplib path)", f"{cmd} dec", rate(partial(codec_smpplib.decode, frame), n))
+            ("codec (smpplib path)", f"{cmd} dec", rate(partial(reference.decode, frame), n))
         )
         if label != "deliver_sm ussd":  # bare smpplib cannot parse ussd_service_op here (#104)
             bare = bare_smpplib_encode(pdu)

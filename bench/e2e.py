@@ -1205,8 +1205,8 @@ async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
 async def echo_server(smsc_url: str) -> None:
     """A ``BindPool`` whose sink puts each message's text back: the SMPP path without a dialog."""
     from gateway.binds import BindPool
-    from gateway.inbound import InboundEvent, InboundMessage
-    from gateway.outbox import MemoryOutbox, reply_meta
+    from gateway.esme.inbound import InboundEvent, InboundMessage
+    from gateway.outbox.base import MemoryOutbox, reply_meta
     from gateway.settings import SmscProfile
 
     outbox = MemoryOutbox()

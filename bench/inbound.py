@@ -7,14 +7,15 @@
 
 Cells (one SMS turn at ~1,000 turns/s pays each about once):
 
-* ``decode deliver_sm mo`` / ``decode deliver_sm receipt``: :func:`gateway.codec.decode` of a frame.
+* ``decode deliver_sm mo`` / ``decode deliver_sm receipt``: :func:`gateway.smpp.codec.decode` of a
+  frame.
 * ``inbound receipt``: a decoded receipt deliver_sm (TLVs and text) through
-  :class:`gateway.inbound.InboundProcessor` to its sink, as the link hands it over.
+  :class:`gateway.esme.inbound.InboundProcessor` to its sink, as the link hands it over.
 * ``inbound mo``: a plain MO (``PAKIET``) through the same processor (dedup, reassembly).
-* ``tracker 10k sent+receipt``: :class:`gateway.outbox.DeliveryTracker` ``sent`` then ``receipt``
-  for 10,000 hex ids, per id.
-* ``encode_message pl 120``: :func:`gateway.text.encode_message` of a 120-character Polish reply,
-  ``ucs2`` and ``transliterate`` policies.
+* ``tracker 10k sent+receipt``: :class:`gateway.outbox.base.DeliveryTracker` ``sent`` then
+  ``receipt`` for 10,000 hex ids, per id.
+* ``encode_message pl 120``: :func:`gateway.sms.text.encode_message` of a 120-character Polish
+  reply, ``ucs2`` and ``transliterate`` policies.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def cells() -> dict[str, tuple[Callable[[], Any], int]]:
     """Name → (one operation, operations it stands for)."""
-    from gateway import codec, text
-    from gateway.inbound import InboundProcessor, ReceiptEvent
-    from gateway.outbox import DeliveryTracker
-    from gateway.pdu import Pdu
+    from gateway.esme.inbound import InboundProcessor, ReceiptEvent
+    from gateway.outbox.base import DeliveryTracker
+    from gateway.smpp import codec
+    from gateway.smpp.pdu import Pdu
+    from gateway.sms import text
 
     receipt_pdu = Pdu(
         "deliver_sm",

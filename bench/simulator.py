@@ -30,8 +30,8 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.codec import encode
-from gateway.pdu import Pdu
+from gateway.smpp.codec import encode
+from gateway.smpp.pdu import Pdu
 
 HEADER = struct.Struct(">LLLL")
 SUBMIT_SM, SUBMIT_SM_RESP, DELIVER_SM, DELIVER_SM_RESP = 0x04, 0x80000004, 0x05, 0x80000005

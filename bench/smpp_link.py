@@ -6,7 +6,7 @@ The sink is a hand-written SMSC in a separate process (struct only: binds, answe
 submit_sm at once). Measured in the same run, against the same sink:
 - ``raw``: the ceiling — a hand-written ESME pipelining pre-built submit_sm bytes through a
   window, parsing responses with struct (no codec, no objects);
-- ``session``: :class:`gateway.session.SmppSession.submit` from ``window`` concurrent workers
+- ``session``: :class:`gateway.esme.session.SmppSession.submit` from ``window`` concurrent workers
   (codec, window, throttle, futures), with the p50/p99 time from submit to submit_sm_resp;
 - ``outbox``: the full reply path — MemoryOutbox → OutboxSender (text encoding, parts,
   per-subscriber order) → session.
@@ -28,9 +28,9 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.binds import OutboxSender
-from gateway.outbox import MemoryOutbox
-from gateway.session import SmppSession
+from gateway.esme.session import SmppSession
+from gateway.outbox.base import MemoryOutbox
+from gateway.outbox.sender import OutboxSender
 from gateway.settings import SmscProfile
 
 HEADER = struct.Struct(">LLLL")

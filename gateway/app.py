@@ -28,13 +28,13 @@ from dialogs.catalogue import texts
 from fsm.runtime import Runtime
 from fsm.store import DialogStore, store_from_url
 from gateway.binds import BindPool
-from gateway.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.metrics import Metrics
-from gateway.outbox import DeliveryTracker, Outbox
-from gateway.portal import Portal
-from gateway.receipt_relay import ReceiptRelay, relay_client
+from gateway.outbox.base import DeliveryTracker, Outbox
+from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
+from gateway.web.portal import Portal
 from gateway.workers import WorkerSlot, assign_binds
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
@@ -143,7 +143,7 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         from fsm.redis_connect import redis_from_url
-        from gateway.outbox_redis import RedisOutbox
+        from gateway.outbox.redis import RedisOutbox
 
         # Ride out a Redis restart or failover (~10 s): a reply is queued late, not lost.
         client = redis_from_url(
@@ -159,7 +159,7 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
             await outbox.close()
             await client.aclose()
     else:
-        from gateway.outbox_sql import SqlOutbox
+        from gateway.outbox.sql import SqlOutbox
 
         # pre-ping: a connection a database server cut (restart, failover, idle kill) is
         # replaced at checkout instead of failing the put of a turn's replies. A SQLite file
@@ -275,7 +275,7 @@ async def _receipt_relay(
     options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[ReceiptRelay]:
     """Receipts that reached this process for another one's message, and theirs for ours, over
-    Redis pub/sub (gateway/receipt_relay.py): several processes share one SMSC account."""
+    Redis pub/sub (gateway/outbox/receipt_relay.py): several processes share one SMSC account."""
     client = relay_client(url)
     relay = ReceiptRelay(tracker, client, **dict(options or {}))
     try:

@@ -61,7 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="run the SMSC simulator alone")
     sim.add_argument("--account", action="append", metavar="ID:PASSWORD")
     sim.add_argument("--smpp", metavar="HOST:PORT", default="127.0.0.1:2775")
-    sim.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8025")
+    sim.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8025",
+        help="HTTP address (with --replay: the running simulator's, default 127.0.0.1:8025)",
+    )
+    sim.add_argument(
+        "--trace-size",
+        metavar="N",
+        type=int,
+        default=2000,
+        help="PDUs kept for GET /api/v1/pdus (0: no trace; default 2000)",
+    )
+    sim.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="replay a conversation script against the running simulator and server;"
+        " exit 0 when every expectation holds, 1 with a diff",
+    )
 
     phone = sub.add_parser("phone", help="terminal handset against the simulator")
     phone.add_argument("msisdn")
@@ -239,13 +257,25 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: l
     if args.command == "simulator":
         from simulator.controller import parse_accounts, run_simulator
 
-        setup_logging(os.environ.get("IDEA24_LOG_LEVEL", "INFO"))
-        smpp_host, smpp_port = _host_port(args.smpp, "--smpp")
         http_host, http_port = _host_port(args.http, "--http")
+        if args.replay:
+            from simulator.replay import run_replay
+
+            url = f"http://{http_host}:{http_port}"
+            return asyncio.run(run_replay(args.replay, url, load_settings().short_code))
+        setup_logging(os.environ.get("IDEA24_LOG_LEVEL", "INFO"))
+        if args.trace_size < 0:
+            raise ConfigError(f"--trace-size: 0 or more PDUs, got {args.trace_size}")
+        smpp_host, smpp_port = _host_port(args.smpp, "--smpp")
         with contextlib.suppress(KeyboardInterrupt):
             _run_fast(
                 run_simulator(
-                    parse_accounts(args.account), smpp_host, smpp_port, http_host, http_port
+                    parse_accounts(args.account),
+                    smpp_host,
+                    smpp_port,
+                    http_host,
+                    http_port,
+                    trace_size=args.trace_size,
                 )
             )
         return 0

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from fsm.runtime import Deliver, Inbound, Notice, Reply
-from gateway.inbound import InboundEvent, InboundMessage, ReceiptEvent
+from gateway.esme.inbound import InboundEvent, InboundMessage, ReceiptEvent
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox, reply_meta
+from gateway.outbox.base import Outbox, reply_meta
 
 log = logging.getLogger(__name__)
 

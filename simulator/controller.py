@@ -19,6 +19,7 @@ from simulator.faults import Faults, SimulatorHandler
 from simulator.http import create_simulator_app
 from simulator.smsc import DEFAULT_ACCOUNTS, Smsc
 from simulator.store import HandsetMessage
+from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
 from simulator.ussd import UssdReply
 
 
@@ -143,15 +144,22 @@ async def run_simulator(
     http_port: int = 8025,
     *,
     ready: asyncio.Event | None = None,
+    trace_size: int = DEFAULT_TRACE_SIZE,
 ) -> None:
     """``idea24 simulator``: serve until cancelled (Ctrl-C), printing the addresses."""
     if accounts is None or not isinstance(accounts, Mapping):
         accounts = parse_accounts(accounts)
-    controller = SimulatorController(accounts, smpp_host, smpp_port, http_port, http_host=http_host)
+    controller = SimulatorController(
+        accounts, smpp_host, smpp_port, http_port, http_host=http_host, trace_size=trace_size
+    )
     async with controller as sim:
         host, port = sim.smpp_address
         print(f"SMPP   smpp://{host}:{port}  accounts: {', '.join(sorted(accounts))}", flush=True)
-        print(f"HTTP   {sim.http_url}/api/v1  (mo, ussd, messages, events, faults)", flush=True)
+        print(
+            f"HTTP   {sim.http_url}/api/v1  (mo, ussd, messages, events, pdus, script, replay,"
+            " faults)",
+            flush=True,
+        )
         print(f"Phone  {sim.http_url}/phone", flush=True)
         if ready is not None:
             ready.set()

@@ -1,10 +1,10 @@
 """Wire bytes for the simulator's hot path: submit_sm_resp and receipt deliver_sm, pre-packed.
 
 An SMSC under load answers every submit_sm with a submit_sm_resp and, when asked, sends a
-receipt; building a :class:`~gateway.pdu.Pdu` and running it through :func:`gateway.codec.encode`
-costs more than everything else the simulator does per message. These functions write the same
-bytes directly, with the same field limits (the differential tests in
-``tests/simulator/test_fastpath.py`` compare them with the codec byte for byte). Anything outside
+receipt; building a :class:`~gateway.smpp.pdu.Pdu` and running it through
+:func:`gateway.smpp.codec.encode` costs more than everything else the simulator does per message.
+These functions write the same bytes directly, with the same field limits (the differential tests
+in ``tests/simulator/test_fastpath.py`` compare them with the codec byte for byte). Anything outside
 the happy path returns ``None`` and the caller takes the codec path, which raises the right error.
 
 A receipt is packed once without its header (:func:`receipt_body`): its sequence number is only
@@ -16,8 +16,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from gateway.pdu import COMMAND_IDS, ESM_DELIVERY_RECEIPT
-from gateway.text import codec_for
+from gateway.smpp.pdu import COMMAND_IDS, ESM_DELIVERY_RECEIPT
+from gateway.sms.text import codec_for
 
 __all__ = [
     "DELIVER_SM",
@@ -112,7 +112,7 @@ def deliver_sm(sequence: int, body: bytes) -> bytes:
 
 
 def body_codec(data: bytes, data_coding: int) -> str:
-    """The codec of a body without UDH, as :func:`gateway.text.split_short_message` picks it.
+    """The codec of a body without UDH, as :func:`gateway.sms.text.split_short_message` picks it.
 
     A "GSM" body with octets above 0x7F cannot be GSM-7 (one septet per octet) and is read as
     Latin-1; ``bytes.isascii`` checks that in C instead of a loop over the octets.

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from gateway.pdu import Pdu, Status
+from gateway.smpp.pdu import Pdu, Status
 
 #: Receipt ``stat:`` words and the message_state TLV value each maps to.
 RECEIPT_STATES: Mapping[str, int] = {

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from backend.errors import InvalidInput
-from gateway.msisdn import normalise_msisdn
-from gateway.text import TextError
+from gateway.sms.msisdn import normalise_msisdn
+from gateway.sms.text import TextError
 from simulator.faults import FaultError
 from simulator.mo import MoEncodingError
+from simulator.replay import SmscTarget, replay
+from simulator.script import ScriptError, parse, record
 from simulator.smsc import MoRefused, Smsc, UssdError
+from simulator.trace import matches
 from simulator.ussd import UssdTimeout
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).with_name("web")
 #: Seconds between SSE comments that keep proxies from closing an idle stream.
 HEARTBEAT = 15.0
-DEMO_NUMBERS = ("48600000001", "48600000002", "48600000003")
+DEMO_NUMBERS = ("48600000001", "48600000002", "48600000003", "48600000010", "48600000011")
 
 
 class BadRequest(ValueError):
@@ -117,13 +120,7 @@ class HandsetApi:
         msisdn = request.query.get("msisdn") or None
         if msisdn:
             msisdn = _msisdn({"msisdn": msisdn}, "msisdn")
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
+        response = _sse_response()
         queue = self.smsc.store.subscribe()
         try:
             await response.prepare(request)
@@ -155,6 +152,89 @@ class HandsetApi:
         left on the handset page would hold ``idea24 serve`` for seconds after SIGTERM.
         """
         self.smsc.store.close()
+        self.smsc.trace.close()
+
+    async def pdus(self, request: web.Request) -> web.Response:
+        """The traced PDUs, decoded, oldest first; ``msisdn``, ``bind`` and ``after`` filter."""
+        msisdn, bind, after = _trace_filters(request)
+        trace = self.smsc.trace
+        items = trace.views(msisdn=msisdn, bind=bind, after=after)
+        binds = [s.bind_info.as_dict() for s in self.smsc.sessions]
+        return web.json_response({"size": trace.size, "binds": binds, "pdus": items})
+
+    async def pdu_events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: one ``pdu`` event per traced PDU matching the filters. A client
+        that reconnects with ``Last-Event-ID`` (or asks with ``after``) first gets what it
+        missed, if the ring still holds it."""
+        msisdn, bind, after = _trace_filters(request)
+        last = request.headers.get("Last-Event-ID", "")
+        if last.isdigit():
+            after = max(after, int(last))
+        trace = self.smsc.trace
+        response = _sse_response()
+        queue = trace.subscribe()  # before reading the ring: nothing falls in between
+
+        async def send(view: dict[str, Any]) -> None:
+            data = json.dumps(view, ensure_ascii=False)
+            await response.write(f"id: {view['id']}\nevent: pdu\ndata: {data}\n\n".encode())
+
+        try:
+            await response.prepare(request)
+            await response.write(b": connected\nretry: 1000\n\n")
+            if after:
+                for view in trace.views(msisdn=msisdn, bind=bind, after=after):
+                    await send(view)
+                    after = view["id"]
+            while True:
+                try:
+                    async with asyncio.timeout(HEARTBEAT):
+                        traced = await queue.get()
+                except TimeoutError:
+                    await response.write(b": ping\n\n")
+                    continue
+                if traced is None:
+                    break
+                view = trace.view(traced)
+                if view["id"] > after and matches(view, msisdn, bind):
+                    await send(view)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            trace.unsubscribe(queue)
+        return response
+
+    async def script(self, request: web.Request) -> web.Response:
+        """A recording: the conversation of ``msisdn`` (comma-separated for several handsets)
+        since message ``after``, as a replayable script."""
+        numbers = [
+            _msisdn({"msisdn": n}, "msisdn")
+            for n in request.query.get("msisdn", "").split(",")
+            if n.strip()
+        ]
+        if not numbers:
+            raise BadRequest("msisdn: expected one or more phone numbers, comma-separated")
+        after = request.query.get("after", "0")
+        if not after.isdigit():
+            raise BadRequest("after: expected the id of a message (a whole number)")
+        messages = sorted(
+            (m for n in set(numbers) for m in self.smsc.messages(n) if m.id > int(after)),
+            key=lambda m: m.id,
+        )
+        name = request.query.get("name") or "recorded"
+        try:
+            recorded = record(messages, name=name, short_code=self.short_code)
+        except ScriptError as exc:
+            return _error(404, str(exc))
+        return web.json_response(recorded.as_dict(), dumps=_dumps)
+
+    async def replay_script(self, request: web.Request) -> web.Response:
+        """Replay the script in the body through this simulator; 200 with ``ok`` either way."""
+        try:
+            script = parse(await _json(request))
+        except ScriptError as exc:
+            raise BadRequest(str(exc)) from exc
+        result = await replay(script, SmscTarget(self.smsc, self.short_code))
+        return web.json_response(result.as_dict(), dumps=_dumps)
 
     async def faults_get(self, request: web.Request) -> web.Response:
         return web.json_response(self.smsc.faults.as_dict())
@@ -217,6 +297,10 @@ def add_handset_routes(
     app.router.add_delete(f"{api}/ussd", h.ussd_cancel)
     app.router.add_get(f"{api}/messages", h.messages)
     app.router.add_get(f"{api}/events", h.events)
+    app.router.add_get(f"{api}/pdus", h.pdus)
+    app.router.add_get(f"{api}/pdus/events", h.pdu_events)
+    app.router.add_get(f"{api}/script", h.script)
+    app.router.add_post(f"{api}/replay", h.replay_script)
     app.router.add_get(f"{api}/faults", h.faults_get)
     app.router.add_post(f"{api}/faults", h.faults_set)
     app.router.add_delete(f"{api}/faults", h.faults_reset)
@@ -266,6 +350,31 @@ def _text(body: dict[str, Any]) -> str:
     if not isinstance(text, str) or not text:
         raise BadRequest("text: expected a non-empty string")
     return text
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _trace_filters(request: web.Request) -> tuple[str | None, str | None, int]:
+    query = request.query
+    msisdn = query.get("msisdn") or None
+    if msisdn is not None:
+        msisdn = _msisdn({"msisdn": msisdn}, "msisdn")
+    after = query.get("after", "0")
+    if not after.isdigit():
+        raise BadRequest("after: expected the id of a PDU already seen (a whole number)")
+    return msisdn, query.get("bind") or None, int(after)
+
+
+def _sse_response() -> web.StreamResponse:
+    return web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
 
 
 def _error(status: int, message: str) -> web.Response:

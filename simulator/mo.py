@@ -1,7 +1,7 @@
 """Splitting a handset's text into deliver_sm parts, as a handset and its SMSC would.
 
 By default a handset picks GSM-7 when every character allows it and UCS-2 otherwise (Polish
-letters), and splits long texts with a concatenation UDH: that is :func:`gateway.text.
+letters), and splits long texts with a concatenation UDH: that is :func:`gateway.sms.text.
 encode_message` with the ``"ucs2"`` policy. A test may force the data_coding to see how the ESME
 copes with IA5 (1), Latin-1 (3) or UCS-2 (8) for text that would not need it.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from gateway.pdu import ESM_UDHI
-from gateway.text import Part, encode_message
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.text import Part, encode_message
 
 LongMode = Literal["udh", "udh16", "sar", "payload"]
 _CODECS = {1: "ascii", 3: "latin-1", 8: "utf-16-be"}

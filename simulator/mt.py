@@ -3,7 +3,7 @@
 A long text arrives in one of three shapes: parts carrying a concatenation UDH (8- or 16-bit
 reference), parts carrying the SAR TLVs, or one PDU with ``message_payload``. The simulator keeps
 the SMSC message id of every part, so it collects parts itself; headers and character sets are
-read by :mod:`gateway.text` (shared with the gateway).
+read by :mod:`gateway.sms.text` (shared with the gateway).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.pdu import ESM_UDHI
-from gateway.text import Body, UdhError, decode_body, split_short_message
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.text import Body, UdhError, decode_body, split_short_message
 
 #: Parts of an incomplete message are forgotten after this many seconds (as a handset does).
 DEFAULT_TIMEOUT = 120.0

@@ -2,8 +2,8 @@
 
 Theory of operation. The session is an ``asyncio.Protocol``: the codec's :class:`Framer` cuts
 the byte stream into PDUs, each PDU goes through the shared sans-I/O
-:class:`gateway.codec.SmppConnection` and is answered at once, and everything written during one
-``data_received`` (responses, then the receipts those submits asked for) leaves in a single
+:class:`gateway.smpp.codec.SmppConnection` and is answered at once, and everything written during
+one ``data_received`` (responses, then the receipts those submits asked for) leaves in a single
 ``transport.write``. Two PDUs that make up nearly all traffic skip the general path where the
 bind-state table would only say yes: a submit_sm while bound to transmit is decoded by the codec
 and handled without a state check, a plain deliver_sm_resp is read from its header alone, and
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from gateway.codec import BindState, Framer, SmppConnection, decode
-from gateway.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.pdu import TEMPORARY_STATUSES, Pdu, Status
+from gateway.smpp.codec import BindState, Framer, SmppConnection, decode
+from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from gateway.smpp.pdu import TEMPORARY_STATUSES, Pdu, Status
 from simulator import fastpath
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class SmscSession(asyncio.Protocol):
         self.last_rx = 0.0
         self.enquire_sent = 0.0
         self.closed = False
+        self.bind_info = smsc.trace.new_bind("?")
         self._out: list[bytes] = []
         self._in_receive = False
         self._flush_scheduled = False
@@ -136,6 +137,7 @@ class SmscSession(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.bind_info.peer = self.peer
         self.last_rx = self.smsc.now()
         self.smsc.attach(self)
 
@@ -162,6 +164,7 @@ class SmscSession(asyncio.Protocol):
         self._in_receive = True
         framer = self.framer
         conn = self.conn
+        trace = self.smsc.trace
         try:
             framer.feed(data)
             while not self.closed:
@@ -173,6 +176,8 @@ class SmscSession(asyncio.Protocol):
                     break
                 if frame is None:
                     break
+                if trace.size:
+                    trace.record(self.bind_info, "in", frame)
                 head = frame[:8]
                 if head == _DELIVER_SM_RESP_OK and frame[16] == 0:
                     self._on_deliver_resp_frame(frame)
@@ -202,6 +207,8 @@ class SmscSession(asyncio.Protocol):
         """Queue bytes; they leave together at the end of the current read or on the next tick."""
         if self.closed:
             return
+        if self.smsc.trace.size:
+            self.smsc.trace.record(self.bind_info, "out", data)
         self._out.append(data)
         if not self._in_receive and not self._flush_scheduled:
             self._flush_scheduled = True
@@ -325,6 +332,7 @@ class SmscSession(asyncio.Protocol):
             self.system_id = str(pdu.get("system_id", ""))
             self.mode = BIND_MODES[pdu.command]
             self.address_range = str(pdu.get("address_range", "") or "")
+            self.bind_info.system_id, self.bind_info.mode = self.system_id, self.mode
             log.info("bound", extra={"peer": self.peer, "mode": self.mode})
             self.smsc.bound(self)
 

@@ -8,8 +8,8 @@ to a session that can receive (receipts: one of the submitting account's); with 
 wait in ``undelivered`` until one binds, as a store-and-forward SMSC would.
 
 Submits are the hot path (tens of thousands a second): a receipt is packed into wire bytes once
-(its text written by :func:`gateway.receipts.format_receipt`, the definition the gateway's parser
-reads) and queued; the queue is routed once per batch of received PDUs
+(its text written by :func:`gateway.sms.receipts.format_receipt`, the definition the gateway's
+parser reads) and queued; the queue is routed once per batch of received PDUs
 (:meth:`Smsc.drain_receipts`), so a batch of receipts leaves with the responses in one write.
 A single-part submit is stored as raw octets and decoded when read. A maintenance task
 ticks a few times a second: enquire_link on quiet links, closing silent ones, taking back
@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gateway.pdu import (
+from gateway.smpp.pdu import (
     ESM_UDHI,
     REGISTERED_DELIVERY_RECEIPT_MASK,
     MessageState,
@@ -39,8 +39,8 @@ from gateway.pdu import (
     Status,
     UssdOp,
 )
-from gateway.receipts import format_receipt
-from gateway.text import Body, decode_body, encode_ussd
+from gateway.sms.receipts import format_receipt
+from gateway.sms.text import Body, decode_body, encode_ussd
 from simulator import fastpath
 from simulator.bindguard import BindGuard, peer_host
 from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
@@ -48,6 +48,8 @@ from simulator.mo import handset_parts
 from simulator.mt import MtAssembler, split_part
 from simulator.session import Delivery, SmscSession
 from simulator.store import HandsetMessage, HandsetStore
+from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
+from simulator.trace import PduTrace
 from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class UssdError(ValueError):
 
 
 def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
-    """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.receipts.format_receipt`.
+    """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.sms.receipts.format_receipt`.
 
     ``state`` is a ``stat:`` word of :data:`RECEIPT_STATES`; err is 000 when delivered, else 001.
     """
@@ -104,6 +106,7 @@ class Smsc:
         response_timeout: float = 30.0,
         ussd_timeout: float = 120.0,
         bind_guard: BindGuard | None = None,
+        trace_size: int = DEFAULT_TRACE_SIZE,
     ) -> None:
         self.accounts = dict(accounts or DEFAULT_ACCOUNTS)
         self.bind_guard = bind_guard if bind_guard is not None else BindGuard()
@@ -115,6 +118,7 @@ class Smsc:
         self.inactivity_timeout = inactivity_timeout
         self.response_timeout = response_timeout
         self.store = HandsetStore()
+        self.trace = PduTrace(trace_size)
         self.ussd = UssdSessions(ussd_timeout)
         self.sessions: list[SmscSession] = []
         self.undelivered: deque[Delivery] = deque(maxlen=UNDELIVERED_LIMIT)
@@ -164,6 +168,7 @@ class Smsc:
             session.close(abort=True)
         self.ussd.close_all()
         self.store.close()
+        self.trace.close()
         if self._server is not None:
             await self._server.wait_closed()
 

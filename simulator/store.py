@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NamedTuple
 
-from gateway.text import decode_body
+from gateway.sms.text import decode_body
 
 #: Messages kept per handset; older ones are forgotten first.
 DEFAULT_KEEP = 200
@@ -123,7 +123,7 @@ class HandsetStore:
         message_id: str,
         at: float,
     ) -> None:
-        """Record a single-part MT SMS by its octets (``codec``: from ``gateway.text``)."""
+        """Record a single-part MT SMS by its octets (``codec``: from ``gateway.sms.text``)."""
         record = _RawSms(next(self._ids), msisdn, peer, data, codec, data_coding, message_id, at)
         self._keep_record(record)
         self._by_message_id[message_id] = record.id

@@ -15,7 +15,7 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
-from gateway.pdu import UssdOp
+from gateway.smpp.pdu import UssdOp
 
 
 class UssdTimeout(TimeoutError):

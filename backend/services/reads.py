@@ -58,7 +58,7 @@ from backend.models import (
     Subscriber,
     UsageRow,
 )
-from backend.pg_pool import LazyPool
+from backend.pg_pool import LazyPool, discard
 
 _S = cast(Table, Subscriber.__table__)
 _A = cast(Table, Account.__table__)
@@ -339,7 +339,7 @@ class AsyncpgReads:
                 asyncpg.exceptions.OperatorInterventionError,
                 OSError,
             ):
-                conn.terminate()  # released closed: the pool opens a fresh one
+                discard(conn)
                 if attempt == 2:
                     raise
                 continue

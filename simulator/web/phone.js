@@ -1,151 +1,184 @@
-// The web handset: SMS thread over the simulator's JSON API, live replies over SSE, USSD dialog.
+// The page: handsets side by side, one event stream for all of them, the PDU pane,
+// recording a conversation as a script and replaying one.
 "use strict";
 
 (() => {
   const config = JSON.parse(document.getElementById("config").textContent);
+  const { Handset, PduPane } = window.Idea24;
   const $ = (id) => document.getElementById(id);
-  const thread = $("thread"), text = $("text"), msisdnInput = $("msisdn"), status = $("status");
-  const dialog = $("ussd"), ussdText = $("ussd-text"), ussdAnswer = $("ussd-answer");
-  const locale = document.documentElement.lang || undefined;  // the page's, not the browser's
-  let source = null;
-  let msisdn = "";
-
-  for (const n of config.numbers) {
-    const option = document.createElement("option");
-    option.value = n;
-    $("numbers").appendChild(option);
-  }
-  text.placeholder = `SMS do ${config.shortCode} lub kod USSD, np. ${config.ussdCode}`;
-  $("dial").textContent = config.ussdCode;
+  const STORED = "idea24.handsets";
+  const handsets = new Map();
+  const pane = new PduPane(config.api);
+  let lastId = 0;          // the newest message id seen: where a recording starts
+  let recordingFrom = null;
+  let script = null;
 
   function showError(message) {
-    const box = $("error");
-    box.textContent = message || "";
-    box.hidden = !message;
+    $("error").textContent = message || "";
+    $("error").hidden = !message;
   }
 
-  async function api(method, path, body) {
-    const response = await fetch(config.api + path, {
-      method,
-      headers: body ? { "Content-Type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
+  function save() {
+    localStorage.setItem(STORED, JSON.stringify([...handsets.keys()]));
+    pane.setNumbers([...handsets.keys()]);
+    for (const chip of $("demo").children) {
+      chip.setAttribute("aria-pressed", String(handsets.has(chip.dataset.msisdn)));
+    }
+  }
+
+  function normalise(value) {
+    const digits = value.replace(/[\s+\-()]/g, "");
+    return /^\d{8,15}$/.test(digits) ? digits : null;
+  }
+
+  async function add(value, focus = true) {
+    const msisdn = normalise(value);
+    if (!msisdn) { showError(`„${value}” to nie numer telefonu (np. 48600000001).`); return null; }
+    let handset = handsets.get(msisdn);
+    if (!handset) {
+      handset = new Handset(msisdn, { api: config.api, config, onClose: remove, onError: showError });
+      handsets.set(msisdn, handset);
+      $("handsets").appendChild(handset.node);
+      save();
+      try {
+        lastId = Math.max(lastId, await handset.load());
+      } catch (error) {
+        showError(error.message);
+      }
+    }
+    if (focus) handset.text.focus();
+    return handset;
+  }
+
+  function remove(handset) {
+    handsets.delete(handset.msisdn);
+    handset.node.remove();
+    save();
+  }
+
+  function connect() {
+    const source = new EventSource(`${config.api}/events`);
+    source.addEventListener("open", () => { $("status").textContent = "online"; $("status").className = "status"; });
+    source.addEventListener("error", () => { $("status").textContent = "offline"; $("status").className = "status off"; });
+    source.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      lastId = Math.max(lastId, message.id);
+      const handset = handsets.get(message.msisdn);
+      if (handset) handset.render(message);
     });
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
-    return data;
   }
 
-  function render(message) {
-    if (message.kind !== "sms") return;
-    let item = thread.querySelector(`[data-id="${message.id}"]`);
-    if (!item) {
-      item = document.createElement("li");
-      item.dataset.id = message.id;
-      thread.appendChild(item);
+  // -- record and replay ----------------------------------------------------------------------
+
+  function showScript(data, result) {
+    script = data;
+    const json = JSON.stringify(data, null, 2);
+    $("script-json").textContent = json;
+    const link = $("script-download");
+    if (link.href) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(new Blob([json + "\n"], { type: "application/json" }));
+    $("script-title").textContent = `Skrypt: ${data.name}`;
+    const list = $("script-result");
+    list.replaceChildren();
+    list.dataset.state = result ? (result.ok ? "pass" : "fail") : "";
+    if (result) {
+      for (const step of result.steps) {
+        const item = document.createElement("li");
+        item.className = step.ok ? "ok" : "fail";
+        item.textContent = `${step.ok ? "✓" : "✗"} ${step.index}. ${step.step}`;
+        if (!step.ok) item.textContent += `\n   ${step.problem}\n   + ${step.got ?? "(nic)"}`;
+        list.appendChild(item);
+      }
+      const total = document.createElement("li");
+      total.className = result.ok ? "ok total" : "fail total";
+      total.textContent = result.ok ? `PASS: ${result.total} kroków` : `FAIL (${result.steps.length}/${result.total})`;
+      list.appendChild(total);
     }
-    item.className = `msg ${message.direction}`;
-    item.textContent = message.text;
-    const meta = document.createElement("span");
-    meta.className = "meta";
-    const time = new Date(message.at * 1000).toLocaleTimeString(locale);
-    const parts = message.parts > 1 ? ` · ${message.parts} części` : "";
-    const receipt = message.receipt ? ` · ${message.receipt}` : "";
-    meta.textContent = `${message.direction === "mo" ? "do" : "od"} ${message.peer} · ${time}${parts}${receipt}`;
-    item.appendChild(meta);
-    thread.scrollTop = thread.scrollHeight;
+    if (!$("script").open) $("script").showModal();
   }
 
-  async function useNumber(value) {
-    value = value.replace(/[\s+-]/g, "");
-    if (!/^\d{8,15}$/.test(value) || value === msisdn) return;
-    msisdn = value;
-    localStorage.setItem("idea24.msisdn", msisdn);
-    thread.replaceChildren();
-    if (source) source.close();
-    source = new EventSource(`${config.api}/events?msisdn=${encodeURIComponent(msisdn)}`);
-    source.addEventListener("open", () => { status.textContent = "online"; status.className = "status"; });
-    source.addEventListener("error", () => { status.textContent = "offline"; status.className = "status off"; });
-    source.addEventListener("message", (event) => render(JSON.parse(event.data)));
-    try {
-      const data = await api("GET", `/messages?msisdn=${encodeURIComponent(msisdn)}`);
-      data.messages.forEach(render);
-    } catch (error) {
-      showError(error.message);
+  async function toggleRecording() {
+    const button = $("record");
+    if (recordingFrom === null) {
+      recordingFrom = lastId;
+      button.textContent = "■ Zapisz skrypt";
+      button.setAttribute("aria-pressed", "true");
+      return;
     }
-  }
-
-  function showUssd(reply) {
-    ussdText.textContent = reply.text || (reply.end ? "Sesja zakończona." : "");
-    ussdAnswer.value = "";
-    ussdAnswer.hidden = reply.end;
-    $("ussd-send").hidden = reply.end;
-    $("ussd-cancel").hidden = reply.end;
-    $("ussd-ok").hidden = !reply.end;
-    dialog.dataset.state = reply.end ? "end" : "open";
-    if (!dialog.open) dialog.showModal();
-    (reply.end ? $("ussd-ok") : ussdAnswer).focus();
-  }
-
-  async function ussd(value) {
-    showUssd({ text: "Proszę czekać…", end: false });
-    ussdAnswer.disabled = true;
-    $("ussd-send").disabled = true;
-    try {
-      showUssd(await api("POST", "/ussd", { msisdn, text: value }));
-    } catch (error) {
-      showUssd({ text: `Błąd USSD: ${error.message}`, end: true });
-    } finally {
-      ussdAnswer.disabled = false;
-      $("ussd-send").disabled = false;
-      if (dialog.open && dialog.dataset.state === "open") ussdAnswer.focus();
-    }
-  }
-
-  async function send(event) {
-    event.preventDefault();
+    const numbers = [...handsets.keys()].join(",");
+    const from = recordingFrom;
+    recordingFrom = null;
+    button.textContent = "● Nagrywaj";
+    button.setAttribute("aria-pressed", "false");
+    const response = await fetch(`${config.api}/script?msisdn=${numbers}&after=${from}&name=nagranie`);
+    const data = await response.json();
+    if (!response.ok) { showError(data.error || `HTTP ${response.status}`); return; }
     showError("");
-    const value = text.value.trim();
-    if (!value) return;
-    if (!msisdn) { showError("Wybierz numer telefonu."); return; }
-    text.value = "";
-    if (/^[*#][\d*#]*#$/.test(value)) { await ussd(value); return; }
-    $("send").disabled = true;
+    showScript(data);
+  }
+
+  async function replay(data) {
+    const button = $("script-replay");
+    button.disabled = true;
     try {
-      await api("POST", "/mo", { from: msisdn, to: config.shortCode, text: value });
-    } catch (error) {
-      text.value = value;
-      showError(error.message);
+      for (const n of new Set([data.msisdn, ...data.steps.map((s) => s.msisdn).filter(Boolean)])) {
+        await add(String(n), false);
+      }
+      const response = await fetch(`${config.api}/replay`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(data),
+      });
+      const result = await response.json();
+      if (!response.ok) { showError(result.error || `HTTP ${response.status}`); return; }
+      showScript(data, result);
     } finally {
-      $("send").disabled = false;
-      text.focus();
+      button.disabled = false;
     }
   }
 
-  $("compose").addEventListener("submit", send);
-  text.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) send(event);
-  });
-  $("dial").addEventListener("click", () => {
-    if (!msisdn) { showError("Wybierz numer telefonu."); return; }
-    ussd(config.ussdCode);
-  });
-  $("ussd-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const value = ussdAnswer.value.trim();
-    if (value) ussd(value);
-  });
-  $("ussd-cancel").addEventListener("click", async () => {
-    dialog.close();
-    try { await api("DELETE", `/ussd?msisdn=${encodeURIComponent(msisdn)}`); } catch (e) { /* ended already */ }
-  });
-  $("ussd-ok").addEventListener("click", () => dialog.close());
-  dialog.addEventListener("cancel", () => $("ussd-cancel").click());
-  msisdnInput.addEventListener("change", () => useNumber(msisdnInput.value));
-  msisdnInput.addEventListener("input", () => {
-    if (config.numbers.includes(msisdnInput.value)) useNumber(msisdnInput.value);
+  $("record").addEventListener("click", toggleRecording);
+  $("script-replay").addEventListener("click", () => { if (script) replay(script); });
+  $("replay-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    event.target.value = "";
+    if (!file) return;
+    try {
+      const data = JSON.parse(await file.text());
+      showScript(data);
+      await replay(data);
+    } catch (error) {
+      showError(`${file.name}: ${error.message}`);
+    }
   });
 
-  const initial = localStorage.getItem("idea24.msisdn") || config.numbers[0];
-  msisdnInput.value = initial;
-  useNumber(initial);
+  // -- the page ----------------------------------------------------------------------------
+
+  $("add").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("add-number");
+    add(input.value).then((handset) => { if (handset) input.value = ""; });
+  });
+  for (const n of config.numbers) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.dataset.msisdn = n;
+    chip.textContent = n;
+    chip.title = `Dodaj telefon ${n}`;
+    chip.addEventListener("click", () => add(n));
+    $("demo").appendChild(chip);
+  }
+  $("pdus-toggle").addEventListener("click", () => {
+    const open = $("pdus").hidden;
+    $("pdus").hidden = !open;
+    $("pdus-toggle").setAttribute("aria-expanded", String(open));
+  });
+  setInterval(() => handsets.forEach((h) => h.tick()), 10_000);
+
+  if (window.matchMedia("(max-width: 720px)").matches) $("pdus-toggle").click();  // phone: pane folded
+  connect();
+  pane.start().catch((error) => showError(`PDU: ${error.message}`));
+  let initial = [];
+  try { initial = JSON.parse(localStorage.getItem(STORED) || "[]"); } catch (error) { initial = []; }
+  if (!initial.length) initial = [config.numbers[0]];
+  initial.forEach((n) => add(n, false));
 })();

@@ -158,41 +158,49 @@ async def test_postgresql_lateral_form_gives_the_same_rows(pg_seeded: str) -> No
     rows that make every "newest" choice matter — several tariff requests (pending and not),
     a usage period not begun yet, several invoices, a subscriber with none — both forms give
     the same rows, one subscriber at a time and as one ``= ANY`` statement."""
-    from datetime import date, datetime
+    from datetime import datetime, timedelta
 
     from sqlalchemy import text
 
+    from backend.periods import shift_period
     from backend.services import reads
 
-    today = date(2026, 11, 26)
     numbers = ["48600000001", "48600000002", "48600000003", "48699999999"]
     engine = create_engine(pg_seeded)
     try:
         async with engine.connect() as conn:
             trans = await conn.begin()
+            # "today" is a day inside the seeded current bundle period, whatever the date the
+            # seed ran on; every other date below is placed relative to it.
+            start = await conn.scalar(
+                text("SELECT max(period_start) FROM usage WHERE msisdn = '48600000001'")
+            )
+            today = start + timedelta(days=3)
             account = await conn.scalar(
                 text("SELECT account_number FROM subscribers WHERE msisdn = '48600000001'")
             )
+            created = datetime.combine(today - timedelta(days=20), datetime.min.time())
             await conn.execute(
                 text(
                     "INSERT INTO change_requests (msisdn, kind, value, status, created_at,"
                     " effective) VALUES (:m, 'tariff', :v, :s, :t, :e)"
                 ),
                 [
-                    {"m": "48600000001", "v": v, "s": s, "t": datetime(2026, 11, 1), "e": e}
+                    {"m": "48600000001", "v": v, "s": s, "t": created, "e": e}
                     for v, s, e in (
-                        ("T1", "pending", date(2026, 12, 1)),
-                        ("T2", "pending", date(2027, 1, 1)),  # newest pending: this one
-                        ("T3", "done", date(2026, 11, 1)),
+                        ("T1", "pending", shift_period(start, 1)),
+                        ("T2", "pending", shift_period(start, 2)),  # newest pending: this one
+                        ("T3", "done", start),
                     )
                 ],
             )
             await conn.execute(
                 text(
                     "INSERT INTO usage (msisdn, period_start, minutes_used, sms_used)"
-                    " VALUES ('48600000001', '2027-02-01', 999, 999)"  # not begun: skipped
+                    " VALUES ('48600000001', :later, 999, 999)"  # not begun: skipped
                     " ON CONFLICT DO NOTHING"
-                )
+                ),
+                {"later": shift_period(start, 3)},
             )
             await conn.execute(
                 text(

@@ -18,10 +18,10 @@ from typing import TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import codec
-from gateway.codec import Framer
-from gateway.errors import RemoteProtocolError
-from gateway.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp import codec
+from gateway.smpp.codec import Framer
+from gateway.smpp.errors import RemoteProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
 
 HEADER = struct.Struct(">LLLL")
 READ_TIMEOUT = 5.0

@@ -34,7 +34,7 @@ from backend.models import AuditEntry, Charge
 from backend.seed import SYNTHETIC_BASE
 from fsm.runtime import Inbound, Reply
 from gateway.app import COMPONENTS, Components, create_app
-from gateway.session import SmppSession
+from gateway.esme.session import SmppSession
 from gateway.settings import Settings, SmscProfile
 from simulator.controller import SimulatorController
 from simulator.smsc import MoRefused
@@ -346,7 +346,7 @@ class Gateway:
         return self.components.pool.sessions[0]
 
     def link_stat(self, name: str) -> int:
-        """One :class:`gateway.link.LinkStats` counter summed over every link of every bind."""
+        """One :class:`gateway.esme.link.LinkStats` counter summed over every link of every bind."""
         assert self.components.pool is not None
         links = [link for s in self.components.pool.sessions for link in s.links]
         return sum(int(getattr(link.stats, name)) for link in links)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import Outbox
+from gateway.outbox.base import Outbox
 from simulator.controller import SimulatorController
 from tests.faults.harness import (
     Driver,
@@ -102,7 +102,7 @@ async def test_sigkill_with_sqlite_outbox_and_memory_store(
     commands here (an open confirmation is dialog state: a crash forgets it, see
     docs/reliability.md)."""
     from backend.db import create_engine
-    from gateway.outbox_sql import SqlOutbox
+    from gateway.outbox.sql import SqlOutbox
 
     workload = Workload.build(60, 10, cycles=0)
     engine = create_engine(sqlite_url)
@@ -129,7 +129,7 @@ async def test_sigkill_with_redis_store_and_outbox(
     every activation is applied once."""
     import redis.asyncio as aioredis
 
-    from gateway.outbox_redis import RedisOutbox
+    from gateway.outbox.redis import RedisOutbox
 
     workload = Workload.build(60, 10, cycles=1)
     async with redis_process(tmp_path) as redis_server:

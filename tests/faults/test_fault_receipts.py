@@ -1,8 +1,8 @@
 """Receipts across processes: two gateways on one SMSC account, Redis restarted under the relay.
 
 The simulator hands each receipt to any bind of the submitting account (round-robin), as real
-SMSCs do: without the relay (gateway/receipt_relay.py) about half of them stayed parked at the
-gateway that did not send the message, and ``idea24_receipts_total`` missed them.
+SMSCs do: without the relay (gateway/outbox/receipt_relay.py) about half of them stayed parked at
+the gateway that did not send the message, and ``idea24_receipts_total`` missed them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.inbound import ReceiptEvent
-from gateway.outbox import DeliveryTracker
-from gateway.pdu import MessageState
-from gateway.receipt_relay import ReceiptRelay, relay_client
-from gateway.receipts import Receipt
+from gateway.esme.inbound import ReceiptEvent
+from gateway.outbox.base import DeliveryTracker
+from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
+from gateway.smpp.pdu import MessageState
+from gateway.sms.receipts import Receipt
 from simulator.controller import SimulatorController
 from tests.faults.harness import Driver, Workload, seed_subscribers, wait_replies
 from tests.faults.processes import redis_process, serve_process

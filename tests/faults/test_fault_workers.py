@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.outbox_redis import RedisOutbox
+from gateway.outbox.redis import RedisOutbox
 from simulator.controller import SimulatorController
 from tests.faults.harness import (
     SHORT_CODE,

@@ -16,10 +16,11 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import codec, text
-from gateway.codec import BindState, SmppConnection
-from gateway.errors import ProtocolError
-from gateway.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp import codec
+from gateway.smpp.codec import BindState, SmppConnection
+from gateway.smpp.errors import ProtocolError
+from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
+from gateway.sms import text
 from tests.faults.fuzz_support import (
     HEADER,
     Mutant,

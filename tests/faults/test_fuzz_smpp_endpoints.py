@@ -17,11 +17,11 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from gateway import codec
-from gateway.inbound import InboundEvent, InboundMessage, InboundProcessor
-from gateway.pdu import Status
-from gateway.session import SmppSession
+from gateway.esme.inbound import InboundEvent, InboundMessage, InboundProcessor
+from gateway.esme.session import SmppSession
 from gateway.settings import SmscProfile
+from gateway.smpp import codec
+from gateway.smpp.pdu import Status
 from simulator.controller import SimulatorController
 from tests.faults.fuzz_support import (
     HEADER,

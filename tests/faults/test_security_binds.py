@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from gateway.logs import JsonFormatter
-from gateway.pdu import Status
+from gateway.smpp.pdu import Status
 from simulator.bindguard import BindGuard, peer_host
 from simulator.controller import SimulatorController
 from tests.faults.fuzz_support import RawPeer, bind

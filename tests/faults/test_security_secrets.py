@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from backend import hashing
-from gateway import http
+from gateway.esme.session import SmppSession
 from gateway.logs import JsonFormatter
-from gateway.session import SmppSession
 from gateway.settings import SmscProfile
+from gateway.web import http
 from simulator.bindguard import BindGuard
 from simulator.controller import SimulatorController
 from simulator.smsc import Smsc

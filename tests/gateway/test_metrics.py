@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from fsm.runtime import Reply
-from gateway.inbound import InboundMessage
+from gateway.esme.inbound import InboundMessage
 from gateway.metrics import Metrics
 from gateway.router import Router
 

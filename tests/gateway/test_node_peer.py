@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool
-from gateway.inbound import InboundEvent, InboundMessage
-from gateway.outbox import MemoryOutbox, reply_meta
+from gateway.esme.inbound import InboundEvent, InboundMessage
+from gateway.outbox.base import MemoryOutbox, reply_meta
 from gateway.settings import SmscProfile
 
 PEERS = Path(__file__).resolve().parents[1] / "peers"

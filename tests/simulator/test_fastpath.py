@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.codec import decode, encode
-from gateway.pdu import MessageState, Pdu
-from gateway.receipts import parse_receipt
-from gateway.text import split_short_message
+from gateway.smpp.codec import decode, encode
+from gateway.smpp.pdu import MessageState, Pdu
+from gateway.sms.receipts import parse_receipt
+from gateway.sms.text import split_short_message
 from simulator import fastpath
 from simulator.faults import RECEIPT_STATES
 from simulator.smsc import receipt_text

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import smpplib.exceptions
 
-from gateway.pdu import Pdu, Status
+from gateway.smpp.pdu import Pdu, Status
 from simulator.controller import SimulatorController
 from simulator.faults import FaultError
 from tests.simulator.peer import Peer

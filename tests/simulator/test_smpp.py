@@ -11,8 +11,8 @@ import pytest
 import smpplib.exceptions
 import smpplib.smpp
 
-from gateway.pdu import Status, UssdOp
-from gateway.text import decode_short_message, encode_message
+from gateway.smpp.pdu import Status, UssdOp
+from gateway.sms.text import decode_short_message, encode_message
 from simulator.controller import SimulatorController
 from tests.simulator.peer import Peer
 

@@ -1,0 +1,506 @@
+"""The outbox on Redis Streams: shared by every bind of every gateway process.
+
+Layout (key names in :mod:`gateway.outbox.base`): one stream ``{prefix}:outbox`` read through the
+consumer group ``senders``; per subscriber a sequence counter and a "done up to" mark with the
+MSISDN in a hash tag; per entry a small hash with its retry state (``nb`` = not before, epoch
+seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries are immutable.
+
+- ``put`` numbers the items and appends them in one Lua call, so sequence order is stream order.
+- ``take`` reads new entries (``>``) and, only while one of its consumer's entries waits (an
+  earlier reply of that subscriber still leaving, a retry delay), its own pending ones; a few
+  times per lease it reclaims entries idle longer than ``lease`` from dead consumers with
+  XAUTOCLAIM. An entry is handed out only when its subscriber's done-mark is ``seq - 1``
+  (every earlier reply left) and its ``nb`` has passed; otherwise it stays pending with this
+  consumer and is looked at again. That decision, the attempt count and the claim are one Lua
+  call for all candidates of a look (``_CLAIM``; ``now`` comes from the injected clock).
+- ``heartbeat`` re-claims the entries being sent (XCLAIM JUSTID resets their idle time), so a
+  slow send is never mistaken for a dead consumer.
+- ``done`` / ``fail`` advance the done-mark, XACK and XDEL in one Lua call.
+
+Cost per reply: every ``put`` and every ``done``/``fail`` made in the same event-loop tick (one
+per turn, many turns in flight) is written by one script call (:class:`_Coalescer`); each
+caller still returns only once its own write is in Redis. A batch whose answer a Redis restart
+cut off is sent again by the client's retry: its replies are queued twice (at most one per
+subscriber, since a subscriber has one turn in flight), as a single put was before. A ``take``
+that finds work costs two round trips: XREADGROUP and one ``_CLAIM`` call (it was four: the
+read, then pipelines for the done-marks, the retry states and the claim).
+
+Every script gets all its keys in KEYS, but one call touches keys of many hash slots: the
+stream, per-subscriber keys tagged by MSISDN, per-entry state keys. On Redis Cluster they
+would need the stream sharded by the same tag (not done: one Redis is the deployment for now).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from backend.batching import fail_all
+from fsm.redis_wire import wire_for
+from gateway.outbox.base import (
+    ACCEPTED_KEY,
+    DEFAULT_LEASE,
+    DONE_KEY,
+    FAILED_KEY,
+    GROUP_NAME,
+    SEQ_KEY,
+    STREAM_KEY,
+    Outbox,
+    OutboxItem,
+    new_ref,
+)
+
+#: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
+#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids.
+_PUT = """
+local ids = {}
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local seq_key, done_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local a = 2 + 4 * i
+  local seq = redis.call('INCR', seq_key)
+  if seq == 1 then redis.call('DEL', done_key) end
+  redis.call('EXPIRE', seq_key, ARGV[1])
+  if redis.call('EXISTS', done_key) == 1 then redis.call('EXPIRE', done_key, ARGV[1]) end
+  ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[a], 's', seq, 't', ARGV[a + 1],
+                          'meta', ARGV[a + 2], 'r', ARGV[a + 3])
+end
+return ids
+"""
+
+#: Several items leave: KEYS = stream, failed list, then per item its done-mark and state
+#: keys; ARGV = group, TTL, then per item entry id, seq, failure record ('' when sent).
+_FINISH = """
+local gone = {}
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local done_key, acc_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local a = 3 + 3 * i
+  local done = tonumber(redis.call('GET', done_key) or '0')
+  if done < tonumber(ARGV[a + 1]) then redis.call('SET', done_key, ARGV[a + 1], 'EX', ARGV[2]) end
+  gone[#gone + 1] = ARGV[a]
+  redis.call('DEL', acc_key)
+  if ARGV[a + 2] ~= '' then
+    redis.call('LPUSH', KEYS[2], ARGV[a + 2])
+    redis.call('LTRIM', KEYS[2], 0, 9999)
+  end
+end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
+redis.call('XDEL', KEYS[1], unpack(gone))
+return #gone
+"""
+
+#: Lease the entries of one take that may go now: KEYS = stream, then per candidate its
+#: subscriber's done-mark and its state key; ARGV = group, consumer, now (the caller's clock,
+#: epoch seconds), limit, TTL, then per candidate entry id, msisdn, seq. An entry goes when its
+#: subscriber's done-mark is seq - 1 (at most one per subscriber, even if listed twice) and its
+#: ``nb`` has passed; entries whose done-mark reached their seq were finished elsewhere and are
+#: XACKed. Returns {{id, attempts, acc JSON or ''}...} for the chosen ones, then the stale ids.
+_CLAIM = """
+local group, consumer, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local marks, heads, chosen, stale = {}, {}, {}, {}
+local claim = {'XCLAIM', KEYS[1], group, consumer, 0}
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local done_key, acc_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local a = 6 + 3 * i
+  local entry, msisdn, seq = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local mark = marks[msisdn]
+  if mark == nil then
+    mark = tonumber(redis.call('GET', done_key) or '0')
+    marks[msisdn] = mark
+  end
+  if mark >= seq then
+    stale[#stale + 1] = entry
+  elseif mark == seq - 1 and not heads[msisdn] then
+    heads[msisdn] = true
+    if #chosen < limit then
+      local state = redis.call('HMGET', acc_key, 'nb', 'acc')
+      if tonumber(state[1] or '0') <= now then
+        local n = redis.call('HINCRBY', acc_key, 'n', 1)
+        redis.call('EXPIRE', acc_key, ARGV[5])
+        chosen[#chosen + 1] = {entry, n, state[2] or ''}
+        claim[#claim + 1] = entry
+      end
+    end
+  end
+end
+if #stale > 0 then redis.call('XACK', KEYS[1], group, unpack(stale)) end
+if #chosen > 0 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return {chosen, stale}
+"""
+
+SEQ_TTL = 7 * 24 * 3600
+#: Seconds a waiting ``take`` blocks at most while an entry of its consumer waits its turn.
+PARKED_RECHECK = 0.05
+#: Items per script call at most (Lua's unpack() has a stack limit in the thousands).
+BATCH_MOST = 256
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Coalescer(Generic[A, R]):
+    """Calls made in the same event-loop tick go to Redis as one script call.
+
+    Each caller awaits its own result, so it still returns only once its write is in Redis;
+    the calls of a tick (one per turn, many turns in flight) share one round trip and one
+    script run. One write runs at a time: calls made meanwhile form the next batch.
+    """
+
+    def __init__(self, write: Callable[[list[A]], Awaitable[list[R]]]) -> None:
+        self._write = write
+        self._pending: list[tuple[A, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, args: Sequence[A]) -> list[R]:
+        """Write ``args`` (kept in this order, with whatever else this tick brings)."""
+        loop = asyncio.get_running_loop()
+        results: list[asyncio.Future[R]] = []
+        for arg in args:
+            results.append(loop.create_future())
+            self._pending.append((arg, results[-1]))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return [await result for result in results]
+
+    async def _run(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0)  # the calls of this tick join the batch
+            batch, self._pending = self._pending[:BATCH_MOST], self._pending[BATCH_MOST:]
+            try:
+                results = await self._write([arg for arg, _ in batch])
+            except BaseException as exc:
+                fail_all((future for _, future in batch), exc)
+                continue
+            for (_, future), value in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(value)
+
+    async def drain(self) -> None:
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task}, timeout=5.0)
+
+
+class RedisOutbox(Outbox):
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "idea24",
+        *,
+        lease: float = DEFAULT_LEASE,
+        clock: Callable[[], float] = time.time,
+        scan: int = 500,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._stream = STREAM_KEY.format(prefix=prefix)
+        self._failed_key = FAILED_KEY.format(prefix=prefix)
+        self._lease = lease
+        self._clock = clock
+        self._scan = scan
+        self._put = redis.register_script(_PUT)
+        self._finish = redis.register_script(_FINISH)
+        self._claim = redis.register_script(_CLAIM)
+        # The hot calls (scripts, reads of the stream) on held connections: ~35 instead of
+        # ~140 µs of CPU per round trip (fsm/redis_wire.py); None for a cluster client.
+        self._wire = wire_for(redis)
+        self._group_ready = False
+        self._sending: dict[str, set[str]] = {}  # consumer → entry ids handed out, not finished
+        # consumer → entries pending with it that wait (order, retry delay); None = not known
+        # (first take, after recover): its pending list is read only while this is not empty.
+        self._parked: dict[str, set[str] | None] = {}
+        self._autoclaimed = 0.0  # monotonic time of the last XAUTOCLAIM
+        self._puts: _Coalescer[tuple[str, str, str], str] = _Coalescer(self._put_many)
+        self._finishes: _Coalescer[tuple[OutboxItem, str], None] = _Coalescer(self._finish_many)
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self._redis.xgroup_create(self._stream, GROUP_NAME, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _seq_key(self, msisdn: str) -> str:
+        return SEQ_KEY.format(prefix=self._prefix, msisdn=msisdn)
+
+    def _done_key(self, msisdn: str) -> str:
+        return DONE_KEY.format(prefix=self._prefix, msisdn=msisdn)
+
+    def _acc_key(self, entry: str) -> str:
+        return ACCEPTED_KEY.format(prefix=self._prefix, entry=entry)
+
+    async def put(
+        self, msisdn: str, texts: str | Sequence[str], meta: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        await self._ensure_group()
+        meta_json = json.dumps(dict(meta or {}), separators=(",", ":"))
+        texts = [texts] if isinstance(texts, str) else texts
+        return await self._puts([(msisdn, text, meta_json) for text in texts])
+
+    async def _put_many(self, items: list[tuple[str, str, str]]) -> list[str]:
+        keys = [self._stream]
+        args: list[Any] = [SEQ_TTL]
+        for msisdn, text, meta_json in items:
+            keys += [self._seq_key(msisdn), self._done_key(msisdn)]
+            args += [msisdn, text, meta_json, new_ref()]
+        return [_s(entry) for entry in await self._run(self._put, keys, args)]
+
+    async def _run(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        if self._wire is not None:
+            return await self._wire.evalsha(script, keys, args)
+        return await script(keys=keys, args=args)
+
+    async def _read(
+        self, consumer: str, start: str, count: int, block: int | None = None
+    ) -> tuple[list[tuple[str, dict[str, str]]], int]:
+        """XREADGROUP of the stream from ``start`` ('>' new, '0' own pending) as (id, fields);
+        with the count of entries read, deleted ones included."""
+        if self._wire is None:
+            reply = await self._redis.xreadgroup(
+                GROUP_NAME, consumer, {self._stream: start}, count=count, block=block
+            )
+            return _entries(reply), _count(reply)
+        args: list[Any] = ["XREADGROUP", "GROUP", GROUP_NAME, consumer, "COUNT", count]
+        if block is not None:
+            args += ["BLOCK", block]
+        reply = await self._wire.execute(*args, "STREAMS", self._stream, start)
+        return _wire_entries(reply)
+
+    async def take(self, consumer: str, limit: int = 1, wait: float = 0.0) -> list[OutboxItem]:
+        await self._ensure_group()
+        sending = self._sending.setdefault(consumer, set())
+        candidates: list[tuple[str, dict[str, str]]] = []
+        if self._parked.get(consumer) != set():
+            # Entries read earlier that had to wait (or whose state we do not know): ours to
+            # look at again. The pending list also holds what is being sent, so it is not
+            # read while nothing waits.
+            read, seen = await self._read(consumer, "0", self._scan)
+            complete = seen < self._scan
+            self._parked[consumer] = set() if complete else None
+            candidates += read
+        now = time.monotonic()
+        if now - self._autoclaimed >= self._lease / 4:
+            # A dead consumer's entries are idle for ``lease`` before they may be taken; looking
+            # a few times per lease is enough (each look scans the group's pending list).
+            self._autoclaimed = now
+            reclaimed = await self._redis.xautoclaim(
+                self._stream, GROUP_NAME, consumer, int(self._lease * 1000), "0-0", count=self._scan
+            )
+            candidates += [(_s(i), _fields(f)) for i, f in reclaimed[1] if f]
+            gone = reclaimed[2] if len(reclaimed) > 2 else []
+            if gone:  # deleted while pending: nothing left to send
+                await self._redis.xack(self._stream, GROUP_NAME, *gone)
+        out = await self._eligible(consumer, candidates, sending, limit)
+        if len(out) < limit:
+            block = None
+            if wait > 0 and not out:
+                # Something of ours waits (an earlier reply still leaving): look again soon.
+                block = int(
+                    min(wait, PARKED_RECHECK if self._parked.get(consumer) else wait) * 1000
+                )
+            new, _seen = await self._read(consumer, ">", limit - len(out), block)
+            out += await self._eligible(consumer, new, sending, limit - len(out))
+        return out
+
+    async def _eligible(
+        self,
+        consumer: str,
+        candidates: list[tuple[str, dict[str, str]]],
+        sending: set[str],
+        limit: int,
+    ) -> list[OutboxItem]:
+        """The candidates that may go now, leased to ``consumer``: one script call (done-marks,
+        retry states, attempt counts, claim) whatever the number of candidates."""
+        fresh = [(e, f) for e, f in candidates if e not in sending]
+        if not fresh:
+            return []
+        parked = self._parked.get(consumer)
+        if parked is not None:
+            parked.update(e for e, _ in fresh)  # pending with us; chosen ones leave below
+        if limit <= 0:
+            return []
+        keys = [self._stream]
+        args: list[Any] = [GROUP_NAME, consumer, self._clock(), limit, SEQ_TTL]
+        for entry, f in fresh:
+            keys += [self._done_key(f["m"]), self._acc_key(entry)]
+            args += [entry, f["m"], f["s"]]
+        chosen, stale = await self._run(self._claim, keys, args)
+        if parked is not None:
+            parked.difference_update(_s(entry) for entry in stale)
+        fields = dict(fresh)
+        out: list[OutboxItem] = []
+        for raw_entry, attempts, acc in chosen:
+            entry = _s(raw_entry)
+            f = fields[entry]
+            sending.add(entry)
+            if parked is not None:
+                parked.discard(entry)
+            out.append(
+                OutboxItem(
+                    entry,
+                    f["m"],
+                    f["t"],
+                    json.loads(f.get("meta", "{}")),
+                    int(f.get("r", 0)),
+                    int(f["s"]),
+                    int(attempts),
+                    {int(k): v for k, v in json.loads(_s(acc) or "{}").items()},
+                )
+            )
+        return out
+
+    async def heartbeat(self, consumer: str) -> None:
+        entries: list[str | bytes | int | memoryview] = [*sorted(self._sending.get(consumer, ()))]
+        if entries:
+            await self._redis.xclaim(self._stream, GROUP_NAME, consumer, 0, entries, justid=True)
+
+    async def recover(self, consumer: str, dead: Callable[[str], bool]) -> int:
+        """Move the pending entries of dead consumers to ``consumer`` (its next ``take`` reads
+        them as its own) and remove those consumers from the group."""
+        await self._ensure_group()
+        moved = 0
+        for info in await self._redis.xinfo_consumers(self._stream, GROUP_NAME):
+            name = _s(info["name"])
+            if name == consumer or not dead(name):
+                continue
+            while True:
+                pending = await self._redis.xpending_range(
+                    self._stream, GROUP_NAME, "-", "+", self._scan, consumername=name
+                )
+                ids: list[str | bytes | int | memoryview] = [p["message_id"] for p in pending]
+                if not ids:
+                    break
+                claimed = await self._redis.xclaim(
+                    self._stream, GROUP_NAME, consumer, 0, ids, justid=True
+                )
+                if not claimed:  # entries deleted while pending: nothing left to send
+                    await self._redis.xack(self._stream, GROUP_NAME, *ids)
+                moved += len(claimed)
+            await self._redis.xgroup_delconsumer(self._stream, GROUP_NAME, name)
+        if moved:
+            self._parked[consumer] = None  # read its pending list on the next take
+        return moved
+
+    def _release(self, item: OutboxItem) -> None:
+        for entries in self._sending.values():
+            entries.discard(item.id)
+
+    async def _finish_many(self, items: list[tuple[OutboxItem, str]]) -> list[None]:
+        keys = [self._stream, self._failed_key]
+        args: list[Any] = [GROUP_NAME, SEQ_TTL]
+        for item, failure in items:
+            keys += [self._done_key(item.msisdn), self._acc_key(item.id)]
+            args += [item.id, item.seq, failure]
+        await self._run(self._finish, keys, args)
+        return [None] * len(items)
+
+    async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
+        try:
+            await self._finishes([(item, "")])
+        finally:
+            # Only now: until the XACK, our own pending list still shows the entry, and one
+            # not marked as being sent would be handed out again.
+            self._release(item)
+
+    async def retry(
+        self, item: OutboxItem, delay: float, error: str, accepted: Mapping[int, str]
+    ) -> None:
+        merged = {**item.accepted, **accepted}
+        await self._redis.hset(
+            self._acc_key(item.id),
+            mapping={
+                "nb": self._clock() + delay,
+                "acc": json.dumps({str(k): v for k, v in merged.items()}),
+                "err": error,
+            },
+        )
+        for consumer, entries in self._sending.items():
+            if item.id in entries:
+                parked = self._parked.get(consumer)
+                if parked is not None:
+                    parked.add(item.id)  # still pending with that consumer: look again
+        self._release(item)
+
+    async def fail(self, item: OutboxItem, error: str) -> None:
+        record = {
+            "id": item.id,
+            "msisdn": item.msisdn,
+            "text": item.text,
+            "meta": dict(item.meta),
+            "seq": item.seq,
+            "error": error,
+        }
+        try:
+            await self._finishes([(item, json.dumps(record))])
+        finally:
+            self._release(item)
+
+    async def close(self) -> None:
+        """Let batches under way finish (their callers are waiting for them)."""
+        await self._puts.drain()
+        await self._finishes.drain()
+        if self._wire is not None:
+            await self._wire.aclose()
+
+    async def depth(self) -> int:
+        await self._ensure_group()
+        return int(await self._redis.xlen(self._stream))
+
+    async def failed(self) -> list[tuple[OutboxItem, str]]:
+        out = []
+        for raw in await self._redis.lrange(self._failed_key, 0, -1):
+            r = json.loads(raw)
+            item = OutboxItem(r["id"], r["msisdn"], r["text"], r["meta"], 0, r["seq"])
+            out.append((item, r["error"]))
+        return out
+
+
+def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    out = []
+    for _stream, entries in reply or []:
+        for entry, raw in entries:
+            if raw:  # a pending entry deleted meanwhile comes back with no fields
+                out.append((_s(entry), _fields(raw)))
+    return out
+
+
+def _wire_entries(reply: Any) -> tuple[list[tuple[str, dict[str, str]]], int]:
+    """An XREADGROUP reply as the wire gives it (RESP2 ``[[stream, [[id, [f, v, …]], …]]]``,
+    RESP3 ``{stream: [[id, [f, v, …]], …]}``, nil on a timeout) → the live entries as
+    (id, fields), and how many were read."""
+    out, seen = [], 0
+    streams = reply.items() if isinstance(reply, Mapping) else reply or []
+    for _stream, entries in streams:
+        for entry, flat in entries:
+            seen += 1
+            if not flat:  # a pending entry deleted meanwhile comes back with no fields
+                continue
+            if isinstance(flat, Mapping):
+                out.append((_s(entry), _fields(flat)))
+            else:
+                it = iter(flat)
+                out.append((_s(entry), {_s(k): _s(v) for k, v in zip(it, it, strict=True)}))
+    return out, seen
+
+
+def _count(reply: Any) -> int:
+    """Entries in an XREADGROUP reply, deleted ones included."""
+    return sum(len(entries) for _stream, entries in reply or [])

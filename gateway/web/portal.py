@@ -1,0 +1,55 @@
+"""The server-side objects behind the HTTP API: portal passwords and USSD-over-HTTP turns.
+
+They sit on the same layers as SMS and USSD over SMPP: a portal password is issued by the
+backend and delivered through the outbox like any reply; an aggregator's USSD turn is a dialog
+turn whose screen goes back in the HTTP response instead of a submit_sm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fsm.runtime import Inbound, Reply, TurnUnavailable
+from gateway.outbox.base import Outbox
+from gateway.router import TurnRunner, ussd_screen
+
+log = logging.getLogger(__name__)
+
+#: Renders the password SMS: (language, password) → text. Comes from the dialogs catalogue.
+PasswordText = Callable[[str, str], str]
+
+
+class Portal:
+    def __init__(
+        self,
+        backend: Any,
+        runtime: TurnRunner,
+        outbox: Outbox,
+        password_text: PasswordText,
+        short_code: str,
+    ) -> None:
+        self.backend = backend
+        self.runtime = runtime
+        self.outbox = outbox
+        self.password_text = password_text
+        self.short_code = short_code
+
+    async def send_temp_password(self, msisdn: str) -> None:
+        info = await self.backend.subscriber(msisdn)  # NotFound for a stranger
+        password = await self.backend.issue_temp_password(msisdn)
+        text = self.password_text(getattr(info, "language", "pl") or "pl", password)
+        await self.outbox.put(msisdn, text, {"channel": "sms", "source": self.short_code})
+        log.info("temporary password queued for the portal", extra={"msisdn": msisdn})
+
+    async def verify_temp_password(self, msisdn: str, password: str) -> bool:
+        return bool(await self.backend.verify_temp_password(msisdn, password))
+
+    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
+        inbound = Inbound(msisdn=msisdn, channel="ussd", text=text, session_id=f"http:{session_id}")
+        try:
+            replies: list[Reply] = await self.runtime.turn(inbound)
+        except TurnUnavailable:  # no redelivery over HTTP: the aggregator gets the polite error
+            replies = [self.runtime.notice(inbound, "error")]
+        return ussd_screen(replies)

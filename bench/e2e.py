@@ -993,7 +993,8 @@ async def measure_servers(
                 server_env(),
                 opts.workdir / f"{name}.log",
                 port,
-                cpus=opts.server_cpus,
+                # the supervisor's cgroup holds its workers too: N workers share N servers' CPUs
+                cpus=opts.server_cpus * workers if opts.server_cpus else None,
                 binds=workers,
             )
             for name, port in zip(names, http_ports, strict=True)

@@ -7,15 +7,18 @@ leading ``+`` is tolerated. Secrets are taken as plain strings and never logged 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.clock import Clock, as_clock
 from backend.numbers import normalise_msisdn as _n
 from backend.records import (
     Address,
     Change,
     ChangeRequest,
+    CodeGate,
     CodeScope,
     Favourites,
     Invoice,
@@ -33,7 +36,7 @@ from backend.records import (
     Usage,
 )
 from backend.services import accounts, billing, care, favourites, passwords, profit, services
-from backend.services.context import Clock, Context, system_clock
+from backend.services.context import Context, NewDay
 
 
 class Backend:
@@ -41,10 +44,13 @@ class Backend:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         secret_key: str | bytes,
-        clock: Clock | None = None,
+        clock: Clock | Callable[[], datetime] | None = None,
+        on_new_day: NewDay | None = None,
     ) -> None:
+        """``clock``: a :class:`backend.clock.Clock` (or a function returning the time; the
+        system clock when None). ``on_new_day``: see :meth:`Context.day`."""
         key = secret_key.encode() if isinstance(secret_key, str) else secret_key
-        self._ctx = Context(sessionmaker, key, clock or system_clock)
+        self._ctx = Context(sessionmaker, key, as_clock(clock), on_new_day)
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -77,9 +83,21 @@ class Backend:
     def parse_address(self, text: str) -> Address:
         return accounts.parse_address(text)
 
-    async def change_address(self, msisdn: str, address: Address | str, channel: str) -> Change:
+    async def change_address(
+        self, msisdn: str, address: Address | str, channel: str, *, subscriber_code: str
+    ) -> Change:
+        """An account-wide change: ``subscriber_code`` is checked in its transaction (the account
+        code on a business account; raises ``WrongCode`` / ``LockedOut`` / ``NotAccountCode``)."""
         parsed = accounts.parse_address(address) if isinstance(address, str) else address
-        return await accounts.change_address(self._ctx, _n(msisdn), parsed, channel)
+        return await accounts.change_address(
+            self._ctx, _n(msisdn), parsed, channel, subscriber_code
+        )
+
+    async def code_gate(self, msisdn: str, change: str) -> CodeGate:
+        """Which code confirms ``change`` ("address", "payment_method", or another change) for
+        ``msisdn`` ("account" for an account-wide change of a business account), and the end
+        of that code's lockout if it is locked out now."""
+        return await accounts.code_gate(self._ctx, _n(msisdn), change)
 
     # -- passwords -------------------------------------------------------------------------------
 
@@ -106,8 +124,13 @@ class Backend:
     async def payment(self, msisdn: str) -> Payment:
         return await billing.payment(self._ctx, _n(msisdn))
 
-    async def request_payment_change(self, msisdn: str, method: str, channel: str) -> ChangeRequest:
-        return await billing.request_payment_change(self._ctx, _n(msisdn), method, channel)
+    async def request_payment_change(
+        self, msisdn: str, method: str, channel: str, *, subscriber_code: str
+    ) -> ChangeRequest:
+        """An account-wide change: ``subscriber_code`` as for :meth:`change_address`."""
+        return await billing.request_payment_change(
+            self._ctx, _n(msisdn), method, channel, subscriber_code
+        )
 
     async def payment_methods(self) -> list[PaymentMethodOption]:
         return await billing.payment_methods(self._ctx)

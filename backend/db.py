@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from backend.api import Backend
+from backend.clock import Clock
 from backend.errors import ConfigError
+from backend.services.context import NewDay
 
 BUSY_TIMEOUT_MS = 10_000
 #: PostgreSQL connections per engine: a hot read holds one for a single round trip, so 20 serve
@@ -121,8 +123,9 @@ async def create_schema(engine: AsyncEngine, revision: str = "head") -> None:
 async def open_backend(
     url: str | URL,
     secret_key: str | bytes,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock | Callable[[], datetime] | None = None,
     *,
+    on_new_day: NewDay | None = None,
     migrate: bool = False,
     **engine_options: Any,
 ) -> AsyncIterator[Backend]:
@@ -131,7 +134,7 @@ async def open_backend(
     try:
         if migrate:
             await create_schema(engine)
-        backend = Backend(make_sessionmaker(engine), secret_key, clock)
+        backend = Backend(make_sessionmaker(engine), secret_key, clock, on_new_day)
         try:
             yield backend
         finally:

@@ -62,23 +62,38 @@ class Insufficient(ServiceError):
 
 
 class LockedOut(ServiceError):
-    """Too many failed attempts; nothing is accepted until ``until``."""
+    """Too many failed attempts; nothing is accepted until ``until``. ``scope`` names the code
+    locked: a number's subscriber code, or a business account's code ("account")."""
 
     key = "error.locked_out"
 
-    def __init__(self, until: datetime, message: str = "", **params: Any) -> None:
+    def __init__(
+        self, until: datetime, message: str = "", *, scope: str = "number", **params: Any
+    ) -> None:
         super().__init__(message or f"locked until {until.isoformat()}", **params)
         self.until = until
+        self.scope = scope
 
 
 class WrongCode(ServiceError):
-    """A secret (subscriber code, temporary password) did not match; ``attempts_left`` remain."""
+    """A secret (subscriber code, temporary password) did not match; ``attempts_left`` remain.
+    ``scope`` as for :class:`LockedOut`."""
 
     key = "error.wrong_code"
 
-    def __init__(self, attempts_left: int, message: str = "", **params: Any) -> None:
+    def __init__(
+        self, attempts_left: int, message: str = "", *, scope: str = "number", **params: Any
+    ) -> None:
         super().__init__(message or f"wrong code, {attempts_left} attempts left", **params)
         self.attempts_left = attempts_left
+        self.scope = scope
+
+
+class NotAccountCode(ServiceError):
+    """A change of a whole business account was confirmed with a number's own subscriber code:
+    refused, and not counted as a wrong guess of the account code."""
+
+    key = "error.not_account_code"
 
 
 class RateLimited(ServiceError):

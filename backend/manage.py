@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backend.clock import Clock
 from backend.db import create_engine, create_schema, open_backend
-from backend.seed import seed_catalogue, seed_demo, seed_synthetic
+from backend.seed import seed_catalogue, seed_demo
+from backend.synthetic import seed_synthetic
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +25,16 @@ async def upgrade(url: str, revision: str = "head") -> None:
         await engine.dispose()
 
 
-async def seed(url: str, secret_key: str, demo: bool = True, subscribers: int = 0) -> SeedReport:
+async def seed(
+    url: str,
+    secret_key: str,
+    demo: bool = True,
+    subscribers: int = 0,
+    clock: Clock | None = None,
+) -> SeedReport:
     """Upgrade, then add what is missing: the catalogue always, the demo subscribers if ``demo``,
-    ``subscribers`` synthetic ones. Idempotent."""
-    async with open_backend(url, secret_key, migrate=True) as backend:
+    ``subscribers`` synthetic ones, dated from ``clock``'s today. Idempotent."""
+    async with open_backend(url, secret_key, clock, migrate=True) as backend:
         demo_rows = 0
         if demo:
             demo_rows = await seed_demo(backend)

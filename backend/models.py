@@ -112,7 +112,9 @@ class LetterTypeRow(Base):
 
 class Account(Base):
     """An individual account holds one number, a business account several; it owns the address,
-    the payment method, the billing day and the invoices. ``code_hash`` is the account code."""
+    the payment method, the billing day and the invoices. ``code_hash`` is the account code;
+    wrong entries of it through any of the account's numbers count in ``code_failures`` (a
+    business account's code has its own lockout, apart from each number's subscriber code)."""
 
     __tablename__ = "accounts"
 
@@ -127,6 +129,8 @@ class Account(Base):
     billing_day: Mapped[int] = mapped_column(Integer)
     opened: Mapped[date] = mapped_column(Date)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    code_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    code_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Subscriber(Base):

@@ -19,6 +19,14 @@ CodeScope = Literal["number", "account"]
 
 
 @dataclass(frozen=True, slots=True)
+class CodeGate:
+    """Which code confirms a change (``scope``) and, if it is locked out now, until when."""
+
+    scope: CodeScope
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberInfo:
     msisdn: str
     account_number: str

@@ -7,8 +7,13 @@ Demo subscribers (DESIGN.md, "Demo subscribers"; subscriber code in brackets):
 48600000001 (111111) Optimum 120 min / 100 SMS, "Trzy i Ja" with three numbers, not in Profit;
 48600000002 (222222) "Przyjaciel" with one number, Profit member with points and history;
 48600000003 (333333) no optional services. A business account (Idea dla Firm, account code
-999999) holds 48600000010 (101010) and 48600000011 (111011). Synthetic subscribers are
-48700000000+i with subscriber code = the last 6 digits of their number.
+999999) holds 48600000010 (101010) and 48600000011 (111011). Synthetic subscribers
+(48700000000+i) are written by ``backend.synthetic``.
+
+Dates are counted back from the day of seeding; ``backend.demo_calendar.DemoCalendar`` keeps
+them current while a server runs across month ends (last month's invoice, the new period's
+usage, Profit points for each invoice), adding only what is missing, so a clock that goes back
+changes nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.api import Backend
+from backend.clock import LOCAL_TZ
 from backend.hashing import keyed_hash
 from backend.models import (
     Account,
@@ -39,7 +45,6 @@ from backend.models import (
 )
 from backend.periods import period_start, shift_period
 from backend.services.accounts import ACCOUNT_CODE, SUBSCRIBER_CODE
-from backend.services.context import LOCAL_TZ
 
 SYNTHETIC_BASE = 48700000000
 SYNTHETIC_INVOICES = 12
@@ -179,9 +184,14 @@ DEMO_SERVICES: dict[str, list[tuple[str, list[str]]]] = {
     "48600000010": [("ROAMING", [])],
 }
 PROFIT_MEMBER = "48600000002"
+PROFIT_ACCOUNT = "1.0000002"
+PROFIT_BILLING_DAY = 10
+#: How many past periods the roll-forward fills in for synthetic accounts (a server down longer
+#: than that shows a gap in their invoices; the demo accounts always get all 12).
+SYNTHETIC_ROLL_PERIODS = 3
 
 
-class _Target:
+class Target:
     """A session factory, a secret key and today's date, from a Backend or a bare session."""
 
     def __init__(
@@ -195,9 +205,11 @@ class _Target:
         else:
             if secret_key is None:
                 raise TypeError("seeding through a session needs secret_key")
+            if today is None:
+                raise TypeError("seeding through a session needs today (no clock to ask)")
             self.session, self.backend = target, None
             key = _bytes(secret_key)
-            self.today = today or datetime.now(LOCAL_TZ).date()
+            self.today = today
         self.key = key
 
     async def run(self, work: Any) -> int:
@@ -214,7 +226,7 @@ def _bytes(key: str | bytes) -> bytes:
     return key.encode() if isinstance(key, str) else key
 
 
-async def _insert_missing(
+async def insert_missing(
     session: AsyncSession, model: type[Base], key: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> int:
     table: Table = model.__table__  # type: ignore[assignment]
@@ -230,7 +242,7 @@ async def _insert_missing(
 
 async def seed_catalogue(session: AsyncSession) -> int:
     """Tariffs, services, payment methods, letter types; returns rows added."""
-    added = await _insert_missing(
+    added = await insert_missing(
         session,
         TariffPlan,
         ["code"],
@@ -246,7 +258,7 @@ async def seed_catalogue(session: AsyncSession) -> int:
             for i, t in enumerate(TARIFFS)
         ],
     )
-    added += await _insert_missing(
+    added += await insert_missing(
         session,
         CatalogueService,
         ["code"],
@@ -255,13 +267,13 @@ async def seed_catalogue(session: AsyncSession) -> int:
             for i, s in enumerate(SERVICES)
         ],
     )
-    added += await _insert_missing(
+    added += await insert_missing(
         session,
         PaymentMethod,
         ["code"],
         [{"code": c, "name": n, "position": i} for i, (c, n) in enumerate(PAYMENT_METHODS)],
     )
-    added += await _insert_missing(
+    added += await insert_missing(
         session,
         LetterTypeRow,
         ["kind", "code"],
@@ -273,7 +285,7 @@ async def seed_catalogue(session: AsyncSession) -> int:
     return added
 
 
-def _invoices(
+def invoice_rows(
     account: str, billing_day: int, monthly_fee: int, today: date, count: int, seed: int
 ) -> Iterable[dict[str, Any]]:
     current = period_start(today, billing_day)
@@ -300,18 +312,41 @@ async def seed_demo(
     today: date | None = None,
 ) -> int:
     """The catalogue and the demo subscribers of the contract; returns rows added."""
-    t = _Target(target, secret_key, today)
+    t = Target(target, secret_key, today)
     return await t.run(lambda session: _seed_demo(session, t.key, t.today))
+
+
+def demo_invoices(today: date, accounts: set[str] | None = None) -> list[dict[str, Any]]:
+    """The demo accounts' invoices of the 12 periods before today's (of ``accounts`` only)."""
+    fees = {t[0]: t[2] for t in TARIFFS}
+    rows: list[dict[str, Any]] = []
+    for i, account in enumerate(DEMO_ACCOUNTS):
+        number, day = account[0], account[8]
+        if accounts is None or number in accounts:
+            tariff = next(d.tariff for d in DEMO if d.account == number)
+            rows.extend(invoice_rows(number, day, fees[tariff], today, 12, i))
+    return rows
+
+
+def demo_usage(today: date, subscribers: set[str] | None = None) -> list[dict[str, Any]]:
+    """Usage part-way through today's period for the demo numbers (of ``subscribers`` only)."""
+    billing_day = {a[0]: a[8] for a in DEMO_ACCOUNTS}
+    return [
+        {
+            "msisdn": d.msisdn,
+            "period_start": period_start(today, billing_day[d.account]),
+            "minutes_used": d.minutes_used,
+            "sms_used": d.sms_used,
+        }
+        for d in DEMO
+        if subscribers is None or d.msisdn in subscribers
+    ]
 
 
 async def _seed_demo(session: AsyncSession, key: bytes, today: date) -> int:
     added = await seed_catalogue(session)
-    fees = {t[0]: t[2] for t in TARIFFS}
     accounts: list[dict[str, Any]] = []
-    invoices: list[dict[str, Any]] = []
-    for i, (number, kind, name, code, street, postal, city, pay, day, since) in enumerate(
-        DEMO_ACCOUNTS
-    ):
+    for number, kind, name, code, street, postal, city, pay, day, since in DEMO_ACCOUNTS:
         accounts.append(
             {
                 "number": number,
@@ -327,37 +362,35 @@ async def _seed_demo(session: AsyncSession, key: bytes, today: date) -> int:
                 "version": 0,
             }
         )
-        tariff = next(d.tariff for d in DEMO if d.account == number)
-        invoices.extend(_invoices(number, day, fees[tariff], today, 12, i))
-    added += await _insert_missing(session, Account, ["number"], accounts)
-    billing_day = {a[0]: a[8] for a in DEMO_ACCOUNTS}
+    added += await insert_missing(session, Account, ["number"], accounts)
     opened = {a[0]: a[9] for a in DEMO_ACCOUNTS}
     subscribers: list[dict[str, Any]] = []
-    usage: list[dict[str, Any]] = []
     for d in DEMO:
         subscribers.append(_subscriber_row(key, d.msisdn, d.code, d.name, d.account, d.tariff))
         subscribers[-1]["activated"] = opened[d.account]
-        start = period_start(today, billing_day[d.account])
-        usage.append(
-            {
-                "msisdn": d.msisdn,
-                "period_start": start,
-                "minutes_used": d.minutes_used,
-                "sms_used": d.sms_used,
-            }
-        )
-    added += await _insert_missing(session, Subscriber, ["msisdn"], subscribers)
-    added += await _insert_missing(session, UsageRow, ["msisdn", "period_start"], usage)
-    added += await _insert_missing(session, InvoiceRow, ["number"], invoices)
+    added += await insert_missing(session, Subscriber, ["msisdn"], subscribers)
+    added += await insert_missing(session, UsageRow, ["msisdn", "period_start"], demo_usage(today))
+    added += await insert_missing(session, InvoiceRow, ["number"], demo_invoices(today))
     at = datetime.combine(today, time(9), tzinfo=LOCAL_TZ).astimezone(UTC)
     active = [
         {"msisdn": m, "service_code": c, "activated_at": at - timedelta(days=90), "numbers": n}
         for m, items in DEMO_SERVICES.items()
         for c, n in items
     ]
-    added += await _insert_missing(session, ActiveService, ["msisdn", "service_code"], active)
+    added += await insert_missing(session, ActiveService, ["msisdn", "service_code"], active)
     added += await _seed_profit(session, today)
     return added
+
+
+def profit_invoice_entries(today: date) -> list[tuple[date, int, str, str]]:
+    """Points for each of the Profit member's last 12 invoices, dated the day it was issued."""
+    current = period_start(today, PROFIT_BILLING_DAY)
+    entries = []
+    for i in range(12, 0, -1):
+        start = shift_period(current, -i)
+        reference = f"FV/{start:%Y/%m}/{PROFIT_ACCOUNT}"
+        entries.append((shift_period(start, 1), 60 + 5 * start.month, "invoice", reference))
+    return entries
 
 
 async def _seed_profit(session: AsyncSession, today: date) -> int:
@@ -365,12 +398,8 @@ async def _seed_profit(session: AsyncSession, today: date) -> int:
         return 0
     joined = date(2022, 5, 10)
     history: list[tuple[date, int, str, str]] = [(joined, 100, "welcome", "")]
-    current = period_start(today, 10)
-    for i in range(12, 0, -1):
-        start = shift_period(current, -i)
-        history.append(
-            (shift_period(start, 1), 60 + i * 5, "invoice", f"FV/{start:%Y/%m}/1.0000002")
-        )
+    current = period_start(today, PROFIT_BILLING_DAY)
+    history += profit_invoice_entries(today)
     history.append((shift_period(current, -6) + timedelta(days=3), 250, "bonus", "URODZINY"))
     history.append(
         (shift_period(current, -3) + timedelta(days=5), -300, "redeem", "NAGRODA-SMS100")
@@ -408,173 +437,6 @@ def _subscriber_row(
     }
 
 
-async def seed_synthetic(
-    target: Backend | AsyncSession,
-    n: int,
-    secret_key: str | bytes | None = None,
-    today: date | None = None,
-    invoices: int = SYNTHETIC_INVOICES,
-) -> int:
-    """``n`` subscribers 48700000000+i, each on its own account; returns subscribers added."""
-    t = _Target(target, secret_key, today)
-    return await t.run(lambda session: _seed_synthetic(session, n, t.key, t.today, invoices))
-
-
-async def _seed_synthetic(
-    session: AsyncSession, n: int, key: bytes, today: date, invoice_count: int
-) -> int:
-    await seed_catalogue(session)
-    if n <= 0:
-        return 0
-    last = str(SYNTHETIC_BASE + n - 1)
-    existing = set(
-        await session.scalars(
-            select(Subscriber.msisdn).where(
-                Subscriber.msisdn >= str(SYNTHETIC_BASE), Subscriber.msisdn <= last
-            )
-        )
-    )
-    connection = await session.connection()
-    raw = _RawInserter(connection.dialect.name == "sqlite")
-    plans = [t for t in TARIFFS if not t[5]]
-    methods = [m[0] for m in PAYMENT_METHODS]
-    # Periods depend only on the billing day: compute them 28 times, not once per subscriber.
-    usage_start = {day: raw.day(period_start(today, day)) for day in range(1, 29)}
-    periods = {
-        day: [
-            (
-                f"FV/{p['period_start']:%Y/%m}/",
-                raw.day(p["period_start"]),
-                raw.day(p["period_end"]),
-                raw.day(p["issued"]),
-                raw.day(p["due_date"]),
-                p["paid"],
-            )
-            for p in _invoices("", day, 0, today, invoice_count, 0)
-        ]
-        for day in range(1, 29)
-    }
-    activated, opened = raw.day(date(2024, 1, 1)), raw.day(date(2020, 1, 1))
-    added = 0
-    for first in range(0, n, BATCH):
-        accounts: list[tuple[Any, ...]] = []
-        subscribers: list[tuple[Any, ...]] = []
-        usage: list[tuple[Any, ...]] = []
-        invoices: list[tuple[Any, ...]] = []
-        for i in range(first, min(n, first + BATCH)):
-            msisdn = str(SYNTHETIC_BASE + i)
-            if msisdn in existing:
-                continue
-            account = f"9.{i:07d}"
-            code = msisdn[-6:]
-            plan = plans[i % len(plans)]
-            day = 1 + i % 28
-            name = f"Abonent {i}"
-            accounts.append(
-                (
-                    account,
-                    "individual",
-                    name,
-                    keyed_hash(key, ACCOUNT_CODE, account, code),
-                    f"ul. Testowa {1 + i % 250}",
-                    f"{i % 100:02d}-{i % 1000:03d}",
-                    "Warszawa",
-                    methods[i % len(methods)],
-                    day,
-                    opened,
-                    0,
-                )
-            )
-            subscribers.append(
-                (
-                    msisdn,
-                    account,
-                    name,
-                    plan[0],
-                    keyed_hash(key, SUBSCRIBER_CODE, msisdn, code),
-                    "pl",
-                    activated,
-                    0,
-                    0,
-                    0,
-                )
-            )
-            usage.append(
-                (msisdn, usage_start[day], (i * 37) % (plan[3] + 1), (i * 53) % (plan[4] + 1))
-            )
-            fee = plan[2]
-            invoices.extend(
-                (
-                    account,
-                    prefix + account,
-                    start,
-                    end,
-                    issued,
-                    due,
-                    fee + (i * 7919 + k * 104729) % 3000,
-                    paid,
-                )
-                for k, (prefix, start, end, issued, due, paid) in enumerate(periods[day], 1)
-            )
-        await raw.insert(session, "accounts", _ACCOUNT_COLUMNS, accounts)
-        await raw.insert(session, "subscribers", _SUBSCRIBER_COLUMNS, subscribers)
-        await raw.insert(session, "usage", _USAGE_COLUMNS, usage)
-        await raw.insert(session, "invoices", _INVOICE_COLUMNS, invoices)
-        added += len(subscribers)
-    if added and connection.dialect.name == "postgresql":
-        # Fresh statistics: before autovacuum gets round to the tables, the planner believes
-        # the empty-table estimates it had and picks whole-table scans for the reads.
-        await session.execute(text("ANALYZE accounts, subscribers, usage, invoices"))
-    return added
-
-
-_ACCOUNT_COLUMNS = (
-    "number", "kind", "name", "code_hash", "street", "postal_code", "city", "payment_method",
-    "billing_day", "opened", "version",
-)  # fmt: skip
-_SUBSCRIBER_COLUMNS = (
-    "msisdn", "account_number", "name", "tariff_code", "code_hash", "language", "activated",
-    "version", "code_failures", "password_failures",
-)  # fmt: skip
-_USAGE_COLUMNS = ("msisdn", "period_start", "minutes_used", "sms_used")
-_INVOICE_COLUMNS = (
-    "account_number", "number", "period_start", "period_end", "issued", "due_date", "amount",
-    "paid",
-)  # fmt: skip
-
-
-class _RawInserter:
-    """Driver-level bulk insert of tuples (executemany on SQLite, COPY on PostgreSQL): SQLAlchemy's
-    per-row bind processing is most of the cost of a 100,000-subscriber seed. SQLite stores
-    dates as ISO text (as SQLAlchemy does), asyncpg takes ``date`` objects."""
-
-    def __init__(self, sqlite: bool) -> None:
-        self.sqlite = sqlite
-
-    def day(self, value: date) -> Any:
-        return value.isoformat() if self.sqlite else value
-
-    async def insert(
-        self,
-        session: AsyncSession,
-        table: str,
-        columns: Sequence[str],
-        rows: list[tuple[Any, ...]],
-    ) -> None:
-        if not rows:
-            return
-        connection = await session.connection()
-        if not self.sqlite:
-            # COPY on the session's own asyncpg connection, inside its transaction.
-            raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection
-            await driver.copy_records_to_table(table, records=rows, columns=list(columns))
-            return
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-        await connection.exec_driver_sql(sql, rows)
-
-
 async def add_subscriber(
     target: Backend | AsyncSession,
     msisdn: str,
@@ -592,7 +454,7 @@ async def add_subscriber(
     today: date | None = None,
 ) -> None:
     """One subscriber (and its account, unless ``account`` exists): for operators and tests."""
-    t = _Target(target, secret_key, today)
+    t = Target(target, secret_key, today)
 
     async def work(session: AsyncSession) -> int:
         number = account or f"8.{msisdn}"
@@ -614,7 +476,7 @@ async def add_subscriber(
             )
             fee = next(p[2] for p in TARIFFS if p[0] == tariff)
             await session.flush()
-            rows = list(_invoices(number, 1, fee, t.today, invoices, int(msisdn[-4:])))
+            rows = list(invoice_rows(number, 1, fee, t.today, invoices, int(msisdn[-4:])))
             if rows:
                 await session.execute(insert(InvoiceRow), rows)
         holder = await session.get(Account, number)

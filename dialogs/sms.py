@@ -3,10 +3,14 @@
 Theory of operation: a message is a keyword with arguments (``WLACZ ROAM``). Read-only commands
 answer at once and leave no record. A change is quoted first and kept as a pending action in
 state ``confirm`` until ``TAK <kod abonencki>`` (or ``NIE``); a letter to customer care walks
-``letter_type`` → ``letter_data`` → ``letter_description`` → ``confirm``. While something is
-pending, ``TAK``/``NIE`` (and, for letters, the answers) go to it; any other command abandons it
-and runs. English keywords answer in English; neutral ones (``INFO``, ``PROFIT``) in the pending
-dialog's or the subscriber's language.
+``letter_type`` → ``letter_data`` → ``letter_description`` → ``confirm``. While a change is
+pending, ``TAK``/``NIE`` go to it; a read-only command in between (``PAKIET``) is answered and
+leaves it pending; a new change replaces it, and the reply says so. A pending change is valid for
+:data:`PENDING_VALID` seconds: a later ``TAK`` is told which change expired (the record is kept
+for the dialog's TTL, longer than that). ``TAK`` with anything but six digits uses no attempt.
+During a letter the answers go to it and any other command abandons it. English keywords answer
+in English; neutral ones (``INFO``, ``PROFIT``) in the pending dialog's or the subscriber's
+language.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from backend.clock import Clock, SystemClock
 from backend.errors import ServiceError
 from dialogs.catalogue import texts
 from dialogs.errors import DialogInputError
@@ -70,6 +75,8 @@ KEYWORDS: dict[str, tuple[str, str | None]] = {
     "NIE": ("no", "pl"), "NO": ("no", "en"),
 }  # fmt: skip
 CHANGE_WORDS = frozenset({"ZMIEN", "CHANGE"})
+#: How long a quoted change waits for ``TAK`` (seconds).
+PENDING_VALID = 600.0
 ALL_WORDS = frozenset({"WSZYSTKIE", "ALL"})
 JOIN_WORDS = frozenset({"DOLACZ", "JOIN"})
 HISTORY_WORDS = frozenset({"HISTORIA", "HISTORY"})
@@ -267,9 +274,17 @@ class SmsDialog:
     max_record_bytes = 4096
     reset_on_error = False
 
-    def __init__(self, ttl: float = 300.0, default_language: str = "pl") -> None:
-        self.ttl = ttl
+    def __init__(
+        self,
+        ttl: float = 3600.0,
+        default_language: str = "pl",
+        clock: Clock | None = None,
+        pending_valid: float = PENDING_VALID,
+    ) -> None:
+        self.ttl = max(ttl, pending_valid)
         self.default_language = default_language
+        self.clock = clock or SystemClock()
+        self.pending_valid = pending_valid
 
     def resumes(self, inbound: Inbound, record: DialogRecord) -> bool:
         return True
@@ -300,47 +315,75 @@ class SmsDialog:
             elif state in _LETTER and not (state == "letter_type" and cmd and cmd.name != "no"):
                 await self._letter_step(turn, ctx, cmd)
             else:
-                await self._command(turn, ctx, cmd, abandoned=state != "idle")
+                await self._command(turn, ctx, cmd, state)
         except (ServiceError, DialogInputError) as exc:
             # A refused command ends the dialog; a pending action that was not touched stays.
             turn.reply(explain(ctx, exc))
             if turn.state == "idle":
                 turn.finish()
 
-    async def _command(self, turn: Turn, ctx: Ctx, cmd: Command | None, abandoned: bool) -> None:
-        if abandoned:
-            await turn.fire("done")
-            turn.data.clear()
+    async def _command(self, turn: Turn, ctx: Ctx, cmd: Command | None, state: str) -> None:
+        """A command; a change pending before it stays unless this one starts another."""
+        held = turn.data.get("pending") if state == "confirm" else None
+        if held is None:
+            await self._drop(turn, state)  # a letter being written is abandoned
+            state = "idle"
         if cmd is None:
             word = squeeze(turn.inbound.text).partition(" ")[0][:20]
-            turn.reply(ctx.t("unknown", word=word))
-            turn.finish()
+            self._read_only(turn, ctx.t("unknown", word=word), state, held)
             return
         if cmd.name in ("yes", "no"):
             turn.reply(ctx.t("nothing_pending"))
+            await self._drop(turn, state)
             turn.finish()
             return
         step = await COMMANDS[cmd.name](ctx, cmd)
+        if step.pending is None and step.letter is None:
+            self._read_only(turn, step.text, state, held)
+            return
+        await self._drop(turn, state)
+        # The same change again (a repeat) is quoted again; another one says what it replaced.
+        note = ""
+        if held is not None and not actions.same_change(held, step.pending):
+            note = ctx.t("pending.replaced", what=actions.what(ctx, held)) + "\n"
         if step.pending is not None:
+            step.pending["at"] = self.clock.now().timestamp()
             turn.data.update(lang=ctx.lang, pending=step.pending)
             await turn.fire("ask_confirm")
-            turn.reply(step.text + "\n" + ctx.t("confirm.ask_sms"))
-        elif step.letter is not None:
+            turn.reply(note + step.text + "\n" + actions.ask_code(ctx, step.pending, "sms"))
+        else:
             turn.data.update(lang=ctx.lang, letter=step.letter)
             await turn.fire("start_letter")
-            turn.reply(step.text)
-        else:
-            turn.reply(step.text)
+            turn.reply(note + step.text)
+
+    @staticmethod
+    def _read_only(turn: Turn, text: str, state: str, held: dict[str, Any] | None) -> None:
+        """Answer; a pending change stays as it was (the record is saved unchanged)."""
+        turn.reply(text)
+        if held is None and state == "idle":
             turn.finish()
 
+    @staticmethod
+    async def _drop(turn: Turn, state: str) -> None:
+        if state != "idle":
+            await turn.fire("done")
+            turn.data.clear()
+
     async def _confirm(self, turn: Turn, ctx: Ctx, cmd: Command | None) -> None:
+        pending: dict[str, Any] = turn.data["pending"]
         if cmd is None:
             await turn.fire("retry")
-            turn.reply(ctx.t("confirm.ask_sms"))
+            turn.reply(actions.ask_code(ctx, pending, "sms"))
             return
         if cmd.name == "no":
             await turn.fire("done")
             turn.reply(ctx.t("cancelled"))
+            turn.finish()
+            return
+        at = pending.get("at")  # None: quoted before pending changes were dated
+        if at is not None and self.clock.now().timestamp() - float(at) > self.pending_valid:
+            await turn.fire("done")
+            turn.reply(ctx.t("pending.expired", what=actions.what(ctx, pending)))
             turn.finish()
             return
         code = "".join(cmd.args.split())
@@ -348,7 +391,11 @@ class SmsDialog:
             await turn.fire("retry")
             turn.reply(ctx.t("confirm.need_code"))
             return
-        result = await actions.confirm(ctx, turn.data["pending"], code)
+        if not actions.looks_like_code(code):  # not a code at all: no attempt used
+            await turn.fire("retry")
+            turn.reply(ctx.t("code.format"))
+            return
+        result = await actions.confirm(ctx, pending, code)
         if result.outcome == "retry":
             await turn.fire("retry")
             turn.reply(result.text)
@@ -387,7 +434,8 @@ class SmsDialog:
                 return
             pending = {"op": "letter", **letter, "description": text}
             quote = await actions.describe(ctx, pending)
+            pending["at"] = self.clock.now().timestamp()
             turn.data.pop("letter")
             turn.data["pending"] = pending
             await turn.fire("ask_confirm")
-            turn.reply(quote + "\n" + ctx.t("confirm.ask_sms"))
+            turn.reply(quote + "\n" + actions.ask_code(ctx, pending, "sms"))

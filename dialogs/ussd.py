@@ -65,13 +65,18 @@ async def _profit_join(ctx: Ctx, data: Data) -> None:
 
 
 async def _confirm_view(ctx: Ctx, data: Data) -> str:
+    pending = data["pending"]
     if data.get("note"):  # asked again after a wrong code: the quote was shown already
-        return ctx.t("ussd.ask_code")
-    return await actions.describe(ctx, data["pending"]) + "\n" + ctx.t("ussd.ask_code")
+        return actions.ask_code(ctx, pending, "ussd")
+    return await actions.describe(ctx, pending) + "\n" + actions.ask_code(ctx, pending, "ussd")
 
 
 async def _confirm_answer(ctx: Ctx, data: Data, text: str) -> str:
-    result = await actions.confirm(ctx, data["pending"], "".join(text.split()))
+    code = "".join(text.split())
+    if not actions.looks_like_code(code):  # not a code at all: no attempt used
+        data["note"] = ctx.t("ussd.code_format")
+        return "retry"
+    result = await actions.confirm(ctx, data["pending"], code)
     if result.outcome == "retry":
         data["note"] = result.text
         return "retry"

@@ -29,5 +29,11 @@ def rate(msisdn: str, scope: str = "turn") -> str:
     return f"{constants.RATE}:{_tag(msisdn)}:{scope}"
 
 
+def global_rate(scope: str) -> str:
+    """The logical key of a counter across all subscribers (``password_requests``,
+    ``wrong_codes``) for ``DialogStore.hit``."""
+    return f"{constants.RATE}:global:{scope}"
+
+
 def prefixed(prefix: str, logical: str) -> str:
     return f"{prefix}:{logical}"

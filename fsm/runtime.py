@@ -230,6 +230,12 @@ class Runtime:
                 if start.undecodable:
                     log.warning("dropping an undecodable dialog record", extra=extra)
                 if self.rate_limit and start.hits > self.rate_limit:
+                    # One "too many messages" SMS per window, then silence until it passes:
+                    # an auto-responder on the other side must not get an SMS per message
+                    # (each one costs the operator). USSD is answered always: its session
+                    # waits for a screen, and a screen costs nothing.
+                    if start.hits > self.rate_limit + 1 and inbound.channel == "sms":
+                        return []
                     log.info("turn rate limited", extra={**extra, "hits": start.hits})
                     return [_noticed(dialog, inbound, {}, "rate_limited")]
                 return await self._locked_turn(dialog, inbound, start.guard, start.record, deliver)

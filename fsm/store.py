@@ -606,11 +606,13 @@ class RedisStore(DialogStore):
             await self._redis.aclose()
 
 
-def store_from_url(url: str | None, prefix: str = constants.DEFAULT_PREFIX) -> DialogStore:
-    """``None`` or ``memory://`` → ``MemoryStore``; a Redis URL (Sentinel included,
-    :mod:`fsm.redis_connect`) → ``RedisStore``."""
+def store_from_url(
+    url: str | None, prefix: str = constants.DEFAULT_PREFIX, clock: Clock = time.monotonic
+) -> DialogStore:
+    """``None`` or ``memory://`` → ``MemoryStore`` timing expiry with ``clock``; a Redis URL
+    (Sentinel included, :mod:`fsm.redis_connect`) → ``RedisStore`` (expiry is Redis's own)."""
     if not url or url.startswith("memory:"):
-        return MemoryStore(prefix)
+        return MemoryStore(prefix, clock)
     from fsm.redis_connect import is_redis_url, redis_from_url
 
     if is_redis_url(url):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,9 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api import Backend
+from backend.clock import Clock, SystemClock
 from backend.db import create_engine, open_backend
+from backend.demo_calendar import DemoCalendar
 from backend.errors import ConfigError
 from backend.manage import seed
 from dialogs import build_dialogs
@@ -31,9 +34,13 @@ from gateway.binds import BindPool
 from gateway.metrics import Metrics
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
+from gateway.outbox.watch import OutboxWatch
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.tls import client_context, reloading_server_context
+from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
+from gateway.web.limits import ConnectionLimits
 from gateway.web.portal import Portal
 from gateway.workers import WorkerSlot, assign_binds
 from simulator.controller import SimulatorController
@@ -48,19 +55,26 @@ class Components:
 
     settings: Settings
     metrics: Metrics
+    #: The one clock of the domain (dates, lockouts, expiry) and of the dialog timers.
+    clock: Clock = field(default_factory=SystemClock)
     simulator: SimulatorController | None = None
     backend: Backend | None = None
     store: DialogStore | None = None
     runtime: Runtime | None = None
+    #: Turns from the USSD aggregator (HTTP): the same dialogs, code checks guarded as for HTTP.
+    http_runtime: Runtime | None = None
     outbox: Outbox | None = None
     pool: BindPool | None = None
     router: Router | None = None
+    outbox_watch: OutboxWatch = field(default_factory=lambda: OutboxWatch(60.0))
     #: ``idea24 serve --workers N``: which worker this process is (None: the only process)
     worker: WorkerSlot | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 COMPONENTS = web.AppKey("components", Components)
+#: The HTTP side's connection bounds (gateway/web/limits.py); ``idea24 serve`` listens through it.
+HTTP_LIMITS = web.AppKey("http_limits", ConnectionLimits)
 
 
 def password_sms(language: str, password: str) -> str:
@@ -70,7 +84,12 @@ def password_sms(language: str, password: str) -> str:
 
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
     host, port = sim.smpp_address
-    return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    if not settings.simulator_tls_cert:
+        return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    ca = settings.simulator_tls_ca or settings.simulator_tls_cert
+    return SmscProfile(
+        "idea24", "idea24", host, port, source_addr=settings.short_code, tls=True, ca=ca
+    )
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -78,14 +97,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     s = c.settings
     # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
     try:
-        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo)
+        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=c.clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
-    async with open_backend(s.database_url, s.secret_key) as backend:
+    # The demo data is kept current as days pass (a month end needs last month's invoice).
+    roll = DemoCalendar() if s.seed_demo else None
+    async with open_backend(s.database_url, s.secret_key, c.clock, on_new_day=roll) as backend:
+        # Today's roll now, not in the first turn (after a long stop it can take seconds: 9 s
+        # for 100,000 synthetic accounts 40 days on, on SQLite); later days add ~1/28 of that.
+        await backend.context.day()
         c.backend = backend
         yield
         c.backend = None
@@ -95,7 +119,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     if c.settings.redis_url:
         await _check_redis(c.settings.redis_url)
-    store = store_from_url(c.settings.redis_url)
+    store = store_from_url(c.settings.redis_url, clock=c.clock.monotonic)
     c.store = store
     try:
         yield
@@ -129,7 +153,13 @@ def _reason(exc: BaseException) -> str:
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
-    c.runtime = Runtime(c.store, build_dialogs(c.settings), c.backend, c.settings)
+    dialogs = build_dialogs(c.settings, c.clock)
+    guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics, c.clock.monotonic)
+    smpp_backend = GuardedBackend(c.backend, guard, "smpp")
+    http_backend = GuardedBackend(c.backend, guard, "http")
+    timer = c.clock.monotonic
+    c.runtime = Runtime(c.store, dialogs, smpp_backend, c.settings, clock=timer)
+    c.http_runtime = Runtime(c.store, dialogs, http_backend, c.settings, clock=timer)
     yield
 
 
@@ -154,8 +184,10 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
         outbox: Outbox = RedisOutbox(client)
         try:
             c.outbox = outbox
+            c.metrics.outbox.watch(outbox)
             yield
         finally:
+            c.metrics.outbox.watch(None)
             await outbox.close()
             await client.aclose()
     else:
@@ -288,14 +320,22 @@ async def _receipt_relay(
 async def _http(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.backend is not None and c.runtime is not None and c.outbox is not None
-    portal = Portal(c.backend, c.runtime, c.outbox, password_sms, c.settings.short_code)
+    assert c.store is not None and c.http_runtime is not None
+    portal = Portal(
+        c.backend,
+        c.http_runtime,
+        c.outbox,
+        password_sms,
+        c.settings.short_code,
+        password_cap=PasswordCap(c.store, c.settings.password_rate, c.metrics),
+    )
     deps = app[DEPS]
     deps.portal = portal
     deps.ussd = portal
     yield
 
 
-def _health_checks(c: Components) -> dict[str, Any]:
+def health_checks(c: Components) -> dict[str, Any]:
     async def database() -> str:
         assert c.backend is not None
         await c.backend.is_subscriber("0")  # one indexed read proves the database answers
@@ -313,7 +353,22 @@ def _health_checks(c: Components) -> dict[str, Any]:
             raise ConnectionError("no SMPP bind is up")
         return states
 
-    return {"database": database, "store": store, "smpp": smpp}
+    async def outbox() -> dict[str, float]:
+        assert c.outbox is not None
+        depth = await c.outbox.depth()
+        stalled = c.outbox_watch.observe(depth, _moved(c))
+        c.metrics.outbox_stalled.set(stalled)
+        c.outbox_watch.verdict(depth, stalled)
+        return {"depth": depth, "stalled_s": round(stalled, 1)}
+
+    return {"database": database, "store": store, "smpp": smpp, "outbox": outbox}
+
+
+def _moved(c: Components) -> int:
+    """Replies this process's senders finished so far (sent, or failed for good)."""
+    if c.pool is None:
+        return 0
+    return sum(b["sent"] + b["failed"] for b in c.pool.snapshot()["binds"].values())
 
 
 #: How long a scrape waits for the outbox's depth (Redis / the database) before reporting NaN.
@@ -333,25 +388,63 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
             log.warning("outbox depth unreadable for /metrics: %s", type(exc).__name__)
             depth = math.nan
         c.metrics.outbox_depth.set(depth)
+        if not math.isnan(depth):
+            c.metrics.outbox_stalled.set(c.outbox_watch.observe(int(depth), _moved(c)))
 
     return refresh
 
 
-def create_app(settings: Settings, worker: WorkerSlot | None = None) -> web.Application:
-    """The server; ``worker``: one of ``idea24 serve --workers N`` (its share of the binds,
-    metrics summed over the workers)."""
-    app = web.Application(middlewares=[api_errors])
+def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The bundled simulator's SMPP-over-TLS context (``--simulator-tls-cert``), or None."""
+    if not settings.simulator_tls_cert:
+        return None
+    try:
+        return reloading_server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
+    except ConfigError as exc:
+        raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """Each ``smpps://`` bind's files make a context now, so a wrong path stops the start with
+    one line; the link reads them again on every connect (rotation)."""
+    for profile in settings.smsc:
+        if profile.tls:
+            try:
+                client_context(profile.ca, profile.cert, profile.key)
+            except ConfigError as exc:
+                raise ConfigError(f"--smsc {profile.url}: {exc}") from exc
+
+
+def create_app(
+    settings: Settings, clock: Clock | None = None, worker: WorkerSlot | None = None
+) -> web.Application:
+    """The server; ``clock`` (the system clock by default) is the one every "now" comes from;
+    ``worker``: one of ``idea24 serve --workers N`` (its share of the binds, metrics summed over
+    the workers)."""
+    _check_tls_files(settings)
+    limits = ConnectionLimits(settings.http_max_connections, settings.http_header_timeout)
+    app = web.Application(middlewares=[limits.middleware, api_errors])
+    app[HTTP_LIMITS] = limits
     if worker is None:
         metrics = Metrics()
     else:
         metrics = Metrics(worker=str(worker.index), shared_dir=worker.metrics_dir)
-    components = Components(settings, metrics, worker=worker)
+    metrics.http_limits.watch(limits)
+    components = Components(
+        settings,
+        metrics,
+        clock or SystemClock(),
+        outbox_watch=OutboxWatch(settings.outbox_stall),
+        worker=worker,
+    )
     app[COMPONENTS] = components
     if settings.uses_simulator:
         components.simulator = SimulatorController(
             host=settings.simulator_smpp_host,
             port=settings.simulator_smpp_port,
             http_port=settings.simulator_http_port,
+            tls=_simulator_tls(settings),
+            tls_only=True,
         )
         add_handset_routes(
             app,
@@ -365,7 +458,7 @@ def create_app(settings: Settings, worker: WorkerSlot | None = None) -> web.Appl
         metrics,
         _Unready(),
         _Unready(),
-        health_checks=_health_checks(components),
+        health_checks=health_checks(components),
         before_scrape=_scrape_outbox(components),
     )
     add_routes(app)

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.esme.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
-from gateway.esme.session import SmppSession
+from gateway.esme.session import SmppLink, SmppSession
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.sender import OutboxSender, dead_local_consumer
 from gateway.settings import SmscProfile
 from gateway.sms import text
+from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ class BindPool:
         self.sessions = [
             SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
         ]
+        #: restarts the senders' loops and housekeeping, watches send tasks (one per pool)
+        self.supervisor = Supervisor()
         self.senders = [
-            OutboxSender(outbox, s, tracker=self.tracker, policy=policy) for s in self.sessions
+            OutboxSender(outbox, s, tracker=self.tracker, policy=policy, supervisor=self.supervisor)
+            for s in self.sessions
         ]
 
     async def _route(self, event: InboundEvent) -> None:
@@ -79,7 +83,9 @@ class BindPool:
                 log.warning("outbox items of a dead process taken back: %d", recovered)
         for sender in self.senders:
             sender.start()
-        self._housekeeper = asyncio.create_task(self._housekeeping())
+        self._housekeeper = asyncio.create_task(
+            self.supervisor.forever("reassembly-housekeeping", self._housekeeping)
+        )
 
     async def _housekeeping(self) -> None:
         """Give up on long MO whose parts never all came (the reassembler is sans-I/O)."""
@@ -113,6 +119,7 @@ class BindPool:
                 "effective_rate": session.throttle.effective_rate,
                 "timeouts": sum(link.stats.timeouts for link in session.links),
                 "connects": sum(link.stats.connects for link in session.links),
+                "tls_failures": _tls_failures(session.links),
                 "sent": sender.sent,
                 "retried": sender.retried,
                 "failed": sender.failed,
@@ -128,7 +135,9 @@ class BindPool:
                 "receipts": i.receipts,
                 "duplicates": i.duplicates,
                 "parts_waiting": i.parts_waiting,
+                "evictions": i.evictions,
             },
+            "task_crashes": dict(self.supervisor.crashes),
             "delivery": {
                 "submitted": t.submitted,
                 "delivered": t.delivered,
@@ -151,3 +160,12 @@ class BindPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _tls_failures(links: Iterable[SmppLink]) -> dict[str, int]:
+    """Failed TLS connections of a bind's links, by reason."""
+    total: dict[str, int] = {}
+    for link in links:
+        for reason, count in link.stats.tls_failures.items():
+            total[reason] = total.get(reason, 0) + count
+    return total

@@ -9,13 +9,14 @@ import gc
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
-from gateway.settings import DEFAULT_DATABASE_URL, Settings, load_settings
+from gateway.settings import DEFAULT_DATABASE_URL, Settings, lab_exposure, load_settings
 
 if TYPE_CHECKING:
     from gateway.workers import WorkerSlot
@@ -33,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server (bundled simulator when no SMSC is set)")
     serve.add_argument(
-        "--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)"
+        "--smsc",
+        action="append",
+        metavar="URL",
+        help="smpp://ID:PASSWORD@HOST:PORT, or smpps://ID:PASSWORD@HOST:PORT?ca=FILE"
+        "[&cert=FILE&key=FILE] over TLS (repeatable)",
     )
     serve.add_argument(
         "--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8024)"
@@ -41,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", metavar="URL")
     serve.add_argument("--redis-url", metavar="URL")
     serve.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    serve.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
     serve.add_argument(
         "--simulator-smpp",
         metavar="HOST:PORT",
@@ -51,6 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         type=int,
         help="HTTP port of the bundled simulator's API (default 8025)",
+    )
+    serve.add_argument(
+        "--simulator-tls-cert",
+        metavar="FILE",
+        help="the bundled simulator speaks SMPP over TLS with this certificate (and the gateway"
+        " binds to it over TLS)",
+    )
+    serve.add_argument("--simulator-tls-key", metavar="FILE")
+    serve.add_argument(
+        "--simulator-tls-ca",
+        metavar="FILE",
+        help="the CA the gateway trusts for the simulator (default: its certificate itself)",
+    )
+    serve.add_argument(
+        "--lab",
+        action="store_true",
+        help="allow the bundled simulator and /phone on a non-loopback address (a lab network)",
     )
     serve.add_argument(
         "--workers", metavar="N", help="worker processes sharing Redis + the database, or auto"
@@ -79,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="replay a conversation script against the running simulator and server;"
         " exit 0 when every expectation holds, 1 with a diff",
+    )
+    sim.add_argument(
+        "--smpps", metavar="HOST:PORT", help="also SMPP over TLS here (needs --tls-cert/--tls-key)"
+    )
+    sim.add_argument("--tls-cert", metavar="FILE", help="PEM certificate of the --smpps listener")
+    sim.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    sim.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this CA on --smpps (mutual TLS)",
     )
 
     phone = sub.add_parser("phone", help="terminal handset against the simulator")
@@ -110,6 +144,12 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "database_url": args.database_url,
         "redis_url": args.redis_url,
         "simulator_http_port": args.simulator_http,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "simulator_tls_cert": args.simulator_tls_cert,
+        "simulator_tls_key": args.simulator_tls_key,
+        "simulator_tls_ca": args.simulator_tls_ca,
+        "lab": True if args.lab else None,
     }
     if args.simulator_smpp:
         host, port = _host_port(args.simulator_smpp, "--simulator-smpp")
@@ -120,11 +160,22 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 async def _serve(settings: Settings, worker: WorkerSlot | None = None, fd: int = -1) -> int:
     from aiohttp import web
 
-    from gateway.app import COMPONENTS, create_app
+    from gateway.app import COMPONENTS, HTTP_LIMITS, create_app
+    from gateway.web.limits import raise_nofile_limit, start_http
     from gateway.workers import watch_supervisor
 
-    app = create_app(settings, worker)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    https = _https_context(settings)
+    app = create_app(settings, worker=worker)
+    limits = app[HTTP_LIMITS]
+    limits.fit_descriptors(raise_nofile_limit())
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=settings.http_idle_timeout,
+    )
+    listener = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     orphan: asyncio.Task[None] | None = None
@@ -132,12 +183,19 @@ async def _serve(settings: Settings, worker: WorkerSlot | None = None, fd: int =
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        site: web.BaseSite = web.TCPSite(runner, settings.http_host, settings.http_port)
+        where: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
         if worker is not None:  # the supervisor's socket, shared by every worker
-            site = web.SockSite(runner, socket.socket(fileno=fd))
+            where = {"host": None, "port": None, "sock": socket.socket(fileno=fd)}
             orphan = loop.create_task(watch_supervisor(worker, stop))
         try:
-            await site.start()
+            listener = await start_http(
+                runner,
+                limits,
+                **where,
+                ssl=https,
+                # a TLS handshake is bounded like the request head that follows it
+                ssl_handshake_timeout=settings.http_header_timeout if https else None,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
@@ -155,6 +213,8 @@ async def _serve(settings: Settings, worker: WorkerSlot | None = None, fd: int =
     finally:
         if orphan is not None:
             orphan.cancel()
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
     return 0
 
@@ -176,16 +236,32 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _https_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS listener's context (``--tls-cert``/``--tls-key``), or None for plain HTTP."""
+    if not settings.https:
+        return None
+    from gateway.tls import reloading_server_context
+
+    try:
+        return reloading_server_context(settings.tls_cert, settings.tls_key)
+    except ConfigError as exc:
+        raise ConfigError(f"IDEA24_TLS_CERT / IDEA24_TLS_KEY: {exc}") from exc
+
+
 def _print_banner(settings: Settings, components: Any) -> None:
-    base = f"http://{settings.http_host}:{settings.http_port}"
+    scheme = "https" if settings.https else "http"
+    base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     lines = [f"idea24 {__version__} serving", f"  HTTP      {base}  (API, /healthz, /metrics)"]
     if components.simulator is not None:
         host, port = components.simulator.smpp_address
-        lines.append(f"  SMSC      bundled simulator, SMPP smpp://{host}:{port}")
+        smpp = "smpps" if settings.simulator_tls_cert else "smpp"
+        lines.append(f"  SMSC      bundled simulator, SMPP {smpp}://{host}:{port}")
         if components.simulator.http_url:
             lines.append(f"  Simulator {components.simulator.http_url}/api/v1")
     for profile in settings.smsc:
-        lines.append(f"  SMSC      smpp://{profile.system_id}@{profile.host}:{profile.port}")
+        lines.append(
+            f"  SMSC      {profile.scheme}://{profile.system_id}@{profile.host}:{profile.port}"
+        )
     lines.append(f"  Database  {_safe_db(settings.database_url)}")
     lines.append(f"  Sessions  {'Redis' if settings.redis_url else 'in memory'}")
     lines.append(f"  SMS to {settings.short_code}, USSD {settings.ussd_code}")
@@ -193,6 +269,11 @@ def _print_banner(settings: Settings, components: Any) -> None:
         lines.append("Try it:")
         lines.append(f"  open {base}/phone")
         lines.append("  idea24 phone 48600000001")
+    if components.simulator is not None and lab_exposure(settings):
+        lines.append(
+            "LAB MODE (--lab): the simulator and /phone are reachable from other machines;"
+            " anyone there can read every SMS (passwords included) and act for any number"
+        )
     if settings.dev_secrets:
         lines.append(
             "Warning: development API key / secret key in use; set IDEA24_API_KEY and"
@@ -235,6 +316,24 @@ def _run_fast(main: Coroutine[Any, Any, _T]) -> _T:
         return runner.run(main)
 
 
+def _simulator_tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, tuple[str, int]]:
+    """``idea24 simulator --smpps HOST:PORT --tls-cert F --tls-key F [--tls-client-ca F]``."""
+    if not args.smpps:
+        if args.tls_cert or args.tls_key or args.tls_client_ca:
+            raise ConfigError("--tls-cert/--tls-key/--tls-client-ca: set --smpps HOST:PORT too")
+        return None, ("127.0.0.1", 0)
+    address = _host_port(args.smpps, "--smpps")
+    if not args.tls_cert or not args.tls_key:
+        raise ConfigError("--smpps: needs --tls-cert FILE and --tls-key FILE")
+    from gateway.tls import reloading_server_context
+
+    try:
+        context = reloading_server_context(args.tls_cert, args.tls_key, args.tls_client_ca or "")
+        return context, address
+    except ConfigError as exc:
+        raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}") from exc
+
+
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
     from gateway.logs import setup_logging
 
@@ -267,6 +366,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: l
         if args.trace_size < 0:
             raise ConfigError(f"--trace-size: 0 or more PDUs, got {args.trace_size}")
         smpp_host, smpp_port = _host_port(args.smpp, "--smpp")
+        tls, tls_address = _simulator_tls(args)
         with contextlib.suppress(KeyboardInterrupt):
             _run_fast(
                 run_simulator(
@@ -276,6 +376,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: l
                     http_host,
                     http_port,
                     trace_size=args.trace_size,
+                    tls=tls,
+                    tls_address=tls_address,
                 )
             )
         return 0

@@ -99,6 +99,14 @@ class PoolMetrics:
         connects = CounterMetricFamily(
             "idea24_smpp_connects", "SMPP connections made (reconnects included)", labels=labels
         )
+        tls_failures = CounterMetricFamily(
+            "idea24_smpp_tls_failures",
+            "SMPP-over-TLS connections that failed, by reason: certificate (the SMSC's did not"
+            " verify), refused (the SMSC refused ours with an alert), closed (closed after the"
+            " handshake with no bind answer), files (our cert/key/CA unusable), handshake"
+            " (anything else)",
+            labels=[*labels, "reason"],
+        )
         out = CounterMetricFamily(
             "idea24_messages_out",
             "Outbound messages by bind and status: sent (every part accepted by the SMSC),"
@@ -114,18 +122,37 @@ class PoolMetrics:
                 throttled.add_metric(ids, float(b["pushbacks"]))
                 timeouts.add_metric(ids, float(b["timeouts"]))
                 connects.add_metric(ids, float(b["connects"]))
+                for reason, count in sorted(b.get("tls_failures", {}).items()):
+                    tls_failures.add_metric([*ids, reason], float(count))
                 for status in ("sent", "retried", "failed"):
                     out.add_metric([*ids, status], float(b[status]))
-        yield from (up, window, throttled, timeouts, connects, out)
-        inbound, delivery = (
-            _summed(snap["inbound"] for _w, snap in snaps),
-            _summed(snap["delivery"] for _w, snap in snaps),
-        )
+        yield from (up, window, throttled, timeouts, connects, tls_failures, out)
+        inbound = _summed(snap["inbound"] for _w, snap in snaps)
+        delivery = _summed(snap["delivery"] for _w, snap in snaps)
+        task_crashes = _summed(snap.get("task_crashes", {}) for _w, snap in snaps)
         yield CounterMetricFamily(
             "idea24_duplicate_mo",
             "Redelivered MO messages ignored (the SMSC's copies)",
             value=float(inbound["duplicates"]),
         )
+        crashes = CounterMetricFamily(
+            "idea24_task_crashes",
+            "Background tasks that raised, by task: loops restarted, send tasks' items released",
+            labels=["task"],
+        )
+        for task, count in sorted(task_crashes.items()):
+            crashes.add_metric([task], float(count))
+        yield crashes
+        evicted = CounterMetricFamily(
+            "idea24_mo_long_messages_evicted",
+            "Long MO messages given up before all parts came, for a limit: sender_limit (the"
+            " sender had too many or too large waiting), evicted (all senders together: the"
+            " last guard)",
+            labels=["reason"],
+        )
+        for reason in ("sender_limit", "evicted"):
+            evicted.add_metric([reason], float(inbound.get("evictions", {}).get(reason, 0)))
+        yield evicted
         by_state = CounterMetricFamily(
             "idea24_receipts",
             "Delivery receipts received, by the state they report (one per message part)",
@@ -171,6 +198,63 @@ def _summed(parts: Iterator[Mapping[str, Any]]) -> dict[str, Any]:
     return total
 
 
+class OutboxCounters:
+    """What the outbox counts of a store that lost its data (``RedisOutbox.lost`` and
+    ``.recreated``), read at scrape time; nothing for an outbox that keeps no such count."""
+
+    def __init__(self) -> None:
+        self._outbox: object | None = None
+
+    def watch(self, outbox: object | None) -> None:
+        self._outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        if self._outbox is None or not hasattr(self._outbox, "lost"):
+            return
+        yield CounterMetricFamily(
+            "idea24_outbox_lost",
+            "Replies that were waiting in the outbox when its store lost them (a Redis that"
+            " came back empty): never sent",
+            value=float(getattr(self._outbox, "lost", 0)),
+        )
+        yield CounterMetricFamily(
+            "idea24_outbox_group_recreated",
+            "Times the outbox's stream and consumer group were created again after the store"
+            " lost them",
+            value=float(getattr(self._outbox, "recreated", 0)),
+        )
+
+
+class HttpLimitCounters:
+    """The HTTP side's connection bounds (``gateway.web.limits.ConnectionLimits``), read at
+    scrape time."""
+
+    def __init__(self) -> None:
+        self._limits: Any = None
+
+    def watch(self, limits: Any) -> None:
+        self._limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        if self._limits is None:
+            return
+        yield GaugeMetricFamily(
+            "idea24_http_connections_open",
+            "Open HTTP connections (through idea24 serve's listener)",
+            value=float(self._limits.open),
+        )
+        closed = CounterMetricFamily(
+            "idea24_http_connections_closed",
+            "HTTP connections closed by a bound: refused (past IDEA24_HTTP_MAX_CONNECTIONS,"
+            " answered 503) or slow_headers (no complete request within"
+            " IDEA24_HTTP_HEADER_TIMEOUT)",
+            labels=["reason"],
+        )
+        closed.add_metric(["refused"], float(self._limits.refused))
+        closed.add_metric(["slow_headers"], float(self._limits.timed_out))
+        yield closed
+
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -208,10 +292,48 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemostrecent",  # one shared outbox: the latest reading
         )
+        self.outbox_stalled = Gauge(
+            "idea24_outbox_stalled_seconds",
+            "How long replies have waited in the outbox with none leaving (0: empty or moving);"
+            " past IDEA24_OUTBOX_STALL /healthz says 503",
+            registry=r,
+            multiprocess_mode="livemax",  # workers: the longest any of them sees
+        )
         self.http_requests = Counter(
             "idea24_http_requests_total",
             "HTTP API requests",
             ["route", "status"],
+            registry=r,
+        )
+        self.ussd_http_refused = Counter(
+            "idea24_ussd_http_refused_total",
+            "USSD-over-HTTP requests refused before any turn ran: unauthorized (no or wrong"
+            " key), loopback_only (no key configured), not_allowed (address outside the list)",
+            ["reason"],
+            registry=r,
+        )
+        self.password_requests_refused = Counter(
+            "idea24_password_requests_refused_total",
+            "Portal password requests refused with 429: number (its own limit) or global (the"
+            " cap across all numbers, IDEA24_PASSWORD_RATE per minute)",
+            ["scope"],
+            registry=r,
+        )
+        self.wrong_codes = Counter(
+            "idea24_wrong_codes_total",
+            "Wrong subscriber codes, by origin: smpp (from the handset) or http (aggregator)",
+            ["origin"],
+            registry=r,
+        )
+        self.code_guessing = Counter(
+            "idea24_code_guessing_detected_total",
+            "Wrong subscriber codes beyond IDEA24_CODE_GUESS_LIMIT per minute across all"
+            " subscribers: a guessing run is under way",
+            registry=r,
+        )
+        self.code_checks_slowed = Counter(
+            "idea24_code_checks_slowed_total",
+            "Code checks over HTTP refused (not tried) during a guessing run",
             registry=r,
         )
         self.loop_lag = Histogram(
@@ -224,6 +346,11 @@ class Metrics:
         #: the bind pool's own counters, read per scrape (see :class:`PoolMetrics`)
         self.pool = PoolMetrics(self.worker, self.shared_dir)
         r.register(self.pool)
+        #: the outbox's own loss counters, read per scrape
+        self.outbox = OutboxCounters()
+        r.register(self.outbox)
+        self.http_limits = HttpLimitCounters()
+        r.register(self.http_limits)
 
     def render(self) -> bytes:
         if self.shared_dir is None:
@@ -233,4 +360,7 @@ class Metrics:
         everyone = CollectorRegistry()
         MultiProcessCollector(everyone, path=str(self.shared_dir))  # type: ignore[no-untyped-call]
         everyone.register(self.pool)
+        # read from this worker alone: its outbox's loss counts, its HTTP connections
+        everyone.register(self.outbox)
+        everyone.register(self.http_limits)
         return generate_latest(everyone)

@@ -2,7 +2,9 @@
 
 A line of plain text is an SMS to the short number; ``*...#`` dials USSD, and while a USSD menu is
 open each line answers it (an empty line cancels). Replies are printed as they arrive: SMS from
-the simulator's event stream (SSE), USSD screens from the answer to each dial.
+the simulator's event stream (SSE), USSD screens from the answer to each dial. When the input
+ends (Ctrl-D, or the end of a pipe: ``printf 'PAKIET\n' | idea24 phone 48600000001``) the handset
+waits for a reply to each SMS it sent (up to :data:`REPLY_WAIT` seconds) before it exits.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ DEFAULT_SHORT_CODE = "2424"
 #: How many printed message ids are remembered to skip their later updates (receipts).
 SEEN_IDS = 1000
 _STREAM = aiohttp.ClientTimeout(total=None, sock_read=None)
+#: How long the handset waits, once its input ended, for the replies still on their way.
+REPLY_WAIT = 15.0
 
 
 class Output(Protocol):
@@ -56,6 +60,20 @@ class Handset:
         self.ussd_open = False
         self._seen: set[object] = set()
         self._seen_order: deque[object] = deque()
+        self.sent = 0  # SMS sent to the short number
+        self.received = 0  # SMS that reached this handset since it started
+        self._arrived = asyncio.Event()
+
+    async def replies_in(self, within: float) -> bool:
+        """Wait until as many SMS came as were sent (False if ``within`` seconds pass first)."""
+        try:
+            async with asyncio.timeout(within):
+                while self.received < self.sent:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def first_sight(self, message_id: object) -> bool:
         """True once per message: the stream sends it again when its receipt updates it."""
@@ -86,6 +104,8 @@ class Handset:
                     continue
                 if self.first_sight(message["id"]):
                     self.say(f"< {message['peer']}: {message['text']}")
+                    self.received += 1
+                    self._arrived.set()
 
     async def handle(self, line: str) -> None:
         text = line.strip()
@@ -110,6 +130,7 @@ class Handset:
                 self.say(f"! SMS not sent: {data.get('error', response.status)}")
                 return
         parts = f" ({data['parts']} parts)" if data["parts"] > 1 else ""
+        self.sent += 1
         self.say(f"> {self.short_code}: {text}{parts}")
 
     async def ussd(self, text: str) -> None:
@@ -134,7 +155,8 @@ async def run_phone(
     out: Output | None = None,
     short_code: str = DEFAULT_SHORT_CODE,
 ) -> int:
-    """Run the terminal handset until the input ends; 1 if the simulator cannot be reached."""
+    """Run the terminal handset until the input ends and the replies to it came; 1 if the
+    simulator cannot be reached."""
     out = out or sys.stdout
     source = lines if lines is not None else stdin_lines()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -158,6 +180,8 @@ async def run_phone(
             )
             async for line in source:
                 await phone.handle(line)
+            if not await phone.replies_in(REPLY_WAIT):
+                phone.say(f"! {phone.sent - phone.received} SMS unanswered after {REPLY_WAIT:g} s")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             phone.say(f"! cannot reach the simulator at {simulator_url}: {exc}")
             return 1

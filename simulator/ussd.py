@@ -92,6 +92,10 @@ class UssdSessions:
         if session.waiter is not None and not session.waiter.done():
             session.waiter.cancel()
         session.waiter = loop.create_future()
+        # A session closed (cancelled by the handset, timed out) after its dial stopped waiting
+        # fails a future nobody awaits any more: retrieve it, so asyncio logs no "Future
+        # exception was never retrieved" for what is an ordinary end of a dialogue.
+        session.waiter.add_done_callback(_retrieve)
         return session.waiter
 
     def network_reply(
@@ -131,3 +135,8 @@ class UssdSessions:
     def close_all(self) -> None:
         for msisdn in list(self._sessions):
             self.close(msisdn)
+
+
+def _retrieve(future: asyncio.Future[UssdReply]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,25 +1,38 @@
 """Who a number belongs to, its correspondence address, and the secrets guarding changes.
 
-The subscriber code (kod abonencki) guards one number; the account code guards account-wide
-changes (address, payment method) for every number of a business account. An individual
-account's code is its one number's subscriber code. Three wrong entries lock the number's changes
-for 15 minutes; the attempt that reaches the limit raises ``LockedOut`` with the end time.
+The subscriber code (kod abonencki) guards one number; the account code (kod abonencki dla
+konta) guards the changes of a whole business account (:data:`ACCOUNT_WIDE`: address, payment
+method), made through any of its numbers, and is checked in the change's own transaction. An
+individual account's code is its one number's subscriber code. Each code has its own lockout:
+three wrong entries of a number's code lock that number's changes for 15 minutes; three wrong
+entries of an account code, through whichever of the account's numbers, lock the account code
+(the account row keeps the count, so guesses through every number count together); a business
+account's code does not open one number's changes, so it cannot be guessed through them. A number's
+own code given for an account-wide change is refused (``NotAccountCode``) without counting. The
+attempt that reaches the limit raises ``LockedOut`` with the end time.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, CursorResult, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.errors import InvalidInput, LockedOut, NotFound, ServiceError, WrongCode
+from backend.errors import (
+    InvalidInput,
+    LockedOut,
+    NotAccountCode,
+    NotFound,
+    ServiceError,
+    WrongCode,
+)
 from backend.hashing import keyed_hash, matches
 from backend.models import Account, Subscriber
-from backend.records import Address, Change, CodeScope, SubscriberInfo
+from backend.records import Address, Change, CodeGate, CodeScope, SubscriberInfo
 from backend.services import reads
 from backend.services.context import (
     LOCK_SUBSCRIBER,
@@ -36,6 +49,8 @@ CODE_ATTEMPTS = 3
 CODE_LOCKOUT = timedelta(minutes=15)
 SUBSCRIBER_CODE = "subscriber-code"
 ACCOUNT_CODE = "account-code"
+#: The changes that affect a whole account: on a business account confirmed by the account code.
+ACCOUNT_WIDE = frozenset({"address", "payment_method"})
 
 _POSTAL = re.compile(r"(?<![\d-])(\d{2}-\d{3})(?![\d-])")
 _CITY = re.compile(r"[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_]+)*\.?")
@@ -56,6 +71,11 @@ LOCK_FOR_CODE = LOCK_SUBSCRIBER.returning(
     .scalar_subquery()
     .label("account_code_hash"),
     _S.c.account_number,
+    select(_A.c.kind)
+    .where(_A.c.number == _S.c.account_number)
+    .correlate(_S)
+    .scalar_subquery()
+    .label("account_kind"),
 )
 #: The failure count and lockout end after a check (under the lock taken by LOCK_FOR_CODE).
 CODE_OUTCOME = (
@@ -65,6 +85,25 @@ CODE_OUTCOME = (
         code_locked_until=bindparam("locked_until", type_=_S.c.code_locked_until.type),
     )
     .where(_S.c.msisdn == bindparam("outcome_msisdn", type_=_S.c.msisdn.type))
+)
+
+
+#: The account lock (its ``version`` bumped: account-wide changes through two numbers of one
+#: account are applied one after the other) returning what an account-code check reads.
+LOCK_ACCOUNT_FOR_CODE = (
+    update(_A)
+    .values(version=_A.c.version + 1)
+    .where(_A.c.number == bindparam("lock_account", type_=_A.c.number.type))
+    .returning(_A.c.kind, _A.c.code_hash, _A.c.code_failures, _A.c.code_locked_until)
+)
+#: The account code's failure count and lockout end after a check.
+ACCOUNT_CODE_OUTCOME = (
+    update(_A)
+    .values(
+        code_failures=bindparam("acc_failures", type_=_A.c.code_failures.type),
+        code_locked_until=bindparam("acc_locked_until", type_=_A.c.code_locked_until.type),
+    )
+    .where(_A.c.number == bindparam("outcome_account", type_=_A.c.number.type))
 )
 
 
@@ -99,8 +138,9 @@ async def check_subscriber_code(
 ) -> None:
     """Return if ``code`` opens ``scope``, else raise ``WrongCode`` / ``LockedOut``.
 
-    For ``scope="number"`` the number's subscriber code or its account code is accepted; for
-    ``scope="account"`` only the account code.
+    For ``scope="number"`` the number's subscriber code is accepted (on an individual account
+    its account code too, which is the same secret); for ``scope="account"`` only the account
+    code (``NotAccountCode`` for the number's own code on a business account).
     """
     outcome = await ctx.change(_check_code, ctx, msisdn, code, scope, ctx.now())
     if outcome is not None:
@@ -136,15 +176,23 @@ def _check_code(
     sub = conn.execute(LOCK_FOR_CODE, {"lock_msisdn": msisdn}).first()
     if sub is None:
         raise no_subscriber(msisdn)
+    if scope == "account":
+        account = conn.execute(LOCK_ACCOUNT_FOR_CODE, {"lock_account": sub.account_number}).first()
+        if account is None:
+            raise NotFound("no account", what="account")
+        if account.kind == "business":
+            return _check_account_code(conn, ctx, msisdn, code, sub, account, now)
     if sub.code_locked_until is not None and sub.code_locked_until > now:
         raise LockedOut(sub.code_locked_until)
     if sub.account_code_hash is None:
         raise NotFound("no account", what="account")
     key = ctx.secret_key
     candidate = code.strip()
-    ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
-    if scope == "number":
-        ok |= matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+    ok = scope == "number" and matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash)
+    if not ok and (scope == "account" or sub.account_kind != "business"):
+        # An individual account's code is its number's. A business account's code does not open
+        # one number's changes: guesses at it would count per number, N numbers × 3 tries.
+        ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
     failures, locked_until = sub.code_failures, sub.code_locked_until
     outcome: ServiceError | None = None
     if ok:
@@ -161,6 +209,65 @@ def _check_code(
         params = {"failures": failures, "locked_until": locked_until, "outcome_msisdn": msisdn}
         conn.execute(CODE_OUTCOME, params)
     return outcome
+
+
+def _check_account_code(
+    conn: Connection, ctx: Context, msisdn: str, code: str, sub: Any, account: Any, now: datetime
+) -> ServiceError | None:
+    """:func:`_check_code` for a business account's code: its own count and lockout, on the
+    account row (locked by the caller), whichever number the guess came through."""
+    if account.code_locked_until is not None and account.code_locked_until > now:
+        raise LockedOut(account.code_locked_until, scope="account")
+    key, candidate = ctx.secret_key, code.strip()
+    failures, locked_until = account.code_failures, account.code_locked_until
+    outcome: ServiceError | None = None
+    if matches(key, ACCOUNT_CODE, sub.account_number, candidate, account.code_hash):
+        failures, locked_until = 0, None
+    elif matches(key, SUBSCRIBER_CODE, msisdn, candidate, sub.code_hash):
+        return NotAccountCode("a number's code for an account-wide change")
+    else:
+        failures += 1
+        if failures >= CODE_ATTEMPTS:
+            failures, locked_until = 0, now + CODE_LOCKOUT
+            outcome = LockedOut(locked_until, scope="account")
+            audit_core(conn, ctx, msisdn, "account_code_locked", "system", actor="system")
+        else:
+            outcome = WrongCode(CODE_ATTEMPTS - failures, scope="account")
+    if (failures, locked_until) != (account.code_failures, account.code_locked_until):
+        params = {
+            "acc_failures": failures,
+            "acc_locked_until": locked_until,
+            "outcome_account": sub.account_number,
+        }
+        conn.execute(ACCOUNT_CODE_OUTCOME, params)
+    return outcome
+
+
+async def account_code_in(
+    session: AsyncSession, ctx: Context, msisdn: str, code: str
+) -> ServiceError | None:
+    """The ``scope="account"`` code check as the first statements of ``session``'s transaction
+    (an account-wide change): ``None`` when it opens, else the error to raise after the commit
+    (which keeps the failure count); raises ``LockedOut`` (rolled back) while locked out."""
+    now = ctx.now()
+    return await session.run_sync(
+        lambda s: _check_code(s.connection(), ctx, msisdn, code, "account", now)
+    )
+
+
+async def code_gate(ctx: Context, msisdn: str, change: str) -> CodeGate:
+    """Which code confirms ``change`` (a name from :data:`ACCOUNT_WIDE`, or any other change)
+    for ``msisdn`` — the account code for an account-wide change of a business account — and
+    the end of that code's lockout if it is locked out now. One read."""
+    row = await ctx.reads.one(reads.CODE_GATE, msisdn=msisdn)
+    if row is None:
+        raise no_subscriber(msisdn)
+    account = change in ACCOUNT_WIDE and row.kind == "business"
+    until = row.account_locked_until if account else row.number_locked_until
+    if until is not None and until.tzinfo is None:  # asyncpg gives the stored naive UTC
+        until = until.replace(tzinfo=UTC)
+    now = ctx.now()
+    return CodeGate("account" if account else "number", until if until and until > now else None)
 
 
 async def address(ctx: Context, msisdn: str) -> Address:
@@ -220,15 +327,24 @@ async def lock_account(session: AsyncSession, number: str) -> Account:
     return account
 
 
-async def change_address(ctx: Context, msisdn: str, new: Address, channel: str) -> Change:
+async def change_address(
+    ctx: Context, msisdn: str, new: Address, channel: str, code: str
+) -> Change:
+    """The account's address, after ``code`` opened it (the account code on a business account)
+    in the same transaction."""
     new = validate_address(new)
     today = ctx.today()
+    change = Change("address", "", False, 0, today)
     async with ctx.sessions.begin() as session:
-        sub = await lock_subscriber(session, msisdn)
-        account = await lock_account(session, sub.account_number)
-        old = Address(account.street, account.postal_code, account.city)
-        if old == new:
-            return Change("address", "", False, 0, today)
-        account.street, account.postal_code, account.city = new.street, new.postal_code, new.city
-        audit(session, ctx, msisdn, "address", channel, account=account.number)
-    return Change("address", "", True, 0, today)
+        refused = await account_code_in(session, ctx, msisdn, code)
+        if refused is None:
+            sub = await lock_subscriber(session, msisdn)
+            account = await lock_account(session, sub.account_number)
+            if Address(account.street, account.postal_code, account.city) != new:
+                account.street, account.postal_code = new.street, new.postal_code
+                account.city = new.city
+                audit(session, ctx, msisdn, "address", channel, account=account.number)
+                change = Change("address", "", True, 0, today)
+    if refused is not None:
+        raise refused
+    return change

@@ -28,6 +28,7 @@ from backend.records import (
     Usage,
 )
 from backend.services import reads
+from backend.services.accounts import account_code_in
 from backend.services.context import (
     Context,
     ReferenceData,
@@ -83,10 +84,12 @@ async def _settle_tariff(session: AsyncSession, sub: Subscriber, today: date) ->
         pending.status = "done"
 
 
-async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRow | None:
+async def _last_invoice(
+    session: AsyncSession, account_number: str, today: date
+) -> InvoiceRow | None:
     return await session.scalar(
         select(InvoiceRow)
-        .where(InvoiceRow.account_number == account_number)
+        .where(InvoiceRow.account_number == account_number, InvoiceRow.issued <= today)
         .order_by(InvoiceRow.period_start.desc())
         .limit(1)
     )
@@ -94,8 +97,8 @@ async def _last_invoice(session: AsyncSession, account_number: str) -> InvoiceRo
 
 async def _state(ctx: Context, msisdn: str, with_invoice: bool) -> tuple[Any, Usage, Tariff]:
     """One statement: the subscriber's tariff in force and bundle use (and last invoice)."""
+    today = await ctx.day()
     reference = await ctx.reference()
-    today = ctx.today()
     statement = reads.SUMMARY if with_invoice else reads.USAGE
     row = await ctx.reads.one(statement, msisdn=msisdn, today=today)
     if row is None:
@@ -136,20 +139,23 @@ async def usage(ctx: Context, msisdn: str) -> Usage:
 
 
 async def last_invoice(ctx: Context, msisdn: str) -> Invoice:
+    today = await ctx.day()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
-        row = await _last_invoice(session, sub.account_number)
+        row = await _last_invoice(session, sub.account_number, today)
         if row is None:
             raise NotFound("no invoice yet", what="invoice")
         return _invoice(row)
 
 
 async def invoices(ctx: Context, msisdn: str, months: int = 12) -> list[Invoice]:
+    """The newest ``months`` invoices issued by today (none of a day the clock went back past)."""
+    today = await ctx.day()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
         rows = await session.scalars(
             select(InvoiceRow)
-            .where(InvoiceRow.account_number == sub.account_number)
+            .where(InvoiceRow.account_number == sub.account_number, InvoiceRow.issued <= today)
             .order_by(InvoiceRow.period_start.desc())
             .limit(max(0, months))
         )
@@ -161,11 +167,12 @@ async def payment_methods(ctx: Context) -> list[PaymentMethodOption]:
 
 
 async def payment(ctx: Context, msisdn: str) -> Payment:
+    today = await ctx.day()
     reference = await ctx.reference()
     async with ctx.sessions() as session:
         sub = await get_subscriber(session, msisdn)
         account = await get_account(session, sub.account_number)
-        start, end = period_of(ctx.today(), account.billing_day)
+        start, end = period_of(today, account.billing_day)
         pending = await _pending(session, msisdn, "payment_method")
         return Payment(
             reference.payment_methods[account.payment_method],
@@ -203,22 +210,32 @@ async def _new_request(
 
 
 async def request_payment_change(
-    ctx: Context, msisdn: str, method: str, channel: str
+    ctx: Context, msisdn: str, method: str, channel: str, subscriber_code: str
 ) -> ChangeRequest:
+    """A request to change the account's payment method, after ``subscriber_code`` opened it
+    (the account code on a business account) in the same transaction."""
     code = method.strip().upper()
     if code not in (await ctx.reference()).payment_methods:
         raise InvalidInput("method", "unknown", method=method)
+    request: ChangeRequest | None = None
     async with ctx.sessions.begin() as session:
-        sub = await lock_subscriber(session, msisdn)
-        account = await get_account(session, sub.account_number)
-        pending = await _pending(session, msisdn, "payment_method")
-        if pending is not None and pending.value == code:
-            return _request(pending)
-        if account.payment_method == code:
-            raise Conflict("already the payment method", key="error.payment_same", method=code)
-        row = await _new_request(ctx, session, msisdn, "payment_method", code, None)
-        audit(session, ctx, msisdn, "payment_change_request", channel, method=code)
-        return _request(row)
+        refused = await account_code_in(session, ctx, msisdn, subscriber_code)
+        if refused is None:
+            sub = await lock_subscriber(session, msisdn)
+            account = await get_account(session, sub.account_number)
+            pending = await _pending(session, msisdn, "payment_method")
+            if pending is not None and pending.value == code:
+                request = _request(pending)
+            elif account.payment_method == code:
+                raise Conflict("already the payment method", key="error.payment_same", method=code)
+            else:
+                row = await _new_request(ctx, session, msisdn, "payment_method", code, None)
+                audit(session, ctx, msisdn, "payment_change_request", channel, method=code)
+                request = _request(row)
+    if refused is not None:
+        raise refused
+    assert request is not None
+    return request
 
 
 async def tariffs(ctx: Context) -> list[Tariff]:

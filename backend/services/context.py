@@ -1,5 +1,10 @@
 """What every service function needs: sessions, the secret key, the clock, cached reference data.
 
+The calendar moves under a running server: :meth:`Context.day` is today's date for the reads that
+show periods and invoices, and the first call on a new day (or a day the clock went back to)
+first runs the ``on_new_day`` hook, if one was given (the seeded data's roll-forward, see
+``backend.seed.DemoCalendar``), so a server running across a month end shows the new period.
+
 Theory of operation for changes: a change opens one transaction whose FIRST statement bumps the
 subscriber's ``version`` (:func:`lock_subscriber`). On PostgreSQL that UPDATE takes the row lock,
 so a second change to the same number waits and then reads the first one's result; on SQLite the
@@ -22,16 +27,16 @@ blocking the loop on a lock), otherwise with ``AsyncConnection.run_sync`` in ``e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import pg_pool
+from backend.clock import LOCAL_TZ, Clock
 from backend.errors import NotFound
 from backend.models import (
     Account,
@@ -49,12 +54,10 @@ from backend.sqlite_writes import InlineSqliteWriter
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Clock = Callable[[], datetime]
-LOCAL_TZ = ZoneInfo("Europe/Warsaw")
+__all__ = ["LOCAL_TZ", "Clock", "Context", "NewDay"]
 
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
+#: Called with the sessions and the day when :meth:`Context.day` sees a new day.
+NewDay = Callable[[async_sessionmaker[AsyncSession], date], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,11 @@ class Context:
     """Shared by the service modules of one :class:`backend.api.Backend`."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], secret_key: bytes, clock: Clock
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        secret_key: bytes,
+        clock: Clock,
+        on_new_day: NewDay | None = None,
     ) -> None:
         self.sessions = sessions
         engine = sessions.kw.get("bind")
@@ -108,13 +115,30 @@ class Context:
         self.clock = clock
         self._reference = ReferenceData()
         self._reference_lock = asyncio.Lock()
+        self._on_new_day = on_new_day
+        self._day_seen: date | None = None
+        self._day_lock = asyncio.Lock()
 
     def now(self) -> datetime:
-        return self.clock().astimezone(UTC)
+        """The current instant, aware UTC."""
+        return self.clock.now()
 
     def today(self) -> date:
         """The subscriber's calendar day (Poland), which billing periods are counted in."""
-        return self.clock().astimezone(LOCAL_TZ).date()
+        return self.clock.today()
+
+    async def day(self) -> date:
+        """:meth:`today`, after the ``on_new_day`` hook ran for it (once per day it changes to,
+        forwards or back; the hook must be idempotent)."""
+        today = self.clock.today()
+        if self._on_new_day is None or today == self._day_seen:
+            return today
+        async with self._day_lock:
+            if today != self._day_seen:
+                await self._on_new_day(self.sessions, today)
+                self._day_seen = today
+                self._reference = ReferenceData()
+        return today
 
     async def reference(self) -> ReferenceData:
         if self._reference.loaded:

@@ -16,6 +16,7 @@ WELCOME_POINTS = 100
 
 
 async def profit(ctx: Context, msisdn: str) -> Profit:
+    await ctx.day()
     async with ctx.sessions() as session:
         await get_subscriber(session, msisdn)
         member = await session.get(ProfitMember, msisdn)
@@ -42,11 +43,13 @@ async def profit_join(ctx: Context, msisdn: str, channel: str) -> Profit:
 
 
 async def profit_history(ctx: Context, msisdn: str) -> list[ProfitTransaction]:
+    """The point transactions up to today, newest first."""
+    today = await ctx.day()
     async with ctx.sessions() as session:
         await get_subscriber(session, msisdn)
         rows = await session.scalars(
             select(ProfitTransactionRow)
-            .where(ProfitTransactionRow.msisdn == msisdn)
+            .where(ProfitTransactionRow.msisdn == msisdn, ProfitTransactionRow.day <= today)
             .order_by(ProfitTransactionRow.day.desc(), ProfitTransactionRow.id.desc())
         )
         return [ProfitTransaction(r.day, r.points, r.kind, r.reference) for r in rows]

@@ -109,7 +109,7 @@ def _state(with_invoice: bool) -> Select[Any]:
     if with_invoice:
         last_invoice = (
             select(_I.c.id)
-            .where(_I.c.account_number == _A.c.number)
+            .where(_I.c.account_number == _A.c.number, _I.c.issued <= _TODAY)
             .order_by(_I.c.period_start.desc())
             .limit(1)
             .correlate(_A)
@@ -172,7 +172,7 @@ def _state_lateral(with_invoice: bool) -> Select[Any]:
     if with_invoice:
         last = (
             select(*_invoice_columns(_I))
-            .where(_I.c.account_number == _A.c.number)
+            .where(_I.c.account_number == _A.c.number, _I.c.issued <= _TODAY)
             .order_by(_I.c.period_start.desc())
             .limit(1)
             .lateral("last_invoice")
@@ -189,6 +189,18 @@ POSTGRESQL_FORM: dict[Select[Any], Select[Any]] = {
     USAGE: _state_lateral(with_invoice=False),
     SUMMARY: _state_lateral(with_invoice=True),
 }
+#: What decides which code a change needs and whether it is locked out now (one row).
+CODE_GATE = (
+    select(
+        _S.c.msisdn,
+        _A.c.kind,
+        _S.c.code_locked_until.label("number_locked_until"),
+        _A.c.code_locked_until.label("account_locked_until"),
+    )
+    .select_from(_S.join(_A, _A.c.number == _S.c.account_number))
+    .where(_S.c.msisdn == _MSISDN)
+)
+
 SUBSCRIBER = (
     select(
         _S.c.msisdn,

@@ -13,14 +13,13 @@ from datetime import date, datetime
 from functools import cache
 from types import MappingProxyType
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from backend.clock import LOCAL_TZ
 from dialogs.catalogue.en import TEXTS as EN
 from dialogs.catalogue.pl import TEXTS as PL
 
 LANGUAGES = ("pl", "en")
 TABLES: Mapping[str, Mapping[str, str]] = MappingProxyType({"pl": PL, "en": EN})
-_WARSAW = ZoneInfo("Europe/Warsaw")
 # An abbreviation ending a sentence takes one stop ("zł/mies." + "." → "zł/mies."), not two.
 _DOUBLE_STOP = re.compile(r"(?<!\.)\.\.(?!\.)")
 
@@ -58,7 +57,7 @@ class Texts:
 
     @staticmethod
     def when(moment: datetime) -> str:
-        local = moment.astimezone(_WARSAW) if moment.tzinfo else moment
+        local = moment.astimezone(LOCAL_TZ) if moment.tzinfo else moment
         return local.strftime("%H:%M %d.%m.%Y")
 
 

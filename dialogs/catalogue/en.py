@@ -217,4 +217,33 @@ TEXTS: dict[str, str] = {
     "ussd.empty": "Nothing here.",
     "ussd.expired": "The session has expired. Dial *100# to start again.",
     "ussd.too_long": "Too long (at most {limit} characters).",
+    # -- codes and changes waiting for YES ------------------------------------------------------
+    "confirm.ask_account_sms": (
+        "This change affects the whole business account. Confirm: YES and the account code. "
+        "NO cancels."
+    ),
+    "ussd.ask_account_code": "Change of the whole business account. Enter the account code:",
+    "code.not_account": (
+        "That is the number's subscriber code. This change affects the whole account: "
+        "give the account code."
+    ),
+    "code.account_wrong": "Wrong account code. Attempts left: {left}.",
+    "code.account_locked": "Account code locked until {until}. Change cancelled.",
+    "code.format": "A subscriber code is 6 digits, e.g. YES 123456. This try does not count.",
+    "code.locked_now": "Subscriber code locked until {until}. Please try again after that.",
+    "code.account_locked_now": "Account code locked until {until}. Please try again after that.",
+    "error.not_account_code": "This change needs the account code.",
+    "address.same": "That is already your correspondence address.",
+    "tariff.already": "That is already your tariff.",
+    "pending.replaced": "The previous change ({what}) was cancelled.",
+    "pending.expired": "The change ({what}) expired after 10 min without YES. Send it again.",
+    "op.activate": "switching on {code}",
+    "op.deactivate": "switching off {code}",
+    "op.favourites": "numbers",
+    "op.tariff": "tariff {code}",
+    "op.address": "address",
+    "op.payment": "payment method",
+    "op.letter": "letter to customer care",
+    "op.profit_join": "Profit",
+    "ussd.code_format": "A subscriber code is 6 digits. This try does not count.",
 }

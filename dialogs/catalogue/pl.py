@@ -211,4 +211,34 @@ TEXTS: dict[str, str] = {
     "ussd.empty": "Brak pozycji.",
     "ussd.expired": "Sesja wygasła. Wybierz *100#, aby zacząć od nowa.",
     "ussd.too_long": "Za długie (najwyżej {limit} znaków).",
+    # -- kody i zmiany czekające na TAK ---------------------------------------------------------
+    "confirm.ask_account_sms": (
+        "Ta zmiana dotyczy całego konta firmy. Potwierdź: TAK i kod abonencki dla konta. "
+        "NIE anuluje."
+    ),
+    "ussd.ask_account_code": "Zmiana całego konta firmy. Podaj kod abonencki dla konta:",
+    "code.not_account": (
+        "To kod abonencki numeru. Ta zmiana dotyczy całego konta: podaj kod abonencki dla konta."
+    ),
+    "code.account_wrong": "Błędny kod abonencki dla konta. Pozostałe próby: {left}.",
+    "code.account_locked": "Kod abonencki dla konta zablokowany do {until}. Zmiana anulowana.",
+    "code.format": "Kod abonencki to 6 cyfr, np. TAK 123456. Ta próba się nie liczy.",
+    "code.locked_now": "Kod abonencki zablokowany do {until}. Spróbuj ponownie po tym czasie.",
+    "code.account_locked_now": (
+        "Kod abonencki dla konta zablokowany do {until}. Spróbuj ponownie po tym czasie."
+    ),
+    "error.not_account_code": "Ta zmiana wymaga kodu abonenckiego dla konta.",
+    "address.same": "To już jest Twój adres korespondencyjny.",
+    "tariff.already": "To już jest Twoja taryfa.",
+    "pending.replaced": "Poprzednia zmiana ({what}) anulowana.",
+    "pending.expired": "Zmiana ({what}) wygasła po 10 min bez TAK. Wyślij ją ponownie.",
+    "op.activate": "włączenie {code}",
+    "op.deactivate": "wyłączenie {code}",
+    "op.favourites": "numery",
+    "op.tariff": "taryfa {code}",
+    "op.address": "adres",
+    "op.payment": "forma płatności",
+    "op.letter": "pismo do BOK",
+    "op.profit_join": "Profit",
+    "ussd.code_format": "Kod abonencki to 6 cyfr. Ta próba się nie liczy.",
 }

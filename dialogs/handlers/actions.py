@@ -1,18 +1,22 @@
 """Changes that cost money or touch personal data: told first, done after the subscriber code.
 
 A pending action is plain data kept in the dialog record (``{"op": "activate", "code": "ROAM"}``);
-``describe`` quotes it (fee, effect) without changing anything, ``confirm`` checks the subscriber
-code and only then ``execute`` applies it — for switching a service on or off (the hot ones)
+``describe`` validates and quotes it (fee, effect) without changing anything — a change that
+would do nothing, is not allowed, or waits for a locked-out code is refused there, before any
+code is asked — and ``ask_code`` names the code it needs; ``confirm`` checks the subscriber code
+and only then ``execute`` applies it. For switching a service on or off (the hot ones) and for
+the changes of a whole account (address, payment method: on a business account the account code)
 the code check and the change are one backend transaction. The SMS and USSD dialogs share
 these, so both channels charge and word a change the same way.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from backend.errors import LockedOut, ServiceError, WrongCode
+from backend.errors import LockedOut, NotAccountCode, ServiceError, WrongCode
 from backend.records import Quote
 from dialogs.errors import DialogInputError
 from dialogs.handlers import views
@@ -20,6 +24,14 @@ from dialogs.handlers.context import Ctx
 from dialogs.handlers.explain import explain
 
 Pending = dict[str, Any]
+
+#: What a subscriber code (and an account code) looks like: anything else is not a guess.
+_CODE_SHAPE = re.compile(r"\d{6}")
+
+
+def looks_like_code(text: str) -> bool:
+    """Six digits: only such an answer is checked (and can use up an attempt)."""
+    return _CODE_SHAPE.fullmatch(text) is not None
 
 
 def _quote_text(ctx: Ctx, key: str, q: Quote, **extra: Any) -> str:
@@ -36,8 +48,47 @@ def _quote_text(ctx: Ctx, key: str, q: Quote, **extra: Any) -> str:
     )
 
 
+#: Pending ops that change a whole account → the backend's name of the change.
+ACCOUNT_OPS = {"address": "address", "payment": "payment_method"}
+
+
 async def describe(ctx: Ctx, pending: Pending) -> str:
-    """The fee and effect of ``pending``; raises ``DialogInputError`` when it would do nothing."""
+    """The fee and effect of ``pending`` (its code scope noted in it); raises
+    ``DialogInputError`` when it would do nothing or its code is locked out now."""
+    op: str = pending["op"]
+    text = await _describe(ctx, pending)
+    gate = await ctx.backend.code_gate(ctx.msisdn, ACCOUNT_OPS.get(op, op))
+    if gate.locked_until is not None:
+        key = "code.account_locked_now" if gate.scope == "account" else "code.locked_now"
+        raise DialogInputError(key, until=ctx.t.when(gate.locked_until))
+    pending["scope"] = gate.scope
+    return text
+
+
+def ask_code(ctx: Ctx, pending: Pending, channel: str) -> str:
+    """The request for the code ``pending`` needs, by name (after :func:`describe`)."""
+    account = pending.get("scope") == "account"
+    if channel == "ussd":
+        return ctx.t("ussd.ask_account_code" if account else "ussd.ask_code")
+    return ctx.t("confirm.ask_account_sms" if account else "confirm.ask_sms")
+
+
+def what(ctx: Ctx, pending: Pending) -> str:
+    """A few words naming the pending change (for "replaced" and "expired" notes)."""
+    return ctx.t(f"op.{pending['op']}", code=pending.get("code", ""))
+
+
+def same_change(held: Pending | None, new: Pending | None) -> bool:
+    """Whether two pending changes are the same change (when and which code aside)."""
+    if held is None or new is None:
+        return False
+    aside = ("at", "scope")
+    return {k: v for k, v in held.items() if k not in aside} == {
+        k: v for k, v in new.items() if k not in aside
+    }
+
+
+async def _describe(ctx: Ctx, pending: Pending) -> str:
     op, b, m = pending["op"], ctx.backend, ctx.msisdn
     if op in ("activate", "deactivate"):
         quote = b.quote_activation if op == "activate" else b.quote_deactivation
@@ -52,10 +103,18 @@ async def describe(ctx: Ctx, pending: Pending) -> str:
         key = f"fav.{pending['kind']}.quote"
         return _quote_text(ctx, key, q, numbers=views.numbers_text(pending["numbers"]))
     if op == "tariff":
-        return _quote_text(ctx, "tariff.quote", await b.quote_tariff_change(m, pending["code"]))
+        q = await b.quote_tariff_change(m, pending["code"])
+        if not q.changes:
+            raise DialogInputError("tariff.already")
+        return _quote_text(ctx, "tariff.quote", q)
     if op == "address":
+        if str(await b.address(m)) == pending["address"]:
+            raise DialogInputError("address.same")
         return ctx.t("address.quote", address=pending["address"])
     if op == "payment":
+        payment = await b.payment(m)
+        if payment.method.code == pending["code"]:
+            raise DialogInputError("error.payment_same")
         return ctx.t("payment.quote", method=pending["name"])
     if op == "letter":
         return ctx.t(f"letter.{pending['kind']}.quote", type=pending["type_name"])
@@ -77,12 +136,6 @@ async def execute(ctx: Ctx, pending: Pending) -> str:
         request = await b.change_tariff(m, pending["code"], ch)
         effective = t.date(request.effective) if request.effective else ""
         return t("tariff.done", reference=request.reference, effective=effective)
-    if op == "address":
-        await b.change_address(m, pending["address"], ch)
-        return t("address.done", address=pending["address"])
-    if op == "payment":
-        request = await b.request_payment_change(m, pending["code"], ch)
-        return t("payment.done", reference=request.reference)
     if op == "letter":
         letter = await b.file_letter(
             m, pending["kind"], pending["type"], pending["data"], pending["description"], ch
@@ -122,19 +175,39 @@ async def _switch(ctx: Ctx, pending: Pending, subscriber_code: str | None = None
     return t(f"{op}.done", name=name, fee=t.money(change.fee), effective=t.date(change.effective))
 
 
+async def _account_change(ctx: Ctx, pending: Pending, subscriber_code: str) -> str:
+    """A change of the whole account: the backend checks the code in the change's transaction."""
+    op, b, m, t, ch = pending["op"], ctx.backend, ctx.msisdn, ctx.t, ctx.channel
+    if op == "address":
+        await b.change_address(m, pending["address"], ch, subscriber_code=subscriber_code)
+        return t("address.done", address=pending["address"])
+    request = await b.request_payment_change(
+        m, pending["code"], ch, subscriber_code=subscriber_code
+    )
+    return t("payment.done", reference=request.reference)
+
+
 async def confirm(ctx: Ctx, pending: Pending, code: str) -> Confirmation:
+    op = pending["op"]
+    in_one = op in SWITCHES or op in ACCOUNT_OPS  # the code checked in the change's transaction
     try:
-        if pending["op"] in SWITCHES:
-            done = await _switch(ctx, pending, code)
+        if op in SWITCHES:
+            done: str | None = await _switch(ctx, pending, code)
+        elif op in ACCOUNT_OPS:
+            done = await _account_change(ctx, pending, code)
         else:
             await ctx.backend.check_subscriber_code(ctx.msisdn, code)
             done = None
+    except NotAccountCode:
+        return Confirmation("retry", ctx.t("code.not_account"))
     except WrongCode as exc:
-        return Confirmation("retry", ctx.t("code.wrong", left=exc.attempts_left))
+        key = "code.account_wrong" if exc.scope == "account" else "code.wrong"
+        return Confirmation("retry", ctx.t(key, left=exc.attempts_left))
     except LockedOut as exc:
-        return Confirmation("locked", ctx.t("code.locked", until=ctx.t.when(exc.until)))
+        key = "code.account_locked" if exc.scope == "account" else "code.locked"
+        return Confirmation("locked", ctx.t(key, until=ctx.t.when(exc.until)))
     except ServiceError as exc:
-        if pending["op"] not in SWITCHES:
+        if not in_one:
             raise  # the code check's own refusals (no such subscriber), as before
         return Confirmation("done", explain(ctx, exc))
     if done is not None:

@@ -4,36 +4,38 @@ Three jobs, in this order, each because the SMSC does it to us in production:
 1. **Receipts are not commands.** esm_class message type 0x04/0x08/0x20 or a
    ``receipted_message_id`` / ``message_state`` TLV make a :class:`ReceiptEvent`; its text
    (``id:... stat:DELIVRD ...``) never reaches the dialogs.
-2. **Redelivery is dropped.** An SMSC that missed our deliver_sm_resp sends the same PDU again.
+2. **Redelivery is dropped, a subscriber's own repeat is not.** An SMSC offers an MO again
+   only when the SMPP exchange failed: our deliver_sm_resp came after its response timeout, or
+   the connection dropped before it could take it (on a live TCP connection nothing is lost).
    Each PDU gets a key from its source, destination, content and concatenation reference
-   (:func:`dedup_key`). SMPP carries nothing else that tells a copy from a subscriber who typed
-   the same thing again, so the decision is made from what this process saw, with no store round
-   trip per MO. A PDU is a candidate only when its key equals the last PDU this process handed
-   on from that subscriber (``3IJA``, ``3IJA 605...``, ``3IJA`` is three commands) and that one
-   was handled successfully: a copy of a turn that raised (``TurnUnavailable``: the SMSC was
-   answered ``ESME_RX_T_APPN``) is processed. An SMS candidate is a redelivery when
-   (a) it arrived before we had answered the previous copy (a slow turn outlived the SMSC's
-   response timeout), or (b) it arrived within ``redelivery_window`` (10 s) of it — network and
-   SMSC copies come back to back, a subscriber who read the reply and typed ``PAKIET`` again
-   takes longer and gets a second answer — or (c) an SMPP connection of this process was lost
-   since the previous copy arrived (:meth:`InboundProcessor.connection_lost`: our
-   deliver_sm_resp may never have reached the SMSC, which offers the MO again after
-   reconnecting) and it comes within ``dedup_ttl`` (120 s). USSD PDUs are keyed only when they
-   carry ``its_session_info``. Many SMSCs echo it unchanged through a whole session, and a
-   handset answers a menu within a second, so a USSD candidate has no time window. It is a new
-   turn when, since the previous copy arrived, the SMSC accepted a reply of ours to the
-   subscriber (:meth:`InboundProcessor.replied`) or this process's turn queued one
-   (:meth:`InboundProcessor.queued`, told by the router): ``2``, menu, ``2`` again are two turns,
-   even when the second ``2`` comes before the first turn has finished (the runtime queues the
-   menu before it saves the state) or the menu left through another process — unless a link was
-   lost since the first ``2`` arrived; then only a menu the SMSC took counts. Otherwise it is a
-   redelivery when (a) holds, or — with a private outbox, where every reply leaves through this
-   process — always; with an outbox shared by several processes (``private_outbox=False``) the
-   menu may have left through another process, so only (c) makes it a copy. A redelivery that
-   reaches another process, or this one after a restart, is
-   handed on: a repeated answer is the lesser harm than a command left unanswered.
-3. **Long MO is reassembled** with :class:`gateway.sms.text.Reassembler`; nothing is handed on until
-   every part is in.
+   (:func:`dedup_key`); a PDU is a candidate only when its key equals the last PDU this process
+   handed on from that subscriber (``3IJA``, ``3IJA 605...``, ``3IJA`` is three commands) and
+   that one was handled successfully: a copy of a turn that raised (``TurnUnavailable``: the
+   SMSC was answered ``ESME_RX_T_APPN``) is processed. An SMS candidate is a redelivery when
+   (a) it arrived while we were still answering the previous copy and more than
+   ``smsc_response_timeout`` (10 s) after it — the SMSC gave up waiting for our answer —, or
+   (b) our answer to the previous copy was written more than ``smsc_response_timeout`` after it
+   arrived and this one comes within ``dedup_ttl`` (120 s), or (c) an SMPP connection of this
+   process was lost since the previous copy arrived (:meth:`InboundProcessor.connection_lost`:
+   our deliver_sm_resp may never have reached the SMSC, which offers the MO again after
+   reconnecting) and it comes within ``dedup_ttl``. Anything else — ``NIE`` twice in a second,
+   ``PAKIET`` again after the reply — is the subscriber's and gets its own answer.
+   USSD PDUs are keyed only when they carry ``its_session_info``. Many SMSCs echo it unchanged
+   through a whole session, and a handset answers a menu within a second, so a USSD candidate
+   has no time window. It is a new turn when, since the previous copy arrived, the SMSC accepted
+   a reply of ours to the subscriber (:meth:`InboundProcessor.replied`) or this process's turn
+   queued one (:meth:`InboundProcessor.queued`, told by the router): ``2``, menu, ``2`` again
+   are two turns, even when the second ``2`` comes before the first turn has finished (the
+   runtime queues the menu before it saves the state) or the menu left through another process —
+   unless a link was lost since the first ``2`` arrived; then only a menu the SMSC took counts.
+   Otherwise it is a redelivery when it came while we were answering the previous copy (a
+   handset waits for the menu before it answers again), or — with a private outbox, where every
+   reply leaves through this process — always; with an outbox shared by several processes
+   (``private_outbox=False``) the menu may have left through another process, so only (c) makes
+   it a copy. A redelivery that reaches another process, or this one after a restart, is handed
+   on: a repeated answer is the lesser harm than a command left unanswered.
+3. **Long MO is reassembled** with :class:`gateway.sms.text.Reassembler`; nothing is handed on
+   until every part is in.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ log = logging.getLogger(__name__)
 RECEIPT_TYPES = frozenset({0x04, 0x08, 0x20})
 #: how long after a copy a connection loss still makes its repeat a redelivery (seconds)
 DEFAULT_DEDUP_TTL = 120.0
-#: how soon a repeat counts as a redelivery without any other sign (seconds)
-DEFAULT_REDELIVERY_WINDOW = 10.0
+#: how long the SMSC waits for our deliver_sm_resp before it offers the MO again (seconds)
+DEFAULT_SMSC_RESPONSE_TIMEOUT = 10.0
 #: ``MessageState.X.name`` is an enum descriptor call; a dict look-up per receipt is cheaper.
 _STATE_NAMES: dict[MessageState, str] = {state: state.name for state in MessageState}
 #: The PDU fields a dedup key covers, in the order they are hashed.
@@ -159,7 +161,7 @@ class InboundProcessor:
         sink: InboundSink,
         *,
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
-        redelivery_window: float = DEFAULT_REDELIVERY_WINDOW,
+        smsc_response_timeout: float = DEFAULT_SMSC_RESPONSE_TIMEOUT,
         reassembly_timeout: float = 300.0,
         country_code: str = "48",
         clock: Callable[[], float] = time.monotonic,
@@ -171,7 +173,7 @@ class InboundProcessor:
         # Where receipts go when they need no waiting (:meth:`handle_now`); else to ``sink``.
         self._receipts_now = receipts_now
         self._dedup_ttl = dedup_ttl
-        self._window = redelivery_window
+        self._smsc_timeout = smsc_response_timeout
         # Every reply to our turns leaves through this process, so ``replied`` sees them all.
         self._private_outbox = private_outbox
         self._reassembler = Reassembler(reassembly_timeout)
@@ -260,6 +262,7 @@ class InboundProcessor:
             if turn is not None:
                 self._tick += 1
                 turn.answered = self._tick
+                turn.answered_at = self._clock()
 
     def _redelivery(
         self, pdu: Pdu, previous: _Turn | None, key: str, arrived: int, at: float
@@ -281,8 +284,17 @@ class InboundProcessor:
             # USSD browser answers at once). After a loss our deliver_sm_resp may not have
             # reached the SMSC, which offers the same answer again: the rules below decide.
             return None
-        if previous.answered == 0 or arrived < previous.answered:
+        in_flight = previous.answered == 0 or arrived < previous.answered
+        if in_flight and ussd:
+            # A handset waits for the menu before it answers again: the same answer before our
+            # reply is the network's copy.
             return "came while the first was being answered"
+        if in_flight:
+            if age > self._smsc_timeout:
+                return "the SMSC gave up waiting for our answer"
+            if previous.arrived < self._lost:
+                return "came while the first was being answered, after a lost connection"
+            return None  # typed twice: the subscriber gets two answers
         if ussd:
             # No time window: a handset answers a menu within a second. With a private outbox
             # the same answer before our menu left is a copy (the subscriber had nothing to
@@ -296,9 +308,11 @@ class InboundProcessor:
             if previous.arrived < self._lost:
                 return "ussd answer after a lost connection"
             return None
-        if age <= self._window:
-            return "back to back"
-        if previous.arrived < self._lost and age <= self._dedup_ttl:
+        if age > self._dedup_ttl:
+            return None
+        if previous.answered_at - previous.at > self._smsc_timeout:
+            return "our answer came after the SMSC's response timeout"
+        if previous.arrived < self._lost:
             return "after a lost connection"
         return None
 
@@ -314,6 +328,11 @@ class InboundProcessor:
         await self._sink(self._message(pdu, source, whole, key))
         self.messages += 1
         return Status.ESME_ROK
+
+    @property
+    def evictions(self) -> dict[str, int]:
+        """Long messages given up on for a limit, by reason (``sender_limit``, ``evicted``)."""
+        return dict(self._reassembler.evictions)
 
     def expire(self) -> list[Incomplete]:
         """Drop long messages whose parts never all came (call periodically)."""
@@ -397,16 +416,17 @@ class InboundProcessor:
 
 class _Turn:
     """The last PDU handed on from one subscriber: its dedup key, when it arrived (tick and
-    clock), when it was answered and whether that failed, when the SMSC last took our reply
-    and when our turn last queued one."""
+    clock), when it was answered (tick and clock) and whether that failed, when the SMSC last
+    took our reply and when our turn last queued one."""
 
-    __slots__ = ("answered", "arrived", "at", "failed", "key", "queued", "replied")
+    __slots__ = ("answered", "answered_at", "arrived", "at", "failed", "key", "queued", "replied")
 
     def __init__(self, key: str, arrived: int, at: float) -> None:
         self.key = key
         self.arrived = arrived
         self.at = at
         self.answered = 0  # tick; 0 while the sink has it
+        self.answered_at = at  # clock, once answered
         self.failed = False
         self.replied = 0
         self.queued = 0

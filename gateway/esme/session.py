@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from gateway.esme.link import (
+    MAX_INBOUND,
     InboundHandler,
     LinkDown,
     LinkMode,
@@ -85,6 +86,7 @@ class SmppSession:
         stable_after: float = 10.0,
         late_grace: float | None = None,
         on_ussd_reply: Callable[[str], None] | None = None,
+        max_inbound: int = MAX_INBOUND,
     ) -> None:
         self.profile = profile
         self.name = profile.name
@@ -104,6 +106,7 @@ class SmppSession:
                 connect_timeout=connect_timeout,
                 stable_after=stable_after,
                 late_grace=late_grace,
+                max_inbound=max_inbound,
             )
 
         if profile.bind == "tx+rx":

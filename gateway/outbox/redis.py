@@ -25,6 +25,14 @@ subscriber, since a subscriber has one turn in flight), as a single put was befo
 that finds work costs two round trips: XREADGROUP and one ``_CLAIM`` call (it was four: the
 read, then pipelines for the done-marks, the retry states and the claim).
 
+A Redis that lost its data (no persistence, a failover to a replica that had not caught up)
+comes back without the stream and the group: the first command that needs the group fails
+with ``NOGROUP``. The outbox then creates both again (from id 0, so replies queued since the
+loss are read) and goes on; the process whose ``XGROUP CREATE`` won counts the replies that
+were waiting at the loss in ``lost`` (the depth it last knew, less what it was sending, which
+still leaves). A finish whose entry is gone does not move the done-mark: sequence numbers
+restart with the data, and an old high mark would hide every new reply.
+
 Every script gets all its keys in KEYS, but one call touches keys of many hash slots: the
 stream, per-subscriber keys tagged by MSISDN, per-entry state keys. On Redis Cluster they
 would need the stream sharded by the same tag (not done: one Redis is the deployment for now).
@@ -34,12 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from backend.batching import fail_all
 from fsm.redis_wire import wire_for
@@ -56,9 +65,20 @@ from gateway.outbox.base import (
     new_ref,
 )
 
+log = logging.getLogger(__name__)
+
 #: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
-#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids.
+#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids
+#: and a reading of the stream.
 _PUT = """
+-- What the stream held, and when (Redis's clock): {sec, usec, length}; length -1 when the
+-- group is missing (Redis lost its data: nothing to say about the stream the group read).
+local function reading(stream)
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+  if type(groups) ~= 'table' or groups.err or #groups == 0 then return {0, 0, -1} end
+  local t = redis.call('TIME')
+  return {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', stream)}
+end
 local ids = {}
 for i = 0, (#KEYS - 1) / 2 - 1 do
   local seq_key, done_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
@@ -70,18 +90,32 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
   ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[a], 's', seq, 't', ARGV[a + 1],
                           'meta', ARGV[a + 2], 'r', ARGV[a + 3])
 end
-return ids
+return {ids, reading(KEYS[1])}
 """
 
 #: Several items leave: KEYS = stream, failed list, then per item its done-mark and state
 #: keys; ARGV = group, TTL, then per item entry id, seq, failure record ('' when sent).
 _FINISH = """
+-- What the stream held, and when (Redis's clock): {sec, usec, length}; length -1 when the
+-- group is missing (Redis lost its data: nothing to say about the stream the group read).
+local function reading(stream)
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+  if type(groups) ~= 'table' or groups.err or #groups == 0 then return {0, 0, -1} end
+  local t = redis.call('TIME')
+  return {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', stream)}
+end
 local gone = {}
 for i = 0, (#KEYS - 2) / 2 - 1 do
   local done_key, acc_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
   local a = 3 + 3 * i
-  local done = tonumber(redis.call('GET', done_key) or '0')
-  if done < tonumber(ARGV[a + 1]) then redis.call('SET', done_key, ARGV[a + 1], 'EX', ARGV[2]) end
+  -- An entry no longer in the stream was finished already, or lost with Redis's data: then
+  -- its seq belongs to a numbering that restarted, and must not move the new done-mark.
+  if #redis.call('XRANGE', KEYS[1], ARGV[a], ARGV[a]) > 0 then
+    local done = tonumber(redis.call('GET', done_key) or '0')
+    if done < tonumber(ARGV[a + 1]) then
+      redis.call('SET', done_key, ARGV[a + 1], 'EX', ARGV[2])
+    end
+  end
   gone[#gone + 1] = ARGV[a]
   redis.call('DEL', acc_key)
   if ARGV[a + 2] ~= '' then
@@ -91,7 +125,7 @@ for i = 0, (#KEYS - 2) / 2 - 1 do
 end
 redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
 redis.call('XDEL', KEYS[1], unpack(gone))
-return #gone
+return reading(KEYS[1])
 """
 
 #: Lease the entries of one take that may go now: KEYS = stream, then per candidate its
@@ -99,9 +133,14 @@ return #gone
 #: epoch seconds), limit, TTL, then per candidate entry id, msisdn, seq. An entry goes when its
 #: subscriber's done-mark is seq - 1 (at most one per subscriber, even if listed twice) and its
 #: ``nb`` has passed; entries whose done-mark reached their seq were finished elsewhere and are
-#: XACKed. Returns {{id, attempts, acc JSON or ''}...} for the chosen ones, then the stale ids.
+#: XACKed. Returns {{id, attempts, acc JSON or ''}...} for the chosen ones, the stale ids, and
+#: a reading of the stream (time, length).
 _CLAIM = """
 local group, consumer, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+-- A Redis that lost its data since the entries were read: say NOGROUP before anything else
+-- (the length returned below must be that of the stream the group reads).
+local g = redis.pcall('XGROUP', 'CREATECONSUMER', KEYS[1], group, consumer)
+if type(g) == 'table' and g.err then return redis.error_reply(g.err) end
 local marks, heads, chosen, stale = {}, {}, {}, {}
 local claim = {'XCLAIM', KEYS[1], group, consumer, 0}
 for i = 0, (#KEYS - 1) / 2 - 1 do
@@ -133,7 +172,8 @@ if #chosen > 0 then
   claim[#claim + 1] = 'JUSTID'
   redis.call(unpack(claim))
 end
-return {chosen, stale}
+local t = redis.call('TIME')
+return {chosen, stale, {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', KEYS[1])}}
 """
 
 SEQ_TTL = 7 * 24 * 3600
@@ -216,6 +256,16 @@ class RedisOutbox(Outbox):
         # ~140 µs of CPU per round trip (fsm/redis_wire.py); None for a cluster client.
         self._wire = wire_for(redis)
         self._group_ready = False
+        #: The newest reading of the stream as the group knows it: (Redis time, length). Every
+        #: script returns one; after a loss, the last one before it says what was waiting.
+        self._reading: tuple[float, int] = (0.0, 0)
+        #: Entries finished after that reading on a Redis without the group (sent, not lost).
+        self._left_since = 0
+        self._at_loss: set[str] = set()
+        #: Replies that were waiting when Redis lost the stream (counted by one process).
+        self.lost = 0
+        #: Times this process created the group again after Redis lost it.
+        self.recreated = 0
         self._sending: dict[str, set[str]] = {}  # consumer → entry ids handed out, not finished
         # consumer → entries pending with it that wait (order, retry delay); None = not known
         # (first take, after recover): its pending list is read only while this is not empty.
@@ -233,6 +283,45 @@ class RedisOutbox(Outbox):
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+    async def _regroup(self, exc: ResponseError) -> None:
+        """Redis lost the stream or the group (``NOGROUP``): create both again. (``_group_ready``
+        stays set: a put's ``_ensure_group`` meanwhile would win the race and hide the loss.)"""
+        # Waiting at the loss: the stream's last reading, less what was being sent then (it
+        # leaves through the SMSC, its finish acknowledges nothing) or finished since. Taken
+        # before the group exists again: from then on, readings are of the new stream.
+        sending = {entry for entries in self._sending.values() for entry in entries}
+        waiting = self._reading[1] - self._left_since - len(sending)
+        self._reading, self._left_since = (0.0, 0), 0
+        try:
+            await self._redis.xgroup_create(self._stream, GROUP_NAME, id="0", mkstream=True)
+        except ResponseError as again:
+            if "BUSYGROUP" not in str(again):
+                raise
+            return  # another process was first: it counts the loss
+        finally:
+            self._parked = {consumer: None for consumer in self._parked}
+        lost = max(0, waiting)
+        self.recreated += 1
+        self.lost += lost
+        log.error(
+            "outbox stream or consumer group lost by Redis (%s): created again; %d queued"
+            " replies lost",
+            str(exc).split(" ", 1)[0],
+            lost,
+        )
+        # Being sent at the loss: counted lost after all if sent again later (their entry is
+        # gone, so a retry would never come back).
+        self._at_loss = sending & {e for entries in self._sending.values() for e in entries}
+
+    def _note(self, reading: Sequence[Any], finished: int = 0) -> None:
+        sec, usec, length = (int(x) for x in reading)
+        if length < 0:
+            self._left_since += finished
+            return
+        at = sec + usec / 1e6
+        if at >= self._reading[0]:
+            self._reading, self._left_since = (at, length), 0
 
     def _seq_key(self, msisdn: str) -> str:
         return SEQ_KEY.format(prefix=self._prefix, msisdn=msisdn)
@@ -257,7 +346,9 @@ class RedisOutbox(Outbox):
         for msisdn, text, meta_json in items:
             keys += [self._seq_key(msisdn), self._done_key(msisdn)]
             args += [msisdn, text, meta_json, new_ref()]
-        return [_s(entry) for entry in await self._run(self._put, keys, args)]
+        raw_ids, reading = await self._run(self._put, keys, args)
+        self._note(reading)
+        return [_s(entry) for entry in raw_ids]
 
     async def _run(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         if self._wire is not None:
@@ -281,6 +372,15 @@ class RedisOutbox(Outbox):
         return _wire_entries(reply)
 
     async def take(self, consumer: str, limit: int = 1, wait: float = 0.0) -> list[OutboxItem]:
+        try:
+            return await self._take(consumer, limit, wait)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._regroup(exc)
+            return await self._take(consumer, limit, wait)
+
+    async def _take(self, consumer: str, limit: int, wait: float) -> list[OutboxItem]:
         await self._ensure_group()
         sending = self._sending.setdefault(consumer, set())
         candidates: list[tuple[str, dict[str, str]]] = []
@@ -312,8 +412,14 @@ class RedisOutbox(Outbox):
                 block = int(
                     min(wait, PARKED_RECHECK if self._parked.get(consumer) else wait) * 1000
                 )
-            new, _seen = await self._read(consumer, ">", limit - len(out), block)
-            out += await self._eligible(consumer, new, sending, limit - len(out))
+            try:
+                new, _seen = await self._read(consumer, ">", limit - len(out), block)
+                out += await self._eligible(consumer, new, sending, limit - len(out))
+            except (OSError, RedisError):
+                if not out:
+                    raise
+                # What is claimed already goes out: raised, it would stay marked as being sent
+                # by us and never be handed out again. The next take meets the failure.
         return out
 
     async def _eligible(
@@ -338,7 +444,8 @@ class RedisOutbox(Outbox):
         for entry, f in fresh:
             keys += [self._done_key(f["m"]), self._acc_key(entry)]
             args += [entry, f["m"], f["s"]]
-        chosen, stale = await self._run(self._claim, keys, args)
+        chosen, stale, reading = await self._run(self._claim, keys, args)
+        self._note(reading)
         if parked is not None:
             parked.difference_update(_s(entry) for entry in stale)
         fields = dict(fresh)
@@ -366,7 +473,14 @@ class RedisOutbox(Outbox):
     async def heartbeat(self, consumer: str) -> None:
         entries: list[str | bytes | int | memoryview] = [*sorted(self._sending.get(consumer, ()))]
         if entries:
-            await self._redis.xclaim(self._stream, GROUP_NAME, consumer, 0, entries, justid=True)
+            try:
+                await self._redis.xclaim(
+                    self._stream, GROUP_NAME, consumer, 0, entries, justid=True
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._regroup(exc)
 
     async def recover(self, consumer: str, dead: Callable[[str], bool]) -> int:
         """Move the pending entries of dead consumers to ``consumer`` (its next ``take`` reads
@@ -396,6 +510,7 @@ class RedisOutbox(Outbox):
         return moved
 
     def _release(self, item: OutboxItem) -> None:
+        self._at_loss.discard(item.id)
         for entries in self._sending.values():
             entries.discard(item.id)
 
@@ -405,7 +520,7 @@ class RedisOutbox(Outbox):
         for item, failure in items:
             keys += [self._done_key(item.msisdn), self._acc_key(item.id)]
             args += [item.id, item.seq, failure]
-        await self._run(self._finish, keys, args)
+        self._note(await self._run(self._finish, keys, args), finished=len(items))
         return [None] * len(items)
 
     async def done(self, item: OutboxItem, message_ids: Sequence[str]) -> None:
@@ -419,6 +534,9 @@ class RedisOutbox(Outbox):
     async def retry(
         self, item: OutboxItem, delay: float, error: str, accepted: Mapping[int, str]
     ) -> None:
+        if item.id in self._at_loss:
+            self._at_loss.discard(item.id)
+            self.lost += 1
         merged = {**item.accepted, **accepted}
         await self._redis.hset(
             self._acc_key(item.id),

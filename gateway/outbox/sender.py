@@ -25,6 +25,7 @@ from gateway.outbox.base import STORE_ERRORS, DeliveryTracker, Outbox, OutboxIte
 from gateway.settings import SmscProfile
 from gateway.smpp.pdu import UssdOp
 from gateway.sms import text
+from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,10 @@ class OutboxSender:
         max_attempts: int = 50,
         poll: float = 0.5,
         heartbeat_every: float = 10.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.outbox = outbox
+        self.supervisor = supervisor or Supervisor()
         self.session = session
         self.tracker = tracker
         self.policy = policy
@@ -253,10 +256,27 @@ class OutboxSender:
             self._in_flight -= len(items)
 
         task.add_done_callback(finished)
+        self.supervisor.watch(task, "outbox-send", partial(self._crashed_batch, items))
+
+    def _crashed_batch(self, items: list[OutboxItem], exc: BaseException) -> None:
+        """A send task died: its items are released for a retry (an item it had finished is
+        released again harmlessly), never left leased to nobody."""
+        for item in items:
+            task = asyncio.create_task(
+                self._record(
+                    item,
+                    "retry",
+                    partial(self.outbox.retry, item, self.retry_base, type(exc).__name__, {}),
+                )
+            )
+            self.supervisor.watch(task, "outbox-release")
 
     def start(self) -> None:
         if self._runner is None:
-            self._runner = asyncio.create_task(self.run(), name=f"outbox-sender {self.consumer}")
+            self._runner = asyncio.create_task(
+                self.supervisor.forever("outbox-sender", self.run),
+                name=f"outbox-sender {self.consumer}",
+            )
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; let items being sent finish (their leases keep them safe)."""

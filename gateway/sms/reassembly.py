@@ -10,13 +10,17 @@ right.
 
 Sans-I/O like the codec: the caller passes ``now`` (any monotonic clock in seconds) and calls
 :meth:`Reassembler.expire` from its own timer; the incomplete messages come back to it to decide
-what to do (e.g. pass the partial text on with a marker). Memory is bounded: beyond
-``max_pending`` messages the oldest is evicted and reported by the next ``expire``.
+what to do (e.g. pass the partial text on with a marker). Memory is bounded per sender first:
+one source has at most ``per_sender`` messages and ``per_sender_bytes`` bytes of parts waiting,
+past which *its own* oldest message is evicted ("sender_limit"), so one sender's flood of first
+parts cannot push out another subscriber's half-received message. Beyond ``max_pending``
+messages in all, the oldest is evicted ("evicted"): the last guard, counted in ``evictions``.
+Evicted messages are reported by the next ``expire``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +28,9 @@ from typing import Any, Literal
 from gateway.sms.text import ESM_UDHI, Udh, decode_body, split_body
 
 Scheme = Literal["udh8", "udh16", "sar"]
+#: Why a message was given up: its parts stopped coming, its sender had too many waiting, or
+#: all senders together had.
+Reason = Literal["timeout", "sender_limit", "evicted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,7 @@ class Incomplete:
     total: int
     received: Mapping[int, str]
     first_seen: float
-    reason: Literal["timeout", "evicted"]
+    reason: Reason
 
     @property
     def missing(self) -> tuple[int, ...]:
@@ -75,13 +82,27 @@ def _join(parts: list[tuple[str, bytes]]) -> str:
 class Reassembler:
     """Collects the parts of concatenated MO messages until each message is whole."""
 
-    def __init__(self, timeout: float, *, max_pending: int = 10_000, packed: bool = False) -> None:
-        if timeout <= 0 or max_pending < 1:
-            raise ValueError("timeout must be > 0 and max_pending >= 1")
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        max_pending: int = 10_000,
+        per_sender: int = 8,
+        per_sender_bytes: int = 64 * 1024,
+        packed: bool = False,
+    ) -> None:
+        if timeout <= 0 or max_pending < 1 or per_sender < 1 or per_sender_bytes < 1:
+            raise ValueError("timeout must be > 0 and the limits >= 1")
         self.timeout = timeout
         self.max_pending = max_pending
+        self.per_sender = per_sender
+        self.per_sender_bytes = per_sender_bytes
         self.packed = packed
+        #: messages given up on for a limit, by reason ("sender_limit", "evicted")
+        self.evictions: Counter[str] = Counter()
         self._pending: OrderedDict[_Key, _Pending] = OrderedDict()
+        self._senders: dict[str, OrderedDict[_Key, None]] = {}  # source → its keys, oldest first
+        self._sender_bytes: Counter[str] = Counter()
         self._evicted: deque[Incomplete] = deque(maxlen=max_pending)
         self._done: OrderedDict[_Key, float] = OrderedDict()  # completed key → when
 
@@ -112,16 +133,25 @@ class Reassembler:
             return None  # a late copy of a part of a message already handed on
         pending = self._pending.get(key)
         if pending is None:
+            mine = self._senders.get(source)
+            if mine is not None and len(mine) >= self.per_sender:
+                self._evict(next(iter(mine)), "sender_limit")
             if len(self._pending) >= self.max_pending:
-                old_key, old = self._pending.popitem(last=False)
-                self._evicted.append(self._incomplete(old_key, old, "evicted"))
+                self._evict(next(iter(self._pending)), "evicted")
             pending = self._pending[key] = _Pending(now)
+            self._senders.setdefault(source, OrderedDict())[key] = None
         if seq in pending.parts:
             return None  # a redelivered part: the first copy stands
         pending.parts[seq] = (codec, body)
+        self._sender_bytes[source] += len(body)
+        while self._sender_bytes[source] > self.per_sender_bytes:
+            oldest = next(iter(self._senders[source]))
+            if oldest == key:
+                break  # one message alone (at most 255 parts) is always kept
+            self._evict(oldest, "sender_limit")
         if len(pending.parts) < total:
             return None
-        del self._pending[key]
+        self._drop(key)
         self._done[key] = now
         while len(self._done) > self.max_pending:
             self._done.popitem(last=False)
@@ -133,8 +163,23 @@ class Reassembler:
         self._evicted.clear()
         self._forget_done(now)
         for key in [k for k, p in self._pending.items() if now - p.first_seen >= self.timeout]:
-            out.append(self._incomplete(key, self._pending.pop(key), "timeout"))
+            out.append(self._incomplete(key, self._drop(key), "timeout"))
         return out
+
+    def _drop(self, key: _Key) -> _Pending:
+        pending = self._pending.pop(key)
+        source = key[0]
+        mine = self._senders[source]
+        del mine[key]
+        self._sender_bytes[source] -= sum(len(data) for _, data in pending.parts.values())
+        if not mine:
+            del self._senders[source]
+            del self._sender_bytes[source]
+        return pending
+
+    def _evict(self, key: _Key, reason: Reason) -> None:
+        self.evictions[reason] += 1
+        self._evicted.append(self._incomplete(key, self._drop(key), reason))
 
     def _forget_done(self, now: float) -> None:
         while self._done and now - next(iter(self._done.values())) >= self.timeout:
@@ -156,9 +201,7 @@ class Reassembler:
         return "sar", int(ref), total, seq
 
     @staticmethod
-    def _incomplete(
-        key: _Key, pending: _Pending, reason: Literal["timeout", "evicted"]
-    ) -> Incomplete:
+    def _incomplete(key: _Key, pending: _Pending, reason: Reason) -> Incomplete:
         source, scheme, ref, total = key
         received = {
             s: decode_body(data, codec) for s, (codec, data) in sorted(pending.parts.items())

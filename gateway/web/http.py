@@ -22,6 +22,8 @@ from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, Servi
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.settings import Settings
 from gateway.sms.msisdn import normalise_msisdn
+from gateway.web.access import UssdAccess
+from gateway.web.guards import GlobalRateLimited
 from gateway.web.openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,10 @@ class HttpDeps:
     started_at: float = field(default_factory=time.monotonic)
     #: run before each /metrics render: gauges that need I/O to read (the outbox depth)
     before_scrape: Callable[[], Awaitable[None]] | None = None
+    ussd_access: UssdAccess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ussd_access = UssdAccess.from_settings(self.settings)
 
 
 DEPS = web.AppKey("http_deps", HttpDeps)
@@ -134,9 +140,18 @@ async def request_password(request: web.Request) -> web.Response:
         # Same answer as for a subscriber: the API must not tell who is a customer.
         log.info("password requested for a non-subscriber", extra={"msisdn": msisdn})
     except RateLimited as exc:
-        return json_error(
-            429, "rate_limited", "too many password requests", retry_after=int(exc.retry_after)
+        scope = "global" if isinstance(exc, GlobalRateLimited) else "number"
+        if scope == "number":
+            deps.metrics.password_requests_refused.labels(scope).inc()
+        response = json_error(
+            429,
+            "rate_limited",
+            "too many password requests"
+            + (" (all numbers: the operator's cap)" if scope == "global" else ""),
+            retry_after=int(exc.retry_after),
         )
+        response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        return response
     except LockedOut as exc:
         return json_error(429, "locked_out", "number locked", until=exc.until.isoformat())
     return web.json_response({"status": "sent"}, status=202)
@@ -162,8 +177,16 @@ async def verify_password(request: web.Request) -> web.Response:
 
 
 async def ussd_aggregator(request: web.Request) -> web.Response:
-    """Africa's-Talking-style aggregator: ``text`` holds every answer so far joined by ``*``."""
+    """Africa's-Talking-style aggregator: ``text`` holds every answer so far joined by ``*``.
+
+    Refused (401/403, body unread, nothing run) unless the caller passes the key check
+    (gateway/web/access.py)."""
     deps = request.app[DEPS]
+    given = request.headers.get("X-API-Key") or request.query.get("key", "")
+    refusal = deps.ussd_access.check(given, request.remote)
+    if refusal is not None:
+        deps.metrics.ussd_http_refused.labels(refusal.code).inc()
+        return json_error(refusal.status, refusal.code, refusal.message)
     try:
         form = await request.post()
     except UNREADABLE_BODY:

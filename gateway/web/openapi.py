@@ -35,7 +35,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "servers": [{"url": f"http://{settings.http_host}:{settings.http_port}"}],
         "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
+            },
             "schemas": {"Error": _ERROR},
         },
         "paths": {
@@ -95,6 +98,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/api/v1/ussd": {
                 "post": {
                     "summary": "One USSD turn from an HTTP aggregator",
+                    "description": "Key: IDEA24_USSD_API_KEY, else the API key. With neither"
+                    " set, loopback peers only; IDEA24_USSD_ALLOW limits the peers further.",
+                    "security": [{"apiKey": []}, {"apiKeyQuery": []}],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -128,6 +134,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "400": {
                             "description": "missing or malformed fields, unreadable body",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": {"description": "missing or wrong key", **_json(_ERROR)},
+                        "403": {
+                            "description": "address not allowed (loopback only while no key"
+                            " is configured, or outside IDEA24_USSD_ALLOW)",
+                            **_json(_ERROR),
                         },
                     },
                 }

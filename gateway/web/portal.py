@@ -14,6 +14,7 @@ from typing import Any
 from fsm.runtime import Inbound, Reply, TurnUnavailable
 from gateway.outbox.base import Outbox
 from gateway.router import TurnRunner, ussd_screen
+from gateway.web.guards import PasswordCap
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,20 @@ class Portal:
         outbox: Outbox,
         password_text: PasswordText,
         short_code: str,
+        *,
+        password_cap: PasswordCap | None = None,
     ) -> None:
         self.backend = backend
         self.runtime = runtime
         self.outbox = outbox
         self.password_text = password_text
         self.short_code = short_code
+        self.password_cap = password_cap
 
     async def send_temp_password(self, msisdn: str) -> None:
         info = await self.backend.subscriber(msisdn)  # NotFound for a stranger
+        if self.password_cap is not None:
+            await self.password_cap.take()  # GlobalRateLimited past the cap for all numbers
         password = await self.backend.issue_temp_password(msisdn)
         text = self.password_text(getattr(info, "language", "pl") or "pl", password)
         await self.outbox.put(msisdn, text, {"channel": "sms", "source": self.short_code})

@@ -30,22 +30,28 @@ async def test_no_invoice_yet(backend: Backend, fresh: Any) -> None:
         await backend.last_invoice(msisdn)
 
 
+CODE = "123456"
+
+
 async def test_payment_change_request(backend: Backend, fresh: Any, clock: Any) -> None:
-    msisdn = await fresh()
+    msisdn = await fresh(code=CODE)
     payment = await backend.payment(msisdn)
     assert payment.method.code == "PRZELEW" and payment.pending is None
     assert payment.period_start <= clock.now.date() + timedelta(days=1)
     with pytest.raises(Conflict):
-        await backend.request_payment_change(msisdn, "przelew", "sms")
+        await backend.request_payment_change(msisdn, "przelew", "sms", subscriber_code=CODE)
     with pytest.raises(InvalidInput) as info:
-        await backend.request_payment_change(msisdn, "GOTOWKA", "sms")
+        await backend.request_payment_change(msisdn, "GOTOWKA", "sms", subscriber_code=CODE)
     assert info.value.field == "method"
-    request = await backend.request_payment_change(msisdn, "karta", "sms")
+    request = await backend.request_payment_change(msisdn, "karta", "sms", subscriber_code=CODE)
     assert request.status == "pending" and request.value == "KARTA"
     assert request.reference.startswith(f"PL/{clock.now.year}/")
-    assert await backend.request_payment_change(msisdn, "KARTA", "ussd") == request
+    again = await backend.request_payment_change(msisdn, "KARTA", "ussd", subscriber_code=CODE)
+    assert again == request
     assert (await backend.payment(msisdn)).pending == request
-    newer = await backend.request_payment_change(msisdn, "POLECENIE_ZAPLATY", "ussd")
+    newer = await backend.request_payment_change(
+        msisdn, "POLECENIE_ZAPLATY", "ussd", subscriber_code=CODE
+    )
     assert newer.reference != request.reference
     assert (await backend.payment(msisdn)).pending == newer
     assert (await backend.payment(msisdn)).method.code == "PRZELEW"  # until care completes it

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.api import Backend
-from backend.errors import InvalidInput, NotFound
+from backend.errors import InvalidInput, NotFound, WrongCode
 from backend.models import AuditEntry
 from backend.records import Address
 from backend.services.accounts import parse_address
@@ -51,14 +51,21 @@ def test_bad_addresses(text: str, field: str, reason: str) -> None:
 
 
 async def test_change_address(backend: Backend, fresh: Any) -> None:
-    msisdn = await fresh()
+    msisdn = await fresh(code="123456")
     new = backend.parse_address("ul. Nowa 7, 30-001 Kraków")
-    change = await backend.change_address(msisdn, new, "sms")
+    with pytest.raises(WrongCode):  # the code is checked by the change itself
+        await backend.change_address(msisdn, new, "sms", subscriber_code="654321")
+    assert await backend.address(msisdn) != new
+    change = await backend.change_address(msisdn, new, "sms", subscriber_code="123456")
     assert change.changed and change.fee == 0
     assert await backend.address(msisdn) == new
-    assert not (await backend.change_address(msisdn, "ul. Nowa 7, 30-001 Kraków", "ussd")).changed
+    same = await backend.change_address(
+        msisdn, "ul. Nowa 7, 30-001 Kraków", "ussd", subscriber_code="123456"
+    )
+    assert not same.changed
     with pytest.raises(InvalidInput):
-        await backend.change_address(msisdn, Address("ul. Nowa 7", "30001", "Kraków"), "sms")
+        bad = Address("ul. Nowa 7", "30001", "Kraków")
+        await backend.change_address(msisdn, bad, "sms", subscriber_code="123456")
     async with backend.sessionmaker() as session:
         audit = list(await session.scalars(select(AuditEntry).where(AuditEntry.msisdn == msisdn)))
     assert [(a.action, a.channel, a.actor) for a in audit] == [("address", "sms", msisdn)]

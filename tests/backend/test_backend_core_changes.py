@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.api import Backend
-from backend.errors import LockedOut, NotFound, WrongCode
+from backend.errors import LockedOut, NotAccountCode, NotFound, WrongCode
 from backend.models import ActiveService, AuditEntry, Charge, Subscriber
 from backend.records import Change
 from backend.services import services
@@ -176,9 +176,10 @@ async def test_account_code_through_the_core_check(backend: Backend, fresh: Any)
     first = await fresh(code="700001", account_kind="business", account_code="900900")
     account = f"8.{first}"
     second = await fresh(code="700002", account=account)
-    await backend.check_subscriber_code(second, "900900")  # number scope: account code too
+    with pytest.raises(WrongCode):  # the account code does not open one number's change
+        await backend.check_subscriber_code(second, "900900")
     await backend.check_subscriber_code(second, "900900", scope="account")
-    with pytest.raises(WrongCode):
+    with pytest.raises(NotAccountCode):  # the number's own code, refused for what it is
         await backend.check_subscriber_code(second, "700002", scope="account")
     with pytest.raises(WrongCode):
         await backend.check_subscriber_code(second, "700001")  # another number's code

@@ -21,6 +21,19 @@ from backend.seed import DEMO
 SECRET = "migration-secret"
 
 
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from backend.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
 def _diff(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
@@ -34,7 +47,7 @@ async def _check_fresh_upgrade(url: str) -> None:
         async with engine.connect() as connection:
             assert await connection.run_sync(_diff) == []
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-            assert version == "0001"
+            assert version == _head()
     finally:
         await engine.dispose()
 

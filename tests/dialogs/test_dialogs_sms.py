@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 
 from backend.api import Backend
 from dialogs import build_dialogs
@@ -135,14 +137,47 @@ async def test_already_on_and_usage_errors(phone: Phone) -> None:
     assert await phone.sms("WYLACZ NOCE") == "Usługa Darmowe noce jest już wyłączona."
 
 
-async def test_cancel_and_abandon(phone: Phone, backend: Backend) -> None:
+async def test_cancel_and_read_in_between(phone: Phone, backend: Backend) -> None:
     assert (await phone.sms("WYLACZ MMS")).startswith("Wyłączenie usługi MMS: opłata 0,00 zł")
     assert await phone.sms("nie") == "Anulowano. Nic nie zostało zmienione."
     assert (await backend.service("48600000001", "MMS")).active
     assert (await phone.sms("WLACZ NOCE")).endswith(ASK)
-    assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a new command runs"
-    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+    assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a read-only command runs"
+    assert await phone.sms("bzdura") == ASK  # not a command: the code is asked for again
+    assert (await phone.sms("TAK 111111")).startswith("Usługa Darmowe noce włączona od ")
+    assert (await backend.service("48600000001", "NOCE")).active
+
+
+async def test_a_new_change_replaces_the_pending_one_and_says_so(
+    phone: Phone, backend: Backend
+) -> None:
+    await phone.sms("WLACZ NOCE")
+    replaced = await phone.sms("WYLACZ MMS")
+    assert replaced.startswith("Poprzednia zmiana (włączenie NOCE) anulowana.\nWyłączenie usługi")
+    assert (await phone.sms("TAK 111111")).startswith("Usługa MMS wyłączona")
     assert not (await backend.service("48600000001", "NOCE")).active
+    first = await phone.sms("WLACZ NOCE")
+    assert await phone.sms("WLACZ NOCE") == first  # the same change again: quoted again
+
+
+async def test_tak_without_six_digits_uses_no_attempt(phone: Phone, backend: Backend) -> None:
+    await phone.sms("WLACZ NOCE")
+    for text in ("TAK 1234", "TAK abcdef", "TAK 1111111", "TAK 12-34-56"):
+        assert await phone.sms(text) == (
+            "Kod abonencki to 6 cyfr, np. TAK 123456. Ta próba się nie liczy."
+        )
+    assert await phone.sms("TAK 000000") == "Błędny kod abonencki. Pozostałe próby: 2."
+    assert (await phone.sms("TAK 111 111")).startswith("Usługa Darmowe noce włączona")
+
+
+async def test_a_change_that_cannot_work_is_refused_before_any_code(phone: Phone) -> None:
+    assert await phone.sms("TARYFA OPTIMUM") == "To już jest Twoja taryfa."
+    assert await phone.sms("ADRES ul. Długa 5/3, 00-950 Warszawa") == (
+        "To już jest Twój adres korespondencyjny."
+    )
+    assert (await phone.sms("TARYFA FIRMA")).startswith("Ta taryfa jest")
+    assert (await phone.sms("WLACZ MMS")).startswith("Usługa MMS jest już")
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
 
 
 async def test_wrong_codes_lock_the_code(phone: Phone, backend: Backend) -> None:
@@ -156,8 +191,13 @@ async def test_wrong_codes_lock_the_code(phone: Phone, backend: Backend) -> None
         locked,
     )
     assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
-    await phone.sms("WLACZ NOCE")
-    assert (await phone.sms("TAK 111111")).startswith("Kod abonencki zablokowany do ")
+    # Locked out: said at once, until when, without asking for a code.
+    assert re.fullmatch(
+        r"Kod abonencki zablokowany do \d\d:\d\d \d\d\.\d\d\.\d{4}\. "
+        r"Spróbuj ponownie po tym czasie\.",
+        await phone.sms("WLACZ NOCE"),
+    )
+    assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
     assert not (await backend.service("48600000001", "NOCE")).active
 
 
@@ -270,6 +310,7 @@ async def test_complaint_in_english_and_cancel(phone: Phone) -> None:
     assert await phone.sms("NO") == "Cancelled. Nothing was changed."
     await phone.sms("REKLAMACJA")
     assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a command leaves the list"
+    assert (await phone.sms("2")).startswith("Nie znamy komendy"), "the letter was abandoned"
     await phone.sms("REKLAMACJA")
     await phone.sms("2")
     await phone.sms("FV/1/2026, 12.11.2026")
@@ -300,12 +341,26 @@ async def test_pending_confirmation_times_out(case: StoreCase, backend: Backend)
     class Short:
         sms_dialog_timeout = 0.3
         ussd_timeout = 0.3
+        sms_pending_valid = 0.2
         language = "pl"
 
     phone = Phone(Runtime(case.store, build_dialogs(Short()), backend))
     assert (await phone.sms("WLACZ NOCE")).endswith(ASK)
     await case.advance(0.45)
     assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
+    assert not (await backend.service("48600000001", "NOCE")).active
+
+
+async def test_a_late_tak_says_which_change_expired(phone: Phone, backend: Backend) -> None:
+    with time_machine.travel(datetime.now(UTC), tick=False) as travel:
+        await phone.sms("WLACZ NOCE")
+        travel.shift(timedelta(minutes=9, seconds=59))
+        assert (await phone.sms("PAKIET")).startswith("Pakiet do ")  # still pending
+        travel.shift(timedelta(seconds=2))
+        assert await phone.sms("TAK 111111") == (
+            "Zmiana (włączenie NOCE) wygasła po 10 min bez TAK. Wyślij ją ponownie."
+        )
+        assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")
     assert not (await backend.service("48600000001", "NOCE")).active
 
 
@@ -359,6 +414,11 @@ async def test_rate_limit_on_turns(case: StoreCase, backend: Backend) -> None:
     assert await phone.sms("PAKIET") == (
         "Za dużo wiadomości w krótkim czasie. Spróbuj ponownie za kilka minut."
     )
-    assert await phone.sms("USAGE") == (
+    # One "too many messages" SMS per window, then silence (an auto-responder loop stops).
+    assert await phone.runtime.turn(Inbound(phone.msisdn, "sms", "PAKIET")) == []
+    english = Phone(phone.runtime, "48600000002")
+    for _ in range(3):
+        await english.sms("USAGE")
+    assert await english.sms("USAGE") == (
         "Too many messages in a short time. Please try again in a few minutes."
     )

@@ -106,9 +106,10 @@ async def test_deactivate_from_my_services_and_back_out(phone: Phone, backend: B
 
 async def test_locked_code_ends_the_session(phone: Phone) -> None:
     await phone.dial("*100*8*2#")
-    await phone.ussd("1")
-    await phone.ussd("2")
-    locked = await phone.ussd("3")
+    assert "Kod abonencki to 6 cyfr" in await phone.ussd("12")  # not a code: no attempt used
+    await phone.ussd("000001")
+    await phone.ussd("000002")
+    locked = await phone.ussd("000003")
     assert locked.startswith("Kod abonencki zablokowany do ")
     assert phone.ended
 
@@ -372,3 +373,14 @@ async def test_random_answers_never_break_a_screen(
         reply = await (phone.dial(text) if text.startswith("*") else phone.ussd(text))
         assert reply.strip() and len(reply) <= SCREEN_LIMIT, reply
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_locked_out_is_said_before_any_code_is_asked(runtime: Runtime) -> None:
+    sms = phone_for(runtime, "48600000001")
+    await sms.sms("WLACZ NOCE")
+    for wrong in ("000001", "000002", "000003"):
+        await sms.sms(f"TAK {wrong}")
+    ussd = phone_for(runtime, "48600000001")
+    locked = await ussd.dial("*100*8*2#")  # Profit: join → would ask for the code
+    assert locked.startswith("Kod abonencki zablokowany do "), locked
+    assert "Podaj kod" not in locked

@@ -34,6 +34,7 @@ def test_version_and_help() -> None:
         (["serve", "--http", "8024"], "HOST:PORT"),
         (["serve", "--database-url", "mysql://x/y"], "IDEA24_DATABASE_URL"),
         (["serve", "--config", "/nonexistent.toml"], "does not exist"),
+        (["serve", "--http", "0.0.0.0:8024"], "pass --lab"),
         (["simulator", "--account", "nocolon"], "ID:PASSWORD"),
     ],
 )

@@ -141,3 +141,30 @@ async def test_terminal_handset_against_serve(tmp_path: Path) -> None:
     # Each SMS reply is printed once, even though its delivery receipt updates it later.
     assert t.output.count("< 2424: Pakiet do") == 2, t.output
     assert t.output.count("< 2424: ") == 3, t.output
+
+
+async def test_piped_input_waits_for_the_replies(tmp_path: Path) -> None:
+    """``printf 'PAKIET\\nINFO\\n' | idea24 phone 48600000001``: the input ends at once, the
+    handset still prints each reply before it exits."""
+    async with serve(tmp_path) as s:
+        proc = await asyncio.create_subprocess_exec(
+            *idea24_command(),
+            "phone",
+            MSISDN,
+            "--simulator",
+            s.sim_url,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(30):
+                out, _ = await proc.communicate(b"PAKIET\nINFO\n")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert re.search(r"< 2424: Pakiet do .*minuty \d+/120", text), text
+    assert re.search(r"< 2424: Nr 48600000001, konto ", text), text

@@ -132,11 +132,14 @@ async def serve_process(
 
 class RedisProcess:
     """A private ``redis-server`` on a free port, with an append-only file that is fsynced on
-    every write (so a restart keeps what Redis acknowledged, as a production setup must)."""
+    every write (so a restart keeps what Redis acknowledged, as a production setup must); with
+    ``persist=False`` nothing is written, so a restart starts empty (a cache-style Redis, or a
+    failover to a replica that had not caught up)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persist: bool = True) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -156,7 +159,7 @@ class RedisProcess:
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                "yes" if self.persist else "no",
                 "--appendfsync",
                 "always",
                 "--dir",
@@ -196,8 +199,8 @@ class RedisProcess:
 
 
 @asynccontextmanager
-async def redis_process(workdir: Path) -> AsyncIterator[RedisProcess]:
-    server = RedisProcess(workdir)
+async def redis_process(workdir: Path, *, persist: bool = True) -> AsyncIterator[RedisProcess]:
+    server = RedisProcess(workdir, persist=persist)
     await server.start()
     try:
         yield server

@@ -117,7 +117,7 @@ async def test_openapi_fuzz_finds_no_server_errors(server: str) -> None:
     )
 
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded", "X-API-Key": KEY}
 JSON_KEY = {"X-API-Key": KEY, "Content-Type": "application/json"}
 #: What schemathesis does not generate: bodies broken below the schema. Each found a 500 once.
 HOSTILE: list[tuple[str, str, bytes, dict[str, str], int]] = [
@@ -134,7 +134,7 @@ HOSTILE: list[tuple[str, str, bytes, dict[str, str], int]] = [
         "POST",
         "/api/v1/ussd",
         b"--x\r\nbroken",
-        {"Content-Type": "multipart/form-data; boundary=x"},
+        {"Content-Type": "multipart/form-data; boundary=x", "X-API-Key": KEY},
         400,
     ),
     ("POST", "/api/v1/ussd", b"sessionId=" + b"a" * 5000 + b"&phoneNumber=48600000001", FORM, 400),

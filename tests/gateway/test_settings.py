@@ -18,12 +18,12 @@ def test_defaults_are_the_embedded_ones() -> None:
 def test_flags_beat_environment_beats_file(tmp_path) -> None:
     cfg = tmp_path / "idea24.toml"
     cfg.write_text('short_code = "1111"\nussd_code = "*101#"\nlanguage = "en"\n')
-    env = {"IDEA24_SHORT_CODE": "2222", "IDEA24_HTTP": "0.0.0.0:9000"}
+    env = {"IDEA24_SHORT_CODE": "2222", "IDEA24_HTTP": "127.0.0.2:9000"}
     s = load_settings({"short_code": "3333"}, env, cfg)
     assert s.short_code == "3333"
     assert s.ussd_code == "*101#"
     assert s.language == "en"
-    assert (s.http_host, s.http_port) == ("0.0.0.0", 9000)
+    assert (s.http_host, s.http_port) == ("127.0.0.2", 9000)
 
 
 def test_smsc_urls_parse_with_options() -> None:
@@ -80,3 +80,39 @@ def test_plain_database_urls_name_the_async_driver(given: str, used: str) -> Non
     """Operators write postgresql:// and sqlite:///; the server runs them on its drivers."""
     assert load_settings(environ={"IDEA24_DATABASE_URL": given}).database_url == used
     assert load_settings({"database_url": given}, environ={}).database_url == used
+
+
+@pytest.mark.parametrize(
+    ("flags", "refused"),
+    [
+        ({"http": "0.0.0.0:8024"}, "0.0.0.0"),
+        ({"http": "[::]:8024"}, "[::]"),
+        ({"http": "my-host.example:8024"}, "my-host.example"),
+        ({"simulator_smpp_host": "0.0.0.0"}, "0.0.0.0"),
+        ({"http": "127.0.0.1:8024"}, None),
+        ({"http": "localhost:8024"}, None),
+        ({"http": "[::1]:8024"}, None),
+        ({"http": "0.0.0.0:8024", "lab": True}, None),
+        ({"http": "0.0.0.0:8024", "smsc": "smpp://a:b@10.0.0.1:2775"}, None),  # no simulator
+    ],
+)
+def test_simulator_off_loopback_needs_lab(flags: dict[str, object], refused: str | None) -> None:
+    if refused is None:
+        load_settings(flags, environ={})
+        return
+    with pytest.raises(ConfigError) as exc:
+        load_settings(flags, environ={})
+    assert str(exc.value).startswith("--lab:") and refused in str(exc.value)
+
+
+def test_lab_mode_is_said_at_start(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from gateway.cli import _print_banner
+
+    simulator = SimpleNamespace(smpp_address=("0.0.0.0", 2775), http_url="http://0.0.0.0:8025")
+    components = SimpleNamespace(simulator=simulator)
+    _print_banner(load_settings({"http": "0.0.0.0:8024", "lab": True}, environ={}), components)
+    assert "LAB MODE (--lab)" in capsys.readouterr().out
+    _print_banner(load_settings({}, environ={}), components)
+    assert "LAB MODE" not in capsys.readouterr().out

@@ -49,7 +49,7 @@ def processor(got: list[InboundEvent], clock: Clock) -> InboundProcessor:
     async def sink(event: InboundEvent) -> None:
         got.append(event)
 
-    return InboundProcessor(sink, clock=clock)  # dedup_ttl 120 s, redelivery window 10 s
+    return InboundProcessor(sink, clock=clock)  # dedup_ttl 120 s, SMSC response timeout 10 s
 
 
 async def test_sms_becomes_a_message(processor: InboundProcessor, got: list[Any]) -> None:
@@ -92,14 +92,14 @@ async def test_receipt_by_tlvs_only(processor: InboundProcessor, got: list[Any])
 async def test_redelivered_mo_is_acknowledged_but_not_handed_on(
     processor: InboundProcessor, got: list[Any], clock: Clock
 ) -> None:
+    """Answered in time, then the connection dropped: the SMSC may not have our answer and
+    offers the MO again; acknowledged, not handed on."""
     assert await processor(deliver(1, short_message=b"INFO")) == Status.ESME_ROK
+    processor.connection_lost()
     assert await processor(deliver(2, short_message=b"INFO")) == Status.ESME_ROK
     assert len(got) == 1 and processor.duplicates == 1
     await processor(deliver(3, short_message=b"INFO", source_addr="48600000002"))
     assert len(got) == 2  # another subscriber is another message
-    clock.now += 11
-    await processor(deliver(4, short_message=b"INFO"))
-    assert len(got) == 3  # outside the window: the subscriber typed it again
 
 
 async def test_long_mo_is_reassembled_and_redelivered_part_ignored(
@@ -107,6 +107,7 @@ async def test_long_mo_is_reassembled_and_redelivered_part_ignored(
 ) -> None:
     udh = bytes((5, 0, 3, 0x42, 2))
     await processor(deliver(1, esm_class=0x40, short_message=udh + b"\x02" + b"ADRES Dluga 1"))
+    processor.connection_lost()
     await processor(deliver(2, esm_class=0x40, short_message=udh + b"\x02" + b"ADRES Dluga 1"))
     assert got == [] and processor.duplicates == 1
     await processor(deliver(3, esm_class=0x40, short_message=udh + b"\x01" + b"Warszawa "))
@@ -150,6 +151,7 @@ async def test_copy_of_a_failed_turn_is_processed(got: list[Any], clock: Clock) 
         await processor(deliver(1, short_message=b"HASLO"))
     await processor(deliver(2, short_message=b"HASLO"))  # the SMSC's redelivery is processed
     assert [m.text for m in got] == ["HASLO"] and processor.duplicates == 0
+    processor.connection_lost()
     await processor(deliver(3, short_message=b"HASLO"))  # a copy of the one that succeeded
     assert len(got) == 1 and processor.duplicates == 1
 
@@ -172,7 +174,8 @@ async def test_same_command_after_another_is_not_a_redelivery(
     for seq, text in enumerate([b"3IJA", b"3IJA 605111222 606222333 607333444", b"3IJA"]):
         await processor(deliver(seq, short_message=text))
     assert [m.text for m in got] == ["3IJA", "3IJA 605111222 606222333 607333444", "3IJA"]
-    await processor(deliver(9, short_message=b"3IJA"))  # straight after the same: redelivery
+    processor.connection_lost()
+    await processor(deliver(9, short_message=b"3IJA"))  # offered again after the drop: a copy
     assert len(got) == 3 and processor.duplicates == 1
 
 
@@ -254,6 +257,7 @@ async def test_a_reply_does_not_make_a_repeated_sms_new(
     """SMS redeliveries come after the SMSC's timeout, usually after our reply left: the turn
     rule is for USSD only, where the network cannot redeliver an answered menu's answer."""
     await processor(deliver(1, short_message=b"INFO"))
+    processor.connection_lost()
     processor.replied("48600000001")
     await processor(deliver(2, short_message=b"INFO"))
     assert len(got) == 1 and processor.duplicates == 1
@@ -270,24 +274,48 @@ async def test_same_sms_typed_again_after_the_reply_is_answered_again(
     assert [m.text for m in got] == ["PAKIET", "PAKIET"] and processor.duplicates == 0
 
 
-async def test_back_to_back_copy_is_dropped(
+async def test_the_same_text_twice_is_answered_twice(
     processor: InboundProcessor, got: list[Any], clock: Clock
 ) -> None:
-    await processor(deliver(1, short_message=b"PAKIET"))
-    clock.now += 9.5
-    await processor(deliver(2, short_message=b"PAKIET"))
-    assert len(got) == 1 and processor.duplicates == 1
+    """NIE, NIE: answered in time and no connection lost, so the SMSC had no reason to offer it
+    again — the subscriber sent it twice, however soon."""
+    await processor(deliver(1, short_message=b"NIE"))
+    clock.now += 0.2
+    await processor(deliver(2, short_message=b"NIE"))
+    assert [m.text for m in got] == ["NIE", "NIE"] and processor.duplicates == 0
 
 
-async def test_redelivery_window_is_configurable(got: list[Any], clock: Clock) -> None:
+async def test_typed_twice_while_the_first_is_answered_is_two_messages(clock: Clock) -> None:
+    """The second copy came while the first was in the sink but within the SMSC's response
+    timeout: the SMSC cannot have given up yet, so the subscriber typed it twice."""
+    sink = HeldSink()
+    processor = InboundProcessor(sink, clock=clock)
+    first = asyncio.create_task(processor(deliver(1, short_message=b"PAKIET")))
+    await asyncio.wait_for(sink.first_in.wait(), 5)
+    clock.now += 1
+    second = asyncio.create_task(processor(deliver(2, short_message=b"PAKIET")))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    sink.release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert sink.entered == ["PAKIET", "PAKIET"] and processor.duplicates == 0
+
+
+async def test_copy_after_our_late_answer_is_dropped(got: list[Any], clock: Clock) -> None:
+    """Our answer was written after the SMSC's response timeout (configurable): its copy, even
+    one that comes after our answer, is a redelivery within the TTL."""
+    slow = [2.5]
+
     async def sink(event: InboundEvent) -> None:
+        clock.now += slow.pop() if slow else 0.0  # the first turn takes 2.5 s
         got.append(event)
 
-    processor = InboundProcessor(sink, redelivery_window=2.0, clock=clock)
+    processor = InboundProcessor(sink, smsc_response_timeout=2.0, clock=clock)
     await processor(deliver(1, short_message=b"PAKIET"))
-    clock.now += 1.5
+    clock.now += 1
     await processor(deliver(2, short_message=b"PAKIET"))
-    clock.now += 3
+    assert len(got) == 1 and processor.duplicates == 1
+    clock.now += 120
     await processor(deliver(3, short_message=b"PAKIET"))
     assert len(got) == 2 and processor.duplicates == 1
 
@@ -305,8 +333,8 @@ async def test_copy_while_the_first_is_still_in_the_sink_is_dropped(clock: Clock
     sink.release.set()
     assert list(await asyncio.wait_for(asyncio.gather(first, copy), 5)) == [Status.ESME_ROK] * 2
     assert sink.entered == ["PAKIET"] and processor.duplicates == 1
-    clock.now += 15
-    await processor(deliver(3, short_message=b"PAKIET"))  # typed again after the answer
+    clock.now += 121  # our answer was late: only past the TTL is it the subscriber's again
+    await processor(deliver(3, short_message=b"PAKIET"))
     assert sink.entered == ["PAKIET", "PAKIET"]
 
 
@@ -497,6 +525,7 @@ async def test_subscribers_remembered_are_bounded(got: list[Any], clock: Clock) 
     for n in (1, 2, 3):
         await processor(deliver(n, short_message=b"INFO", source_addr=f"4860000000{n}"))
     assert len(processor._last) == 2
+    processor.connection_lost()
     await processor(deliver(4, short_message=b"INFO", source_addr="48600000001"))
     assert len(got) == 4  # forgotten (least recently seen): handed on
     await processor(deliver(5, short_message=b"INFO", source_addr="48600000003"))

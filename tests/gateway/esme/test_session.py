@@ -461,3 +461,50 @@ async def test_submit_errors_say_whether_anything_was_sent(smsc: MiniSmsc) -> No
     assert all(isinstance(r, SubmitError) and r.temporary and r.attempted for r in lost)
     [down] = again
     assert isinstance(down, SubmitError) and not down.attempted
+
+
+async def test_inbound_back_pressure_stops_reading_while_turns_cannot_finish(
+    smsc: MiniSmsc,
+) -> None:
+    """Turns that cannot finish (a stalled store): the link stops reading at ``max_inbound`` MO
+    in hand instead of buffering every one the SMSC sends; when they finish it reads again and
+    every MO is answered."""
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    class Stalled:
+        async def __call__(self, event: Any) -> None:
+            await release.wait()
+            handled.append(event.text if hasattr(event, "text") else "?")
+
+    from gateway.esme.inbound import InboundProcessor
+
+    inbound = InboundProcessor(Stalled())
+    session = SmppSession(smsc.profile(), inbound, max_inbound=8)
+    await session.start()
+    try:
+        await session.wait_bound(5)
+        base = {"source_addr_ton": 1, "source_addr_npi": 1, "dest_addr_ton": 0}
+        client = smsc.client
+        for i in range(200):
+            client.write(
+                Pdu(
+                    "deliver_sm",
+                    params={
+                        **base,
+                        "source_addr": f"48600{i:06d}",
+                        "destination_addr": "2424",
+                        "short_message": f"M{i}".encode(),
+                    },
+                )
+            )
+        link = session.links[0]
+        await until(lambda: link.stats.reads_paused == 1)
+        await asyncio.sleep(0.2)  # time for more to arrive, were the link still reading
+        assert len(link._tasks) == 8
+        assert link.stats.inbound < 200
+        release.set()
+        await until(lambda: len(handled) == 200, within=10)
+        assert link.stats.inbound == 200
+    finally:
+        await session.close()

@@ -139,13 +139,28 @@ async def test_failed_delivery_is_counted(sim: SimulatorController, pool: BindPo
     assert pool.tracker.failed == 1
 
 
-async def test_duplicate_mo_is_answered_once(sim: SimulatorController, pool: BindPool) -> None:
+async def test_the_same_mo_twice_back_to_back_is_answered_twice(
+    sim: SimulatorController, pool: BindPool
+) -> None:
+    """Both copies were answered in time on a live connection: the SMSC had no reason to offer
+    the MO again, so the second is the subscriber's own (PAKIET, PAKIET) and gets its answer."""
     sim.faults.update(duplicate_mo=True)
     await sim.inject_mo(A, "2424", "PAKIET")
+    await sim.wait_messages(A, 2)
+    assert mt_texts(sim, A) == ["echo PAKIET", "echo PAKIET"]
+    assert pool.inbound.duplicates == 0
+
+
+async def test_mo_offered_again_after_a_dropped_connection_is_answered_once(
+    sim: SimulatorController, pool: BindPool
+) -> None:
+    await sim.inject_mo(A, "2424", "PAKIET")
     await sim.wait_messages(A, 1)
+    pool.inbound.connection_lost()  # our deliver_sm_resp may have died with the connection
+    await sim.inject_mo(A, "2424", "PAKIET")
+    await wait_for(lambda: pool.inbound.duplicates == 1)
     await asyncio.sleep(0.2)  # a second reply, if any, would be here by now
     assert mt_texts(sim, A) == ["echo PAKIET"]
-    assert pool.inbound.duplicates == 1
 
 
 async def test_dropped_connection_mid_traffic_loses_nothing_and_keeps_order(

@@ -188,3 +188,37 @@ def test_memory_of_completed_messages_is_bounded() -> None:
     assert len(r) == 0
     assert r.add("a", udh8(0, 2, 1, b"x"), 1) is None  # forgotten: a new message
     assert len(r) == 1
+
+
+def test_one_sender_cannot_evict_another_subscribers_message() -> None:
+    """10,000 first parts from one sender: only that sender's own messages are given up; the
+    other subscriber's half-received message survives and completes."""
+    r = Reassembler(60, max_pending=100, per_sender=8)
+    assert r.add("48600000001", udh8(7, 2, 1, b"Dzie"), 0.0) is None
+    for ref in range(10_000):
+        assert r.add("48999999999", udh8(ref % 256, 3, 1, b"x" * 100), 1.0) is None
+    assert len(r) == 9  # the flooder's last 8, and the subscriber's one
+    assert r.add("48600000001", udh8(7, 2, 2, b"n dobry"), 2.0) == "Dzien dobry"
+    assert r.evictions == {"sender_limit": 10_000 - 8}
+    gone = r.expire(3.0)
+    assert {i.source for i in gone} == {"48999999999"}
+    assert {i.reason for i in gone} == {"sender_limit"}
+
+
+def test_bytes_per_sender_are_bounded_too() -> None:
+    r = Reassembler(60, per_sender=100, per_sender_bytes=1000)
+    for ref in range(20):
+        r.add("a", udh8(ref, 2, 1, b"y" * 140), 0.0)
+    assert len(r) == 7  # 7 x 140 <= 1000 < 8 x 140
+    assert r.evictions["sender_limit"] == 13
+    # A single long message is never cut by the bytes limit: its parts all count.
+    r = Reassembler(60, per_sender_bytes=200)
+    parts = [r.add("b", udh8(1, 3, seq, b"z" * 140), 0.0) for seq in (1, 2, 3)]
+    assert parts[-1] == "z" * 420
+
+
+def test_the_global_cap_is_the_last_guard_and_counted() -> None:
+    r = Reassembler(60, max_pending=3, per_sender=8)
+    for i in range(5):
+        r.add(f"4860000000{i}", udh8(1, 2, 1, b"p"), float(i))
+    assert len(r) == 3 and r.evictions == {"evicted": 2}

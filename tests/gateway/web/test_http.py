@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from backend.errors import LockedOut, NotFound, RateLimited
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.web.guards import GlobalRateLimited
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
 
 KEY = {"X-API-Key": "test-key"}
@@ -107,6 +109,15 @@ async def test_rate_limited_is_429(client) -> None:
     r = await c.post("/api/v1/passwords", json={"msisdn": "48600000001"}, headers=KEY)
     assert r.status == 429
     assert (await r.json())["error"]["retry_after"] == 1800
+    assert r.headers["Retry-After"] == "1800"
+
+
+async def test_global_password_cap_is_429_with_retry_after(client) -> None:
+    c, portal, _ = client
+    portal.fail_next = GlobalRateLimited(60.0)
+    r = await c.post("/api/v1/passwords", json={"msisdn": "48600000001"}, headers=KEY)
+    assert r.status == 429 and r.headers["Retry-After"] == "60"
+    assert "all numbers" in (await r.json())["error"]["message"]
 
 
 async def test_verify_valid_once_then_401(client) -> None:
@@ -131,14 +142,66 @@ async def test_verify_locked_is_429(client) -> None:
 async def test_ussd_aggregator_con_and_end(client) -> None:
     c, _, ussd = client
     form = {"sessionId": "s1", "phoneNumber": "+48600000001", "serviceCode": "*100#", "text": ""}
-    r = await c.post("/api/v1/ussd", data=form)
+    r = await c.post("/api/v1/ussd", data=form, headers=KEY)
     assert r.content_type == "text/plain"
     assert await r.text() == "CON menu after *100#"
-    r = await c.post("/api/v1/ussd", data={**form, "text": "2*9"})
+    r = await c.post("/api/v1/ussd?key=test-key", data={**form, "text": "2*9"})
     assert await r.text() == "END menu after 9"
     assert ussd.turns == [("48600000001", "s1", "*100#"), ("48600000001", "s1", "9")]
-    r = await c.post("/api/v1/ussd", data={"text": ""})
+    r = await c.post("/api/v1/ussd", data={"text": ""}, headers=KEY)
     assert r.status == 400 and (await r.text()).startswith("END ")
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [({}, ""), ({"X-API-Key": "wrong"}, ""), ({}, "?key=wrong"), ({"X-API-Key": ""}, "?key=")],
+)
+async def test_ussd_aggregator_without_the_key_is_401_and_runs_nothing(
+    client, headers, query
+) -> None:
+    c, _, ussd = client
+    form = {"sessionId": "s1", "phoneNumber": "48600000001", "text": "7"}
+    r = await c.post("/api/v1/ussd" + query, data=form, headers=headers)
+    assert r.status == 401
+    assert (await r.json())["error"]["code"] == "unauthorized"
+    assert ussd.turns == []
+    text = await (await c.get("/metrics")).text()
+    assert 'idea24_ussd_http_refused_total{reason="unauthorized"} 1.0' in text
+
+
+def _peer(remote: str) -> Any:
+    """A middleware making the request come from ``remote`` (the test server is on loopback)."""
+
+    @web.middleware
+    async def peer(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request.clone(remote=remote))
+
+    return peer
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "from_afar", "from_loopback"),
+    [
+        # Nothing configured: the published development key works from loopback only.
+        (Settings(), "idea24-dev-key", 403, 200),
+        (Settings(ussd_api_key="agg-key"), "agg-key", 200, 200),
+        (Settings(api_key="portal-key"), "portal-key", 200, 200),
+        (Settings(api_key="portal-key", ussd_api_key="agg-key"), "portal-key", 401, 401),
+        (Settings(api_key="k", ussd_allow=("10.9.0.0/16",)), "k", 403, 403),
+        (Settings(api_key="k", ussd_allow=("10.9.0.0/16", "192.0.2.7/32")), "k", 200, 403),
+    ],
+)
+async def test_ussd_aggregator_key_and_addresses(settings, key, from_afar, from_loopback) -> None:
+    form = {"sessionId": "s1", "phoneNumber": "48600000001", "text": ""}
+    for remote, status in (("192.0.2.7", from_afar), ("127.0.0.1", from_loopback)):
+        ussd = Ussd()
+        app = web.Application(middlewares=[_peer(remote), api_errors])
+        app[DEPS] = HttpDeps(settings, Metrics(), Portal(), ussd)
+        add_routes(app)
+        async with TestClient(TestServer(app)) as c:
+            r = await c.post("/api/v1/ussd", data=form, headers={"X-API-Key": key})
+            assert r.status == status, (remote, await r.text())
+            assert len(ussd.turns) == (status == 200)
 
 
 async def test_health_metrics_openapi(client) -> None:

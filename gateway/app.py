@@ -92,18 +92,24 @@ def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfi
     )
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    c = app[COMPONENTS]
-    s = c.settings
-    # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
+async def prepare_database(s: Settings, clock: Clock) -> None:
+    """Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent;
+    ``serve --workers N`` runs it once in the supervisor, so the workers do not race to insert
+    the same rows into a fresh database)."""
     try:
-        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=c.clock)
+        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    s = c.settings
+    await prepare_database(s, c.clock)
     # The demo data is kept current as days pass (a month end needs last month's invoice).
     roll = DemoCalendar() if s.seed_demo else None
     async with open_backend(s.database_url, s.secret_key, c.clock, on_new_day=roll) as backend:

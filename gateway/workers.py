@@ -238,7 +238,11 @@ class Supervisor:
 
 def supervise(settings: Settings, count: int, argv: Sequence[str]) -> int:
     """Run ``count`` workers of ``idea24 <argv>`` until SIGTERM / SIGINT; the exit status."""
+    from backend.clock import SystemClock
+    from gateway.app import prepare_database
+
     check_workers(settings, count)
+    asyncio.run(prepare_database(settings, SystemClock()))
     sock = listen(settings)
     metrics_dir = Path(tempfile.mkdtemp(prefix="idea24-metrics-"))
     command = [sys.executable, "-m", "gateway.cli", *argv]

@@ -119,6 +119,23 @@ async def create_schema(engine: AsyncEngine, revision: str = "head") -> None:
         await connection.run_sync(_upgrade_sync, revision)
 
 
+def _revisions_sync(connection: Connection) -> tuple[str | None, str | None]:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    newest = ScriptDirectory.from_config(config).get_current_head()
+    return MigrationContext.configure(connection).get_current_revision(), newest
+
+
+async def schema_revisions(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """The database's migration revision (None: no schema yet) and the newest one shipped."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(_revisions_sync)
+
+
 @asynccontextmanager
 async def open_backend(
     url: str | URL,

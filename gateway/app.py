@@ -100,7 +100,7 @@ async def prepare_database(s: Settings, clock: Clock) -> None:
         report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
-            f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
+            f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {failure_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
@@ -124,7 +124,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _store(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     if c.settings.redis_url:
-        await _check_redis(c.settings.redis_url)
+        await check_redis(c.settings.redis_url)
     store = store_from_url(c.settings.redis_url, clock=c.clock.monotonic)
     c.store = store
     try:
@@ -133,7 +133,8 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         await store.aclose()
 
 
-async def _check_redis(url: str) -> None:
+async def check_redis(url: str) -> None:
+    """PING once (start-up and ``idea24 check``): ConfigError naming the key if no answer."""
     from redis.exceptions import RedisError
 
     from fsm.redis_connect import redis_from_url
@@ -143,13 +144,13 @@ async def _check_redis(url: str) -> None:
         await client.ping()
     except (OSError, RedisError) as exc:
         raise ConfigError(
-            f"IDEA24_REDIS_URL: cannot reach {mask_url(url)}: {_reason(exc)}"
+            f"IDEA24_REDIS_URL: cannot reach {mask_url(url)}: {failure_reason(exc)}"
         ) from exc
     finally:
         await client.aclose()
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The first line of the innermost cause: what an operator can act on."""
     while exc.__cause__ is not None:
         exc = exc.__cause__

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from fsm.runtime import Deliver, Inbound, Notice, Reply
-from gateway.esme.inbound import InboundEvent, InboundMessage, ReceiptEvent
+from fsm.runtime import Inbound, Reply
 from gateway.metrics import Metrics
 from gateway.outbox.base import Outbox, reply_meta
+from gateway.sms.events import InboundEvent, InboundMessage, ReceiptEvent
+from gateway.web.turns import TurnRunner, ussd_screen
 
 log = logging.getLogger(__name__)
-
-
-class TurnRunner(Protocol):
-    async def turn(self, inbound: Inbound, deliver: Deliver | None = None) -> list[Reply]: ...
-
-    def notice(self, inbound: Inbound, kind: Notice) -> Reply: ...
 
 
 def to_inbound(message: InboundMessage) -> Inbound:
@@ -35,13 +30,6 @@ def to_inbound(message: InboundMessage) -> Inbound:
         session_id=message.session_id,
         message_id=message.message_id or None,
     )
-
-
-def ussd_screen(replies: Sequence[Reply]) -> tuple[str, bool]:
-    """USSD shows one screen per turn: join what the dialog said; the session ends if any did."""
-    if not replies:
-        return "", True
-    return "\n".join(r.text for r in replies), any(r.end for r in replies)
 
 
 class _ChannelMetrics(NamedTuple):

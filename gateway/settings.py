@@ -10,7 +10,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -193,9 +193,6 @@ class Settings:
     @property
     def dev_secrets(self) -> bool:
         return self.api_key == DEV_API_KEY or self.secret_key == DEV_SECRET_KEY
-
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
 
 ENV_KEYS: Mapping[str, str] = {

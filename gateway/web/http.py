@@ -19,12 +19,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, ServiceError
-from gateway.metrics import CONTENT_TYPE, Metrics
-from gateway.settings import Settings
 from gateway.sms.msisdn import normalise_msisdn
 from gateway.web.access import UssdAccess
 from gateway.web.guards import GlobalRateLimited
 from gateway.web.openapi import openapi_document
+from gateway.web.protocols import HttpMetrics, HttpSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,8 @@ HealthCheck = Callable[[], Awaitable[Any]]
 
 @dataclass
 class HttpDeps:
-    settings: Settings
-    metrics: Metrics
+    settings: HttpSettings
+    metrics: HttpMetrics
     portal: PasswordPortal
     ussd: UssdTurns
     health_checks: Mapping[str, HealthCheck] = field(default_factory=dict)
@@ -240,7 +239,9 @@ async def metrics(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     if deps.before_scrape is not None:
         await deps.before_scrape()
-    return web.Response(body=deps.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(
+        body=deps.metrics.render(), headers={"Content-Type": deps.metrics.content_type}
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -13,8 +13,8 @@ from typing import Any
 
 from fsm.runtime import Inbound, Reply, TurnUnavailable
 from gateway.outbox.base import Outbox
-from gateway.router import TurnRunner, ussd_screen
 from gateway.web.guards import PasswordCap
+from gateway.web.turns import TurnRunner, ussd_screen
 
 log = logging.getLogger(__name__)
 

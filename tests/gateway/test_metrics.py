@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from fsm.runtime import Reply
-from gateway.esme.inbound import InboundMessage
 from gateway.metrics import Metrics
 from gateway.router import Router
+from gateway.sms.events import InboundMessage
 
 
 def samples(metrics: Metrics) -> dict[str, float]:
@@ -168,3 +168,25 @@ def test_workers_scrape_reports_every_worker_binds_labelled_counts_summed(tmp_pa
     assert got['idea24_receipts_total{state="delivered"}'] == 18.0
     assert got['idea24_message_outcomes_total{outcome="delivered"}'] == 40.0
     assert got["idea24_receipts_parked"] == 16.0
+
+
+def test_every_turn_series_exists_from_the_start() -> None:
+    """An alert on ``rate(idea24_turns_total{outcome="error"}[5m])`` sees the very first error:
+    the series is there at 0 before it (a series born at 1 has no increase to show)."""
+    got = samples(Metrics())
+    for channel in ("sms", "ussd"):
+        assert got[f'idea24_messages_in_total{{channel="{channel}",status="ok"}}'] == 0.0
+        assert got[f'idea24_turn_seconds_count{{channel="{channel}"}}'] == 0.0
+        for outcome in ("replied", "silent", "error", "busy", "rate_limited"):
+            assert got[f'idea24_turns_total{{channel="{channel}",outcome="{outcome}"}}'] == 0.0
+
+
+def test_every_refusal_series_exists_from_the_start() -> None:
+    """The alert rules watch scope="global" and reason="unauthorized" from their first one."""
+    got = samples(Metrics())
+    for reason in ("unauthorized", "loopback_only", "not_allowed"):
+        assert got[f'idea24_ussd_http_refused_total{{reason="{reason}"}}'] == 0.0
+    for scope in ("number", "global"):
+        assert got[f'idea24_password_requests_refused_total{{scope="{scope}"}}'] == 0.0
+    for origin in ("smpp", "http"):
+        assert got[f'idea24_wrong_codes_total{{origin="{origin}"}}'] == 0.0

@@ -1,4 +1,5 @@
-"""Encoding choice, splitting into parts, UDH parsing and decoding (gateway.sms.text)."""
+"""Encoding choice, splitting into parts (gateway.sms.text), UDH parsing and decoding
+(gateway.sms.decoding)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.decoding import UdhError, codec_for, decode_short_message, parse_udh
 from gateway.sms.gsm import GSM_CHARACTERS, septet_cost
+from gateway.sms.reassembly import Reassembler
 from gateway.sms.text import (
-    ESM_UDHI,
     Part,
-    Reassembler,
     TextDecodeError,
     TextEncodeError,
     TooManyParts,
-    UdhError,
     UssdTooLong,
-    codec_for,
-    decode_short_message,
     encode_message,
     encode_ussd,
-    parse_udh,
     transliterate,
 )
 

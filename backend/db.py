@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
@@ -30,12 +31,14 @@ BUSY_TIMEOUT_MS = 10_000
 #: a connection while it waits for another).
 PG_POOL = 20
 MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_PG_PORT = 5432
 
 
 def normalise_url(url: str | URL) -> URL:
-    """Accept ``sqlite:///f.db`` and ``postgresql://…`` and pick the async driver."""
+    """Accept ``sqlite:///f.db`` and ``postgresql://…`` (several hosts too) and pick the async
+    driver."""
     try:
-        parsed = make_url(url)
+        parsed = make_url(url if isinstance(url, URL) else _host_list(url))
     except Exception:  # ArgumentError, ValueError: the message may hold the password
         raise ConfigError("IDEA24_DATABASE_URL: not a database URL") from None
     backend = parsed.get_backend_name()
@@ -47,6 +50,20 @@ def normalise_url(url: str | URL) -> URL:
         "IDEA24_DATABASE_URL: expected sqlite+aiosqlite:///FILE or postgresql+asyncpg://…, "
         f"got {parsed.render_as_string(hide_password=True)!r}"
     )
+
+
+def _host_list(url: str) -> str:
+    """libpq's several hosts, ``postgresql://u@h1:5432,h2:5433/db?target_session_attrs=…`` (what
+    operators write), in SQLAlchemy's form ``postgresql://u@/db?host=h1:5432&host=h2:5433&…``,
+    which the asyncpg dialect hands to asyncpg as lists of hosts and ports; asyncpg tries them in
+    order and keeps the first matching ``target_session_attrs`` (``read-write``: the primary)."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return url
+    listed = [h if ":" in h else f"{h}:{DEFAULT_PG_PORT}" for h in hosts.split(",") if h]
+    query = "&".join([*(f"host={h}" for h in listed), *([parts.query] if parts.query else [])])
+    return urlunsplit((parts.scheme, f"{userinfo}{at}", parts.path, query, parts.fragment))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -64,7 +64,10 @@ class LazyPool:
         init: Init,
         server_settings: Mapping[str, str] | None = None,
     ) -> None:
-        self._url = engine.url.set(drivername="postgresql")
+        # The engine's own connect arguments: the host list of a multi-host URL and
+        # target_session_attrs included, so these pools find the primary as the engine does.
+        _args, self._connect = engine.dialect.create_connect_args(engine.url)
+        self._connect.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
         self._size = size
         self._init = init
         self._settings = dict(server_settings or {})
@@ -81,7 +84,7 @@ class LazyPool:
         async with self._opening:
             if self.pool is None:
                 self.pool = await asyncpg.create_pool(
-                    self._url.render_as_string(hide_password=False),
+                    **self._connect,
                     min_size=1,
                     max_size=self._size,
                     init=self._init,

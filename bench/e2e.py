@@ -6,6 +6,7 @@
     .venv/bin/python bench/e2e.py --processes 2 --pairs postgresql-redis   # two servers, shared
     .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 5 --scenarios pakiet  # 1 vs 2
     .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 3 --server-cpus 0.5  # capped
+    .venv/bin/python bench/e2e.py --quick --workers 2 --rounds 3 --scenarios pakiet  # 1 vs 2
     .venv/bin/python bench/e2e.py --quick --tls        # the SMPP link over TLS (smpps://)
 
 Theory of operation. This process runs the SMSC simulator (``simulator.SimulatorController`` on a
@@ -41,6 +42,11 @@ Redis, and a subscriber's consecutive turns land on different processes (their d
 Redis). CPU and peak RSS are then summed over the N processes. Only pairs whose state is shared
 between processes qualify: with SQLite + in-memory sessions a second process would hold its own
 dialog sessions, so N > 1 runs PostgreSQL + Redis only. The echo ceiling stays one process.
+
+``--workers N`` is ``--processes N`` run the way an operator runs it: one ``idea24 serve --workers
+N`` (a supervisor and N workers on one HTTP port, each worker with its own bind through
+``binds_per_worker=1``); CPU and peak RSS are summed over the supervisor and its workers, the
+turn histogram is read from the one ``/metrics`` (summed over the workers).
 
 ``--rounds K`` measures K times on the same seeded database, each time with fresh servers; with
 ``--processes N > 1`` each round runs one server and then N (the next round N and then one), and
@@ -340,8 +346,11 @@ class ServerProcess:
         log_path: Path,
         http_port: int | None = None,
         cpus: float | None = None,
+        binds: int = 1,
     ) -> None:
         self.argv = argv
+        #: receiving binds it opens (``idea24 serve --workers N``: one per worker)
+        self.binds = binds
         self.env = env
         self.log_path = log_path
         #: the server's HTTP port (``/metrics`` is read around each scenario), None: no HTTP
@@ -351,9 +360,14 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def stats(self) -> ProcessStats:
+    def stats(self) -> ProcessStats | GroupStats:
+        """Its own CPU and RSS; a supervisor's together with its workers'."""
         assert self.proc is not None
-        return ProcessStats(self.proc.pid)
+        pid = self.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            return ProcessStats(pid)
+        return GroupStats([ProcessStats(pid), *(ProcessStats(int(c)) for c in children)])
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("wb") as log:
@@ -374,7 +388,10 @@ class ServerProcess:
                 await self.stop()
                 raise
         deadline = time.monotonic() + wait
-        while len(sim.smsc.receivers(None, SHORT_CODE)) <= before or not await self._listening():
+        while (
+            len(sim.smsc.receivers(None, SHORT_CODE)) < before + self.binds
+            or not await self._listening()
+        ):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 await self.stop()
@@ -416,7 +433,7 @@ class ServerProcess:
 class GroupStats:
     """CPU seconds and peak RSS summed over the server processes of one run."""
 
-    def __init__(self, members: Sequence[ProcessStats]) -> None:
+    def __init__(self, members: Sequence[ProcessStats | GroupStats]) -> None:
         self.members = list(members)
 
     def cpu_s(self) -> float:
@@ -807,6 +824,8 @@ class Options:
     uvloop: bool = False
     profile: Path | None = None
     processes: int = 1
+    #: the ``processes`` servers are one ``idea24 serve --workers N`` (its workers)
+    workers: bool = False
     rounds: int = 1
     #: CPUs each server process (and the echo server) may use, None: uncapped
     server_cpus: float | None = None
@@ -961,7 +980,9 @@ async def measure_servers(
     ``last``: also weigh the Redis memory of open USSD sessions (which leaves sessions open)."""
     db, store = PAIRS[pair]
     processes = processes or opts.processes
-    names = [pair] if processes == 1 else [f"{pair}-{i}" for i in range(processes)]
+    workers = processes if opts.workers else 1
+    servers = 1 if opts.workers else processes
+    names = [pair] if servers == 1 else [f"{pair}-{i}" for i in range(servers)]
     http_ports = [free_port() for _ in names]
     if opts.profile:
         opts.profile.mkdir(parents=True, exist_ok=True)
@@ -969,23 +990,27 @@ async def measure_servers(
         [
             ServerProcess(
                 serve_argv(
-                    smsc_url,
+                    f"{smsc_url}&binds_per_worker=1" if workers > 1 else smsc_url,
                     db_url,
                     redis_url,
                     port,
                     opts.profile / f"{name}.pyisession" if opts.profile else None,
-                ),
+                )
+                + (["--workers", str(workers)] if workers > 1 else []),
                 server_env(),
                 opts.workdir / f"{name}.log",
                 port,
-                cpus=opts.server_cpus,
+                # the supervisor's cgroup holds its workers too: N workers share N servers' CPUs
+                cpus=opts.server_cpus * workers if opts.server_cpus else None,
+                binds=workers,
             )
             for name, port in zip(names, http_ports, strict=True)
         ]
     )
     await server.start(sim)
     if processes > 1:
-        say(opts, f"{pair}: {processes} servers bound to the simulator")
+        kind = "workers of one idea24 serve" if opts.workers else "servers"
+        say(opts, f"{pair}: {processes} {kind} bound to the simulator")
     extra: dict[str, Any] = {}
     results = []
     try:
@@ -1260,6 +1285,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " N > 1 needs a pair whose state is shared: postgresql-redis)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="as --processes N, as one `idea24 serve --workers N` (a supervisor and N workers)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -1313,6 +1345,10 @@ def default_subscribers(args: argparse.Namespace) -> int:
 
 
 def options(args: argparse.Namespace, workdir: Path) -> Options:
+    if args.workers is not None:
+        if args.processes != 1:
+            raise SystemExit("--workers and --processes: choose one")
+        args.processes = args.workers
     if args.processes < 1:
         raise SystemExit(f"--processes: must be at least 1, got {args.processes}")
     if args.rounds < 1:
@@ -1354,6 +1390,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
         uvloop=args.uvloop,
         profile=Path(args.profile).resolve() if args.profile else None,
         processes=args.processes,
+        workers=args.workers is not None,
         rounds=args.rounds,
         server_cpus=args.server_cpus,
         tls=args.tls,

@@ -80,10 +80,7 @@ def is_transient(exc: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(
-        exc,
+    connection = (
         PoolTimeout
         | RedisConnectionError
         | RedisTimeout
@@ -91,8 +88,20 @@ def is_transient(exc: BaseException) -> bool:
         | asyncpg.InterfaceError
         | asyncpg.PostgresConnectionError
         | asyncpg.exceptions.InternalClientError
-        | asyncpg.exceptions.OperatorInterventionError,
+        | asyncpg.exceptions.OperatorInterventionError
     )
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # No connection to be had (a primary shutting down, a standby not yet promoted, refused):
+        # the driver's own error is the cause of the one SQLAlchemy wraps it in.
+        cause: BaseException | None = exc.orig
+        while cause is not None:
+            if isinstance(cause, connection):
+                return True
+            cause = cause.__cause__
+        return False
+    return isinstance(exc, connection)
 
 
 class RecordTooLarge(ValueError):

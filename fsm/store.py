@@ -609,13 +609,13 @@ class RedisStore(DialogStore):
 def store_from_url(
     url: str | None, prefix: str = constants.DEFAULT_PREFIX, clock: Clock = time.monotonic
 ) -> DialogStore:
-    """``None`` or ``memory://`` → ``MemoryStore`` timing expiry with ``clock``; a ``redis://``
-    URL → ``RedisStore`` (expiry is Redis's own)."""
+    """``None`` or ``memory://`` → ``MemoryStore`` timing expiry with ``clock``; a Redis URL
+    (Sentinel included, :mod:`fsm.redis_connect`) → ``RedisStore`` (expiry is Redis's own)."""
     if not url or url.startswith("memory:"):
         return MemoryStore(prefix, clock)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        import redis.asyncio as aioredis
+    from fsm.redis_connect import is_redis_url, redis_from_url
 
+    if is_redis_url(url):
         # A blocking pool: a burst of turns waits for a connection instead of failing with
         # MaxConnectionsError (redis-py's default pool raises at 100 connections).
         from redis.asyncio.retry import Retry
@@ -623,15 +623,16 @@ def store_from_url(
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        pool = aioredis.BlockingConnectionPool.from_url(
+        client = redis_from_url(
             url,
-            max_connections=constants.REDIS_CONNECTIONS,
+            blocking=constants.REDIS_CONNECTIONS,
             timeout=constants.LOCK_WAIT,
-            # Ride out a Redis restart (~10 s): the turn waits instead of failing half-done.
+            # Ride out a Redis restart or a Sentinel failover (~10 s): the turn waits instead
+            # of failing half-done.
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=25),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        return RedisStore(aioredis.Redis.from_pool(pool), prefix, owns_client=True)
+        return RedisStore(client, prefix, owns_client=True)
     from backend.errors import ConfigError
 
     raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {url!r}")

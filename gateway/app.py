@@ -44,6 +44,7 @@ from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.web.limits import ConnectionLimits
 from gateway.web.portal import Portal
+from gateway.workers import WorkerSlot, assign_binds
 from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
@@ -68,6 +69,8 @@ class Components:
     pool: BindPool | None = None
     router: Router | None = None
     outbox_watch: OutboxWatch = field(default_factory=lambda: OutboxWatch(60.0))
+    #: ``idea24 serve --workers N``: which worker this process is (None: the only process)
+    worker: WorkerSlot | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,18 +102,24 @@ def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfi
     )
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    c = app[COMPONENTS]
-    s = c.settings
-    # Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent).
+async def prepare_database(s: Settings, clock: Clock) -> None:
+    """Migrate, and seed the catalogue plus demo subscribers where they are missing (idempotent;
+    ``serve --workers N`` runs it once in the supervisor, so the workers do not race to insert
+    the same rows into a fresh database)."""
     try:
-        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=c.clock)
+        report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {failure_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    c = app[COMPONENTS]
+    s = c.settings
+    await prepare_database(s, c.clock)
     # The demo data is kept current as days pass (a month end needs last month's invoice).
     roll = DemoCalendar() if s.seed_demo else None
     async with open_backend(s.database_url, s.secret_key, c.clock, on_new_day=roll) as backend:
@@ -136,10 +145,11 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 async def check_redis(url: str) -> None:
     """PING once (start-up and ``idea24 check``): ConfigError naming the key if no answer."""
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    client = aioredis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    from fsm.redis_connect import redis_from_url
+
+    client = redis_from_url(url, socket_connect_timeout=5, socket_timeout=5)
     try:
         await client.ping()
     except (OSError, RedisError) as exc:
@@ -174,16 +184,16 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     s = c.settings
     if s.redis_url:
-        import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        from fsm.redis_connect import redis_from_url
         from gateway.outbox.redis import RedisOutbox
 
-        # Ride out a Redis restart (~10 s): a reply is queued late rather than lost.
-        client = aioredis.from_url(
+        # Ride out a Redis restart or failover (~10 s): a reply is queued late, not lost.
+        client = redis_from_url(
             s.redis_url,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=25),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
@@ -241,6 +251,8 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     assert c.runtime is not None and c.outbox is not None and c.store is not None
     s = c.settings
     profiles = list(s.smsc)
+    if c.worker is not None:
+        profiles = list(assign_binds(s.smsc, c.worker.count)[c.worker.index])
     if c.simulator is not None:
         profiles = [simulator_profile(s, c.simulator)]
     metrics = c.metrics
@@ -272,6 +284,8 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
             )
         await stack.enter_async_context(pool)
         metrics.pool.watch(pool.snapshot)
+        if c.worker is not None:
+            await stack.enter_async_context(_publishing(metrics))
         try:
             yield
         finally:
@@ -300,6 +314,31 @@ def _ussd_idle(c: Components) -> UssdIdle:
         await outbox.put(msisdn, text, meta)
 
     return UssdIdle(c.settings.ussd_timeout, is_open, expired_text, send)
+
+
+#: Seconds between a worker's pool snapshots for the other workers' /metrics.
+PUBLISH_EVERY = 1.0
+
+
+@contextlib.asynccontextmanager
+async def _publishing(metrics: Metrics) -> AsyncIterator[None]:
+    """This worker's bind counters written for whichever worker answers a scrape."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                metrics.pool.publish()
+            except OSError as exc:  # the directory went with the supervisor: nothing to share
+                log.warning("pool metrics not published: %s", exc)
+            await asyncio.sleep(PUBLISH_EVERY)
+
+    task = asyncio.get_running_loop().create_task(loop(), name="metrics-publish")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager
@@ -355,7 +394,7 @@ def health_checks(c: Components) -> dict[str, Any]:
     async def smpp() -> dict[str, str]:
         assert c.pool is not None
         states = {s.profile.name: "bound" if s.bound else "down" for s in c.pool.sessions}
-        if not any(v == "bound" for v in states.values()):
+        if states and not any(v == "bound" for v in states.values()):
             raise ConnectionError("no SMPP bind is up")
         return states
 
@@ -421,19 +460,27 @@ def _check_tls_files(settings: Settings) -> None:
                 raise ConfigError(f"--smsc {profile.url}: {exc}") from exc
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
-    """The server; ``clock`` (the system clock by default) is the one every "now" comes from."""
+def create_app(
+    settings: Settings, clock: Clock | None = None, worker: WorkerSlot | None = None
+) -> web.Application:
+    """The server; ``clock`` (the system clock by default) is the one every "now" comes from;
+    ``worker``: one of ``idea24 serve --workers N`` (its share of the binds, metrics summed over
+    the workers)."""
     _check_tls_files(settings)
     limits = ConnectionLimits(settings.http_max_connections, settings.http_header_timeout)
     app = web.Application(middlewares=[limits.middleware, api_errors])
     app[HTTP_LIMITS] = limits
-    metrics = Metrics()
+    if worker is None:
+        metrics = Metrics()
+    else:
+        metrics = Metrics(worker=str(worker.index), shared_dir=worker.metrics_dir)
     metrics.http_limits.watch(limits)
     components = Components(
         settings,
         metrics,
         clock or SystemClock(),
         outbox_watch=OutboxWatch(settings.outbox_stall),
+        worker=worker,
     )
     app[COMPONENTS] = components
     if settings.uses_simulator:

@@ -8,14 +8,18 @@ import contextlib
 import gc
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backend.errors import ConfigError
 from gateway import __version__
 from gateway.settings import DEFAULT_DATABASE_URL, Settings, lab_exposure, load_settings
+
+if TYPE_CHECKING:
+    from gateway.workers import WorkerSlot
 
 _T = TypeVar("_T")
 
@@ -72,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow the bundled simulator and /phone on a non-loopback address (a lab network)",
     )
+    serve.add_argument(
+        "--workers", metavar="N", help="worker processes sharing Redis + the database, or auto"
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: started by the supervisor
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
 
     sim = sub.add_parser("simulator", help="run the SMSC simulator alone")
     sim.add_argument("--account", action="append", metavar="ID:PASSWORD")
@@ -161,14 +170,15 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
     return load_settings(flags, config_file=args.config)
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, worker: WorkerSlot | None = None, fd: int = -1) -> int:
     from aiohttp import web
 
     from gateway.app import COMPONENTS, HTTP_LIMITS, create_app
     from gateway.web.limits import raise_nofile_limit, start_http
+    from gateway.workers import watch_supervisor
 
     https = _https_context(settings)
-    app = create_app(settings)
+    app = create_app(settings, worker=worker)
     limits = app[HTTP_LIMITS]
     limits.fit_descriptors(raise_nofile_limit())
     runner = web.AppRunner(
@@ -181,16 +191,20 @@ async def _serve(settings: Settings) -> int:
     listener = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    orphan: asyncio.Task[None] | None = None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
+        where: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+        if worker is not None:  # the supervisor's socket, shared by every worker
+            where = {"host": None, "port": None, "sock": socket.socket(fileno=fd)}
+            orphan = loop.create_task(watch_supervisor(worker, stop))
         try:
             listener = await start_http(
                 runner,
                 limits,
-                settings.http_host,
-                settings.http_port,
+                **where,
                 ssl=https,
                 # a TLS handshake is bounded like the request head that follows it
                 ssl_handshake_timeout=settings.http_header_timeout if https else None,
@@ -200,11 +214,18 @@ async def _serve(settings: Settings) -> int:
                 f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
                 f" ({exc.strerror}); is another idea24 running? choose another with --http"
             ) from exc
-        _print_banner(settings, app[COMPONENTS])
+        if worker is None or worker.index == 0:
+            _print_banner(settings, app[COMPONENTS])
         settle_heap()
         await stop.wait()
-        print("idea24: shutting down (finishing turns, draining the outbox, unbinding)", flush=True)
+        who = "" if worker is None else f" worker {worker.index}"
+        print(
+            f"idea24{who}: shutting down (finishing turns, draining the outbox, unbinding)",
+            flush=True,
+        )
     finally:
+        if orphan is not None:
+            orphan.cancel()
         if listener is not None:
             listener.close()
         await runner.cleanup()
@@ -286,9 +307,10 @@ def _db_url(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
-        return _dispatch(parser, args)
+        return _dispatch(parser, args, argv)
     except ConfigError as exc:
         print(f"idea24: {exc}", file=sys.stderr)
         return 2
@@ -325,14 +347,23 @@ def _simulator_tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, tup
         raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}") from exc
 
 
-def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
     from gateway.logs import setup_logging
 
     if args.command == "serve":
+        from gateway import workers
+
         settings = _serve_settings(args)
+        slot = (
+            None if args.worker is None else workers.WorkerSlot.parse(args.worker, args.listen_fd)
+        )
+        count = workers.worker_count(args.workers)
+        workers.check_workers(settings, 1 if slot else count)
         setup_logging(settings.log_level, settings.log_format)
         try:
-            return _run_fast(_serve(settings))
+            if slot is None and count > 1:
+                return workers.supervise(settings, count, [*argv, "--workers", "1"])
+            return _run_fast(_serve(settings, slot, args.listen_fd or -1))
         except OSError as exc:
             raise ConfigError(f"cannot start: {exc}") from exc
     if args.command == "simulator":

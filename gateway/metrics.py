@@ -5,12 +5,23 @@ prometheus_client child incremented in place; what the SMPP side already keeps a
 attributes on its hot path (per-bind state and counters, receipts by state and relayed between
 processes, duplicates) is read once per scrape from the bind pool's ``snapshot()`` by
 :class:`PoolMetrics`, so no turn pays a second count.
+
+Under ``idea24 serve --workers N`` (``shared_dir`` given) the worker answering a scrape reports
+every worker: the prometheus_client metrics count into the multiprocess files of that directory
+(the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers import prometheus_client)
+and are summed by its ``MultiProcessCollector``; each worker also writes its pool snapshot there
+once a second (:meth:`PoolMetrics.publish`), and the per-bind families carry a ``worker`` label
+while the others are summed.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,33 +44,62 @@ class PoolMetrics:
     """The bind pool's counters as metric families, read at scrape time (a custom collector).
 
     Nothing is exported before :meth:`watch` is given the pool (start-up) or after it is
-    given None (shutdown)."""
+    given None (shutdown). With ``shared_dir`` (workers) the other workers' published snapshots
+    are read too: binds labelled by ``worker``, everything else summed."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: str | None = None, shared_dir: Path | None = None) -> None:
         self._snapshot: Snapshot | None = None
+        self._worker = worker
+        self._shared_dir = shared_dir
 
     def watch(self, snapshot: Snapshot | None) -> None:
         self._snapshot = snapshot
 
+    def _file(self, worker: str) -> Path:
+        assert self._shared_dir is not None
+        return self._shared_dir / f"pool-{worker}.json"
+
+    def publish(self) -> None:
+        """Write this worker's snapshot where the other workers' scrapes read it."""
+        if self._snapshot is None or self._shared_dir is None or self._worker is None:
+            return
+        path = self._file(self._worker)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self._snapshot()))
+        os.replace(temporary, path)
+
+    def _snapshots(self) -> list[tuple[str | None, Mapping[str, Any]]]:
+        assert self._snapshot is not None
+        found: list[tuple[str | None, Mapping[str, Any]]] = [(self._worker, self._snapshot())]
+        if self._shared_dir is not None:
+            for path in sorted(self._shared_dir.glob("pool-*.json")):
+                worker = path.stem.removeprefix("pool-")
+                if worker != self._worker:
+                    try:
+                        found.append((worker, json.loads(path.read_text())))
+                    except (OSError, ValueError):  # being replaced, or its worker went away
+                        continue
+        return found
+
     def collect(self) -> Iterator[Metric]:
         if self._snapshot is None:
             return
-        snap = self._snapshot()
-        binds: Mapping[str, Mapping[str, Any]] = snap["binds"]
-        up = GaugeMetricFamily("idea24_smpp_bind_up", "1 when the bind is bound", labels=["bind"])
+        snaps = self._snapshots()
+        labels = ["bind"] if self._worker is None else ["bind", "worker"]
+        up = GaugeMetricFamily("idea24_smpp_bind_up", "1 when the bind is bound", labels=labels)
         window = GaugeMetricFamily(
-            "idea24_smpp_window_in_use", "Requests awaiting the SMSC's answer", labels=["bind"]
+            "idea24_smpp_window_in_use", "Requests awaiting the SMSC's answer", labels=labels
         )
         throttled = CounterMetricFamily(
             "idea24_smpp_throttled",
             "Throttling answers from the SMSC (ESME_RTHROTTLED, ESME_RMSGQFUL)",
-            labels=["bind"],
+            labels=labels,
         )
         timeouts = CounterMetricFamily(
-            "idea24_smpp_timeouts", "SMPP requests the SMSC did not answer in time", labels=["bind"]
+            "idea24_smpp_timeouts", "SMPP requests the SMSC did not answer in time", labels=labels
         )
         connects = CounterMetricFamily(
-            "idea24_smpp_connects", "SMPP connections made (reconnects included)", labels=["bind"]
+            "idea24_smpp_connects", "SMPP connections made (reconnects included)", labels=labels
         )
         tls_failures = CounterMetricFamily(
             "idea24_smpp_tls_failures",
@@ -67,26 +107,31 @@ class PoolMetrics:
             " verify), refused (the SMSC refused ours with an alert), closed (closed after the"
             " handshake with no bind answer), files (our cert/key/CA unusable), handshake"
             " (anything else)",
-            labels=["bind", "reason"],
+            labels=[*labels, "reason"],
         )
         out = CounterMetricFamily(
             "idea24_messages_out",
             "Outbound messages by bind and status: sent (every part accepted by the SMSC),"
             " retried (a temporary refusal, sent again later), failed (refused for good)",
-            labels=["bind", "status"],
+            labels=[*labels, "status"],
         )
-        for name, b in binds.items():
-            up.add_metric([name], 1.0 if b["bound"] else 0.0)
-            window.add_metric([name], float(b["in_flight"]))
-            throttled.add_metric([name], float(b["pushbacks"]))
-            timeouts.add_metric([name], float(b["timeouts"]))
-            connects.add_metric([name], float(b["connects"]))
-            for reason, count in sorted(b.get("tls_failures", {}).items()):
-                tls_failures.add_metric([name, reason], float(count))
-            for status in ("sent", "retried", "failed"):
-                out.add_metric([name, status], float(b[status]))
+        for worker, snap in snaps:
+            binds: Mapping[str, Mapping[str, Any]] = snap["binds"]
+            for name, b in binds.items():
+                ids = [name] if worker is None else [name, worker]
+                up.add_metric(ids, 1.0 if b["bound"] else 0.0)
+                window.add_metric(ids, float(b["in_flight"]))
+                throttled.add_metric(ids, float(b["pushbacks"]))
+                timeouts.add_metric(ids, float(b["timeouts"]))
+                connects.add_metric(ids, float(b["connects"]))
+                for reason, count in sorted(b.get("tls_failures", {}).items()):
+                    tls_failures.add_metric([*ids, reason], float(count))
+                for status in ("sent", "retried", "failed"):
+                    out.add_metric([*ids, status], float(b[status]))
         yield from (up, window, throttled, timeouts, connects, tls_failures, out)
-        inbound, delivery = snap["inbound"], snap["delivery"]
+        inbound = _summed(snap["inbound"] for _w, snap in snaps)
+        delivery = _summed(snap["delivery"] for _w, snap in snaps)
+        task_crashes = _summed(snap.get("task_crashes", {}) for _w, snap in snaps)
         yield CounterMetricFamily(
             "idea24_duplicate_mo",
             "Redelivered MO messages ignored (the SMSC's copies)",
@@ -97,7 +142,7 @@ class PoolMetrics:
             "Background tasks that raised, by task: loops restarted, send tasks' items released",
             labels=["task"],
         )
-        for task, count in sorted(snap.get("task_crashes", {}).items()):
+        for task, count in sorted(task_crashes.items()):
             crashes.add_metric([task], float(count))
         yield crashes
         evicted = CounterMetricFamily(
@@ -141,6 +186,18 @@ class PoolMetrics:
             "Receipts matching nothing sent here yet (early, or another process's message)",
             value=float(delivery["parked"]),
         )
+
+
+def _summed(parts: Iterator[Mapping[str, Any]]) -> dict[str, Any]:
+    """Numbers added key by key; nested counts (``receipt_states``) likewise."""
+    total: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, Mapping):
+                total[key] = Tally(total.get(key, {})) + Tally(value)
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
 
 
 class OutboxCounters:
@@ -209,6 +266,9 @@ TURN_OUTCOMES = ("replied", "silent", *get_args(Notice))
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    #: ``idea24 serve --workers N``: this worker's label and the workers' shared directory.
+    worker: str | None = None
+    shared_dir: Path | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -240,13 +300,17 @@ class Metrics:
             for outcome in TURN_OUTCOMES:
                 self.turns.labels(channel, outcome)
         self.outbox_depth = Gauge(
-            "idea24_outbox_depth", "Messages waiting in the outbox", registry=r
+            "idea24_outbox_depth",
+            "Messages waiting in the outbox",
+            registry=r,
+            multiprocess_mode="livemostrecent",  # one shared outbox: the latest reading
         )
         self.outbox_stalled = Gauge(
             "idea24_outbox_stalled_seconds",
             "How long replies have waited in the outbox with none leaving (0: empty or moving);"
             " past IDEA24_OUTBOX_STALL /healthz says 503",
             registry=r,
+            multiprocess_mode="livemax",  # workers: the longest any of them sees
         )
         self.http_requests = Counter(
             "idea24_http_requests_total",
@@ -301,7 +365,7 @@ class Metrics:
         )
 
         #: the bind pool's own counters, read per scrape (see :class:`PoolMetrics`)
-        self.pool = PoolMetrics()
+        self.pool = PoolMetrics(self.worker, self.shared_dir)
         r.register(self.pool)
         #: the outbox's own loss counters, read per scrape
         self.outbox = OutboxCounters()
@@ -314,4 +378,14 @@ class Metrics:
         return CONTENT_TYPE
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, path=str(self.shared_dir))  # type: ignore[no-untyped-call]
+        everyone.register(self.pool)
+        # read from this worker alone: its outbox's loss counts, its HTTP connections
+        everyone.register(self.outbox)
+        everyone.register(self.http_limits)
+        return generate_latest(everyone)

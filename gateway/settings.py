@@ -36,7 +36,10 @@ class SmscProfile:
     ``bind`` (``trx`` or ``tx+rx``), ``window``, ``rate`` (parts/s, 0 = unlimited),
     ``source_addr``, ``source_ton``, ``source_npi``, ``dest_ton``, ``dest_npi``, ``address_range``,
     ``long`` (``udh``, ``udh16``, ``sar``, ``payload``), ``ussd`` (``tlv``), ``enquire_link``
-    (seconds), ``response_timeout`` (seconds), ``receipts`` (0/1).
+    (seconds), ``response_timeout`` (seconds), ``receipts`` (0/1); with ``serve --workers N``:
+    ``binds_per_worker`` (1: every worker opens this bind; 0: the binds are spread over the
+    workers) and ``max_binds`` (the binds the SMSC account allows, 0 = not stated; more is
+    refused at start).
     """
 
     system_id: str
@@ -58,6 +61,8 @@ class SmscProfile:
     enquire_link: float = 30.0
     response_timeout: float = 10.0
     receipts: bool = True
+    binds_per_worker: bool = False
+    max_binds: int = 0
     #: SMPP over TLS (``smpps://``): the server verified against ``ca`` (empty: the system
     #: store), ``cert``/``key`` presented for mutual TLS; the files are read on every connect.
     tls: bool = False
@@ -311,8 +316,15 @@ def _validate(s: Settings) -> None:
             "IDEA24_DATABASE_URL: expected sqlite:///FILE or postgresql://USER@HOST:PORT/DB"
             f" (or their +aiosqlite / +asyncpg forms), got {mask_url(s.database_url)!r}"
         )
-    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {s.redis_url!r}")
+    if s.redis_url:
+        from fsm.redis_connect import is_redis_url, parse_sentinel
+
+        if not is_redis_url(s.redis_url):
+            raise ConfigError(
+                "IDEA24_REDIS_URL: expected redis://HOST:PORT/DB or"
+                f" redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, got {mask_url(s.redis_url)!r}"
+            )
+        parse_sentinel(s.redis_url)
     if s.language not in ("pl", "en"):
         raise ConfigError(f"IDEA24_LANGUAGE: expected pl or en, got {s.language!r}")
     if s.encoding not in ("auto", "ucs2", "transliterate"):

@@ -30,7 +30,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -39,6 +38,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fsm import constants, keys
+from fsm.redis_connect import redis_from_url
 from gateway.outbox.base import DeliveryTracker
 from gateway.smpp.pdu import MessageState
 from gateway.sms.events import ReceiptEvent
@@ -60,8 +60,7 @@ def relay_client(url: str, **options: Any) -> Redis:
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=2),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
-    client: Redis = aioredis.from_url(url, **{**settings, **options})
-    return client
+    return redis_from_url(url, **{**settings, **options})
 
 
 def encode(process: str, events: Sequence[ReceiptEvent]) -> bytes:

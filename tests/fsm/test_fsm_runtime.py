@@ -188,3 +188,22 @@ async def test_replies_are_delivered_before_the_state_is_saved(case: StoreCase) 
     await rt.turn(Inbound(MSISDN, "sms", "="), deliver)  # finishes: nothing to save
     assert [texts for texts, _ in seen[-2:]] == [["sorry:error"], ["total=2"]]
     assert len(seen) == 4
+
+
+def test_no_connection_to_be_had_is_transient_a_bad_statement_is_not() -> None:
+    """A failover's window: the primary shutting down or refusing, no standby promoted yet.
+    SQLAlchemy wraps the driver's error at connect time without ``connection_invalidated``."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    from fsm.runtime import is_transient
+
+    def wrapped(cause: BaseException) -> DBAPIError:
+        orig = Exception("driver error")
+        orig.__cause__ = cause
+        return DBAPIError("connect", None, orig)
+
+    assert is_transient(wrapped(asyncpg.exceptions.CannotConnectNowError("shutting down")))
+    assert is_transient(wrapped(ConnectionRefusedError(111, "refused")))
+    assert is_transient(wrapped(asyncpg.exceptions.TargetServerAttributeNotMatched("standby")))
+    assert not is_transient(wrapped(asyncpg.exceptions.UndefinedTableError("no table")))

@@ -152,6 +152,24 @@ async def test_outbox_depth_is_read_per_scrape_and_unknown_when_unreadable() -> 
     assert math.isnan(samples(metrics)["idea24_outbox_depth"]), "a stale depth hides the outage"
 
 
+def test_workers_scrape_reports_every_worker_binds_labelled_counts_summed(tmp_path: Any) -> None:
+    """``serve --workers N``: the scraped worker reads the others' published snapshots."""
+    one = Metrics(worker="0", shared_dir=tmp_path)
+    two = Metrics(worker="1", shared_dir=tmp_path)
+    one.pool.watch(lambda: snapshot(pushbacks=3))
+    two.pool.watch(lambda: snapshot(bound=False, pushbacks=4))
+    two.pool.publish()
+    got = samples(one)
+    assert got['idea24_smpp_bind_up{bind="smsc-a",worker="0"}'] == 1.0
+    assert got['idea24_smpp_bind_up{bind="smsc-a",worker="1"}'] == 0.0
+    assert got['idea24_smpp_throttled_total{bind="smsc-a",worker="1"}'] == 4.0
+    assert got['idea24_messages_out_total{bind="smsc-b",status="sent",worker="0"}'] == 7.0
+    assert got["idea24_duplicate_mo_total"] == 12.0
+    assert got['idea24_receipts_total{state="delivered"}'] == 18.0
+    assert got['idea24_message_outcomes_total{outcome="delivered"}'] == 40.0
+    assert got["idea24_receipts_parked"] == 16.0
+
+
 def test_every_turn_series_exists_from_the_start() -> None:
     """An alert on ``rate(idea24_turns_total{outcome="error"}[5m])`` sees the very first error:
     the series is there at 0 before it (a series born at 1 has no increase to show)."""

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.api import Backend
 from backend.clock import Clock, SystemClock
 from backend.db import create_engine, open_backend
 from backend.demo_calendar import DemoCalendar
@@ -29,8 +26,10 @@ from backend.manage import seed
 from dialogs import build_dialogs
 from dialogs.catalogue import texts
 from fsm.runtime import Runtime
-from fsm.store import DialogStore, store_from_url
+from fsm.store import store_from_url
 from gateway.binds import BindPool
+from gateway.components import COMPONENTS, HTTP_LIMITS, Components
+from gateway.health import health_checks, scrape_outbox
 from gateway.metrics import Metrics
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
@@ -49,34 +48,6 @@ from simulator.controller import SimulatorController
 from simulator.http import add_handset_routes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Components:
-    """What the running server is made of (filled in as the contexts start)."""
-
-    settings: Settings
-    metrics: Metrics
-    #: The one clock of the domain (dates, lockouts, expiry) and of the dialog timers.
-    clock: Clock = field(default_factory=SystemClock)
-    simulator: SimulatorController | None = None
-    backend: Backend | None = None
-    store: DialogStore | None = None
-    runtime: Runtime | None = None
-    #: Turns from the USSD aggregator (HTTP): the same dialogs, code checks guarded as for HTTP.
-    http_runtime: Runtime | None = None
-    outbox: Outbox | None = None
-    pool: BindPool | None = None
-    router: Router | None = None
-    outbox_watch: OutboxWatch = field(default_factory=lambda: OutboxWatch(60.0))
-    #: ``idea24 serve --workers N``: which worker this process is (None: the only process)
-    worker: WorkerSlot | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-COMPONENTS = web.AppKey("components", Components)
-#: The HTTP side's connection bounds (gateway/web/limits.py); ``idea24 serve`` listens through it.
-HTTP_LIMITS = web.AppKey("http_limits", ConnectionLimits)
 
 
 #: How much longer the bundled simulator's network keeps an idle USSD session than the server.
@@ -380,65 +351,6 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def health_checks(c: Components) -> dict[str, Any]:
-    async def database() -> str:
-        assert c.backend is not None
-        await c.backend.is_subscriber("0")  # one indexed read proves the database answers
-        return "ok"
-
-    async def store() -> str:
-        assert c.store is not None
-        await c.store.hit("health", 1.0)
-        return "ok"
-
-    async def smpp() -> dict[str, str]:
-        assert c.pool is not None
-        states = {s.profile.name: "bound" if s.bound else "down" for s in c.pool.sessions}
-        if states and not any(v == "bound" for v in states.values()):
-            raise ConnectionError("no SMPP bind is up")
-        return states
-
-    async def outbox() -> dict[str, float]:
-        assert c.outbox is not None
-        depth = await c.outbox.depth()
-        stalled = c.outbox_watch.observe(depth, _moved(c))
-        c.metrics.outbox_stalled.set(stalled)
-        c.outbox_watch.verdict(depth, stalled)
-        return {"depth": depth, "stalled_s": round(stalled, 1)}
-
-    return {"database": database, "store": store, "smpp": smpp, "outbox": outbox}
-
-
-def _moved(c: Components) -> int:
-    """Replies this process's senders finished so far (sent, or failed for good)."""
-    if c.pool is None:
-        return 0
-    return sum(b["sent"] + b["failed"] for b in c.pool.snapshot()["binds"].values())
-
-
-#: How long a scrape waits for the outbox's depth (Redis / the database) before reporting NaN.
-SCRAPE_DEPTH_TIMEOUT = 2.0
-
-
-def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
-    """Before each /metrics render: the outbox depth, or NaN when its store does not answer
-    (a stale number would hide the very outage the gauge is watched for)."""
-
-    async def refresh() -> None:
-        if c.outbox is None:
-            return
-        try:
-            depth = float(await asyncio.wait_for(c.outbox.depth(), SCRAPE_DEPTH_TIMEOUT))
-        except Exception as exc:  # any store failure: the gauge says "unknown", the scrape works
-            log.warning("outbox depth unreadable for /metrics: %s", type(exc).__name__)
-            depth = math.nan
-        c.metrics.outbox_depth.set(depth)
-        if not math.isnan(depth):
-            c.metrics.outbox_stalled.set(c.outbox_watch.observe(int(depth), _moved(c)))
-
-    return refresh
-
-
 def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
     """The bundled simulator's SMPP-over-TLS context (``--simulator-tls-cert``), or None."""
     if not settings.simulator_tls_cert:
@@ -507,7 +419,7 @@ def create_app(
         _Unready(),
         _Unready(),
         health_checks=health_checks(components),
-        before_scrape=_scrape_outbox(components),
+        before_scrape=scrape_outbox(components),
     )
     add_routes(app)
     app.cleanup_ctx.extend(

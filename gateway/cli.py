@@ -173,7 +173,8 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 async def _serve(settings: Settings, worker: WorkerSlot | None = None, fd: int = -1) -> int:
     from aiohttp import web
 
-    from gateway.app import COMPONENTS, HTTP_LIMITS, create_app
+    from gateway.app import create_app
+    from gateway.components import COMPONENTS, HTTP_LIMITS
     from gateway.web.limits import raise_nofile_limit, start_http
     from gateway.workers import watch_supervisor
 

@@ -33,7 +33,8 @@ from backend.manage import seed
 from backend.models import AuditEntry, Charge
 from backend.seed import SYNTHETIC_BASE
 from fsm.runtime import Inbound, Reply
-from gateway.app import COMPONENTS, Components, create_app
+from gateway.app import create_app
+from gateway.components import COMPONENTS, Components
 from gateway.esme.session import SmppSession
 from gateway.settings import Settings, SmscProfile
 from gateway.sms.text import transliterate

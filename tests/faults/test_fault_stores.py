@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import health_checks
+from gateway.health import health_checks
 from gateway.outbox.watch import OutboxStalled, OutboxWatch
 from simulator.controller import SimulatorController
 from tests.conftest import kill_connections

@@ -129,7 +129,8 @@ async def test_turn_outcomes_tell_notices_from_dialog_replies() -> None:
 
 
 async def test_outbox_depth_is_read_per_scrape_and_unknown_when_unreadable() -> None:
-    from gateway.app import Components, _scrape_outbox
+    from gateway.components import Components
+    from gateway.health import scrape_outbox as _scrape_outbox
     from gateway.settings import Settings
 
     class Outbox:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.app import COMPONENTS, Components, create_app
+from gateway.app import create_app
+from gateway.components import COMPONENTS, Components
 from gateway.settings import Settings, SmscProfile
 from gateway.tls import server_context
 from simulator.controller import SimulatorController

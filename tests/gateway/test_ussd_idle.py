@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.app import COMPONENTS, create_app
+from gateway.app import create_app
+from gateway.components import COMPONENTS
 from gateway.settings import Settings, SmscProfile
 from gateway.ussd_idle import UssdIdle
 from simulator.controller import SimulatorController

@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,7 +33,6 @@ def serves(url: URL) -> bool:
 
 def connection_class() -> type[Any]:
     """asyncpg connections released to their pool without a round trip (module docstring)."""
-    import asyncpg
 
     class HotPathConnection(asyncpg.Connection):  # type: ignore[misc]
         def get_reset_query(self) -> str:
@@ -48,8 +48,6 @@ def discard(conn: Any) -> None:
     back to its pool at once and detaches the proxy: every later call on it, ``terminate``
     included, raises ``InterfaceError`` — there is nothing left to close then.
     """
-    import asyncpg
-
     with contextlib.suppress(asyncpg.InterfaceError):
         conn.terminate()
 
@@ -74,8 +72,6 @@ class LazyPool:
     async def get(self) -> Any:
         if self.pool is not None:
             return self.pool
-        import asyncpg
-
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 
+import asyncpg
 from sqlalchemy import Connection
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -158,8 +159,6 @@ class AsyncpgWriter:
         """``body(connection, ...)`` in one transaction: committed unless it raises. A pooled
         connection found dead at ``BEGIN`` (PostgreSQL restarted, the backend killed) is closed
         and the change begun once more on another: nothing of it had been sent."""
-        import asyncpg
-
         dead = (
             asyncpg.InterfaceError,
             asyncpg.exceptions.InternalClientError,

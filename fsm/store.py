@@ -23,7 +23,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.errors import Idea24Error
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from backend.errors import ConfigError, Idea24Error
 from fsm import constants, keys
 from fsm.record import DialogRecord, RecordError
 from fsm.redis_batch import ScriptBatch
@@ -614,15 +620,8 @@ def store_from_url(
     if not url or url.startswith("memory:"):
         return MemoryStore(prefix, clock)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        import redis.asyncio as aioredis
-
         # A blocking pool: a burst of turns waits for a connection instead of failing with
         # MaxConnectionsError (redis-py's default pool raises at 100 connections).
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=constants.REDIS_CONNECTIONS,
@@ -632,6 +631,4 @@ def store_from_url(
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         return RedisStore(aioredis.Redis.from_pool(pool), prefix, owns_client=True)
-    from backend.errors import ConfigError
-
     raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {url!r}")

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import pg_pool
 from backend.clock import LOCAL_TZ, Clock
+from backend.engine import sqlite_file
 from backend.errors import NotFound
 from backend.models import (
     Account,
@@ -172,8 +173,6 @@ class Context:
 def _writer_for(engine: AsyncEngine) -> InlineSqliteWriter | AsyncpgWriter | None:
     """Who runs the changes: inline on a SQLite file, straight to asyncpg on PostgreSQL, the
     engine's ``run_sync`` otherwise (an in-memory SQLite database)."""
-    from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
-
     if sqlite_file(engine.url) is not None:
         return InlineSqliteWriter(engine.url)
     if pg_pool.serves(engine.url):

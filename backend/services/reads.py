@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any, NamedTuple, Protocol, cast
 
+import asyncpg
 from sqlalchemy import (
     Date,
     Engine,
@@ -50,6 +51,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from backend import pg_pool
 from backend.batching import TickFlush, fail_all
+from backend.engine import sqlite_file
 from backend.models import (
     Account,
     ActiveService,
@@ -335,8 +337,6 @@ class AsyncpgReads:
         return found
 
     async def _fetch(self, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...]:
-        import asyncpg
-
         c = self._compile(statement)
         args = [params[n] if n in params else c.defaults[n] for n in c.names]
         pool = self.pool.pool or await self.pool.get()  # no coroutine once open
@@ -526,8 +526,6 @@ def reads_for(engine: AsyncEngine) -> Reads:
     url = engine.url
     if pg_pool.serves(url):
         return AsyncpgReads(engine)
-    from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
-
     if sqlite_file(url) is not None:
         return InlineSqliteReads(engine)
     return PooledReads(engine)

@@ -171,12 +171,6 @@ class DialogStore(ABC):
         release: bool = False,
     ) -> None: ...
 
-    async def hit_and_load(
-        self, msisdn: str, dialog: str, rate_key: str, window: float
-    ) -> tuple[int, DialogRecord | None]:
-        """``hit(rate_key, window)`` and ``load(msisdn, dialog)``; one round trip on Redis."""
-        return await self.hit(rate_key, window), await self.load(msisdn, dialog)
-
     def open_turn(
         self,
         msisdn: str,
@@ -187,8 +181,8 @@ class DialogStore(ABC):
         wait: float = constants.LOCK_WAIT,
     ) -> AbstractAsyncContextManager[TurnStart]:
         """Hold the lock, then count the turn and load the record: :meth:`lock` followed by
-        :meth:`hit_and_load` (load after the lock), in one round trip on Redis when the lock is
-        free. The record is written (and the lock released) by ``save``/``delete`` with
+        :meth:`hit` and :meth:`load` (load after the lock), in one round trip on Redis when the
+        lock is free. The record is written (and the lock released) by ``save``/``delete`` with
         ``guard``, or the lock is released on exit."""
         return self._open_turn(msisdn, dialog, rate_key, window, wait)
 
@@ -588,12 +582,6 @@ class RedisStore(DialogStore):
             [_ms(window)],
         )
         return int(hits), raw
-
-    async def hit_and_load(
-        self, msisdn: str, dialog: str, rate_key: str, window: float
-    ) -> tuple[int, DialogRecord | None]:
-        hits, raw = await self._hit_load_raw(msisdn, dialog, rate_key, window)
-        return hits, None if raw is None else DialogRecord.decode(raw)
 
     async def _loaded(
         self, guard: LockHandle, dialog: str, rate_key: str, window: float

@@ -6,6 +6,7 @@
     .venv/bin/python bench/e2e.py --processes 2 --pairs postgresql-redis   # two servers, shared
     .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 5 --scenarios pakiet  # 1 vs 2
     .venv/bin/python bench/e2e.py --quick --processes 2 --rounds 3 --server-cpus 0.5  # capped
+    .venv/bin/python bench/e2e.py --quick --tls        # the SMPP link over TLS (smpps://)
 
 Theory of operation. This process runs the SMSC simulator (``simulator.SimulatorController`` on a
 free loopback port) and the load driver; the server under test is a real ``idea24 serve``
@@ -60,6 +61,10 @@ processes serialise on the shared Redis and PostgreSQL.
 Redis memory per open USSD session: ``--ussd-sessions`` handsets dial ``*100#`` and leave the
 session open; the ``MEMORY USAGE`` of every key of theirs (record, rate counter, MO dedup mark),
 summed and divided by their number.
+
+``--tls``: the simulator listens for SMPP over TLS only (a certificate made at start by trustme)
+and the servers bind with ``smpps://…?ca=``, so every MO, reply and receipt crosses TLS; the
+difference from a run without it is the cost of TLS per turn.
 
 PostgreSQL runs go to a dedicated database ``idea24_bench`` (dropped and created per run);
 Redis runs use ``--redis-url`` (default DB 15), which is flushed at the start of the run.
@@ -805,6 +810,8 @@ class Options:
     rounds: int = 1
     #: CPUs each server process (and the echo server) may use, None: uncapped
     server_cpus: float | None = None
+    #: SMPP over TLS between the simulator and every server
+    tls: bool = False
 
 
 def say(opts: Options, text: str) -> None:
@@ -1155,9 +1162,17 @@ async def redis_per_session(opts: Options, driver: Driver, redis_url: str) -> fl
 async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
     from simulator.controller import SimulatorController
 
-    async with SimulatorController(window=max(256, opts.window * 4)) as sim:
+    tls, ca = None, ""
+    if opts.tls:
+        from gateway.tls import server_context
+
+        ca, cert, key = certificates(opts.workdir)
+        tls = server_context(cert, key)
+    async with SimulatorController(window=max(256, opts.window * 4), tls=tls, tls_only=True) as sim:
         host, port = sim.smpp_address
         smsc_url = f"smpp://idea24:idea24@{host}:{port}?window={opts.window}"
+        if opts.tls:
+            smsc_url = f"smpps://idea24:idea24@{host}:{port}?window={opts.window}&ca={ca}"
         with Replies(sim.smsc.store) as replies:
             driver = Driver(sim, replies)
             ceiling, ceiling_run = await measure_ceiling(opts, sim, driver, smsc_url)
@@ -1172,7 +1187,22 @@ async def run(opts: Options) -> tuple[float, list[RunResult], dict[str, Any]]:
     extra["machine"] = {"cpus": os.cpu_count(), "loadavg_at_end": list(os.getloadavg())}
     if opts.server_cpus:
         extra["server_cpus"] = opts.server_cpus
+    extra["smpp_link"] = "tls" if opts.tls else "clear text"
     return ceiling, runs, extra
+
+
+def certificates(directory: Path) -> tuple[str, str, str]:
+    """A CA and a certificate for 127.0.0.1 it signed (trustme, a dev dependency): the
+    (ca, cert, key) files."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    paths = [str(directory / name) for name in ("ca.pem", "cert.pem", "key.pem")]
+    ca.cert_pem.write_to_path(paths[0])
+    leaf.cert_chain_pems[0].write_to_path(paths[1])
+    leaf.private_key_pem.write_to_path(paths[2])
+    return paths[0], paths[1], paths[2]
 
 
 # -- the echo server (ceiling) ---------------------------------------------------------------------
@@ -1263,6 +1293,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", metavar="DIR", help="run each server under pyinstrument, sessions saved in DIR"
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="SMPP over TLS between the simulator and the servers"
+    )
     parser.add_argument("--echo-server", metavar="SMSC_URL", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -1323,6 +1356,7 @@ def options(args: argparse.Namespace, workdir: Path) -> Options:
         processes=args.processes,
         rounds=args.rounds,
         server_cpus=args.server_cpus,
+        tls=args.tls,
     )
 
 
@@ -1360,6 +1394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(describe_scaling(extra["scaling"]))
         if opts.server_cpus:
             print(f"every server process capped at {opts.server_cpus:g} CPUs (--server-cpus)")
+        if opts.tls:
+            print("SMPP link over TLS (--tls): simulator ↔ every server, echo ceiling included")
     return 0
 
 

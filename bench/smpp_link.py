@@ -1,6 +1,10 @@
 """How fast one gateway process pushes submit_sm through one bind, against a fast sink.
 
     .venv/bin/python bench/smpp_link.py [--count 50000] [--window 64] [--loop auto|uvloop|asyncio]
+                                        [--tls]
+
+``--tls``: every connection is SMPP over TLS (the sink presents a certificate made at start by
+trustme, the ESMEs verify it as ``smpps://…?ca=`` does).
 
 The sink is a hand-written SMSC in a separate process (struct only: binds, answers every
 submit_sm at once). Measured in the same run, against the same sink:
@@ -18,9 +22,11 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import ssl
 import statistics
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -32,6 +38,7 @@ from gateway.esme.session import SmppSession
 from gateway.outbox.base import MemoryOutbox
 from gateway.outbox.sender import OutboxSender
 from gateway.settings import SmscProfile
+from gateway.tls import client_context, server_context
 
 HEADER = struct.Struct(">LLLL")
 #: CPU seconds of this process per message, by run: steadier than rates on a shared machine.
@@ -90,9 +97,13 @@ def _run(coro: Coroutine[Any, Any, None], loop: str) -> None:
         runner.run(coro)
 
 
-def _run_sink(port_queue: multiprocessing.Queue[int], loop: str) -> None:  # pragma: no cover
+def _run_sink(
+    port_queue: multiprocessing.Queue[int], loop: str, tls: tuple[str, str] | None
+) -> None:  # pragma: no cover
+    context = server_context(*tls) if tls else None
+
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(_Sink, "127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(_Sink, "127.0.0.1", 0, ssl=context)
         port_queue.put(server.sockets[0].getsockname()[1])
         await asyncio.Event().wait()
 
@@ -159,11 +170,16 @@ class _RawEsme(asyncio.Protocol):
             self._pump()
 
 
-async def bench_raw(port: int, count: int, window: int) -> float:
+async def bench_raw(port: int, count: int, window: int, ca: str = "") -> float:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[float] = loop.create_future()
+    context: ssl.SSLContext | None = client_context(ca) if ca else None
     transport, _ = await loop.create_connection(
-        lambda: _RawEsme(count, window, done), "127.0.0.1", port
+        lambda: _RawEsme(count, window, done),
+        "127.0.0.1",
+        port,
+        ssl=context,
+        server_hostname="127.0.0.1" if context else None,
     )
     elapsed = await asyncio.wait_for(done, 120)
     transport.close()
@@ -173,8 +189,17 @@ async def bench_raw(port: int, count: int, window: int) -> float:
 # -- the gateway ------------------------------------------------------------------------------
 
 
-def _profile(port: int, window: int) -> SmscProfile:
-    return SmscProfile("bench", "bench", "127.0.0.1", port, window=window, response_timeout=30.0)
+def _profile(port: int, window: int, ca: str = "") -> SmscProfile:
+    return SmscProfile(
+        "bench",
+        "bench",
+        "127.0.0.1",
+        port,
+        window=window,
+        response_timeout=30.0,
+        tls=bool(ca),
+        ca=ca,
+    )
 
 
 def _messages(count: int) -> list[dict[str, Any]]:
@@ -193,11 +218,13 @@ def _messages(count: int) -> list[dict[str, Any]]:
     ]
 
 
-async def bench_session(port: int, count: int, window: int) -> tuple[float, list[float]]:
+async def bench_session(
+    port: int, count: int, window: int, ca: str = ""
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     per_worker = count // window
     messages = _messages(per_worker * window)
-    async with SmppSession(_profile(port, window)) as session:
+    async with SmppSession(_profile(port, window, ca)) as session:
         assert await session.wait_bound(10)
 
         async def worker(first: int) -> None:
@@ -213,7 +240,9 @@ async def bench_session(port: int, count: int, window: int) -> tuple[float, list
     return per_worker * window / elapsed, latencies
 
 
-async def bench_batches(port: int, count: int, window: int) -> tuple[float, list[float]]:
+async def bench_batches(
+    port: int, count: int, window: int, ca: str = ""
+) -> tuple[float, list[float]]:
     """``submit_many`` from a few workers, ``window`` messages a batch: the outbox's way."""
     workers = 4
     rounds = max(1, count // (window * workers))
@@ -223,7 +252,7 @@ async def bench_batches(port: int, count: int, window: int) -> tuple[float, list
         for b in range(rounds * workers)
     ]
     latencies: list[float] = []
-    async with SmppSession(_profile(port, window)) as session:
+    async with SmppSession(_profile(port, window, ca)) as session:
         assert await session.wait_bound(10)
 
         async def worker(first: int) -> None:
@@ -240,11 +269,11 @@ async def bench_batches(port: int, count: int, window: int) -> tuple[float, list
     return rounds * workers * window / elapsed, latencies
 
 
-async def bench_outbox(port: int, count: int, window: int) -> float:
+async def bench_outbox(port: int, count: int, window: int, ca: str = "") -> float:
     outbox = MemoryOutbox()
     for n in range(count):
         await outbox.put(f"487{n % 10000:08d}", "Twoj pakiet: 100 min, 50 SMS", {"channel": "sms"})
-    async with SmppSession(_profile(port, window)) as session:
+    async with SmppSession(_profile(port, window, ca)) as session:
         assert await session.wait_bound(10)
         sender = OutboxSender(outbox, session)
         started, cpu = time.perf_counter(), time.process_time()
@@ -260,22 +289,39 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(count: int, window: int, outbox_count: int, loop: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    ports: multiprocessing.Queue[int] = ctx.Queue()
-    sink = ctx.Process(target=_run_sink, args=(ports, loop), daemon=True)
-    sink.start()
-    try:
-        port = ports.get(timeout=30)
-        await bench_raw(port, min(count, 20_000), window)  # warm-up
-        raw = await bench_raw(port, count, window)
-        rate, lat = await bench_session(port, count, window)
-        batched, batch_lat = await bench_batches(port, count, window)
-        box = await bench_outbox(port, outbox_count, window)
-    finally:
-        sink.terminate()
-        sink.join(5)
-    print(f"smpp_link: {count} submit_sm, window {window}, sink in its own process")
+def _certificates(directory: str) -> tuple[str, str, str]:
+    """A CA and a certificate for 127.0.0.1 it signed: (ca, cert, key) files."""
+    import trustme  # a dev dependency: only --tls needs it
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    paths = tuple(os.path.join(directory, name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(paths[0])
+    leaf.cert_chain_pems[0].write_to_path(paths[1])
+    leaf.private_key_pem.write_to_path(paths[2])
+    return paths[0], paths[1], paths[2]
+
+
+async def main(count: int, window: int, outbox_count: int, loop: str, tls: bool) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        ca, cert, key = _certificates(directory) if tls else ("", "", "")
+        ctx = multiprocessing.get_context("spawn")
+        ports: multiprocessing.Queue[int] = ctx.Queue()
+        sink_tls = (cert, key) if tls else None
+        sink = ctx.Process(target=_run_sink, args=(ports, loop, sink_tls), daemon=True)
+        sink.start()
+        try:
+            port = ports.get(timeout=30)
+            await bench_raw(port, min(count, 20_000), window, ca)  # warm-up
+            raw = await bench_raw(port, count, window, ca)
+            rate, lat = await bench_session(port, count, window, ca)
+            batched, batch_lat = await bench_batches(port, count, window, ca)
+            box = await bench_outbox(port, outbox_count, window, ca)
+        finally:
+            sink.terminate()
+            sink.join(5)
+    link = "SMPP over TLS" if tls else "clear-text SMPP"
+    print(f"smpp_link: {count} submit_sm, window {window}, sink in its own process, {link}")
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(
         f"  cpus: {os.cpu_count()}, python {sys.version.split()[0]}, event loop {loop_name}"
@@ -313,6 +359,7 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--outbox-count", type=int, default=10_000)
+    parser.add_argument("--tls", action="store_true", help="SMPP over TLS on every connection")
     parser.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
@@ -320,4 +367,4 @@ if __name__ == "__main__":
         help="event loop of both processes (auto: uvloop when installed)",
     )
     args = parser.parse_args()
-    _run(main(args.count, args.window, args.outbox_count, args.loop), args.loop)
+    _run(main(args.count, args.window, args.outbox_count, args.loop, args.tls), args.loop)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
 from gateway.outbox.watch import OutboxWatch
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.tls import client_context, reloading_server_context
 from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.web.limits import ConnectionLimits
@@ -79,7 +81,12 @@ def password_sms(language: str, password: str) -> str:
 
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
     host, port = sim.smpp_address
-    return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    if not settings.simulator_tls_cert:
+        return SmscProfile("idea24", "idea24", host, port, source_addr=settings.short_code)
+    ca = settings.simulator_tls_ca or settings.simulator_tls_cert
+    return SmscProfile(
+        "idea24", "idea24", host, port, source_addr=settings.short_code, tls=True, ca=ca
+    )
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -359,8 +366,30 @@ def _scrape_outbox(c: Components) -> Callable[[], Awaitable[None]]:
     return refresh
 
 
+def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The bundled simulator's SMPP-over-TLS context (``--simulator-tls-cert``), or None."""
+    if not settings.simulator_tls_cert:
+        return None
+    try:
+        return reloading_server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
+    except ConfigError as exc:
+        raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """Each ``smpps://`` bind's files make a context now, so a wrong path stops the start with
+    one line; the link reads them again on every connect (rotation)."""
+    for profile in settings.smsc:
+        if profile.tls:
+            try:
+                client_context(profile.ca, profile.cert, profile.key)
+            except ConfigError as exc:
+                raise ConfigError(f"--smsc {profile.url}: {exc}") from exc
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     """The server; ``clock`` (the system clock by default) is the one every "now" comes from."""
+    _check_tls_files(settings)
     limits = ConnectionLimits(settings.http_max_connections, settings.http_header_timeout)
     app = web.Application(middlewares=[limits.middleware, api_errors])
     app[HTTP_LIMITS] = limits
@@ -378,6 +407,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             host=settings.simulator_smpp_host,
             port=settings.simulator_smpp_port,
             http_port=settings.simulator_http_port,
+            tls=_simulator_tls(settings),
+            tls_only=True,
         )
         add_handset_routes(
             app,

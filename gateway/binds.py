@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.esme.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
-from gateway.esme.session import SmppSession
+from gateway.esme.session import SmppLink, SmppSession
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.sender import OutboxSender, dead_local_consumer
 from gateway.settings import SmscProfile
@@ -119,6 +119,7 @@ class BindPool:
                 "effective_rate": session.throttle.effective_rate,
                 "timeouts": sum(link.stats.timeouts for link in session.links),
                 "connects": sum(link.stats.connects for link in session.links),
+                "tls_failures": _tls_failures(session.links),
                 "sent": sender.sent,
                 "retried": sender.retried,
                 "failed": sender.failed,
@@ -159,3 +160,12 @@ class BindPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _tls_failures(links: Iterable[SmppLink]) -> dict[str, int]:
+    """Failed TLS connections of a bind's links, by reason."""
+    total: dict[str, int] = {}
+    for link in links:
+        for reason, count in link.stats.tls_failures.items():
+            total[reason] = total.get(reason, 0) + count
+    return total

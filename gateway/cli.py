@@ -8,6 +8,7 @@ import contextlib
 import gc
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -29,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server (bundled simulator when no SMSC is set)")
     serve.add_argument(
-        "--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)"
+        "--smsc",
+        action="append",
+        metavar="URL",
+        help="smpp://ID:PASSWORD@HOST:PORT, or smpps://ID:PASSWORD@HOST:PORT?ca=FILE"
+        "[&cert=FILE&key=FILE] over TLS (repeatable)",
     )
     serve.add_argument(
         "--http", metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8024)"
@@ -37,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", metavar="URL")
     serve.add_argument("--redis-url", metavar="URL")
     serve.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    serve.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
     serve.add_argument(
         "--simulator-smpp",
         metavar="HOST:PORT",
@@ -47,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         type=int,
         help="HTTP port of the bundled simulator's API (default 8025)",
+    )
+    serve.add_argument(
+        "--simulator-tls-cert",
+        metavar="FILE",
+        help="the bundled simulator speaks SMPP over TLS with this certificate (and the gateway"
+        " binds to it over TLS)",
+    )
+    serve.add_argument("--simulator-tls-key", metavar="FILE")
+    serve.add_argument(
+        "--simulator-tls-ca",
+        metavar="FILE",
+        help="the CA the gateway trusts for the simulator (default: its certificate itself)",
     )
     serve.add_argument(
         "--lab",
@@ -75,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="replay a conversation script against the running simulator and server;"
         " exit 0 when every expectation holds, 1 with a diff",
+    )
+    sim.add_argument(
+        "--smpps", metavar="HOST:PORT", help="also SMPP over TLS here (needs --tls-cert/--tls-key)"
+    )
+    sim.add_argument("--tls-cert", metavar="FILE", help="PEM certificate of the --smpps listener")
+    sim.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    sim.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this CA on --smpps (mutual TLS)",
     )
 
     phone = sub.add_parser("phone", help="terminal handset against the simulator")
@@ -106,6 +135,11 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "database_url": args.database_url,
         "redis_url": args.redis_url,
         "simulator_http_port": args.simulator_http,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "simulator_tls_cert": args.simulator_tls_cert,
+        "simulator_tls_key": args.simulator_tls_key,
+        "simulator_tls_ca": args.simulator_tls_ca,
         "lab": True if args.lab else None,
     }
     if args.simulator_smpp:
@@ -120,6 +154,7 @@ async def _serve(settings: Settings) -> int:
     from gateway.app import COMPONENTS, HTTP_LIMITS, create_app
     from gateway.web.limits import raise_nofile_limit, start_http
 
+    https = _https_context(settings)
     app = create_app(settings)
     limits = app[HTTP_LIMITS]
     limits.fit_descriptors(raise_nofile_limit())
@@ -138,7 +173,15 @@ async def _serve(settings: Settings) -> int:
     try:
         await runner.setup()
         try:
-            listener = await start_http(runner, limits, settings.http_host, settings.http_port)
+            listener = await start_http(
+                runner,
+                limits,
+                settings.http_host,
+                settings.http_port,
+                ssl=https,
+                # a TLS handshake is bounded like the request head that follows it
+                ssl_handshake_timeout=settings.http_header_timeout if https else None,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"IDEA24_HTTP: cannot listen on {settings.http_host}:{settings.http_port}"
@@ -172,16 +215,32 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _https_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS listener's context (``--tls-cert``/``--tls-key``), or None for plain HTTP."""
+    if not settings.https:
+        return None
+    from gateway.tls import reloading_server_context
+
+    try:
+        return reloading_server_context(settings.tls_cert, settings.tls_key)
+    except ConfigError as exc:
+        raise ConfigError(f"IDEA24_TLS_CERT / IDEA24_TLS_KEY: {exc}") from exc
+
+
 def _print_banner(settings: Settings, components: Any) -> None:
-    base = f"http://{settings.http_host}:{settings.http_port}"
+    scheme = "https" if settings.https else "http"
+    base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     lines = [f"idea24 {__version__} serving", f"  HTTP      {base}  (API, /healthz, /metrics)"]
     if components.simulator is not None:
         host, port = components.simulator.smpp_address
-        lines.append(f"  SMSC      bundled simulator, SMPP smpp://{host}:{port}")
+        smpp = "smpps" if settings.simulator_tls_cert else "smpp"
+        lines.append(f"  SMSC      bundled simulator, SMPP {smpp}://{host}:{port}")
         if components.simulator.http_url:
             lines.append(f"  Simulator {components.simulator.http_url}/api/v1")
     for profile in settings.smsc:
-        lines.append(f"  SMSC      smpp://{profile.system_id}@{profile.host}:{profile.port}")
+        lines.append(
+            f"  SMSC      {profile.scheme}://{profile.system_id}@{profile.host}:{profile.port}"
+        )
     lines.append(f"  Database  {_safe_db(settings.database_url)}")
     lines.append(f"  Sessions  {'Redis' if settings.redis_url else 'in memory'}")
     lines.append(f"  SMS to {settings.short_code}, USSD {settings.ussd_code}")
@@ -235,6 +294,24 @@ def _run_fast(main: Coroutine[Any, Any, _T]) -> _T:
         return runner.run(main)
 
 
+def _simulator_tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, tuple[str, int]]:
+    """``idea24 simulator --smpps HOST:PORT --tls-cert F --tls-key F [--tls-client-ca F]``."""
+    if not args.smpps:
+        if args.tls_cert or args.tls_key or args.tls_client_ca:
+            raise ConfigError("--tls-cert/--tls-key/--tls-client-ca: set --smpps HOST:PORT too")
+        return None, ("127.0.0.1", 0)
+    address = _host_port(args.smpps, "--smpps")
+    if not args.tls_cert or not args.tls_key:
+        raise ConfigError("--smpps: needs --tls-cert FILE and --tls-key FILE")
+    from gateway.tls import reloading_server_context
+
+    try:
+        context = reloading_server_context(args.tls_cert, args.tls_key, args.tls_client_ca or "")
+        return context, address
+    except ConfigError as exc:
+        raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}") from exc
+
+
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from gateway.logs import setup_logging
 
@@ -258,6 +335,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.trace_size < 0:
             raise ConfigError(f"--trace-size: 0 or more PDUs, got {args.trace_size}")
         smpp_host, smpp_port = _host_port(args.smpp, "--smpp")
+        tls, tls_address = _simulator_tls(args)
         with contextlib.suppress(KeyboardInterrupt):
             _run_fast(
                 run_simulator(
@@ -267,6 +345,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                     http_host,
                     http_port,
                     trace_size=args.trace_size,
+                    tls=tls,
+                    tls_address=tls_address,
                 )
             )
         return 0

@@ -59,6 +59,14 @@ class PoolMetrics:
         connects = CounterMetricFamily(
             "idea24_smpp_connects", "SMPP connections made (reconnects included)", labels=["bind"]
         )
+        tls_failures = CounterMetricFamily(
+            "idea24_smpp_tls_failures",
+            "SMPP-over-TLS connections that failed, by reason: certificate (the SMSC's did not"
+            " verify), refused (the SMSC refused ours with an alert), closed (closed after the"
+            " handshake with no bind answer), files (our cert/key/CA unusable), handshake"
+            " (anything else)",
+            labels=["bind", "reason"],
+        )
         out = CounterMetricFamily(
             "idea24_messages_out",
             "Outbound messages by bind and status: sent (every part accepted by the SMSC),"
@@ -71,9 +79,11 @@ class PoolMetrics:
             throttled.add_metric([name], float(b["pushbacks"]))
             timeouts.add_metric([name], float(b["timeouts"]))
             connects.add_metric([name], float(b["connects"]))
+            for reason, count in sorted(b.get("tls_failures", {}).items()):
+                tls_failures.add_metric([name, reason], float(count))
             for status in ("sent", "retried", "failed"):
                 out.add_metric([name, status], float(b[status]))
-        yield from (up, window, throttled, timeouts, connects, out)
+        yield from (up, window, throttled, timeouts, connects, tls_failures, out)
         inbound, delivery = snap["inbound"], snap["delivery"]
         yield CounterMetricFamily(
             "idea24_duplicate_mo",

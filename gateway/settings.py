@@ -22,11 +22,17 @@ DEV_API_KEY = "idea24-dev-key"
 DEV_SECRET_KEY = "idea24-dev-secret-change-me"  # noqa: S105 - documented dev default, warned at start
 
 
+#: ``--smsc`` URL schemes and their default ports (3550: the usual SMPP-over-TLS port).
+SMSC_SCHEMES: Mapping[str, int] = {"smpp": 2775, "smpps": 3550}
+TLS_OPTIONS = ("ca", "cert", "key")
+
+
 @dataclass(frozen=True, slots=True)
 class SmscProfile:
     """One SMPP bind: where, who, and how this SMSC wants messages shaped.
 
-    Parsed from ``smpp://ID:PASSWORD@HOST:PORT?option=value&...``; options: ``system_type``,
+    Parsed from ``smpp://ID:PASSWORD@HOST:PORT?option=value&...`` (or ``smpps://`` for SMPP over
+    TLS, default port 3550, with ``ca``, ``cert`` and ``key`` files); options: ``system_type``,
     ``bind`` (``trx`` or ``tx+rx``), ``window``, ``rate`` (parts/s, 0 = unlimited),
     ``source_addr``, ``source_ton``, ``source_npi``, ``dest_ton``, ``dest_npi``, ``address_range``,
     ``long`` (``udh``, ``udh16``, ``sar``, ``payload``), ``ussd`` (``tlv``), ``enquire_link``
@@ -52,9 +58,24 @@ class SmscProfile:
     enquire_link: float = 30.0
     response_timeout: float = 10.0
     receipts: bool = True
+    #: SMPP over TLS (``smpps://``): the server verified against ``ca`` (empty: the system
+    #: store), ``cert``/``key`` presented for mutual TLS; the files are read on every connect.
+    tls: bool = False
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
 
     def __repr__(self) -> str:
-        return f"SmscProfile(smpp://{self.system_id}:***@{self.host}:{self.port}, bind={self.bind})"
+        return f"SmscProfile({self.url}, bind={self.bind})"
+
+    @property
+    def url(self) -> str:
+        """Where this bind goes, password masked: ``smpps://ID:***@HOST:PORT``."""
+        return f"{self.scheme}://{self.system_id}:***@{self.host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "smpps" if self.tls else "smpp"
 
     @property
     def name(self) -> str:
@@ -63,12 +84,14 @@ class SmscProfile:
     @classmethod
     def from_url(cls, url: str, key: str = "--smsc") -> SmscProfile:
         parts = urlsplit(url)
-        if parts.scheme != "smpp" or not parts.hostname or parts.username is None:
+        if parts.scheme not in SMSC_SCHEMES or not parts.hostname or parts.username is None:
             raise ConfigError(
-                f"{key}: expected smpp://ID:PASSWORD@HOST:PORT, got {mask_url(url)!r}"
+                f"{key}: expected smpp://ID:PASSWORD@HOST:PORT (or smpps://…?ca=FILE for TLS),"
+                f" got {mask_url(url)!r}"
             )
+        tls = parts.scheme == "smpps"
         try:
-            port = parts.port or 2775
+            port = parts.port or SMSC_SCHEMES[parts.scheme]
         except ValueError as exc:
             raise ConfigError(f"{key}: bad port in {mask_url(url)!r}") from exc
         values: dict[str, Any] = {
@@ -76,12 +99,17 @@ class SmscProfile:
             "password": unquote(parts.password or ""),
             "host": parts.hostname,
             "port": port,
+            "tls": tls,
         }
         types = {f.name: f.type for f in fields(cls)}
         for name, (raw, *_) in parse_qs(parts.query, keep_blank_values=True).items():
             if name not in types or name in values:
                 raise ConfigError(f"{key}: unknown option {name!r} in {mask_url(url)!r}")
+            if name in TLS_OPTIONS and not tls:
+                raise ConfigError(f"{key} {name}: a TLS option; use smpps:// to connect over TLS")
             values[name] = _convert(f"{key} {name}", raw, str(types[name]))
+        if values.get("key") and not values.get("cert"):
+            raise ConfigError(f"{key} key: set together with cert (mutual TLS needs both)")
         if values.get("bind", "trx") not in ("trx", "tx+rx"):
             raise ConfigError(f"{key} bind: expected 'trx' or 'tx+rx'")
         if values.get("long", "udh") not in ("udh", "udh16", "sar", "payload"):
@@ -125,6 +153,14 @@ class Settings:
     simulator_smpp_host: str = "127.0.0.1"
     simulator_smpp_port: int = 2775
     simulator_http_port: int = 8025
+    #: HTTPS for the API, /healthz, /metrics and /phone (PEM files; empty: plain HTTP).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: The bundled simulator's SMPP over TLS: its certificate and key (empty: clear text), and
+    #: the CA the gateway trusts for it (empty: the certificate itself, when self-signed).
+    simulator_tls_cert: str = ""
+    simulator_tls_key: str = ""
+    simulator_tls_ca: str = ""
     seed_demo: bool = True
     log_format: str = "auto"
     log_level: str = "INFO"
@@ -140,6 +176,10 @@ class Settings:
         shown["redis_url"] = mask_url(self.redis_url) if self.redis_url else None
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"Settings({inner}, api_key='***', ussd_api_key='***', secret_key='***')"
+
+    @property
+    def https(self) -> bool:
+        return bool(self.tls_cert)
 
     @property
     def uses_simulator(self) -> bool:
@@ -174,6 +214,8 @@ ENV_KEYS: Mapping[str, str] = {
     "IDEA24_CODE_GUESS_LIMIT": "code_guess_limit",
     "IDEA24_LOG_FORMAT": "log_format",
     "IDEA24_LOG_LEVEL": "log_level",
+    "IDEA24_TLS_CERT": "tls_cert",
+    "IDEA24_TLS_KEY": "tls_key",
 }
 
 
@@ -293,6 +335,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IDEA24_HTTP: port {s.http_port} out of range")
     if not s.ussd_code.startswith("*") or not s.ussd_code.endswith("#"):
         raise ConfigError(f"IDEA24_USSD_CODE: expected a code like *100#, got {s.ussd_code!r}")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise ConfigError("IDEA24_TLS_CERT / IDEA24_TLS_KEY (--tls-cert, --tls-key): set both")
+    if bool(s.simulator_tls_cert) != bool(s.simulator_tls_key):
+        raise ConfigError("--simulator-tls-cert / --simulator-tls-key: set both")
     exposed = lab_exposure(s)
     if exposed and not s.lab:
         raise ConfigError(

@@ -8,6 +8,7 @@ event streams and closes both listeners, so a test leaves nothing running.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -26,7 +27,11 @@ from simulator.ussd import UssdReply
 class SimulatorController:
     """The simulator as an async context manager; extra keywords go to :class:`Smsc`
     (``window``, ``enquire_link_interval``, ``inactivity_timeout``, ``response_timeout``,
-    ``ussd_timeout``)."""
+    ``ussd_timeout``).
+
+    ``tls`` (a server context) with ``tls_port`` adds an SMPP-over-TLS listener on
+    ``tls_host`` (default ``host``); ``tls_only`` leaves out the clear-text one.
+    """
 
     def __init__(
         self,
@@ -37,6 +42,10 @@ class SimulatorController:
         *,
         http_host: str | None = None,
         handler: SimulatorHandler | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_host: str | None = None,
+        tls_port: int = 0,
+        tls_only: bool = False,
         **options: Any,
     ) -> None:
         self.smsc = Smsc(accounts or DEFAULT_ACCOUNTS, handler=handler, **options)
@@ -46,6 +55,12 @@ class SimulatorController:
         self._http_port = http_port
         self._runner: web.AppRunner | None = None
         self.smpp_address: tuple[str, int] = (host, port)
+        self._tls = tls
+        self._tls_host = tls_host or host
+        self._tls_port = tls_port
+        self._tls_only = tls_only and tls is not None
+        #: where SMPP over TLS listens once started (None: no TLS listener)
+        self.smpps_address: tuple[str, int] | None = None
         self.http_url: str | None = None
 
     @property
@@ -69,7 +84,19 @@ class SimulatorController:
         await self.stop()
 
     async def start(self) -> None:
-        self.smpp_address = await self.smsc.start(self._host, self._port)
+        if self._tls_only:
+            self.smpp_address = await self.smsc.start(self._host, self._port, tls=self._tls)
+            self.smpps_address = self.smpp_address
+        else:
+            self.smpp_address = await self.smsc.start(self._host, self._port)
+        if self._tls is not None and not self._tls_only:
+            try:
+                self.smpps_address = await self.smsc.listen(
+                    self._tls_host, self._tls_port, tls=self._tls
+                )
+            except OSError:
+                await self.smsc.stop()
+                raise
         if self._http_port is None:
             return
         runner = web.AppRunner(create_simulator_app(self.smsc), shutdown_timeout=2.0)
@@ -143,18 +170,37 @@ async def run_simulator(
     http_host: str = "127.0.0.1",
     http_port: int = 8025,
     *,
+    tls: ssl.SSLContext | None = None,
+    tls_address: tuple[str, int] = ("127.0.0.1", 3550),
     ready: asyncio.Event | None = None,
     trace_size: int = DEFAULT_TRACE_SIZE,
 ) -> None:
-    """``idea24 simulator``: serve until cancelled (Ctrl-C), printing the addresses."""
+    """``idea24 simulator``: serve until cancelled (Ctrl-C), printing the addresses; with a
+    server context ``tls``, SMPP over TLS on ``tls_address`` too (``--smpps``)."""
     if accounts is None or not isinstance(accounts, Mapping):
         accounts = parse_accounts(accounts)
     controller = SimulatorController(
-        accounts, smpp_host, smpp_port, http_port, http_host=http_host, trace_size=trace_size
+        accounts,
+        smpp_host,
+        smpp_port,
+        http_port,
+        http_host=http_host,
+        tls=tls,
+        tls_host=tls_address[0],
+        tls_port=tls_address[1],
+        trace_size=trace_size,
     )
     async with controller as sim:
         host, port = sim.smpp_address
         print(f"SMPP   smpp://{host}:{port}  accounts: {', '.join(sorted(accounts))}", flush=True)
+        if sim.smpps_address is not None:
+            tls_host, tls_port = sim.smpps_address
+            mutual = tls is not None and tls.verify_mode == ssl.CERT_REQUIRED
+            print(
+                f"SMPPS  smpps://{tls_host}:{tls_port}"
+                + ("  (client certificates required)" if mutual else ""),
+                flush=True,
+            )
         print(
             f"HTTP   {sim.http_url}/api/v1  (mo, ussd, messages, events, pdus, script, replay,"
             " faults)",

@@ -125,7 +125,15 @@ class SmscSession(asyncio.Protocol):
             "mode": self.mode,
             "pending": len(self.pending),
             "outstanding": len(self.outstanding),
+            "tls": self.tls_version,
         }
+
+    @property
+    def tls_version(self) -> str | None:
+        """``TLSv1.3`` and the like on the TLS listener, None in clear text."""
+        transport = self.transport
+        tls = transport.get_extra_info("ssl_object") if transport is not None else None
+        return str(tls.version()) if tls is not None else None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 

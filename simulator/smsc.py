@@ -25,6 +25,7 @@ import itertools
 import logging
 import re
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -132,7 +133,7 @@ class Smsc:
         self._queued: list[Delivery] = []
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._ticker: asyncio.Task[None] | None = None
         self._all_gone = asyncio.Event()
 
@@ -142,17 +143,38 @@ class Smsc:
         loop = self._loop or asyncio.get_running_loop()
         return loop.time()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Listen (over TLS with a server context ``tls``) and start ticking; the address."""
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(lambda: SmscSession(self), host, port)
+        address = await self.listen(host, port, tls=tls)
         self._ticker = asyncio.create_task(self._tick_forever())
-        sockname = self._server.sockets[0].getsockname()
+        return address
+
+    async def listen(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """One more listener (SMPP over TLS beside the plain one, say): the same accounts,
+        sessions and behaviour. A ``tls`` context requiring client certificates makes it
+        mutual TLS; a client whose handshake fails never reaches a session."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SmscSession(self),
+            host,
+            port,
+            ssl=tls,
+            ssl_handshake_timeout=10.0 if tls is not None else None,
+        )
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
 
     async def stop(self, grace: float = 1.0) -> None:
         """Unbind every session, give them ``grace`` seconds to answer, then close."""
-        if self._server is not None:
-            self._server.close()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,8 +191,8 @@ class Smsc:
         self.ussd.close_all()
         self.store.close()
         self.trace.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     def drop_all(self) -> int:
         """Fault: cut every connection at once (as a crashing SMSC would); returns how many."""

@@ -10,10 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.tls_certs import Certs
 
 REDIS_URL = os.environ.get("IDEA24_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_DSN = os.environ.get("IDEA24_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -129,3 +136,34 @@ def _fresh_database() -> Iterator[str]:
     netloc = parts.netloc
     yield f"postgresql+asyncpg://{netloc}/{name}"
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Fresh TLS certificates in a temp dir (tests/tls_certs.py)."""
+    from tests.tls_certs import make_certs
+
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+@pytest.fixture(scope="session")
+def npm_peers() -> Path:
+    """tests/peers (SMPP peers on the npm ``smpp`` package) with node_modules installed (npm
+    install once, when missing)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        unavailable("node and npm are needed for the interop tests (apt-get install nodejs npm)")
+    if not (PEERS / "node_modules" / "smpp").is_dir():
+        try:
+            subprocess.run(
+                [str(npm), "install", "--prefix", str(PEERS), "--no-audit", "--no-fund"],
+                check=True,
+                capture_output=True,
+                timeout=180,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            unavailable(f"npm install --prefix tests/peers failed: {exc}")
+    return PEERS

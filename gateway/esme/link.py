@@ -21,6 +21,13 @@ Theory of operation. An :class:`SmppLink` is one TCP connection driven by the sa
   the command_status to answer) and answered; malformed PDUs are answered with the codec's
   ``nack_for``; a fatal framing error closes the connection after the nack.
 - **Shutdown** stops new requests, waits for in-flight ones, sends unbind, closes.
+- **TLS** (``smpps://``): every connection attempt builds its context from the files named in
+  the profile (:func:`gateway.tls.client_context`), so renewed certificates apply at the next
+  reconnect. A failed handshake, a peer that ends the connection with a TLS alert, or one that
+  closes it after the handshake without a byte of SMPP (TLS 1.3 servers check a client
+  certificate after the client has finished its handshake, often refusing without an alert) is
+  a failed bind: logged with its reason (:func:`gateway.tls.explain`), counted in
+  ``stats.tls_failures``, retried after the back-off, and never retried in clear text.
 
 :mod:`gateway.esme.session` builds the bind the rest of the gateway sees on top of one or two links.
 """
@@ -30,15 +37,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, Literal, Protocol, cast, runtime_checkable
 
 from backend.errors import Idea24Error
+from gateway import tls
 from gateway.esme.throttle import Backoff
 from gateway.settings import SmscProfile
 from gateway.smpp import codec
@@ -206,6 +215,8 @@ class LinkStats:
     enquire_links_answered: int = 0
     inbound: int = 0
     reads_paused: int = 0  # times reading stopped because inbound turns did not finish
+    #: failed TLS connections by reason (:func:`gateway.tls.explain`)
+    tls_failures: dict[str, int] = field(default_factory=dict)
 
 
 class _Protocol(asyncio.Protocol):
@@ -218,6 +229,8 @@ class _Protocol(asyncio.Protocol):
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes | bytearray] = []
+        #: why the connection ended (a TLS alert after the handshake shows up here)
+        self.error: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -244,6 +257,7 @@ class _Protocol(asyncio.Protocol):
         self._link._on_data(self, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.error = exc
         if not self.lost.done():
             self.lost.set_result(None)
         self._link._on_lost(self)
@@ -541,12 +555,20 @@ class SmppLink:
                     return
             first = False
             try:
+                context = self._tls_context()
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: _Protocol(self), self.profile.host, self.profile.port
+                        lambda: _Protocol(self),
+                        self.profile.host,
+                        self.profile.port,
+                        ssl=context,
+                        server_hostname=self.profile.host if context else None,
                     ),
                     self._connect_timeout,
                 )
+            except (ssl.SSLError, tls.TlsFilesError) as exc:
+                self._tls_failed(exc)
+                continue
             except (OSError, TimeoutError) as exc:
                 log.warning("smpp connect failed: %s", exc, extra={"bind": self.name})
                 continue
@@ -556,12 +578,13 @@ class SmppLink:
             self._conn = codec.SmppConnection("esme")
             self._rx = bytearray()
             self._framing_lost = False
-            self._last_rx = time.monotonic()
+            self._last_rx = started = time.monotonic()
             self._consecutive_timeouts = 0
-            started = time.monotonic()
             sweeper = asyncio.create_task(self._sweep())
+            bound = False
             try:
-                if await self._bind():
+                bound = await self._bind()
+                if bound:
                     self._bound.set()
                     log.info("smpp bound", extra={"bind": self.name})
                     keepalive = asyncio.create_task(self._keepalive(proto))
@@ -576,10 +599,26 @@ class SmppLink:
                 sweeper.cancel()
                 proto.close()
                 self._fail_pending(proto)
+            if isinstance(proto.error, ssl.SSLError):
+                self._tls_failed(proto.error)
+            elif self.profile.tls and not bound and self._last_rx == started and proto.lost.done():
+                # Not one byte back, not even a bind_resp: asyncio's and many TLS 1.3 servers
+                # drop a refused client certificate without an alert the client could read.
+                self._tls_failed(tls.ClosedAfterHandshake())
             if time.monotonic() - started >= self._stable_after:
                 self._backoff.reset()
             if not self._closing.is_set():
                 log.warning("smpp link lost", extra={"bind": self.name})
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        p = self.profile
+        return tls.client_context(p.ca, p.cert, p.key) if p.tls else None
+
+    def _tls_failed(self, exc: BaseException) -> None:
+        reason, sentence = tls.explain(exc)
+        self.stats.bind_failures += 1
+        self.stats.tls_failures[reason] = self.stats.tls_failures.get(reason, 0) + 1
+        log.error("smpp tls failed: %s", sentence, extra={"bind": self.name, "reason": reason})
 
     async def _bind(self) -> bool:
         p = self.profile

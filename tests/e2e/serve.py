@@ -6,10 +6,11 @@ import asyncio
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,15 @@ def idea24_command() -> list[str]:
 
 @asynccontextmanager
 async def serve(
-    tmp_path: Path, env: Mapping[str, str] | None = None, start_within: float = 60.0
+    tmp_path: Path,
+    env: Mapping[str, str] | None = None,
+    start_within: float = 60.0,
+    *,
+    args: Sequence[str] = (),
+    https_ca: Path | None = None,
 ) -> AsyncIterator[Served]:
+    """``idea24 serve`` with ``args`` added; ``https_ca``: the server speaks HTTPS with a
+    certificate that CA signed (the client trusts it and nothing else)."""
     http_port, smpp_port, sim_port = free_port(), free_port(), free_port()
     log_path = tmp_path / "serve.log"
     full_env = {
@@ -100,13 +108,20 @@ async def serve(
         f"127.0.0.1:{smpp_port}",
         "--simulator-http",
         str(sim_port),
+        *args,
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the server outlives it
             cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path
         )
-    url, sim_url = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{sim_port}"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+    scheme = "https" if https_ca else "http"
+    url, sim_url = f"{scheme}://127.0.0.1:{http_port}", f"http://127.0.0.1:{sim_port}"
+    connector = aiohttp.TCPConnector(
+        ssl=ssl.create_default_context(cafile=str(https_ca)) if https_ca else True
+    )
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=20), connector=connector
+    ) as http:
         served = Served(proc, url, sim_url, log_path, http)
         try:
             await _wait_healthy(served, start_within)

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,34 +20,12 @@ from gateway.esme.inbound import InboundEvent, InboundMessage
 from gateway.outbox.base import MemoryOutbox, reply_meta
 from gateway.settings import SmscProfile
 
-PEERS = Path(__file__).resolve().parents[1] / "peers"
 A = "48600000001"
 
 
-def unavailable(reason: str) -> None:
-    """As tests/conftest.py's (not imported: several conftest modules share that name)."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: required)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def node_peer() -> Path:
-    """tests/peers with its node_modules installed (npm install once, when missing)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        unavailable("node and npm are needed for the interop test (apt-get install nodejs npm)")
-    if not (PEERS / "node_modules" / "smpp").is_dir():
-        try:
-            subprocess.run(
-                [str(npm), "install", "--prefix", str(PEERS), "--no-audit", "--no-fund"],
-                check=True,
-                capture_output=True,
-                timeout=180,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            unavailable(f"npm install --prefix tests/peers failed: {exc}")
-    return PEERS / "smsc.js"
+def node_peer(npm_peers: Path) -> Path:
+    return npm_peers / "smsc.js"
 
 
 class NodeSmsc:

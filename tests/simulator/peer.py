@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -56,8 +57,15 @@ class Peer:
         system_id: str = "idea24",
         password: str = "idea24",
         on_deliver: Callable[[Any], list[dict[str, Any]] | None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.client = UssdClient(address[0], address[1], timeout=0.3, allow_unknown_opt_params=True)
+        self.client = UssdClient(
+            address[0],
+            address[1],
+            timeout=0.3,
+            allow_unknown_opt_params=True,
+            ssl_context=ssl_context,
+        )
         self.mode = mode
         self.system_id = system_id
         self.password = password

@@ -28,8 +28,9 @@ from backend.errors import ConfigError
 from backend.manage import seed
 from dialogs import DialogSettings, build_dialogs
 from dialogs.catalogue import texts
+from fsm.redis_store import store_from_url
 from fsm.runtime import Runtime
-from fsm.store import DialogStore, store_from_url
+from fsm.store import DialogStore
 from gateway.binds import BindPool
 from gateway.metrics import Metrics
 from gateway.outbox.base import DeliveryTracker, Outbox

@@ -8,7 +8,8 @@ import pytest
 
 from fsm import keys
 from fsm.record import DialogRecord, RecordError
-from fsm.store import LockLost, LockTimeout, MemoryStore, RedisStore, store_from_url
+from fsm.redis_store import RedisStore, store_from_url
+from fsm.store import LockLost, LockTimeout, MemoryStore
 from tests.fsm.conftest import StoreCase
 
 MSISDN = "48600000001"

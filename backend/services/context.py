@@ -50,7 +50,7 @@ from backend.models import (
 )
 from backend.pg_writes import AsyncpgWriter
 from backend.records import LetterType, PaymentMethodOption, Tariff
-from backend.services.reads import Reads, reads_for
+from backend.services.readers import Reads, reads_for
 from backend.sqlite_writes import InlineSqliteWriter
 
 P = ParamSpec("P")

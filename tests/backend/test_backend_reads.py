@@ -10,7 +10,7 @@ import pytest
 
 from backend.api import Backend
 from backend.db import create_engine
-from backend.services.reads import AsyncpgReads, InlineSqliteReads, PooledReads, reads_for
+from backend.services.readers import AsyncpgReads, InlineSqliteReads, PooledReads, reads_for
 from tests.conftest import PG_ADMIN_DSN, kill_connections
 
 

@@ -2,8 +2,8 @@
 
 Why: through SQLAlchemy's async engine a change is a pool checkout, ``run_sync``'s greenlet, and
 for every statement the execution context, the asyncpg adapter and result processing around the
-round trip: py-spy put ~60 % of the server's CPU in a ``WLACZ`` + ``TAK`` turn there (bench/README,
-session 6) — the reads went the same way earlier (``backend/services/reads.py``). The bodies stay
+round trip: py-spy put ~60 % of the server's CPU in a ``WLACZ`` + ``TAK`` turn there — the hot
+reads go the same way (``backend/services/readers.py``). The bodies stay
 the synchronous functions of a ``Connection`` that :class:`backend.sqlite_writes.InlineSqliteWriter`
 runs on SQLite (one function per change, so the paths cannot drift); here they get
 :class:`ChangeConnection`, which offers what they use of a ``Connection`` — ``dialect`` and

@@ -2,7 +2,7 @@
 
 Why their own pools: checking a connection out of SQLAlchemy's pool is a greenlet switch each way
 and an autocommit switch, ~30 µs of CPU per call, and the hot paths do not need the engine's
-execution machinery (``backend/services/reads.py``, ``backend/pg_writes.py``). Connections are
+execution machinery (``backend/services/readers.py``, ``backend/pg_writes.py``). Connections are
 opened on first use, up to ``size``, and go back to the pool without asyncpg's reset query: a
 second round trip after every call (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
 ALL``), ~40 % of asyncpg's CPU per read when batches hold one subscriber. These connections only

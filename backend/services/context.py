@@ -108,7 +108,7 @@ class Context:
             raise TypeError("the Backend's sessionmaker must be bound to an AsyncEngine")
         #: The hot changes run Core statements on it (:meth:`change`).
         self.engine = engine
-        #: The one-statement reads of the hot path (services/reads.py).
+        #: The one-statement reads of the hot path (services/reads.py, run by services/readers.py).
         self.reads: Reads = reads_for(engine)
         #: The hot changes on a SQLite file (None: through the engine).
         self.writer = _writer_for(engine)

@@ -1,5 +1,6 @@
-"""The one-statement reads (backend/services/reads.py): the right runner per database, and a
-PostgreSQL read survives its pooled connections being killed (invalidated, retried once)."""
+"""The one-statement reads (backend/services/reads.py, readers.py): the right runner per
+database, and a PostgreSQL read survives its pooled connections being killed (invalidated,
+retried once)."""
 
 from __future__ import annotations
 

@@ -141,6 +141,9 @@ class Backend:
     async def tariffs(self) -> list[Tariff]:
         return await billing.tariffs(self._ctx)
 
+    async def pending_tariff(self, msisdn: str) -> ChangeRequest | None:
+        return await billing.pending_tariff(self._ctx, _n(msisdn))
+
     async def quote_tariff_change(self, msisdn: str, code: str) -> Quote:
         return await billing.quote_tariff_change(self._ctx, _n(msisdn), code)
 

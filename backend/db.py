@@ -24,6 +24,7 @@ from backend.engine import (
     create_schema,
     make_sessionmaker,
     normalise_url,
+    schema_revisions,
     sqlite_file,
 )
 from backend.services.context import NewDay
@@ -37,6 +38,7 @@ __all__ = [
     "make_sessionmaker",
     "normalise_url",
     "open_backend",
+    "schema_revisions",
     "sqlite_file",
 ]
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -93,3 +95,16 @@ async def create_schema(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with the Alembic migrations (idempotent)."""
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade_sync, revision)
+
+
+def _revisions_sync(connection: Connection) -> tuple[str | None, str | None]:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    newest = ScriptDirectory.from_config(config).get_current_head()
+    return MigrationContext.configure(connection).get_current_revision(), newest
+
+
+async def schema_revisions(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """The database's migration revision (None: no schema yet) and the newest one shipped."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(_revisions_sync)

@@ -1211,9 +1211,9 @@ def certificates(directory: Path) -> tuple[str, str, str]:
 async def echo_server(smsc_url: str) -> None:
     """A ``BindPool`` whose sink puts each message's text back: the SMPP path without a dialog."""
     from gateway.binds import BindPool
-    from gateway.esme.inbound import InboundEvent, InboundMessage
     from gateway.outbox.base import MemoryOutbox, reply_meta
     from gateway.settings import SmscProfile
+    from gateway.sms.events import InboundEvent, InboundMessage
 
     outbox = MemoryOutbox()
 

@@ -53,11 +53,12 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def cells() -> dict[str, tuple[Callable[[], Any], int]]:
     """Name → (one operation, operations it stands for)."""
-    from gateway.esme.inbound import InboundProcessor, ReceiptEvent
+    from gateway.esme.inbound import InboundProcessor
     from gateway.outbox.base import DeliveryTracker
     from gateway.smpp import codec
     from gateway.smpp.pdu import Pdu
     from gateway.sms import text
+    from gateway.sms.events import ReceiptEvent
 
     receipt_pdu = Pdu(
         "deliver_sm",

@@ -6,8 +6,13 @@ transition table built once from the tree. A turn reads the answer, runs the sma
 option or list item chosen (remember a pick, prepare a pending change), fires the event on the
 shared machine and renders the screen reached. A session opens with the dialled code — ``*100#``,
 or a shortcut like ``*100*3*1#`` which is replayed as answers from the root — and carries the USSD
-session id. A final screen ends the session (``Reply.end``) and deletes the record; an idle
-session expires after the dialog TTL (120 s). The tree itself is in ``dialogs/ussd.py``.
+session id; a number that is not a subscriber is refused there with a text. An aggregator's
+request that arrives with answers for a session unknown here (``Inbound.dialled``) is replayed
+as that dial. An option may be offered or worded by the subscriber's state (``shown``,
+``label_of``: ``Włącz`` or ``Wyłącz``). A wrong answer is asked again on the same screen with
+the reason. A final screen ends the session (``Reply.end``) and deletes the record; an idle
+session expires after the dialog TTL (120 s), and over SMPP the gateway ends it with a text
+(``gateway/ussd_idle.py``). The tree itself is in ``dialogs/ussd.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.errors import ServiceError
+from backend.errors import NotFound, ServiceError
 from dialogs.catalogue import texts
 from dialogs.errors import DialogInputError
 from dialogs.handlers.context import Ctx
@@ -38,6 +43,10 @@ Hook = Callable[[Ctx, Data], Awaitable[None]]
 PickHook = Callable[[Ctx, Data, Item], Awaitable[None]]
 #: An answer handler returns ``"ok"`` (go on) or ``"retry"`` (ask again; ``data["note"]`` says why).
 Answer = Callable[[Ctx, Data, str], Awaitable[str]]
+#: The catalogue key of an option's label by the subscriber's state (``Włącz`` or ``Wyłącz``).
+LabelOf = Callable[[Ctx, Data], Awaitable[str]]
+#: Whether an option is offered in the subscriber's state (``Dołącz`` only to non-members).
+Shown = Callable[[Ctx, Data], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,8 @@ class Option:
     label: str  # catalogue key
     target: str
     hook: Hook | None = None
+    label_of: LabelOf | None = None  # overrides ``label``
+    shown: Shown | None = None  # None: always offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +128,26 @@ class MenuDialog:
     async def handle(self, turn: Turn) -> None:
         path = dialled_path(turn.inbound.text)
         if path is None and not turn.resumed:
-            if not turn.found:  # the session timed out (or never was): nothing to answer
-                turn.reply(texts(await self._language(turn))("ussd.expired"), end=True)
+            dialled = dialled_path(turn.inbound.dialled) if turn.inbound.dialled else None
+            if dialled is not None:
+                path = dialled  # an aggregator's first request carrying the answers so far
+            elif not turn.found:  # the session timed out (or never was): nothing to answer
+                turn.reply(
+                    texts(await self._language(turn) or self.default_language)("ussd.expired"),
+                    end=True,
+                )
                 turn.finish()
                 return
-            path = []  # a new session id answering: start from the root
+            else:
+                path = []  # a new session id answering: start from the root
         if path is not None:
+            lang = await self._language(turn)
+            if lang is None:  # not a subscriber: refused at the dial, with a text
+                turn.reply(texts(self.default_language)("error.not_found.subscriber"), end=True)
+                turn.finish()
+                return
             turn.data.clear()
-            turn.data.update(sid=turn.inbound.session_id, lang=await self._language(turn))
+            turn.data.update(sid=turn.inbound.session_id, lang=lang)
         ctx = Ctx(turn.backend, turn.msisdn, str(turn.data["lang"]), "ussd")
         try:
             if path is not None:
@@ -148,11 +171,12 @@ class MenuDialog:
             await self._finish(turn, ctx, exc)
             await self._render(turn, ctx)
 
-    async def _language(self, turn: Turn) -> str:
+    async def _language(self, turn: Turn) -> str | None:
+        """The subscriber's language; None when the number is not a subscriber."""
         try:
             lang = (await turn.backend.subscriber(turn.msisdn)).language
-        except ServiceError:
-            return self.default_language
+        except NotFound:
+            return None
         return lang if lang in ("pl", "en") else self.default_language
 
     async def _finish(self, turn: Turn, ctx: Ctx, exc: ServiceError | DialogInputError) -> None:
@@ -163,6 +187,8 @@ class MenuDialog:
         """Apply a menu answer on the current screen; False when it is not on the menu."""
         screen = self.screens[turn.state]
         option = next((o for o in screen.options if o.key == key), None)
+        if option is not None and option.shown is not None:
+            option = option if await option.shown(ctx, turn.data) else None
         if option is not None:
             if option.hook is not None:
                 await option.hook(ctx, turn.data)
@@ -236,7 +262,10 @@ class MenuDialog:
             parts.append(t(screen.title))
         if screen.view is not None:
             parts.append(await screen.view(ctx, data))
-        parts += [f"{o.key} {t(o.label)}" for o in screen.options]
+        for o in screen.options:
+            if o.shown is None or await o.shown(ctx, data):
+                label = await o.label_of(ctx, data) if o.label_of is not None else o.label
+                parts.append(f"{o.key} {t(label)}")
         footer = []
         if screen.items is not None:
             pages = await self._pages(ctx, data, screen)

@@ -66,31 +66,66 @@ def split_numbers(text: str) -> list[str]:
 
     Spaces and dashes inside a number are allowed (``+48 601-234-567``); numbers may be separated by
     spaces, commas or semicolons. Digit groups are joined until they make a 9-digit national or an
-    11-digit ``48…`` number.
+    11-digit ``48…`` number. What cannot be one is refused with what it is: a group too short to be
+    a number before the next one starts (``5011111 502222222``: 7 digits), too long, or foreign.
     """
     numbers: list[str] = []
     # Full-width or Arabic-Indic digits are digits to a subscriber, but stored and shown as ASCII.
     text = re.sub(r"\d", lambda m: str(unicodedata.digit(m.group())), text)
     for chunk in re.split(r"[,;]", text):
+        tokens = _NUMBER_TOKENS.findall(chunk.replace("-", "").replace("(", "").replace(")", ""))
         current = ""
-        for token in _NUMBER_TOKENS.findall(
-            chunk.replace("-", "").replace("(", "").replace(")", "")
-        ):
+        for i, token in enumerate(tokens):
+            joined = current + token
+            if current and not _international(joined) and len(_digits(joined)) > 9:
+                raise _not_a_number(current)
             current += token
-            digits = current.lstrip("+").lstrip("0")
-            international = current.startswith(("+", "00")) or (
-                digits.startswith("48") and len(digits) > 9
-            )
-            if len(digits) == 9 and not international:
+            digits = _digits(current)
+            if _international(current):
+                if len(digits) >= 2 and not digits.startswith("48"):
+                    raise DialogInputError(
+                        "invalid.numbers.not_polish", number=_foreign(digits, tokens[i + 1 :])
+                    )
+                if len(digits) > 11:
+                    raise _not_a_number(current)
+                if len(digits) == 11:
+                    numbers.append(digits)
+                    current = ""
+            elif len(digits) == 9:
                 numbers.append("48" + digits)
                 current = ""
-            elif international and len(digits) >= 11:
-                numbers.append(digits)
-                current = ""
         if current:
-            shown = current if len(current) <= 16 else current[:15] + "…"
-            raise DialogInputError("input.bad_number", number=shown)
+            raise _not_a_number(current)
     return numbers
+
+
+def _foreign(digits: str, following: list[str]) -> str:
+    """The whole foreign number: the groups after its country code, up to E.164's 15 digits,
+    stopping at a group that is a Polish number by itself."""
+    for token in following:
+        if token.startswith("+") or len(token) == 9 or len(digits) + len(token) > 15:
+            break
+        digits += token
+    return f"+{digits}"
+
+
+def _digits(number: str) -> str:
+    return number.lstrip("+").lstrip("0")
+
+
+def _international(number: str) -> bool:
+    digits = _digits(number)
+    return number.startswith(("+", "00")) or (digits.startswith("48") and len(digits) > 9)
+
+
+def _not_a_number(current: str) -> DialogInputError:
+    """What ``current`` is: too short or too long for a number (counted in its digits)."""
+    shown = current if len(current) <= 16 else current[:15] + "…"
+    digits = len(current.lstrip("+"))
+    if _international(current):
+        return DialogInputError("input.bad_number", number=shown)
+    key = "input.short_number" if len(_digits(current)) < 9 else "input.long_number"
+    return DialogInputError(key, number=shown, digits=digits)
 
 
 def menu_number(text: str) -> int | None:

@@ -95,8 +95,32 @@ class Step:
 Handler = Callable[[Ctx, Command], Awaitable[Step]]
 
 
-def _lines(items: list[views.Item]) -> str:
-    return "\n".join(i.label for i in items)
+#: List replies are paged so that each page fits one SMS with the longest lines (7-digit amounts).
+INVOICES_PER_PAGE = 4
+PROFIT_PER_PAGE = 4
+
+
+def _page_number(cmd: Command, skip: int = 0) -> int:
+    """``FAKTURY 2`` → 2 (``skip`` words of sub-command first); 1 when no number is given."""
+    words = cmd.words[skip:]
+    if not words:
+        return 1
+    n = menu_number(words[0])
+    if n is None or n < 1 or len(words) > 1:
+        raise DialogInputError("list.page")
+    return n
+
+
+def _paged(ctx: Ctx, items: list[views.Item], size: int, page: int, prefix: str) -> str:
+    """Page ``page`` of ``items`` under ``<prefix>`` with ``<prefix>.more`` naming the next one."""
+    pages = max(1, -(-len(items) // size))
+    if page > pages:
+        raise DialogInputError(f"{prefix}.no_page", pages=pages)
+    lines = "\n".join(i.label for i in items[(page - 1) * size : page * size])
+    text = ctx.t(prefix, lines=lines, page=page, pages=pages)
+    if page < pages:
+        text += "\n" + ctx.t(f"{prefix}.more", next=page + 1)
+    return text
 
 
 async def _help(ctx: Ctx, cmd: Command) -> Step:
@@ -120,34 +144,57 @@ async def _invoice(ctx: Ctx, cmd: Command) -> Step:
 
 
 async def _invoices(ctx: Ctx, cmd: Command) -> Step:
+    page = _page_number(cmd)
     items = await views.invoice_lines(ctx)
-    return Step(ctx.t("invoices", lines=_lines(items)) if items else ctx.t("invoices.none"))
+    if not items:
+        return Step(ctx.t("invoices.none"))
+    return Step(_paged(ctx, items, INVOICES_PER_PAGE, page, "invoices"))
 
 
 async def _payment(ctx: Ctx, cmd: Command) -> Step:
     if not cmd.words or cmd.words[0] not in CHANGE_WORDS:
         if cmd.words:
             raise DialogInputError("payment.usage")
-        return Step(await views.payment(ctx) + "\n" + ctx.t("payment.how"))
-    choices = await views.payment_methods(ctx)
+        return Step(await views.payment(ctx) + " " + ctx.t("payment.how"))
+    choices = await views.payment_choices(ctx)
     wanted = " ".join(cmd.words[1:])
     if not wanted and len(choices) == 1:
-        chosen = choices[0]
+        chosen = choices[0][1]
     else:
-        found = [c for c in choices if wanted and wanted in (fold(c.value), fold(c.label))]
+        found = [item for n, item in choices if wanted and _names_method(wanted, n, item)]
         if not found:
-            codes = ", ".join(fold(c.value) for c in choices)
-            example = fold(choices[0].value) if choices else ""
-            raise DialogInputError("payment.pick", methods=codes, example=example)
+            methods = ", ".join(ctx.t("payment.choice", n=n, name=i.label) for n, i in choices)
+            example = str(choices[0][0]) if choices else ""
+            raise DialogInputError("payment.pick", methods=methods, example=example)
         chosen = found[0]
     pending = {"op": "payment", "code": chosen.value, "name": chosen.label}
     return Step(await actions.describe(ctx, pending), pending=pending)
 
 
+def _names_method(wanted: str, n: int, item: views.Item) -> bool:
+    """``2``, ``polecenie zapłaty``, ``polecenie`` or the code all name method 2."""
+    label = fold(item.label)
+    return wanted in (str(n), fold(item.value).replace("_", " "), label, label.split(" ")[0])
+
+
+async def _tariff_overview(ctx: Ctx) -> str:
+    """The tariff, a change waiting for its date, and the others with their prices."""
+    t = ctx.t
+    current = await ctx.backend.tariff(ctx.msisdn)
+    info = await ctx.backend.subscriber(ctx.msisdn)
+    waiting = await ctx.backend.pending_tariff(ctx.msisdn)
+    chosen = (current.code, waiting.value if waiting else current.code)
+    others = ", ".join(
+        t("tariff.choice", code=x.code, fee=t.amount(x.monthly_fee))
+        for x in await ctx.backend.tariffs()
+        if x.code not in chosen and (not x.business_only or info.account_kind == "business")
+    )
+    return await views.tariff(ctx) + "\n" + t("tariff.how", choices=others)
+
+
 async def _tariff(ctx: Ctx, cmd: Command) -> Step:
     if not cmd.words:
-        codes = ", ".join(i.value for i in await views.tariff_choices(ctx))
-        return Step(await views.tariff(ctx) + "\n" + ctx.t("tariff.how", names=codes))
+        return Step(await _tariff_overview(ctx))
     choices = await ctx.backend.tariffs()
     wanted = "".join(cmd.words)
     found = [x for x in choices if wanted in (fold(x.code), fold(x.name).replace(" ", ""))]
@@ -161,9 +208,11 @@ async def _tariff(ctx: Ctx, cmd: Command) -> Step:
 async def _services(ctx: Ctx, cmd: Command) -> Step:
     include_all = bool(cmd.words) and cmd.words[0] in ALL_WORDS
     found = await ctx.backend.services(ctx.msisdn, include_all=include_all)
-    lines = "\n".join(f"{s.code} {views.service_label(ctx, s)}" for s in found)
     if include_all:
-        return Step(ctx.t("services.all", lines=lines))
+        mark = ctx.t("service.on_mark")
+        codes = ", ".join(f"{s.code}{mark if s.active else ''}" for s in found)
+        return Step(ctx.t("services.all", codes=codes))
+    lines = "\n".join(f"{s.code} {s.name}" for s in found)
     return Step(ctx.t("services.mine", lines=lines) if found else ctx.t("services.mine_none"))
 
 
@@ -180,7 +229,9 @@ async def _service_code(ctx: Ctx, cmd: Command, usage_key: str) -> str:
 
 async def _service(ctx: Ctx, cmd: Command) -> Step:
     code = await _service_code(ctx, cmd, "service.usage")
-    return Step(await views.service(ctx, code))
+    text = await views.service(ctx, code)
+    how = "service.how_off" if await views.service_active(ctx, code) else "service.how_on"
+    return Step(text + "\n" + ctx.t(how, code=code))
 
 
 async def _switch(ctx: Ctx, cmd: Command, op: str) -> Step:
@@ -199,7 +250,11 @@ async def _off(ctx: Ctx, cmd: Command) -> Step:
 
 async def _favourites(ctx: Ctx, cmd: Command, kind: str, count: int) -> Step:
     if not cmd.args:
-        return Step(await views.favourites(ctx, kind) + "\n" + ctx.t(f"fav.{kind}.how"))
+        code = "3IJA" if kind == "3ija" else "PRZYJACIEL"
+        how = ctx.t(f"fav.{kind}.how")
+        if not await views.service_active(ctx, code):
+            how = ctx.t("service.how_on", code=code)
+        return Step(await views.favourites(ctx, kind) + "\n" + how)
     numbers = split_numbers(cmd.args)
     if len(numbers) != count:
         raise DialogInputError(f"fav.{kind}.usage", given=len(numbers))
@@ -235,13 +290,16 @@ async def _profit(ctx: Ctx, cmd: Command) -> Step:
         pending = {"op": "profit_join"}
         return Step(await actions.describe(ctx, pending), pending=pending)
     if cmd.words and cmd.words[0] in HISTORY_WORDS:
+        page = _page_number(cmd, skip=1)
         items = await views.profit_lines(ctx)
-        return Step(
-            ctx.t("profit.history", lines=_lines(items)) if items else ctx.t("profit.empty")
-        )
+        if not items:
+            return Step(ctx.t("profit.empty"))
+        return Step(_paged(ctx, items, PROFIT_PER_PAGE, page, "profit.history"))
     if cmd.words:
         raise DialogInputError("profit.usage")
-    return Step(await views.profit(ctx))
+    member = (await ctx.backend.profit(ctx.msisdn)).member
+    how = ctx.t("profit.how_history" if member else "profit.how_join")
+    return Step(await views.profit(ctx) + " " + how)
 
 
 COMMANDS: Mapping[str, Handler] = {
@@ -330,7 +388,8 @@ class SmsDialog:
             state = "idle"
         if cmd is None:
             word = squeeze(turn.inbound.text).partition(" ")[0][:20]
-            self._read_only(turn, ctx.t("unknown", word=word), state, held)
+            said = ctx.t("unknown", word=word) if word else ctx.t("help")
+            self._read_only(turn, said, state, held)
             return
         if cmd.name in ("yes", "no"):
             turn.reply(ctx.t("nothing_pending"))

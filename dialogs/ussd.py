@@ -40,7 +40,7 @@ def _static(fn: Callable[[Ctx], Awaitable[str]]) -> View:
 
 
 async def _service_view(ctx: Ctx, data: Data) -> str:
-    return await views.service(ctx, data["sel"])
+    return await views.service(ctx, data["sel"], link=False)
 
 
 async def _select(ctx: Ctx, data: Data, item: Item) -> None:
@@ -50,6 +50,19 @@ async def _select(ctx: Ctx, data: Data, item: Item) -> None:
 async def _toggle(ctx: Ctx, data: Data) -> None:
     active = await views.service_active(ctx, data["sel"])
     data["pending"] = {"op": "deactivate" if active else "activate", "code": data["sel"]}
+
+
+async def _toggle_label(ctx: Ctx, data: Data) -> str:
+    """``Włącz`` for a service that is off, ``Wyłącz`` for one that is on."""
+    return "ussd.opt.off" if await views.service_active(ctx, data["sel"]) else "ussd.opt.on"
+
+
+async def _member(ctx: Ctx, data: Data) -> bool:
+    return (await ctx.backend.profit(ctx.msisdn)).member
+
+
+async def _not_member(ctx: Ctx, data: Data) -> bool:
+    return not await _member(ctx, data)
 
 
 async def _pick_payment(ctx: Ctx, data: Data, item: Item) -> None:
@@ -64,11 +77,25 @@ async def _profit_join(ctx: Ctx, data: Data) -> None:
     data["pending"] = {"op": "profit_join"}
 
 
+async def _quote(ctx: Ctx, data: Data, pending: actions.Pending) -> str:
+    """Quote ``pending`` while the subscriber is still on the screen that asked for it: a change
+    that cannot be made (own or repeated number, nothing to change) is said there, and the same
+    screen asks again."""
+    data["quote"] = [pending, await actions.describe(ctx, pending)]
+    data["pending"] = pending
+    return "ok"
+
+
 async def _confirm_view(ctx: Ctx, data: Data) -> str:
     pending = data["pending"]
     if data.get("note"):  # asked again after a wrong code: the quote was shown already
         return actions.ask_code(ctx, pending, "ussd")
-    return await actions.describe(ctx, pending) + "\n" + actions.ask_code(ctx, pending, "ussd")
+    quoted = data.get("quote")
+    if quoted and quoted[0] == pending:
+        quote = str(quoted[1])
+    else:
+        quote = await actions.describe(ctx, pending)
+    return quote + "\n" + actions.ask_code(ctx, pending, "ussd")
 
 
 async def _confirm_answer(ctx: Ctx, data: Data, text: str) -> str:
@@ -81,22 +108,22 @@ async def _confirm_answer(ctx: Ctx, data: Data, text: str) -> str:
         data["note"] = result.text
         return "retry"
     data.pop("pending", None)
+    data.pop("quote", None)
     data["result"] = result.text
     return "ok"
 
 
 async def _address_answer(ctx: Ctx, data: Data, text: str) -> str:
-    data["pending"] = {"op": "address", "address": str(ctx.backend.parse_address(text))}
-    return "ok"
+    address = str(ctx.backend.parse_address(text))
+    return await _quote(ctx, data, {"op": "address", "address": address})
 
 
 def _numbers_answer(kind: str, count: int) -> Answer:
     async def answer(ctx: Ctx, data: Data, text: str) -> str:
         numbers = split_numbers(text)
         if len(numbers) != count:
-            raise DialogInputError(f"fav.{kind}.usage", given=len(numbers))
-        data["pending"] = {"op": "favourites", "kind": kind, "numbers": numbers}
-        return "ok"
+            raise DialogInputError(f"fav.{kind}.count", given=len(numbers))
+        return await _quote(ctx, data, {"op": "favourites", "kind": kind, "numbers": numbers})
 
     return answer
 
@@ -176,7 +203,7 @@ def _services_branch(id: str, title: str, items: Items) -> list[Screen]:
             f"{id}.item",
             id,
             view=_service_view,
-            options=(Option("1", "ussd.opt.toggle", f"{id}.item.ok", _toggle),),
+            options=(Option("1", "ussd.opt.on", f"{id}.item.ok", _toggle, label_of=_toggle_label),),
         ),
         _confirm(f"{id}.item.ok", f"{id}.item"),
     ]
@@ -332,8 +359,8 @@ SCREENS: tuple[Screen, ...] = (
         "root",
         view=_static(views.profit),
         options=(
-            Option("1", "ussd.opt.history", "profit.history"),
-            Option("2", "ussd.opt.join", "profit.join", _profit_join),
+            Option("1", "ussd.opt.history", "profit.history", shown=_member),
+            Option("2", "ussd.opt.join", "profit.join", _profit_join, shown=_not_member),
         ),
     ),
     Screen("profit.history", "profit", title="ussd.title.history", items=_list(views.profit_lines)),

@@ -53,6 +53,9 @@ class Inbound:
     ussd_op: int | None = None
     session_id: str | None = None
     message_id: str | None = None
+    #: For a channel that repeats the whole path with each answer (an HTTP USSD aggregator):
+    #: the dial string it amounts to (``*100*2*1#``), replayed when the session is new here.
+    dialled: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

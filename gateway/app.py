@@ -24,7 +24,7 @@ from backend.api import Backend
 from backend.clock import Clock, SystemClock
 from backend.db import create_engine, open_backend
 from backend.demo_calendar import DemoCalendar
-from backend.errors import ConfigError
+from backend.errors import ConfigError, ServiceError
 from backend.manage import seed
 from dialogs import DialogSettings, build_dialogs
 from dialogs.catalogue import texts
@@ -38,7 +38,9 @@ from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
 from gateway.outbox.watch import OutboxWatch
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
+from gateway.sms.text import text_policy
 from gateway.tls import client_context, reloading_server_context
+from gateway.ussd_idle import UssdIdle
 from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
 from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
 from gateway.web.limits import ConnectionLimits
@@ -75,9 +77,17 @@ COMPONENTS = web.AppKey("components", Components)
 HTTP_LIMITS = web.AppKey("http_limits", ConnectionLimits)
 
 
+#: How much longer the bundled simulator's network keeps an idle USSD session than the server.
+NETWORK_USSD_MARGIN = 60.0
+
+
 def password_sms(language: str, password: str) -> str:
     """The portal's password SMS: the same catalogue text as the ``HASLO`` reply."""
     return texts(language)("password", password=password)
+
+
+def catalogue_text(language: str, key: str) -> str:
+    return texts(language)(key)
 
 
 def simulator_profile(settings: Settings, sim: SimulatorController) -> SmscProfile:
@@ -98,7 +108,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         report = await seed(s.database_url, s.secret_key, demo=s.seed_demo, clock=c.clock)
     except (OSError, SQLAlchemyError) as exc:
         raise ConfigError(
-            f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {_reason(exc)}"
+            f"IDEA24_DATABASE_URL: cannot use {mask_url(s.database_url)}: {failure_reason(exc)}"
         ) from exc
     if report.demo_rows:
         log.info("database seeded", extra={"rows": report.demo_rows})
@@ -116,7 +126,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _store(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     if c.settings.redis_url:
-        await _check_redis(c.settings.redis_url)
+        await check_redis(c.settings.redis_url)
     store = store_from_url(c.settings.redis_url, clock=c.clock.monotonic)
     c.store = store
     try:
@@ -125,7 +135,8 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         await store.aclose()
 
 
-async def _check_redis(url: str) -> None:
+async def check_redis(url: str) -> None:
+    """PING once (start-up and ``idea24 check``): ConfigError naming the key if no answer."""
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
@@ -134,13 +145,13 @@ async def _check_redis(url: str) -> None:
         await client.ping()
     except (OSError, RedisError) as exc:
         raise ConfigError(
-            f"IDEA24_REDIS_URL: cannot reach {mask_url(url)}: {_reason(exc)}"
+            f"IDEA24_REDIS_URL: cannot reach {mask_url(url)}: {failure_reason(exc)}"
         ) from exc
     finally:
         await client.aclose()
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The first line of the innermost cause: what an operator can act on."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
@@ -239,7 +250,8 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     if c.simulator is not None:
         profiles = [simulator_profile(s, c.simulator)]
     metrics = c.metrics
-    router = Router(c.runtime, c.outbox, metrics)
+    idle = _ussd_idle(c)
+    router = Router(c.runtime, c.outbox, metrics, idle=idle)
     c.router = router
     tracker = DeliveryTracker()  # its counters reach /metrics through metrics.pool
     pool = BindPool(
@@ -247,7 +259,7 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         c.outbox,
         router,
         tracker=tracker,
-        policy="transliterate" if s.encoding == "transliterate" else "ucs2",
+        policy=text_policy(s.encoding),
         # Link tuning no flag carries (e.g. a short reconnect back-off in fault tests).
         session_options=s.extra.get("session_options"),
         # Redis or PostgreSQL: other processes may take our replies from the same outbox.
@@ -256,6 +268,7 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
     c.pool = pool
     router.on_ussd_queued = pool.inbound.queued
     async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(idle.aclose)
         if s.redis_url:
             # Entered first, left last: receipts still parked when the binds are closed go to
             # the other processes too.
@@ -271,6 +284,28 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
             metrics.pool.watch(None)
     c.pool = None
     c.router = None
+
+
+def _ussd_idle(c: Components) -> UssdIdle:
+    """Idle USSD sessions ended with the catalogue's text, in the subscriber's language."""
+    store, backend, outbox = c.store, c.backend, c.outbox
+    assert store is not None and backend is not None and outbox is not None
+    default = c.settings.language
+
+    async def is_open(msisdn: str) -> bool:
+        return await store.load(msisdn, "ussd") is not None
+
+    async def expired_text(msisdn: str) -> str:
+        try:
+            lang = (await backend.subscriber(msisdn)).language
+        except ServiceError:
+            lang = default
+        return texts(lang)("ussd.expired")
+
+    async def send(msisdn: str, text: str, meta: Mapping[str, Any]) -> None:
+        await outbox.put(msisdn, text, meta)
+
+    return UssdIdle(c.settings.ussd_timeout, is_open, expired_text, send)
 
 
 @contextlib.asynccontextmanager
@@ -294,13 +329,17 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.backend is not None and c.runtime is not None and c.outbox is not None
     assert c.store is not None and c.http_runtime is not None
+    s = c.settings
     portal = Portal(
         c.backend,
         c.http_runtime,
         c.outbox,
         password_sms,
-        c.settings.short_code,
-        password_cap=PasswordCap(c.store, c.settings.password_rate, c.metrics),
+        s.short_code,
+        password_cap=PasswordCap(c.store, s.password_rate, c.metrics),
+        catalogue=catalogue_text,
+        policy=text_policy(s.encoding),
+        language=s.language,
     )
     deps = app[DEPS]
     deps.portal = portal
@@ -408,6 +447,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             host=settings.simulator_smpp_host,
             port=settings.simulator_smpp_port,
             http_port=settings.simulator_http_port,
+            # The network's USSD timer runs longer than the server's idle timeout, as a real
+            # network's does: an idle session is ended by the server, with a text.
+            ussd_timeout=settings.ussd_timeout + NETWORK_USSD_MARGIN,
             tls=_simulator_tls(settings),
             tls_only=True,
         )
@@ -457,5 +499,10 @@ class _Unready:
     async def verify_temp_password(self, msisdn: str, password: str) -> bool:
         raise web.HTTPServiceUnavailable()
 
-    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
+    async def ussd_turn(
+        self, msisdn: str, session_id: str, text: str, dialled: str | None = None
+    ) -> tuple[str, bool]:
         raise web.HTTPServiceUnavailable()
+
+    async def ussd_refusal(self, key: str, msisdn: str | None = None) -> str:
+        return texts("pl")(key)

@@ -12,12 +12,14 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.esme.inbound import InboundEvent, InboundProcessor, InboundSink, ReceiptEvent
-from gateway.esme.session import SmppLink, SmppSession
+from gateway.esme.inbound import InboundProcessor
+from gateway.esme.link import SmppLink
+from gateway.esme.session import SmppSession
 from gateway.outbox.base import DeliveryTracker, Outbox
 from gateway.outbox.sender import OutboxSender, dead_local_consumer
 from gateway.settings import SmscProfile
 from gateway.sms import text
+from gateway.sms.events import InboundEvent, InboundSink, ReceiptEvent
 from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,15 @@ class BindPool:
             receipts_now=None if receipts_to_sink else self.tracker.receipt,
         )
         self.sessions = [
-            SmppSession(p, self.inbound, **dict(session_options or {})) for p in profiles
+            SmppSession(
+                p,
+                self.inbound,
+                on_ussd_reply=self.inbound.replied,
+                answer_now=self.inbound.handle_now,
+                on_connection_lost=self.inbound.connection_lost,
+                **dict(session_options or {}),
+            )
+            for p in profiles
         ]
         #: restarts the senders' loops and housekeeping, watches send tasks (one per pool)
         self.supervisor = Supervisor()

@@ -1,4 +1,4 @@
-"""The ``idea24`` command: serve, simulator, phone, db."""
+"""The ``idea24`` command: serve, simulator, phone, db, check."""
 
 from __future__ import annotations
 
@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--demo", action="store_true", help="the demo subscribers")
     seed.add_argument("--subscribers", type=int, default=0, metavar="N")
     seed.add_argument("--database-url", metavar="URL")
+    check = sub.add_parser(
+        "check", help="validate the configuration, reach the database, Redis and each SMSC once"
+    )
+    check.add_argument(
+        "--smsc", action="append", metavar="URL", help="smpp://ID:PASSWORD@HOST:PORT (repeatable)"
+    )
+    check.add_argument("--database-url", metavar="URL")
+    check.add_argument("--redis-url", metavar="URL")
+    check.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    check.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="per check (default 5)"
+    )
+    check.add_argument("--lab", action="store_true", help="as serve --lab")
     return parser
 
 
@@ -371,6 +384,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return 0
         parser.parse_args(["db", "--help"])
         return 2
+    if args.command == "check":
+        from gateway.check import run as run_check
+
+        return run_check(args)
     parser.print_help()
     return 0
 

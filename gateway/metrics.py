@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from fsm.runtime import Channel, Notice
 
 #: What :class:`PoolMetrics` reads: ``gateway.binds.BindPool.snapshot``.
 Snapshot = Callable[[], Mapping[str, Any]]
@@ -199,6 +201,9 @@ class HttpLimitCounters:
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: ``idea24_turns_total`` outcomes: the dialog answered, said nothing, or the runtime answered
+#: with a notice instead (``fsm.runtime.Notice``: error, busy, rate_limited).
+TURN_OUTCOMES = ("replied", "silent", *get_args(Notice))
 
 
 @dataclass
@@ -226,6 +231,14 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
+        # Every channel's turn series exist from the start, at 0: a rate() or an alert on
+        # outcome="error" then sees the first error (a series born at 1 shows no increase),
+        # and the dashboards and alert rules name only series the server exports.
+        for channel in get_args(Channel):
+            self.messages_in.labels(channel, "ok")
+            self.turn_seconds.labels(channel)
+            for outcome in TURN_OUTCOMES:
+                self.turns.labels(channel, outcome)
         self.outbox_depth = Gauge(
             "idea24_outbox_depth", "Messages waiting in the outbox", registry=r
         )
@@ -261,6 +274,14 @@ class Metrics:
             ["origin"],
             registry=r,
         )
+        # Each refusal's series at 0 from the start, as the turns' are: an alert on
+        # scope="global" or reason="unauthorized" then sees the first one.
+        for reason in ("unauthorized", "loopback_only", "not_allowed"):
+            self.ussd_http_refused.labels(reason)
+        for scope in ("number", "global"):
+            self.password_requests_refused.labels(scope)
+        for origin in ("smpp", "http"):
+            self.wrong_codes.labels(origin)
         self.code_guessing = Counter(
             "idea24_code_guessing_detected_total",
             "Wrong subscriber codes beyond IDEA24_CODE_GUESS_LIMIT per minute across all"
@@ -287,6 +308,10 @@ class Metrics:
         r.register(self.outbox)
         self.http_limits = HttpLimitCounters()
         r.register(self.http_limits)
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPE
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from fsm.runtime import Deliver, Inbound, Notice, Reply
-from gateway.esme.inbound import InboundEvent, InboundMessage, ReceiptEvent
+from fsm.runtime import Inbound, Reply
 from gateway.metrics import Metrics
 from gateway.outbox.base import Outbox, reply_meta
+from gateway.sms.events import InboundEvent, InboundMessage, ReceiptEvent
+from gateway.ussd_idle import UssdIdle
+from gateway.web.turns import TurnRunner, ussd_screen
 
 log = logging.getLogger(__name__)
-
-
-class TurnRunner(Protocol):
-    async def turn(self, inbound: Inbound, deliver: Deliver | None = None) -> list[Reply]: ...
-
-    def notice(self, inbound: Inbound, kind: Notice) -> Reply: ...
 
 
 def to_inbound(message: InboundMessage) -> Inbound:
@@ -35,13 +31,6 @@ def to_inbound(message: InboundMessage) -> Inbound:
         session_id=message.session_id,
         message_id=message.message_id or None,
     )
-
-
-def ussd_screen(replies: Sequence[Reply]) -> tuple[str, bool]:
-    """USSD shows one screen per turn: join what the dialog said; the session ends if any did."""
-    if not replies:
-        return "", True
-    return "\n".join(r.text for r in replies), any(r.end for r in replies)
 
 
 class _ChannelMetrics(NamedTuple):
@@ -60,10 +49,13 @@ class Router:
         outbox: Outbox,
         metrics: Metrics,
         on_ussd_queued: Callable[[str], None] | None = None,
+        idle: UssdIdle | None = None,
     ) -> None:
         self.runtime = runtime
         self.outbox = outbox
         self.metrics = metrics
+        #: ends a USSD session left idle with a text (None: the network's timeout ends it)
+        self.idle = idle
         #: told the subscriber of every USSD menu as it is queued (the inbound side's redelivery
         #: check: an identical answer after it is the subscriber's, not the SMSC's copy)
         self.on_ussd_queued = on_ussd_queued
@@ -90,6 +82,8 @@ class Router:
         started = time.perf_counter()
         counted = self._channel(message.channel)
         counted.messages_in.inc()
+        if message.channel == "ussd" and self.idle is not None:
+            self.idle.answered(message.msisdn)
 
         async def deliver(replies: list[Reply]) -> None:
             # Called by the runtime before it saves the turn's state: a reply queued durably
@@ -103,7 +97,13 @@ class Router:
                 # that raises fails the turn, and a failed turn's copy is processed anyway.
                 if self.on_ussd_queued is not None:
                     self.on_ussd_queued(message.msisdn)
-                await self.outbox.put(message.msisdn, text, reply_meta(message, end=end))
+                meta = reply_meta(message, end=end)
+                await self.outbox.put(message.msisdn, text, meta)
+                if self.idle is not None:
+                    if end:
+                        self.idle.answered(message.msisdn)
+                    else:
+                        self.idle.menu_sent(message.msisdn, meta)
             else:
                 texts = [r.text for r in replies]
                 await self.outbox.put(message.msisdn, texts, reply_meta(message))

@@ -10,7 +10,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -135,8 +135,9 @@ class Settings:
     short_code: str = "2424"
     ussd_code: str = "*100#"
     language: str = "pl"
-    #: How text that GSM-7 cannot carry is sent: "ucs2" or "transliterate" (ą→a, ł→l...).
-    encoding: str = "ucs2"
+    #: How text that GSM-7 cannot carry is sent: "auto" (Polish letters when they cost no more
+    #: parts), "ucs2" or "transliterate" (ą→a, ł→l...); SMS and USSD alike.
+    encoding: str = "auto"
     ussd_timeout: float = 120.0
     #: Portal password requests per minute across all numbers (each sends an SMS).
     password_rate: int = 600
@@ -188,9 +189,6 @@ class Settings:
     @property
     def dev_secrets(self) -> bool:
         return self.api_key == DEV_API_KEY or self.secret_key == DEV_SECRET_KEY
-
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
 
 ENV_KEYS: Mapping[str, str] = {
@@ -317,8 +315,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IDEA24_REDIS_URL: expected redis://HOST:PORT/DB, got {s.redis_url!r}")
     if s.language not in ("pl", "en"):
         raise ConfigError(f"IDEA24_LANGUAGE: expected pl or en, got {s.language!r}")
-    if s.encoding not in ("ucs2", "transliterate"):
-        raise ConfigError(f"IDEA24_ENCODING: expected ucs2 or transliterate, got {s.encoding!r}")
+    if s.encoding not in ("auto", "ucs2", "transliterate"):
+        raise ConfigError(
+            f"IDEA24_ENCODING: expected auto, ucs2 or transliterate, got {s.encoding!r}"
+        )
     if s.password_rate < 1 or s.code_guess_limit < 1:
         raise ConfigError(
             "IDEA24_PASSWORD_RATE / IDEA24_CODE_GUESS_LIMIT: 1 or more per minute, got"

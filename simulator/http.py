@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -23,12 +23,10 @@ from simulator.faults import FaultError
 from simulator.mo import MoEncodingError
 from simulator.replay import SmscTarget, replay
 from simulator.script import ScriptError, parse, record
-from simulator.smsc import MoRefused, Smsc, UssdError
+from simulator.smsc import MoRefused, Smsc
 from simulator.trace import matches
 from simulator.ussd import UssdTimeout
-
-if TYPE_CHECKING:
-    from simulator.controller import SimulatorController
+from simulator.ussd_network import UssdError
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +272,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def add_handset_routes(
     app: web.Application,
-    sim: Smsc | SimulatorController,
+    smsc: Smsc,
     *,
     prefix: str = "/phone",
     api: str | None = None,
@@ -282,7 +280,6 @@ def add_handset_routes(
     ussd_code: str = "*100#",
 ) -> HandsetApi:
     """Add the web handset at ``prefix`` and its API at ``api`` (default ``prefix + /api/v1``)."""
-    smsc = sim if isinstance(sim, Smsc) else sim.smsc
     prefix = prefix.rstrip("/")
     api = (api or f"{prefix}/api/v1").rstrip("/")
     h = HandsetApi(smsc, prefix=prefix, api=api, short_code=short_code, ussd_code=ussd_code)

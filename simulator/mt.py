@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.smpp.pdu import ESM_UDHI
-from gateway.sms.text import Body, UdhError, decode_body, split_short_message
+from gateway.sms.decoding import Body, UdhError, codec_for, decode_body, split_short_message
 
 #: Parts of an incomplete message are forgotten after this many seconds (as a handset does).
 DEFAULT_TIMEOUT = 120.0
@@ -107,3 +107,15 @@ class MtAssembler:
         for k in old:
             del self._pending[k]
         return len(old)
+
+
+def body_codec(data: bytes, data_coding: int) -> str:
+    """The codec of a body without UDH, as :func:`gateway.sms.text.split_short_message` picks it.
+
+    A "GSM" body with octets above 0x7F cannot be GSM-7 (one septet per octet) and is read as
+    Latin-1; ``bytes.isascii`` checks that in C instead of a loop over the octets.
+    """
+    codec = codec_for(data_coding)
+    if codec == "gsm" and not data.isascii():
+        return "latin-1"
+    return codec

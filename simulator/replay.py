@@ -24,9 +24,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from simulator.script import Script, ScriptError, Step, load
-from simulator.smsc import Smsc, UssdError
+from simulator.smsc import Smsc
 from simulator.store import HandsetMessage
 from simulator.ussd import UssdTimeout
+from simulator.ussd_network import UssdError
 
 _STREAM = aiohttp.ClientTimeout(total=None, sock_read=None)
 

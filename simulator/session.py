@@ -7,7 +7,7 @@ one ``data_received`` (responses, then the receipts those submits asked for) lea
 ``transport.write``. Two PDUs that make up nearly all traffic skip the general path where the
 bind-state table would only say yes: a submit_sm while bound to transmit is decoded by the codec
 and handled without a state check, a plain deliver_sm_resp is read from its header alone, and
-submit_sm_resp and receipts are written from pre-packed bytes (:mod:`simulator.fastpath`).
+submit_sm_resp and receipts are written from pre-packed bytes (:mod:`gateway.smpp.wire`).
 
 Nothing here awaits, so one slow client never holds up another: when its socket buffer fills
 (``pause_writing``) the session stops reading from it and stops sending it deliver_sm, which
@@ -23,59 +23,47 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
+from gateway.smpp import wire
 from gateway.smpp.codec import BindState, Framer, SmppConnection, decode
 from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from gateway.smpp.pdu import TEMPORARY_STATUSES, Pdu, Status
-from simulator import fastpath
-
-if TYPE_CHECKING:
-    from simulator.smsc import Smsc
+from simulator.delivery import Delivery
+from simulator.faults import SimulatorHandler
+from simulator.store import HandsetStore
+from simulator.trace import PduTrace
 
 log = logging.getLogger(__name__)
 
 BIND_MODES = {"bind_transmitter": "tx", "bind_receiver": "rx", "bind_transceiver": "trx"}
 _TX_STATES = frozenset({BindState.BOUND_TX, BindState.BOUND_TRX})
 _RX_STATES = frozenset({BindState.BOUND_RX, BindState.BOUND_TRX})
-_DELIVER_SM_RESP_OK = b"\x00\x00\x00\x11\x80\x00\x00\x05"  # length 17: empty message_id
-_HEADER = fastpath.HEADER
 
 
-@dataclass(slots=True)
-class Delivery:
-    """A deliver_sm the SMSC must get acknowledged by some receiving session of ``system_id``
-    (None: any). ``done`` runs once with the final deliver_sm_resp status.
+class SessionHost(Protocol):
+    """What a session asks of the SMSC it belongs to (:class:`simulator.smsc.Smsc`)."""
 
-    A receipt carries its pre-packed ``body`` (:func:`simulator.fastpath.receipt_body`) and the
-    ``receipt`` (message id, state) to record once acknowledged; ``pdu`` is then built only if
-    some path needs it.
-    """
+    handler: SimulatorHandler
+    store: HandsetStore
+    trace: PduTrace
+    system_id: str
+    window: int
+    undelivered: deque[Delivery]
 
-    pdu: Pdu | None
-    system_id: str | None = None
-    attempts: int = 0
-    done: Callable[[int], None] | None = field(default=None)
-    body: bytes | None = None
-    receipt: tuple[str, str] | None = None
-    destination: str = ""
-
-    def template(self) -> Pdu:
-        """The deliver_sm to send (sequence 0), decoded from ``body`` if it was pre-packed."""
-        if self.pdu is None:
-            assert self.body is not None
-            self.pdu = decode(fastpath.deliver_sm(0, self.body))
-        return self.pdu
-
-    def destination_addr(self) -> str:
-        if self.pdu is None:
-            return self.destination
-        return str(self.pdu.get("destination_addr"))
+    def now(self) -> float: ...
+    def attach(self, session: SmscSession) -> None: ...
+    def detach(self, session: SmscSession, redeliver: list[Delivery]) -> None: ...
+    def check_bind(self, pdu: Pdu, peer: str = "") -> int: ...
+    def bound(self, session: SmscSession) -> None: ...
+    def submit(self, session: SmscSession, pdu: Pdu) -> None: ...
+    def retry(self, delivery: Delivery) -> None: ...
+    def query(self, pdu: Pdu) -> Pdu: ...
+    def drain_receipts(self) -> None: ...
 
 
 class SmscSession(asyncio.Protocol):
-    def __init__(self, smsc: Smsc) -> None:
+    def __init__(self, smsc: SessionHost) -> None:
         self.smsc = smsc
         self.conn = SmppConnection("smsc")
         self.framer = Framer()
@@ -173,6 +161,8 @@ class SmscSession(asyncio.Protocol):
         framer = self.framer
         conn = self.conn
         trace = self.smsc.trace
+        is_bare_deliver_sm_resp = wire.is_bare_deliver_sm_resp
+        is_submit_sm = wire.is_submit_sm
         try:
             framer.feed(data)
             while not self.closed:
@@ -186,11 +176,10 @@ class SmscSession(asyncio.Protocol):
                     break
                 if trace.size:
                     trace.record(self.bind_info, "in", frame)
-                head = frame[:8]
-                if head == _DELIVER_SM_RESP_OK and frame[16] == 0:
+                if is_bare_deliver_sm_resp(frame):
                     self._on_deliver_resp_frame(frame)
                     continue
-                if head[4:] == b"\x00\x00\x00\x04" and conn.state in _TX_STATES:
+                if is_submit_sm(frame) and conn.state in _TX_STATES:
                     try:
                         event: Pdu | ProtocolError | None = decode(frame)
                     except RemoteProtocolError as exc:
@@ -243,7 +232,7 @@ class SmscSession(asyncio.Protocol):
     def accept_submit(self, request: Pdu, message_id: str) -> None:
         """Answer a submit_sm / data_sm with ESME_ROK and ``message_id`` (honouring delays)."""
         if request.command == "submit_sm" and self.smsc.handler.response_delay(request) <= 0:
-            data = fastpath.submit_sm_resp(request.sequence, message_id)
+            data = wire.submit_sm_resp(request.sequence, message_id)
             if data is not None and self.conn.state is not BindState.CLOSED:
                 self.write(data)
                 return
@@ -294,7 +283,7 @@ class SmscSession(asyncio.Protocol):
             if body is not None and conn.state in _RX_STATES:  # pre-packed receipt
                 sequence = conn.next_sequence()
                 outstanding[sequence] = (delivery, now)
-                self.write(fastpath.deliver_sm(sequence, body))
+                self.write(wire.deliver_sm(sequence, body))
                 continue
             template = delivery.template()
             pdu = Pdu(template.command, conn.next_sequence(), 0, template.params)
@@ -352,7 +341,7 @@ class SmscSession(asyncio.Protocol):
 
     def _on_deliver_resp_frame(self, frame: bytes) -> None:
         """A deliver_sm_resp with an empty message_id, read from its header alone."""
-        _length, _command, status, sequence = _HEADER.unpack_from(frame)
+        _length, _command, status, sequence = wire.read_header(frame)
         pdu = Pdu("deliver_sm_resp", sequence, status, {"message_id": ""})
         if self.smsc.handler.should_drop(pdu):
             log.info("fault: dropping connection", extra={"peer": self.peer})

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import re
@@ -29,29 +28,27 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from gateway.smpp.pdu import (
     ESM_UDHI,
     REGISTERED_DELIVERY_RECEIPT_MASK,
-    MessageState,
     Pdu,
     Status,
-    UssdOp,
 )
-from gateway.sms.receipts import format_receipt
-from gateway.sms.text import Body, decode_body, encode_ussd
-from simulator import fastpath
-from simulator.bindguard import BindGuard, peer_host
-from simulator.faults import RECEIPT_STATES, Faults, SimulatorHandler
+from gateway.sms.decoding import Body, decode_body
+from simulator.bindguard import BindGuard, check_credentials
+from simulator.delivery import Delivery
+from simulator.faults import Faults, SimulatorHandler
 from simulator.mo import handset_parts
-from simulator.mt import MtAssembler, split_part
-from simulator.session import Delivery, SmscSession
+from simulator.mt import MtAssembler, body_codec, split_part
+from simulator.receipts import FinalStates, receipt_delivery
+from simulator.session import SmscSession
 from simulator.store import HandsetMessage, HandsetStore
 from simulator.trace import DEFAULT_SIZE as DEFAULT_TRACE_SIZE
 from simulator.trace import PduTrace
-from simulator.ussd import UssdReply, UssdSessions, UssdTimeout, is_dial_string
+from simulator.ussd import UssdReply, UssdSessions
+from simulator.ussd_network import UssdNetwork
 
 log = logging.getLogger(__name__)
 Split = tuple[tuple[str, int, int, int] | None, Body]
@@ -59,38 +56,11 @@ Split = tuple[tuple[str, int, int, int] | None, Body]
 DEFAULT_ACCOUNTS: Mapping[str, str] = {"idea24": "idea24"}
 #: Deliveries kept while no receiving session is bound; the oldest are dropped beyond this.
 UNDELIVERED_LIMIT = 100_000
-#: Final states remembered for query_sm; the oldest are forgotten beyond this.
-QUERY_LIMIT = 100_000
 MAX_ATTEMPTS = 5
 
 
 class MoRefused(RuntimeError):
     """An ESME answered an MO part with an error status (after retries for temporary ones)."""
-
-
-class UssdError(ValueError):
-    """A USSD answer with no open session (the handset must dial a code like ``*100#`` first)."""
-
-
-def receipt_text(message_id: str, state: str, submitted: float, done: float, text: str) -> str:
-    """The SMSC receipt body of SMPP 3.4 appendix B via :func:`gateway.sms.receipts.format_receipt`.
-
-    ``state`` is a ``stat:`` word of :data:`RECEIPT_STATES`; err is 000 when delivered, else 001.
-    """
-    return format_receipt(
-        message_id,
-        MessageState(RECEIPT_STATES[state]),
-        submitted_at=_minute(int(submitted) // 60),
-        done_at=_minute(int(done) // 60),
-        error="000" if state == "DELIVRD" else "001",
-        text=text,
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _minute(minute: int) -> datetime:
-    """Local time of a minute since the epoch (cached: receipts come thousands a second)."""
-    return datetime.fromtimestamp(minute * 60)
 
 
 class Smsc:
@@ -105,7 +75,9 @@ class Smsc:
         enquire_link_interval: float = 30.0,
         inactivity_timeout: float = 90.0,
         response_timeout: float = 30.0,
-        ussd_timeout: float = 120.0,
+        # The network's USSD timer: longer than the server's idle timeout (120 s), as a real
+        # network's is, so an idle session is ended by the server with a text.
+        ussd_timeout: float = 180.0,
         bind_guard: BindGuard | None = None,
         trace_size: int = DEFAULT_TRACE_SIZE,
     ) -> None:
@@ -121,6 +93,7 @@ class Smsc:
         self.store = HandsetStore()
         self.trace = PduTrace(trace_size)
         self.ussd = UssdSessions(ussd_timeout)
+        self.ussd_network = UssdNetwork(self.ussd, self.store, self.route, self.now)
         self.sessions: list[SmscSession] = []
         self.undelivered: deque[Delivery] = deque(maxlen=UNDELIVERED_LIMIT)
         self.submitted = 0
@@ -128,8 +101,7 @@ class Smsc:
         self._ids = itertools.count(secrets.randbelow(1 << 24) << 16)
         self._refs = itertools.count(secrets.randbelow(256))
         self._rr = 0
-        self._receipts: dict[str, str] = {}
-        self._receipt_order: deque[str] = deque()
+        self._final_states = FinalStates()
         self._queued: list[Delivery] = []
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,31 +190,11 @@ class Smsc:
         """The bind's status: credentials first (wrong ones are counted per peer address and
         logged without the password), then the fault hooks; a blocked address gets
         ESME_RBINDFAIL without its credentials being looked at."""
-        host, now = peer_host(peer), self.now()
-        if self.bind_guard.blocked(host, now):
-            log.debug("bind refused: address blocked", extra={"peer": peer})
-            return int(Status.ESME_RBINDFAIL)
-        system_id = str(pdu.get("system_id", ""))
-        expected = self.accounts.get(system_id)
-        given = str(pdu.get("password", "")).encode("latin-1")  # compare_digest: no str > 0x7f
-        if expected is not None and secrets.compare_digest(given, expected.encode("latin-1")):
-            self.bind_guard.succeeded(host)
-            return self.handler.bind_status(system_id, pdu, now)
-        status = Status.ESME_RINVSYSID if expected is None else Status.ESME_RINVPASWD
-        blocked = self.bind_guard.failed(host, now)
-        log.warning(
-            "bind refused: wrong credentials",
-            extra={
-                "peer": peer,
-                # A wrong system_id may be a password typed in the wrong field: not shown.
-                "system_id": system_id
-                if expected is not None
-                else f"<unknown, {len(system_id)} chars>",
-                "status": status.name,
-                "address_blocked": blocked,
-            },
-        )
-        return int(status)
+        now = self.now()
+        refused = check_credentials(self.bind_guard, self.accounts, pdu, peer, now)
+        if refused is not None:
+            return refused
+        return self.handler.bind_status(str(pdu.get("system_id", "")), pdu, now)
 
     def bound(self, session: SmscSession) -> None:
         if not session.can_receive or not self.undelivered:
@@ -309,7 +261,7 @@ class Smsc:
         if plain:  # one part, no headers: nothing to split or reassemble
             split: Split | None = None
             data = params.get("short_message") or b""
-            body = Body(None, fastpath.body_codec(data, params.get("data_coding", 0)), data)
+            body = Body(None, body_codec(data, params.get("data_coding", 0)), data)
         else:
             split = split_part(params)
             body = split[1]
@@ -341,49 +293,17 @@ class Smsc:
     def _receipt_for(
         self, system_id: str, pdu: Pdu, message_id: str, excerpt: str
     ) -> Delivery | None:
-        params = pdu.params
-        wanted = params.get("registered_delivery", 0) & REGISTERED_DELIVERY_RECEIPT_MASK
+        wanted = pdu.params.get("registered_delivery", 0) & REGISTERED_DELIVERY_RECEIPT_MASK
         if not wanted:
             return None
         state = self.handler.receipt_state(pdu)
-        self._remember(message_id, state)
+        self._final_states.remember(message_id, state)
         if wanted == 2 and state == "DELIVRD":  # receipt on failure only
             return None
-        source = params.get("source_addr", "")
-        destination = params.get("destination_addr", "")
-        now = time.time()
-        text = receipt_text(message_id, state, now, now, excerpt).encode("ascii", "replace")
-        body = fastpath.receipt_body(
-            source_ton=params.get("dest_addr_ton", 1),
-            source_npi=params.get("dest_addr_npi", 1),
-            source=destination,
-            dest_ton=params.get("source_addr_ton", 0),
-            dest_npi=params.get("source_addr_npi", 0),
-            destination=source,
-            text=text,
-            message_id=message_id,
-            message_state=RECEIPT_STATES[state],
-        )
-        if body is not None:
-            return Delivery(
-                None, system_id, body=body, receipt=(message_id, state), destination=source
-            )
-        fields: dict[str, Any] = {  # an address the fast path will not pack: the codec decides
-            "service_type": "",
-            "source_addr_ton": params.get("dest_addr_ton", 1),
-            "source_addr_npi": params.get("dest_addr_npi", 1),
-            "source_addr": destination,
-            "dest_addr_ton": params.get("source_addr_ton", 0),
-            "dest_addr_npi": params.get("source_addr_npi", 0),
-            "destination_addr": source,
-            "esm_class": 0x04,
-            "data_coding": 0,
-            "short_message": text,
-            "receipted_message_id": message_id,
-            "message_state": RECEIPT_STATES[state],
-        }
-        pdu = Pdu("deliver_sm", params=fields)
-        return Delivery(pdu, system_id, receipt=(message_id, state), destination=source)
+        return receipt_delivery(system_id, pdu.params, message_id, state, excerpt)
+
+    def query(self, pdu: Pdu) -> Pdu:
+        return self._final_states.query(pdu)
 
     def queue_receipt(self, receipt: Delivery) -> None:
         """Route ``receipt`` with the rest of this batch (see :meth:`drain_receipts`)."""
@@ -417,18 +337,10 @@ class Smsc:
             for session in candidates:
                 session.pump()
 
-    def _remember(self, message_id: str, state: str) -> None:
-        receipts = self._receipts
-        receipts[message_id] = state
-        order = self._receipt_order
-        order.append(message_id)
-        if len(order) > QUERY_LIMIT:
-            receipts.pop(order.popleft(), None)
-
     def _record_mt(self, pdu: Pdu, message_id: str, now: float, split: Split) -> None:
         op = pdu.get("ussd_service_op")
         if op is not None:
-            self._ussd_from_network(pdu, int(op), message_id, now, split[1])
+            self.ussd_network.from_esme(pdu, int(op), message_id, now, split[1])
             return
         logical = self._assembler.add(pdu.params, message_id, now, split)
         if logical is None:
@@ -443,19 +355,6 @@ class Smsc:
             data_coding=logical.data_coding,
             message_ids=logical.message_ids,
             concatenation=logical.concatenation,
-        )
-
-    def query(self, pdu: Pdu) -> Pdu:
-        message_id = str(pdu.get("message_id", ""))
-        state = self._receipts.get(message_id)
-        if state is None:
-            return pdu.response(Status.ESME_RINVMSGID, message_id=message_id)
-        return pdu.response(
-            0,
-            message_id=message_id,
-            final_date="",
-            message_state=RECEIPT_STATES[state],
-            error_code=0,
         )
 
     # -- MO ----------------------------------------------------------------------------------
@@ -513,83 +412,13 @@ class Smsc:
                 raise MoRefused(f"an ESME refused the MO: statuses {statuses}")
         return message
 
-    # -- USSD --------------------------------------------------------------------------------
-
     async def dial(self, msisdn: str, text: str, wait: float = 10.0) -> UssdReply:
-        """The handset dials a code or answers the open menu; returns the network's next screen.
-
-        Raises :class:`UssdError` for an answer with no open session and :class:`UssdTimeout`
-        when no ESME answers within ``wait`` seconds.
-        """
-        text = text.strip()
-        now = self.now()
-        session = self.ussd.get(msisdn)
-        if is_dial_string(text) or session is None:
-            if not is_dial_string(text):
-                raise UssdError("no USSD session is open: dial a code such as *100#")
-            session = self.ussd.open(msisdn, text, now)
-            op = UssdOp.PSSR_INDICATION
-        else:
-            op = UssdOp.USSR_CONFIRM
-            session.last_activity = now
-        reply = self.ussd.expect_reply(session)
-        octets, data_coding = encode_ussd(text, max_chars=182)
-        params: dict[str, Any] = {
-            "service_type": "USSD",
-            "source_addr_ton": 1,
-            "source_addr_npi": 1,
-            "source_addr": msisdn,
-            "dest_addr_ton": 0,
-            "dest_addr_npi": 0,
-            "destination_addr": session.service_code,
-            "esm_class": 0,
-            "data_coding": data_coding,
-            "short_message": octets,
-            "ussd_service_op": int(op),
-            "its_session_info": session.its_session_info,
-        }
-        self.store.add(
-            msisdn=msisdn,
-            peer=session.service_code,
-            direction="mo",
-            kind="ussd",
-            text=text,
-            parts=1,
-            data_coding=data_coding,
-            ussd_op=int(op),
-        )
-        self.route(Delivery(Pdu("deliver_sm", params=params), None))
-        try:
-            async with asyncio.timeout(wait):
-                return await reply
-        except TimeoutError as exc:
-            raise UssdTimeout(f"no answer to USSD {text!r} within {wait:g}s") from exc
+        """:meth:`simulator.ussd_network.UssdNetwork.dial`."""
+        return await self.ussd_network.dial(msisdn, text, wait)
 
     def cancel_ussd(self, msisdn: str) -> bool:
         """The handset pressed Cancel: the session ends on the handset's side."""
-        return self.ussd.close(msisdn, UssdTimeout("cancelled by the handset")) is not None
-
-    def _ussd_from_network(
-        self, pdu: Pdu, op: int, message_id: str, now: float, body: Body
-    ) -> None:
-        msisdn = str(pdu.get("destination_addr", ""))
-        text = decode_body(body.data, body.codec)
-        its = pdu.get("its_session_info")
-        if isinstance(its, bytes | bytearray):
-            its = int.from_bytes(its, "big")
-        reply = self.ussd.network_reply(msisdn, text, op, its, now)
-        self.store.add(
-            msisdn=msisdn,
-            peer=str(pdu.get("source_addr", "")),
-            direction="mt",
-            kind="ussd",
-            text=text,
-            parts=1,
-            data_coding=int(pdu.get("data_coding", 0)),
-            ussd_op=op,
-            end=reply.end,
-            message_ids=(message_id,),
-        )
+        return self.ussd_network.cancel(msisdn)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -653,17 +482,7 @@ class Smsc:
                 session.enquire_link(now)
             for delivery in session.expire_outstanding(now, self.response_timeout):
                 self.retry(delivery)
-        for ussd in self.ussd.expired(now):
-            self.store.add(
-                msisdn=ussd.msisdn,
-                peer=ussd.service_code,
-                direction="mt",
-                kind="ussd",
-                text="",
-                parts=0,
-                data_coding=0,
-                end=True,
-            )
+        self.ussd_network.expire(now)
         self._assembler.expire(now)
 
 

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NamedTuple
 
-from gateway.sms.text import decode_body
+from gateway.sms.decoding import decode_body
 
 #: Messages kept per handset; older ones are forgotten first.
 DEFAULT_KEEP = 200

@@ -27,10 +27,10 @@ from gateway.smpp.pdu import (
     MessageState,
     Pdu,
     Status,
-    Tag,
     UssdOp,
 )
-from gateway.sms.text import UdhError, decode_body, split_short_message
+from gateway.smpp.schema import TLVS
+from gateway.sms.decoding import UdhError, decode_body, split_short_message
 
 #: PDUs kept by default; the oldest are forgotten first.
 DEFAULT_SIZE = 2000
@@ -39,10 +39,8 @@ SUBSCRIBER_BACKLOG = 1000
 #: How far back a response looks for its request.
 REQUEST_LOOKBACK = 1024
 _BIND_REQUESTS = frozenset({1, 2, 9})  # bind_receiver, bind_transmitter, bind_transceiver
-TLV_NAMES = frozenset(
-    {t.name.lower() for t in Tag}
-    | {"sar_msg_ref_num", "sar_total_segments", "sar_segment_seqnum", "callback_num"}
-)
+#: Every TLV the codec knows by name (:data:`gateway.smpp.schema.TLVS`).
+TLV_NAMES = frozenset(TLVS)
 _MEANINGS: dict[str, type[UssdOp] | type[MessageState]] = {
     "ussd_service_op": UssdOp,
     "message_state": MessageState,

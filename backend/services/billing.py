@@ -249,6 +249,16 @@ async def tariff(ctx: Context, msisdn: str) -> Tariff:
         return reference.tariffs[await _effective_tariff_code(session, sub, ctx.today())]
 
 
+async def pending_tariff(ctx: Context, msisdn: str) -> ChangeRequest | None:
+    """The tariff change waiting for its period to begin, or None."""
+    async with ctx.sessions() as session:
+        await get_subscriber(session, msisdn)
+        pending = await _pending(session, msisdn, "tariff")
+        if pending is None or (pending.effective is not None and pending.effective <= ctx.today()):
+            return None
+        return _request(pending)
+
+
 async def _target(
     reference: ReferenceData, session: AsyncSession, sub: Subscriber, code: str
 ) -> Tariff:

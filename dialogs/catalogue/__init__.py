@@ -1,7 +1,9 @@
 """All subscriber-facing text, one table per language with the same keys (parity is tested).
 
 Handlers never hold text: they pick a key and pass parameters already formatted by
-:class:`Texts` (money as ``12,30 zł``, dates as ``24.11.2026``, instants in Warsaw time).
+:class:`Texts` (money as ``1 012,30 zł``, dates as ``24.11.2026``, instants in Warsaw time,
+phone numbers as ``601 234 567``, counts with their plural form: ``1 punkt``, ``2 punkty``,
+``5 punktów``).
 """
 
 from __future__ import annotations
@@ -46,10 +48,28 @@ class Texts:
         return key in self._table
 
     @staticmethod
-    def money(grosze: int) -> str:
+    def amount(grosze: int) -> str:
+        """``1234567`` → ``12 345,67``: Polish groups of three, decimal comma."""
         sign = "-" if grosze < 0 else ""
         whole, part = divmod(abs(grosze), 100)
-        return f"{sign}{whole},{part:02d} zł"
+        return f"{sign}{whole:,}".replace(",", " ") + f",{part:02d}"
+
+    @classmethod
+    def money(cls, grosze: int) -> str:
+        return f"{cls.amount(grosze)} zł"
+
+    @staticmethod
+    def number(msisdn: str) -> str:
+        """A Polish MSISDN in national form (``48601234567`` → ``601 234 567``); others as given."""
+        if len(msisdn) == 11 and msisdn.startswith("48") and msisdn.isdigit():
+            n = msisdn[2:]
+            return f"{n[:3]} {n[3:6]} {n[6:]}"
+        return msisdn
+
+    def count(self, n: int, word: str) -> str:
+        """``n`` with the plural form the catalogue's ``plural.<word>`` gives for it."""
+        one, few, many = self._table[f"plural.{word}"].split("|")
+        return f"{n} {plural(n, one, few, many)}"
 
     @staticmethod
     def date(day: date) -> str:
@@ -59,6 +79,17 @@ class Texts:
     def when(moment: datetime) -> str:
         local = moment.astimezone(LOCAL_TZ) if moment.tzinfo else moment
         return local.strftime("%H:%M %d.%m.%Y")
+
+
+def plural(n: int, one: str, few: str, many: str) -> str:
+    """Polish plural: 1 punkt, 2-4 punkty (but 12-14 punktów), 5-21 punktów, 22 punkty, …;
+    English tables give ``few`` = ``many``."""
+    n = abs(n)
+    if n == 1:
+        return one
+    if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14):
+        return few
+    return many
 
 
 @cache

@@ -8,28 +8,37 @@ TEXTS: dict[str, str] = {
     "notice.busy": "We are still handling your previous message. Please try again shortly.",
     "notice.rate_limited": "Too many messages in a short time. Please try again in a few minutes.",
     "help": (
-        "Idea24 commands: INFO, USAGE, PASSWORD, INVOICE, INVOICES, PAYMENT [CHANGE], "
-        "TARIFF [NAME], SERVICES [ALL], SERVICE CODE, ON CODE, OFF CODE, "
-        "FRIENDS [N1 N2 N3], FRIEND [N], ADDRESS [new address], ORDER, COMPLAINT, "
-        "PROFIT [JOIN|HISTORY]. Menu: *100#. Customer care: *22."
+        "Commands: INFO USAGE PASSWORD INVOICE INVOICES PAYMENT TARIFF SERVICES SERVICE ON "
+        "OFF FRIENDS FRIEND ADDRESS ORDER COMPLAINT PROFIT. Menu: *100#. Care: *22."
     ),
-    "unknown": 'Unknown command "{word}". Send HELP for the list of commands or dial *100#.',
-    "nothing_pending": "There is nothing to confirm. Send HELP for the list of commands.",
-    "cancelled": "Cancelled. Nothing was changed.",
-    "confirm.ask_sms": (
-        "To confirm, send YES and your subscriber code, e.g. YES 123456. NO cancels."
-    ),
+    "unknown": 'Unknown command "{word}". Commands: HELP. Menu: *100#.',
+    "nothing_pending": "There is nothing to confirm. Commands: HELP.",
+    "cancelled": "Cancelled, nothing was changed.",
+    "confirm.ask_sms": "Confirm: YES and subscriber code, e.g. YES 123456. NO cancels.",
     "confirm.need_code": "Add your subscriber code, e.g. YES 123456. NO cancels.",
     "code.wrong": "Wrong subscriber code. Attempts left: {left}.",
     "code.locked": "Subscriber code locked until {until} after wrong attempts. Change cancelled.",
-    "fee.monthly": ", then {amount}/month",
-    "input.bad_number": '"{number}" is not a phone number. Example: 601234567.',
+    "fee.monthly": " + {amount}/month",
+    "input.bad_number": '"{number}" is not a phone number. Example: 601 234 567.',
+    "input.short_number": "{number}: {digits}, too short. A number has 9 digits, e.g. 601 234 567.",
+    "input.long_number": "{number}: {digits}, too long. A number has 9 digits, e.g. 601 234 567.",
+    "plural.points": "point|points|points",
+    "plural.digits": "digit|digits|digits",
+    "gender.3IJA": "n",
+    "gender.PRZYJACIEL": "n",
+    "gender.ROAMING": "n",
+    "gender.INTERNET1GB": "n",
+    "gender.INTERNET5GB": "n",
+    "gender.POCZTAGLOSOWA": "n",
+    "gender.MMS": "n",
+    "gender.SMS100": "n",
+    "gender.NOCE": "n",
     # -- account --------------------------------------------------------------------------------
     "info": (
-        "No. {msisdn}, account {account}. Tariff {tariff}. {invoice} "
+        "No. {msisdn}, account {account}, tariff {tariff}. {invoice} "
         "Left: {min_left} min, {sms_left} SMS."
     ),
-    "info.invoice": "Invoice: {amount}, due {due}.",
+    "info.invoice": "Invoice {amount}, due {due}, {status}.",
     "info.no_invoice": "No invoices.",
     "usage": (
         "Bundle until {until}: minutes {min_used}/{min_all} ({min_left} left), "
@@ -41,33 +50,47 @@ TEXTS: dict[str, str] = {
     "invoice.paid_short": "paid",
     "invoice.unpaid_short": "unpaid",
     "invoices.line": "{month}: {amount} {status}",
-    "invoices": "Invoices, 12 months:\n{lines}",
+    "invoices": "Invoices ({page}/{pages}):\n{lines}",
+    "invoices.more": "Older: INVOICES {next}",
+    "list.page": "A page is a number, e.g. INVOICES 2 or PROFIT HISTORY 2.",
     "invoices.none": "You have no invoices yet.",
+    "invoices.no_page": "No such page. Invoices have pages 1-{pages}, e.g. INVOICES 2.",
     "payment": "Payment method: {method}. Billing period {start}-{end}.",
     "payment.pending": "Change request {reference} in progress.",
     "payment.how": "To change: PAYMENT CHANGE.",
     "payment.usage": "Not understood. Send PAYMENT or PAYMENT CHANGE.",
-    "payment.pick": "Give the new method: {methods}. Example: PAYMENT CHANGE {example}",
+    "payment.choice": "{n} {name}",
+    "payment.pick": "New payment method: {methods}. Send e.g. PAYMENT CHANGE {example}",
     "payment.quote": (
-        "Request to change the payment method to: {method}. Customer care will send you a form "
-        "to sign. No fee."
+        "Change of payment method to: {method}. Customer care will send a form to sign."
     ),
     "payment.done": "Request {reference} received. We will post you the form to sign.",
-    "tariff.line": "{name}: {fee}/month, {minutes} min, {sms} SMS",
-    "tariff": "Your tariff: {line}.",
-    "tariff.how": "To change: TARIFF NAME. Available: {names}.",
+    "tariff.line": "{name}, {fee}/month, {minutes} min, {sms} SMS",
+    "tariff": "Tariff: {line}.",
+    "tariff.pending": "From {effective}: {name}.",
+    "tariff.choice": "{code} {fee}",
+    "tariff.how": "Others: {choices} zł/month. To change: TARIFF CODE",
     "tariff.unknown": 'There is no tariff "{name}". Example: TARIFF {example}',
-    "tariff.quote": "Change of tariff to {name}: fee {fee}{monthly}, from {effective}.",
+    "tariff.quote": "Change of tariff to {name} from {effective}: {monthly_fee}/month, fee {fee}.",
     "tariff.done": "Tariff change received ({reference}), effective {effective}.",
     # -- services -------------------------------------------------------------------------------
     "service.on_mark": " (on)",
-    "service": "{name} ({code}): {status}. {monthly}/month, activation {fee}.",
-    "service.active": "on",
-    "service.inactive": "off",
+    "service": "{name}: {status}, {monthly}/month{activation}. {description} {url}",
+    "service.activation": ", activation {fee}",
+    "service.active.m": "on",
+    "service.active.f": "on",
+    "service.active.n": "on",
+    "service.active.pl": "on",
+    "service.inactive.m": "off",
+    "service.inactive.f": "off",
+    "service.inactive.n": "off",
+    "service.inactive.pl": "off",
+    "service.how_on": "To switch on: ON {code}",
+    "service.how_off": "To switch off: OFF {code}",
     "service.usage": "Give the service code. Example: SERVICE {example}",
-    "services.mine": "Your services:\n{lines}\nAll: SERVICES ALL",
+    "services.mine": "Your services:\n{lines}\nDetails: SERVICE CODE. Switch off: OFF CODE.",
     "services.mine_none": "You have no additional services. List: SERVICES ALL",
-    "services.all": "Services (code name):\n{lines}\nTo switch on: ON CODE",
+    "services.all": "Services: {codes}. Details: SERVICE CODE. Switch on: ON CODE.",
     "activate.usage": "Give the service code. Example: ON {example}",
     "deactivate.usage": "Give the service code. Example: OFF {example}",
     "activate.already": "{name} is already on.",
@@ -84,26 +107,26 @@ TEXTS: dict[str, str] = {
     "fav.przyjaciel.inactive": "Przyjaciel is off.",
     "fav.3ija.how": "To change: FRIENDS N1 N2 N3, e.g. FRIENDS 601234567 602345678 603456789",
     "fav.przyjaciel.how": "To change: FRIEND N, e.g. FRIEND 601234567",
+    "fav.3ija.count": "Give three numbers ({given} given).",
+    "fav.przyjaciel.count": "Give one number ({given} given).",
     "fav.3ija.usage": (
         "Give three numbers ({given} given). Example: FRIENDS 601234567 602345678 603456789"
     ),
     "fav.przyjaciel.usage": "Give one number ({given} given). Example: FRIEND 601234567",
     "fav.3ija.quote": "Trzy i Ja: new numbers {numbers}. Fee {fee}{monthly}.",
     "fav.przyjaciel.quote": "Przyjaciel: new number {numbers}. Fee {fee}{monthly}.",
-    "favourites.already": "These numbers are already set.",
-    "favourites.done": "Numbers changed from {effective}. Fee {fee}.",
+    "favourites.already.one": "This number is already set.",
+    "favourites.already.many": "These numbers are already set.",
+    "favourites.done.one": "Number changed from {effective}. Fee {fee}.",
+    "favourites.done.many": "Numbers changed from {effective}. Fee {fee}.",
     # -- address --------------------------------------------------------------------------------
     "address": "Correspondence address: {address}.",
-    "address.how": (
-        "To change: ADDRESS street no, code city, e.g. ADDRESS ul. Długa 5/3, 00-950 Warszawa"
-    ),
-    "address.quote": "New correspondence address: {address}. No fee.",
+    "address.how": "To change: ADDRESS new address",
+    "address.quote": "New address: {address}.",
     "address.done": "Address changed to: {address}.",
     # -- customer care --------------------------------------------------------------------------
-    "letter.zlecenie.types": "Order - reply with the number of the type:\n{lines}\nNO cancels.",
-    "letter.reklamacja.types": (
-        "Complaint - reply with the number of the type:\n{lines}\nNO cancels."
-    ),
+    "letter.zlecenie.types": "Order - reply with the type's number:\n{lines}\nNO cancels.",
+    "letter.reklamacja.types": "Complaint - reply with the type's number:\n{lines}\nNO cancels.",
     "letter.pick": "Reply with a number from 1 to {count}, or NO to cancel.",
     "letter.zlecenie.ask_data": "Give the order details (e.g. invoice number, period):",
     "letter.reklamacja.ask_data": "Give the complaint details (e.g. invoice number, date, amount):",
@@ -117,19 +140,23 @@ TEXTS: dict[str, str] = {
     "letter.status.in_progress": "in progress",
     "letter.status.closed": "closed",
     # -- Profit ---------------------------------------------------------------------------------
-    "profit": "Profit programme: {points} points (since {joined}).",
-    "profit.not_member": "You are not in the Profit programme. To join: PROFIT JOIN.",
+    "profit": "Profit programme: {points} (since {joined}).",
+    "profit.not_member": "You are not in the Profit programme.",
+    "profit.how_join": "To join: PROFIT JOIN.",
+    "profit.how_history": "History: PROFIT HISTORY.",
     "profit.line": "{day} {points} {kind}",
     "profit.kind.welcome": "welcome",
     "profit.kind.invoice": "invoice",
     "profit.kind.bonus": "bonus",
     "profit.kind.redeem": "redeemed",
-    "profit.history": "Profit history:\n{lines}",
+    "profit.history": "Profit history ({page}/{pages}):\n{lines}",
+    "profit.history.more": "More: PROFIT HISTORY {next}",
+    "profit.history.no_page": "No such page. History has pages 1-{pages}, e.g. PROFIT HISTORY 2.",
     "profit.empty": "No Profit transactions.",
     "profit.usage": "Send PROFIT, PROFIT JOIN or PROFIT HISTORY.",
     "profit.already": "You are already in the Profit programme.",
     "profit.join.quote": "Joining the Profit programme: no fee, points for every invoice.",
-    "profit.join.done": "Welcome to Profit! You start with {points} points.",
+    "profit.join.done": "Welcome to Profit! You start with {points}.",
     # -- password -------------------------------------------------------------------------------
     "password": (
         "Temporary password for Idea24 on-line: {password}\n"
@@ -158,11 +185,13 @@ TEXTS: dict[str, str] = {
     "invalid.street": "The street is missing. Example: ul. Długa 5/3, 00-950 Warszawa",
     "invalid.street.no_number": "Give the house number. Example: ul. Długa 5/3, 00-950 Warszawa",
     "invalid.street.too_long": "The street name is too long.",
-    "invalid.numbers.count": "Give {expected} numbers ({given} given).",
+    "invalid.numbers.count": "Numbers given: {given}, needed: {expected}.",
     "invalid.numbers.own_number": "You cannot give your own number ({number}).",
     "invalid.numbers.duplicate": "Number {number} is given twice.",
-    "invalid.numbers.not_polish": "Number {number} is not a Polish number.",
-    "invalid.numbers": '"{number}" is not a valid number. Example: 601234567',
+    "invalid.numbers.not_polish": (
+        "{number} is a foreign number: only Polish numbers can be chosen."
+    ),
+    "invalid.numbers": '"{number}" is not a valid number. Example: 601 234 567',
     "invalid.data.too_long": "The details are too long (at most {limit} characters).",
     "invalid.description.missing": "Please describe the matter.",
     "invalid.description.too_long": "The description is too long (at most {limit} characters).",
@@ -181,7 +210,8 @@ TEXTS: dict[str, str] = {
     "ussd.opt.care": "Customer care",
     "ussd.opt.address": "Address",
     "ussd.opt.change": "Change",
-    "ussd.opt.toggle": "Switch on / off",
+    "ussd.opt.on": "Switch on",
+    "ussd.opt.off": "Switch off",
     "ussd.opt.my_services": "My services",
     "ussd.opt.all_services": "All services",
     "ussd.opt.3ija": "Trzy i Ja",
@@ -215,13 +245,10 @@ TEXTS: dict[str, str] = {
     "ussd.hint": "Choose a number from the menu.",
     "ussd.no_more": "That is the end of the list.",
     "ussd.empty": "Nothing here.",
-    "ussd.expired": "The session has expired. Dial *100# to start again.",
+    "ussd.expired": "Session expired. Dial *100# again.",
     "ussd.too_long": "Too long (at most {limit} characters).",
     # -- codes and changes waiting for YES ------------------------------------------------------
-    "confirm.ask_account_sms": (
-        "This change affects the whole business account. Confirm: YES and the account code. "
-        "NO cancels."
-    ),
+    "confirm.ask_account_sms": "Whole account: confirm with YES and the account code. NO cancels.",
     "ussd.ask_account_code": "Change of the whole business account. Enter the account code:",
     "code.not_account": (
         "That is the number's subscriber code. This change affects the whole account: "

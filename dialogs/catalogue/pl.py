@@ -8,26 +8,39 @@ TEXTS: dict[str, str] = {
     "notice.busy": "Przetwarzamy Twoją poprzednią wiadomość. Spróbuj ponownie za chwilę.",
     "notice.rate_limited": "Za dużo wiadomości w krótkim czasie. Spróbuj ponownie za kilka minut.",
     "help": (
-        "Komendy Idea24: INFO, PAKIET, HASLO, FAKTURA, FAKTURY, PLATNOSC [ZMIEN], "
-        "TARYFA [NAZWA], USLUGI [WSZYSTKIE], USLUGA KOD, WLACZ KOD, WYLACZ KOD, "
-        "3IJA [N1 N2 N3], PRZYJACIEL [N], ADRES [nowy adres], ZLECENIE, REKLAMACJA, "
-        "PROFIT [DOLACZ|HISTORIA]. Menu: *100#. BOK: *22."
+        "Komendy: INFO PAKIET HASLO FAKTURA FAKTURY PLATNOSC TARYFA USLUGI USLUGA WLACZ "
+        "WYLACZ 3IJA PRZYJACIEL ADRES ZLECENIE REKLAMACJA PROFIT. Menu: *100#. BOK: *22."
     ),
-    "unknown": "Nie znamy komendy „{word}”. Wyślij POMOC, aby poznać komendy, albo wybierz *100#.",
-    "nothing_pending": "Nie ma nic do potwierdzenia. Wyślij POMOC, aby poznać komendy.",
-    "cancelled": "Anulowano. Nic nie zostało zmienione.",
-    "confirm.ask_sms": "Aby potwierdzić, wyślij TAK i kod abonencki, np. TAK 123456. NIE anuluje.",
+    "unknown": "Nie znamy komendy „{word}”. Lista komend: POMOC. Menu: *100#.",
+    "nothing_pending": "Nie ma nic do potwierdzenia. Lista komend: POMOC.",
+    "cancelled": "Anulowano, nic nie zmieniono.",
+    "confirm.ask_sms": "Potwierdź: TAK i kod abonencki, np. TAK 123456. NIE anuluje.",
     "confirm.need_code": "Dopisz kod abonencki, np. TAK 123456. NIE anuluje.",
     "code.wrong": "Błędny kod abonencki. Pozostałe próby: {left}.",
     "code.locked": "Kod abonencki zablokowany do {until} po błędnych próbach. Zmiana anulowana.",
-    "fee.monthly": ", abonament {amount}/mies.",
-    "input.bad_number": "„{number}” nie jest numerem telefonu. Przykład: 601234567.",
+    "fee.monthly": " + {amount}/mies.",
+    "input.bad_number": "„{number}” nie jest numerem telefonu. Przykład: 601 234 567.",
+    "input.short_number": "{number}: {digits}, za krótki numer. Numer ma 9 cyfr, np. 601 234 567.",
+    "input.long_number": "{number}: {digits}, za długi numer. Numer ma 9 cyfr, np. 601 234 567.",
+    # Odmiana przez liczbę: 1 | 2-4, 22-24… | 0, 5-21, 25-31… (dialogs.catalogue.plural)
+    "plural.points": "punkt|punkty|punktów",
+    "plural.digits": "cyfra|cyfry|cyfr",
+    # Rodzaj nazwy usługi (m, f, n, pl) dla zgody: „Roaming: wyłączony”, „Darmowe noce: włączone”.
+    "gender.3IJA": "f",
+    "gender.PRZYJACIEL": "m",
+    "gender.ROAMING": "m",
+    "gender.INTERNET1GB": "m",
+    "gender.INTERNET5GB": "m",
+    "gender.POCZTAGLOSOWA": "f",
+    "gender.MMS": "m",
+    "gender.SMS100": "m",
+    "gender.NOCE": "pl",
     # -- konto ----------------------------------------------------------------------------------
     "info": (
-        "Nr {msisdn}, konto {account}. Taryfa {tariff}. {invoice} "
+        "Nr {msisdn}, konto {account}, taryfa {tariff}. {invoice} "
         "Zostało: {min_left} min, {sms_left} SMS."
     ),
-    "info.invoice": "Faktura: {amount}, termin {due}.",
+    "info.invoice": "Faktura {amount}, termin {due}, {status}.",
     "info.no_invoice": "Brak faktur.",
     "usage": (
         "Pakiet do {until}: minuty {min_used}/{min_all} (zostało {min_left}), "
@@ -39,33 +52,45 @@ TEXTS: dict[str, str] = {
     "invoice.paid_short": "zapł.",
     "invoice.unpaid_short": "do zapł.",
     "invoices.line": "{month}: {amount} {status}",
-    "invoices": "Faktury z 12 mies.:\n{lines}",
+    "invoices": "Faktury ({page}/{pages}):\n{lines}",
+    "invoices.more": "Starsze: FAKTURY {next}",
+    "list.page": "Strona to numer, np. FAKTURY 2 albo PROFIT HISTORIA 2.",
     "invoices.none": "Nie masz jeszcze faktur.",
+    "invoices.no_page": "Nie ma takiej strony. Faktury mają strony 1-{pages}, np. FAKTURY 2.",
     "payment": "Forma płatności: {method}. Okres rozliczeniowy {start}-{end}.",
     "payment.pending": "Wniosek o zmianę {reference} w toku.",
     "payment.how": "Zmiana: PLATNOSC ZMIEN.",
     "payment.usage": "Nie rozumiemy. Wyślij PLATNOSC albo PLATNOSC ZMIEN.",
-    "payment.pick": "Podaj nową formę: {methods}. Przykład: PLATNOSC ZMIEN {example}",
-    "payment.quote": (
-        "Wniosek o zmianę formy płatności na: {method}. BOK wyśle Ci formularz do podpisu. "
-        "Bez opłat."
-    ),
+    "payment.choice": "{n} {name}",
+    "payment.pick": "Nowa forma płatności: {methods}. Wyślij np. PLATNOSC ZMIEN {example}",
+    "payment.quote": "Zmiana formy płatności na: {method}. BOK wyśle formularz do podpisu.",
     "payment.done": "Przyjęliśmy wniosek {reference}. Formularz do podpisu wyślemy pocztą.",
-    "tariff.line": "{name}: {fee}/mies., {minutes} min, {sms} SMS",
-    "tariff": "Twoja taryfa: {line}.",
-    "tariff.how": "Zmiana: TARYFA NAZWA. Dostępne: {names}.",
+    "tariff.line": "{name}, {fee}/mies., {minutes} min, {sms} SMS",
+    "tariff": "Taryfa: {line}.",
+    "tariff.pending": "Od {effective}: {name}.",
+    "tariff.choice": "{code} {fee}",
+    "tariff.how": "Inne: {choices} zł/mies. Zmiana: TARYFA KOD",
     "tariff.unknown": "Nie ma taryfy „{name}”. Przykład: TARYFA {example}",
-    "tariff.quote": "Zmiana taryfy na {name}: opłata {fee}{monthly}, od {effective}.",
+    "tariff.quote": "Zmiana taryfy na {name} od {effective}: {monthly_fee}/mies., opłata {fee}.",
     "tariff.done": "Przyjęliśmy zmianę taryfy ({reference}), obowiązuje od {effective}.",
     # -- usługi ---------------------------------------------------------------------------------
     "service.on_mark": " (wł.)",
-    "service": "{name} ({code}): {status}. Abonament {monthly}/mies., aktywacja {fee}.",
-    "service.active": "włączona",
-    "service.inactive": "wyłączona",
+    "service": "{name}: {status}, {monthly}/mies.{activation}. {description} {url}",
+    "service.activation": ", aktywacja {fee}",
+    "service.active.m": "włączony",
+    "service.active.f": "włączona",
+    "service.active.n": "włączone",
+    "service.active.pl": "włączone",
+    "service.inactive.m": "wyłączony",
+    "service.inactive.f": "wyłączona",
+    "service.inactive.n": "wyłączone",
+    "service.inactive.pl": "wyłączone",
+    "service.how_on": "Włączenie: WLACZ {code}",
+    "service.how_off": "Wyłączenie: WYLACZ {code}",
     "service.usage": "Podaj kod usługi. Przykład: USLUGA {example}",
-    "services.mine": "Twoje usługi:\n{lines}\nWszystkie: USLUGI WSZYSTKIE",
+    "services.mine": "Twoje usługi:\n{lines}\nOpis: USLUGA KOD. Wyłączenie: WYLACZ KOD.",
     "services.mine_none": "Nie masz usług dodatkowych. Lista: USLUGI WSZYSTKIE",
-    "services.all": "Usługi (kod nazwa):\n{lines}\nWłączenie: WLACZ KOD",
+    "services.all": "Usługi: {codes}. Opis: USLUGA KOD. Włączenie: WLACZ KOD.",
     "activate.usage": "Podaj kod usługi. Przykład: WLACZ {example}",
     "deactivate.usage": "Podaj kod usługi. Przykład: WYLACZ {example}",
     "activate.already": "Usługa {name} jest już włączona.",
@@ -82,18 +107,22 @@ TEXTS: dict[str, str] = {
     "fav.przyjaciel.inactive": "Usługa Przyjaciel jest wyłączona.",
     "fav.3ija.how": "Zmiana: 3IJA N1 N2 N3, np. 3IJA 601234567 602345678 603456789",
     "fav.przyjaciel.how": "Zmiana: PRZYJACIEL N, np. PRZYJACIEL 601234567",
+    "fav.3ija.count": "Podaj trzy numery (podano: {given}).",
+    "fav.przyjaciel.count": "Podaj jeden numer (podano: {given}).",
     "fav.3ija.usage": (
         "Podaj trzy numery (podano: {given}). Przykład: 3IJA 601234567 602345678 603456789"
     ),
     "fav.przyjaciel.usage": "Podaj jeden numer (podano: {given}). Przykład: PRZYJACIEL 601234567",
     "fav.3ija.quote": "Trzy i Ja: nowe numery {numbers}. Opłata {fee}{monthly}.",
     "fav.przyjaciel.quote": "Przyjaciel: nowy numer {numbers}. Opłata {fee}{monthly}.",
-    "favourites.already": "Te numery są już ustawione.",
-    "favourites.done": "Numery zmienione od {effective}. Opłata {fee}.",
+    "favourites.already.one": "Ten numer jest już ustawiony.",
+    "favourites.already.many": "Te numery są już ustawione.",
+    "favourites.done.one": "Numer zmieniony od {effective}. Opłata {fee}.",
+    "favourites.done.many": "Numery zmienione od {effective}. Opłata {fee}.",
     # -- adres ----------------------------------------------------------------------------------
     "address": "Adres korespondencyjny: {address}.",
-    "address.how": "Zmiana: ADRES ulica nr, kod miasto, np. ADRES ul. Długa 5/3, 00-950 Warszawa",
-    "address.quote": "Nowy adres korespondencyjny: {address}. Bez opłat.",
+    "address.how": "Zmiana: ADRES nowy adres",
+    "address.quote": "Nowy adres: {address}.",
     "address.done": "Adres zmieniony na: {address}.",
     # -- BOK ------------------------------------------------------------------------------------
     "letter.zlecenie.types": "Zlecenie - odpisz numerem rodzaju:\n{lines}\nNIE anuluje.",
@@ -111,19 +140,25 @@ TEXTS: dict[str, str] = {
     "letter.status.in_progress": "w realizacji",
     "letter.status.closed": "zamknięte",
     # -- Profit ---------------------------------------------------------------------------------
-    "profit": "Program Profit: {points} pkt (od {joined}).",
-    "profit.not_member": "Nie należysz do Programu Profit. Dołącz: PROFIT DOLACZ.",
+    "profit": "Program Profit: {points} (od {joined}).",
+    "profit.not_member": "Nie należysz do Programu Profit.",
+    "profit.how_join": "Dołącz: PROFIT DOLACZ.",
+    "profit.how_history": "Historia: PROFIT HISTORIA.",
     "profit.line": "{day} {points} {kind}",
     "profit.kind.welcome": "powitalne",
     "profit.kind.invoice": "faktura",
     "profit.kind.bonus": "bonus",
     "profit.kind.redeem": "wymiana",
-    "profit.history": "Historia Profit:\n{lines}",
+    "profit.history": "Historia Profit ({page}/{pages}):\n{lines}",
+    "profit.history.more": "Dalej: PROFIT HISTORIA {next}",
+    "profit.history.no_page": (
+        "Nie ma takiej strony. Historia ma strony 1-{pages}, np. PROFIT HISTORIA 2."
+    ),
     "profit.empty": "Brak transakcji Profit.",
     "profit.usage": "Wyślij PROFIT, PROFIT DOLACZ albo PROFIT HISTORIA.",
     "profit.already": "Już należysz do Programu Profit.",
     "profit.join.quote": "Dołączenie do Programu Profit: bez opłat, punkty za każdą fakturę.",
-    "profit.join.done": "Witamy w Programie Profit! Na start masz {points} pkt.",
+    "profit.join.done": "Witamy w Programie Profit! Na start masz {points}.",
     # -- hasło ----------------------------------------------------------------------------------
     "password": (
         "Hasło tymczasowe do Idea24 on-line: {password}\n"
@@ -152,11 +187,13 @@ TEXTS: dict[str, str] = {
     "invalid.street": "Brak ulicy. Przykład: ul. Długa 5/3, 00-950 Warszawa",
     "invalid.street.no_number": "Podaj numer domu. Przykład: ul. Długa 5/3, 00-950 Warszawa",
     "invalid.street.too_long": "Za długa nazwa ulicy.",
-    "invalid.numbers.count": "Podaj {expected} numery (podano: {given}).",
+    "invalid.numbers.count": "Liczba numerów: {given}, a potrzeba {expected}.",
     "invalid.numbers.own_number": "Nie możesz podać własnego numeru ({number}).",
     "invalid.numbers.duplicate": "Numer {number} podano dwa razy.",
-    "invalid.numbers.not_polish": "Numer {number} nie jest polskim numerem.",
-    "invalid.numbers": "„{number}” nie jest prawidłowym numerem. Przykład: 601234567",
+    "invalid.numbers.not_polish": (
+        "{number} to numer zagraniczny: wybrać można tylko polskie numery."
+    ),
+    "invalid.numbers": "„{number}” nie jest prawidłowym numerem. Przykład: 601 234 567",
     "invalid.data.too_long": "Za długie dane (najwyżej {limit} znaków).",
     "invalid.description.missing": "Opisz sprawę.",
     "invalid.description.too_long": "Za długi opis (najwyżej {limit} znaków).",
@@ -175,7 +212,8 @@ TEXTS: dict[str, str] = {
     "ussd.opt.care": "Kontakt z BOK",
     "ussd.opt.address": "Adres",
     "ussd.opt.change": "Zmień",
-    "ussd.opt.toggle": "Włącz / wyłącz",
+    "ussd.opt.on": "Włącz",
+    "ussd.opt.off": "Wyłącz",
     "ussd.opt.my_services": "Moje usługi",
     "ussd.opt.all_services": "Wszystkie usługi",
     "ussd.opt.3ija": "Trzy i Ja",
@@ -209,12 +247,11 @@ TEXTS: dict[str, str] = {
     "ussd.hint": "Wybierz numer z menu.",
     "ussd.no_more": "To już koniec listy.",
     "ussd.empty": "Brak pozycji.",
-    "ussd.expired": "Sesja wygasła. Wybierz *100#, aby zacząć od nowa.",
+    "ussd.expired": "Sesja wygasła. Wybierz *100# ponownie.",
     "ussd.too_long": "Za długie (najwyżej {limit} znaków).",
     # -- kody i zmiany czekające na TAK ---------------------------------------------------------
     "confirm.ask_account_sms": (
-        "Ta zmiana dotyczy całego konta firmy. Potwierdź: TAK i kod abonencki dla konta. "
-        "NIE anuluje."
+        "Zmiana całego konta. Potwierdź: TAK i kod abonencki dla konta. NIE anuluje."
     ),
     "ussd.ask_account_code": "Zmiana całego konta firmy. Podaj kod abonencki dla konta:",
     "code.not_account": (

@@ -43,6 +43,7 @@ def _quote_text(ctx: Ctx, key: str, q: Quote, **extra: Any) -> str:
         code=q.code,
         fee=t.money(q.fee),
         monthly=monthly,
+        monthly_fee=t.money(q.monthly_fee or 0),
         effective=t.date(q.effective),
         **extra,
     )
@@ -99,9 +100,9 @@ async def _describe(ctx: Ctx, pending: Pending) -> str:
     if op == "favourites":
         q = await b.quote_favourites(m, pending["kind"], pending["numbers"])
         if not q.changes:
-            raise DialogInputError("favourites.already")
+            raise DialogInputError(f"favourites.already.{_how_many(pending['numbers'])}")
         key = f"fav.{pending['kind']}.quote"
-        return _quote_text(ctx, key, q, numbers=views.numbers_text(pending["numbers"]))
+        return _quote_text(ctx, key, q, numbers=views.numbers_text(ctx, pending["numbers"]))
     if op == "tariff":
         q = await b.quote_tariff_change(m, pending["code"])
         if not q.changes:
@@ -131,7 +132,11 @@ async def execute(ctx: Ctx, pending: Pending) -> str:
         return await _switch(ctx, pending)
     if op == "favourites":
         change = await b.set_favourites(m, pending["kind"], pending["numbers"], ch)
-        return t("favourites.done", fee=t.money(change.fee), effective=t.date(change.effective))
+        return t(
+            f"favourites.done.{_how_many(pending['numbers'])}",
+            fee=t.money(change.fee),
+            effective=t.date(change.effective),
+        )
     if op == "tariff":
         request = await b.change_tariff(m, pending["code"], ch)
         effective = t.date(request.effective) if request.effective else ""
@@ -147,8 +152,12 @@ async def execute(ctx: Ctx, pending: Pending) -> str:
         )
     if op == "profit_join":
         joined = await b.profit_join(m, ch)
-        return t("profit.join.done", points=joined.points)
+        return t("profit.join.done", points=t.count(joined.points, "points"))
     raise ValueError(f"unknown pending op {op!r}")
+
+
+def _how_many(numbers: list[str]) -> str:
+    return "one" if len(numbers) == 1 else "many"
 
 
 Outcome = Literal["done", "retry", "locked"]

@@ -18,7 +18,11 @@ def explain(ctx: Ctx, exc: ServiceError | DialogInputError) -> str:
         candidates = [f"invalid.{exc.field}.{exc.reason}", f"invalid.{exc.field}", *candidates]
     elif isinstance(exc, NotFound) and "what" in params:
         candidates.insert(0, f"{exc.key}.{params['what']}")
-    elif isinstance(exc, LockedOut):
+    if isinstance(params.get("digits"), int):
+        params["digits"] = t.count(params["digits"], "digits")
+    if isinstance(params.get("number"), str):
+        params["number"] = t.number(params["number"])
+    if isinstance(exc, LockedOut):
         params["until"] = t.when(exc.until)
     elif isinstance(exc, RateLimited):
         params["minutes"] = max(1, round(exc.retry_after / 60))

@@ -23,18 +23,20 @@ class Item:
 async def info(ctx: Ctx) -> str:
     t = ctx.t
     s = await ctx.backend.summary(ctx.msisdn)
+    last = s.last_invoice
     invoice = (
         t(
             "info.invoice",
-            amount=t.money(s.last_invoice.amount),
-            due=t.date(s.last_invoice.due_date),
+            amount=t.money(last.amount),
+            due=t.date(last.due_date),
+            status=t("invoice.paid" if last.paid else "invoice.unpaid"),
         )
-        if s.last_invoice
+        if last
         else t("info.no_invoice")
     )
     return t(
         "info",
-        msisdn=s.msisdn,
+        msisdn=t.number(s.msisdn),
         account=s.account_number,
         tariff=s.tariff.name,
         invoice=invoice,
@@ -92,16 +94,33 @@ async def payment(ctx: Ctx) -> str:
     t = ctx.t
     p = await ctx.backend.payment(ctx.msisdn)
     text = t(
-        "payment", method=p.method.name, start=t.date(p.period_start), end=t.date(p.period_end)
+        "payment",
+        method=method_name(p.method.name),
+        start=t.date(p.period_start),
+        end=t.date(p.period_end),
     )
     if p.pending is not None:
         text += " " + t("payment.pending", reference=p.pending.reference)
     return text
 
 
-async def payment_methods(ctx: Ctx) -> list[Item]:
+def method_name(name: str) -> str:
+    """A payment method as a sentence says it: ``Polecenie zapłaty`` → ``polecenie zapłaty``."""
+    return name[:1].lower() + name[1:]
+
+
+async def payment_choices(ctx: Ctx) -> list[tuple[int, Item]]:
+    """The methods a subscriber may move to, each with its fixed number (1 = the first method)."""
     current = (await ctx.backend.payment(ctx.msisdn)).method.code
-    return [Item(m.code, m.name) for m in await ctx.backend.payment_methods() if m.code != current]
+    return [
+        (n, Item(m.code, method_name(m.name)))
+        for n, m in enumerate(await ctx.backend.payment_methods(), 1)
+        if m.code != current
+    ]
+
+
+async def payment_methods(ctx: Ctx) -> list[Item]:
+    return [item for _, item in await payment_choices(ctx)]
 
 
 def tariff_text(ctx: Ctx, tariff: Tariff) -> str:
@@ -116,8 +135,16 @@ def tariff_text(ctx: Ctx, tariff: Tariff) -> str:
 
 
 async def tariff(ctx: Ctx) -> str:
+    """The tariff in force and the change waiting for the next period, if any."""
+    t = ctx.t
     current = await ctx.backend.tariff(ctx.msisdn)
-    return ctx.t("tariff", line=tariff_text(ctx, current))
+    text = t("tariff", line=tariff_text(ctx, current))
+    pending = await ctx.backend.pending_tariff(ctx.msisdn)
+    if pending is not None and pending.effective is not None:
+        found = [x for x in await ctx.backend.tariffs() if x.code == pending.value]
+        name = found[0].name if found else pending.value
+        text += " " + t("tariff.pending", effective=t.date(pending.effective), name=name)
+    return text
 
 
 async def tariff_choices(ctx: Ctx) -> list[Item]:
@@ -140,25 +167,39 @@ async def service_items(ctx: Ctx, include_all: bool) -> list[Item]:
     return [Item(s.code, service_label(ctx, s)) for s in found]
 
 
-async def service(ctx: Ctx, code: str) -> str:
+def service_status(ctx: Ctx, s: ServiceView) -> str:
+    """``włączony`` / ``włączona`` / ``włączone``: the status agrees with the service's name."""
+    t = ctx.t
+    gender = t(f"gender.{s.code}") if t.has(f"gender.{s.code}") else "f"
+    return t(f"service.{'active' if s.active else 'inactive'}.{gender}")
+
+
+async def service(ctx: Ctx, code: str, link: bool = True) -> str:
+    """One line of description and the service's page, as the portal's "informacje/link"
+    (``link=False``: without the page, for a USSD screen, which cannot open it)."""
     t = ctx.t
     s = await ctx.backend.service(ctx.msisdn, code)
     return t(
         "service",
         name=s.name,
         code=s.code,
-        status=t("service.active" if s.active else "service.inactive"),
+        status=service_status(ctx, s),
         monthly=t.money(s.monthly_fee),
         fee=t.money(s.activation_fee),
-    )
+        activation=t("service.activation", fee=t.money(s.activation_fee))
+        if s.activation_fee
+        else "",
+        description=s.description,
+        url=s.url.removeprefix("https://").removeprefix("http://") if link else "",
+    ).rstrip()
 
 
 async def service_active(ctx: Ctx, code: str) -> bool:
     return (await ctx.backend.service(ctx.msisdn, code)).active
 
 
-def numbers_text(numbers: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(numbers)
+def numbers_text(ctx: Ctx, numbers: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(ctx.t.number(n) for n in numbers)
 
 
 async def favourites(ctx: Ctx, kind: str) -> str:
@@ -167,10 +208,10 @@ async def favourites(ctx: Ctx, kind: str) -> str:
     if kind == "3ija":
         if not f.three_active:
             return t("fav.3ija.inactive")
-        return t("fav.3ija", numbers=numbers_text(f.three) or t("fav.none"))
+        return t("fav.3ija", numbers=numbers_text(ctx, f.three) or t("fav.none"))
     if not f.friend_active:
         return t("fav.przyjaciel.inactive")
-    return t("fav.przyjaciel", number=f.friend or t("fav.none"))
+    return t("fav.przyjaciel", number=t.number(f.friend) if f.friend else t("fav.none"))
 
 
 async def address(ctx: Ctx) -> str:
@@ -183,7 +224,7 @@ async def profit(ctx: Ctx) -> str:
     if not p.member:
         return t("profit.not_member")
     joined = t.date(p.joined) if p.joined else ""
-    return t("profit", points=p.points, joined=joined)
+    return t("profit", points=t.count(p.points, "points"), joined=joined)
 
 
 async def profit_lines(ctx: Ctx) -> list[Item]:

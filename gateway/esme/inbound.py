@@ -34,8 +34,8 @@ Three jobs, in this order, each because the SMSC does it to us in production:
    (``private_outbox=False``) the menu may have left through another process, so only (c) makes
    it a copy. A redelivery that reaches another process, or this one after a restart, is handed
    on: a repeated answer is the lesser harm than a command left unanswered.
-3. **Long MO is reassembled** with :class:`gateway.sms.text.Reassembler`; nothing is handed on
-   until every part is in.
+3. **Long MO is reassembled** with :class:`gateway.sms.reassembly.Reassembler`; nothing is
+   handed on until every part is in.
 """
 
 from __future__ import annotations
@@ -45,13 +45,14 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 from backend.errors import InvalidInput
 from gateway.smpp.pdu import ESM_MESSAGE_TYPE_MASK, ESM_UDHI, MessageState, Pdu, Status
-from gateway.sms import receipts, text
+from gateway.sms import receipts
+from gateway.sms.decoding import decode_short_message
+from gateway.sms.events import InboundMessage, InboundSink, ReceiptEvent
 from gateway.sms.msisdn import normalise_msisdn
 from gateway.sms.reassembly import Incomplete, Reassembler
 
@@ -78,39 +79,6 @@ _DEDUP_FIELDS = (
     "ussd_service_op",
     "its_session_info",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """What a subscriber typed or dialled, whole.
-
-    ``session_id`` identifies a USSD session (the source plus its_session_info's session number,
-    or the source alone); ``its_session_info`` is kept raw so the reply echoes it.
-    """
-
-    msisdn: str
-    text: str
-    channel: Literal["sms", "ussd"]
-    ussd_op: int | None = None
-    session_id: str | None = None
-    message_id: str = ""
-    destination: str = ""
-    its_session_info: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptEvent:
-    """A delivery receipt for something we sent; ``message_id`` as the SMSC wrote it."""
-
-    message_id: str
-    state: str
-    err: str | None
-    msisdn: str
-    receipt: receipts.Receipt
-
-
-InboundEvent = InboundMessage | ReceiptEvent
-InboundSink = Callable[[InboundEvent], Awaitable[None]]
 
 
 def is_receipt(pdu: Pdu) -> bool:
@@ -363,7 +331,7 @@ class InboundProcessor:
         get = params.get
         data = get("short_message") or get("message_payload") or b""
         try:
-            _, body = text.decode_short_message(
+            _, body = decode_short_message(
                 bytes(data),
                 int(get("data_coding", 0) or 0),
                 bool(int(get("esm_class", 0) or 0) & ESM_UDHI),

@@ -2,11 +2,11 @@
 
 :class:`SmppSession` is one transceiver :class:`gateway.esme.link.SmppLink`, or a transmitter +
 receiver pair (``profile.bind == "tx+rx"``), plus the :class:`Throttle` that outlives every
-connection. ``submit(parts)`` sends the parts of one message, pipelined through the window,
-retrying ESME_RTHROTTLED / ESME_RMSGQFUL after slowing down, and returns the SMSC's message ids or
-raises :class:`SubmitError` saying whether a later retry may succeed. The connection itself
-(reconnect, window, timeouts, enquire_link, matching responses) lives in :mod:`gateway.esme.link`;
-its names are re-exported here for callers that import them from this module.
+connection. ``submit_many(messages)`` sends the parts of several messages, pipelined through the
+window, retrying ESME_RTHROTTLED / ESME_RMSGQFUL after slowing down, and gives each message the
+SMSC's message ids or a :class:`SubmitError` saying whether a later retry may succeed. The
+connection itself (reconnect, window, timeouts, enquire_link, matching responses) lives in
+:mod:`gateway.esme.link`, its errors and counters in :mod:`gateway.esme.records`.
 """
 
 from __future__ import annotations
@@ -15,49 +15,29 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from gateway.esme.link import (
-    MAX_INBOUND,
+from gateway.esme.link import SmppLink
+from gateway.esme.profile import BindProfile
+from gateway.esme.receiving import MAX_INBOUND
+from gateway.esme.records import (
+    AnswerNow,
     InboundHandler,
     LinkDown,
     LinkMode,
-    LinkStats,
     Outcome,
     ResponseTimeout,
-    SmppLink,
     SubmitError,
     status_name,
 )
 from gateway.esme.throttle import Backoff, Throttle
-from gateway.settings import SmscProfile
 from gateway.smpp.errors import LocalProtocolError
 from gateway.smpp.fast import submit_sm_template
 from gateway.smpp.pdu import TEMPORARY_STATUSES, Status
 
-__all__ = [
-    "PUSHBACK_STATUSES",
-    "InboundHandler",
-    "LinkDown",
-    "LinkMode",
-    "LinkStats",
-    "ReplyAware",
-    "ResponseTimeout",
-    "SmppLink",
-    "SmppSession",
-    "SubmitError",
-    "SubmitResult",
-]
+__all__ = ["PUSHBACK_STATUSES", "SmppSession", "SubmitResult"]
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class ReplyAware(Protocol):
-    """An inbound handler that wants to know when a USSD reply leaves (to tell a new turn of a
-    session from a redelivered answer: :meth:`gateway.esme.inbound.InboundProcessor.replied`)."""
-
-    def replied(self, msisdn: str) -> None: ...
 
 
 PUSHBACK_STATUSES = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
@@ -75,7 +55,7 @@ class SmppSession:
 
     def __init__(
         self,
-        profile: SmscProfile,
+        profile: BindProfile,
         on_inbound: InboundHandler | None = None,
         *,
         throttle: Throttle | None = None,
@@ -86,34 +66,39 @@ class SmppSession:
         stable_after: float = 10.0,
         late_grace: float | None = None,
         on_ussd_reply: Callable[[str], None] | None = None,
+        answer_now: AnswerNow | None = None,
+        on_connection_lost: Callable[[], None] | None = None,
         max_inbound: int = MAX_INBOUND,
     ) -> None:
+        """``on_inbound`` gets every deliver_sm / data_sm (after ``answer_now``, when given,
+        declined to answer it at once); ``on_connection_lost`` is told when a connection closes
+        (a deliver_sm_resp written before may not have reached the SMSC)."""
         self.profile = profile
         self.name = profile.name
-        if on_ussd_reply is None and isinstance(on_inbound, ReplyAware):
-            on_ussd_reply = on_inbound.replied
         #: told the destination of every USSD submit_sm the SMSC accepts
         self._on_ussd_reply = on_ussd_reply
         self.throttle = throttle or Throttle(profile.rate)
         self._max_pushbacks = max_pushbacks
 
-        def link(mode: LinkMode, handler: InboundHandler | None) -> SmppLink:
+        def link(mode: LinkMode, receives: bool) -> SmppLink:
             return SmppLink(
                 profile,
                 mode,
-                handler,
+                on_inbound if receives else None,
                 backoff=Backoff(backoff_base, backoff_cap),
                 connect_timeout=connect_timeout,
                 stable_after=stable_after,
                 late_grace=late_grace,
+                answer_now=answer_now if receives else None,
+                on_connection_lost=on_connection_lost if receives else None,
                 max_inbound=max_inbound,
             )
 
         if profile.bind == "tx+rx":
-            self.tx = link("tx", None)
-            self.rx: SmppLink | None = link("rx", on_inbound)
+            self.tx = link("tx", False)
+            self.rx: SmppLink | None = link("rx", True)
         else:
-            self.tx = link("trx", on_inbound)
+            self.tx = link("trx", True)
             self.rx = None
         self.submitted_parts = 0
         self.late_accepted = 0  # parts whose ESME_ROK came after the timeout
@@ -154,49 +139,6 @@ class SmppSession:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def submit(self, parts: Sequence[Mapping[str, Any]]) -> SubmitResult:
-        """Submit the parts of one message (submit_sm params each), pipelined, in order.
-
-        Raises :class:`SubmitError` (``temporary`` or not, with the parts that were accepted).
-        """
-        if len(parts) != 1:
-            [outcome] = await self.submit_many((parts,))
-            if isinstance(outcome, SubmitError):
-                raise outcome
-            return outcome
-        # The common case, one part: no flattening, no per-message bookkeeping.
-        params = parts[0]
-        try:
-            template = submit_sm_template(params)
-        except LocalProtocolError as exc:
-            raise SubmitError(str(exc), status=exc.status, temporary=False) from exc
-        throttle = self.throttle
-        for _ in range(self._max_pushbacks + 1):
-            if not throttle.unlimited:
-                await throttle.acquire(1)
-            answer = await self.tx.submit_template(template)
-            if isinstance(answer, SubmitError):
-                raise answer
-            status, message_id = answer
-            if status == Status.ESME_ROK:
-                self.submitted_parts += 1
-                if self._on_ussd_reply is not None:
-                    self._note_ussd(params)
-                if not throttle.unlimited:  # unlimited: no pause streak or lost rate to undo
-                    throttle.success()
-                return SubmitResult((message_id,))
-            if status not in PUSHBACK_STATUSES:
-                raise _refused(status)
-            self.pushbacks += 1
-            pause = throttle.pushback()
-            log.info(
-                "smpp pushback %s: pausing %.2fs",
-                status_name(status),
-                pause,
-                extra={"bind": self.name},
-            )
-        raise SubmitError("SMSC kept throttling", status=Status.ESME_RTHROTTLED, temporary=True)
-
     async def submit_many(
         self,
         messages: Sequence[Sequence[Mapping[str, Any]]],
@@ -206,7 +148,7 @@ class SmppSession:
     ) -> list[SubmitResult | SubmitError]:
         """Submit several messages (each a list of part params) as one pipelined batch.
 
-        One outcome per message, as :meth:`submit` would give it (returned, not raised).
+        One outcome per message (returned, not raised).
         Pushback statuses are retried for the affected parts after the throttle's pause. Each
         part is encoded once (:func:`gateway.smpp.fast.submit_sm_template`), retries included.
         ``on_result(index, outcome)`` is called the moment a message's outcome is final (from

@@ -81,10 +81,6 @@ class Throttle:
         """No rate set and no pause: :meth:`acquire` would return at once (hot-path check)."""
         return self.effective_rate <= 0 and self._paused_until == 0.0
 
-    @property
-    def paused_until(self) -> float:
-        return self._paused_until
-
     def _refill(self, now: float) -> None:
         if self.effective_rate > 0:
             elapsed = max(0.0, now - self._updated)

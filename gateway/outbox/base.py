@@ -34,19 +34,13 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.esme.inbound import InboundMessage, ReceiptEvent
 from gateway.sms import receipts
+from gateway.sms.events import InboundMessage, ReceiptEvent
 
 log = logging.getLogger(__name__)
 
 #: Redis key layout of the outbox (arq keeps its prefixes in one place; these are ours).
 #: The stream is MSISDN-independent; per-subscriber keys carry the MSISDN in a hash tag.
-STREAM_KEY = "{prefix}:outbox"
-GROUP_NAME = "senders"
-SEQ_KEY = "{prefix}:outbox:seq:{{{msisdn}}}"
-DONE_KEY = "{prefix}:outbox:done:{{{msisdn}}}"
-ACCEPTED_KEY = "{prefix}:outbox:acc:{entry}"
-FAILED_KEY = "{prefix}:outbox:failed"
 DEFAULT_LEASE = 120.0
 #: What an outbox store raises while it is unreachable or failing (Redis restarting, database
 #: connections cut): senders wait and try again instead of dying.

@@ -4,7 +4,8 @@ Several ``idea24 serve`` processes on one SMSC account: the SMSC hands each rece
 account's receiving binds, so with N processes about (N-1)/N of them arrive at a process that did
 not send the message. Matching stays local and free of I/O (``DeliveryTracker.receipt``): only
 what matched nothing here within ``grace`` travels. Every ``interval`` one task takes
-``tracker.stale(grace)`` and publishes it as one message on ``{prefix}:receipts:{db}``; another
+``tracker.stale(grace)`` and publishes it as one message on ``{prefix}:receipts:{db}``
+(:func:`fsm.keys.receipts_channel`); another
 task, subscribed there, applies the other processes' receipts with ``tracker.foreign``, which
 never parks them (no match means a third process's message, or one sent before a restart).
 
@@ -27,23 +28,24 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.esme.inbound import ReceiptEvent
+from fsm import constants, keys
+from gateway.outbox.base import DeliveryTracker
 from gateway.smpp.pdu import MessageState
+from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from gateway.outbox.base import DeliveryTracker
 
 log = logging.getLogger(__name__)
 
-#: The channel every process of a deployment publishes and subscribes to.
-RECEIPTS_CHANNEL = "{prefix}:receipts:{db}"
 #: What Redis raises while it is unreachable or a connection drops: waited out, never fatal.
 RELAY_ERRORS: tuple[type[Exception], ...] = (OSError, RedisError)
 
@@ -51,12 +53,6 @@ RELAY_ERRORS: tuple[type[Exception], ...] = (OSError, RedisError)
 def relay_client(url: str, **options: Any) -> Redis:
     """A Redis client for the relay: short timeouts and few retries, so while Redis is away the
     relay drops and counts instead of holding receipts; the subscription reconnects itself."""
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     settings: dict[str, Any] = {
         "socket_connect_timeout": 2,
         "socket_timeout": 2,
@@ -113,7 +109,7 @@ class ReceiptRelay:
         tracker: DeliveryTracker,
         redis: Redis,
         *,
-        prefix: str = "idea24",
+        prefix: str = constants.DEFAULT_PREFIX,
         db: int | None = None,
         interval: float = 0.5,
         grace: float = 1.0,
@@ -126,7 +122,7 @@ class ReceiptRelay:
         self._redis = redis
         if db is None:  # the client's database: channels are server-wide, databases are not
             db = int(redis.connection_pool.connection_kwargs.get("db", 0))
-        self.channel = RECEIPTS_CHANNEL.format(prefix=prefix, db=db)
+        self.channel = keys.receipts_channel(prefix, db)
         self.process = process or secrets.token_hex(8)
         # Our own messages come back to us: recognised by their first bytes, never parsed.
         self._own = b'{"p":' + json.dumps(self.process).encode() + b","

@@ -1,6 +1,6 @@
 """The outbox on Redis Streams: shared by every bind of every gateway process.
 
-Layout (key names in :mod:`gateway.outbox.base`): one stream ``{prefix}:outbox`` read through the
+Layout (key names in :mod:`fsm.keys`): one stream ``{prefix}:outbox`` read through the
 consumer group ``senders``; per subscriber a sequence counter and a "done up to" mark with the
 MSISDN in a hash tag; per entry a small hash with its retry state (``nb`` = not before, epoch
 seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries are immutable.
@@ -12,18 +12,18 @@ seconds; ``acc`` = parts accepted, JSON; ``n`` = attempts) since stream entries 
   XAUTOCLAIM. An entry is handed out only when its subscriber's done-mark is ``seq - 1``
   (every earlier reply left) and its ``nb`` has passed; otherwise it stays pending with this
   consumer and is looked at again. That decision, the attempt count and the claim are one Lua
-  call for all candidates of a look (``_CLAIM``; ``now`` comes from the injected clock).
+  call for all candidates of a look (``CLAIM``, :mod:`gateway.outbox.redis_scripts`; ``now``
+  comes from the injected clock).
 - ``heartbeat`` re-claims the entries being sent (XCLAIM JUSTID resets their idle time), so a
   slow send is never mistaken for a dead consumer.
 - ``done`` / ``fail`` advance the done-mark, XACK and XDEL in one Lua call.
 
 Cost per reply: every ``put`` and every ``done``/``fail`` made in the same event-loop tick (one
-per turn, many turns in flight) is written by one script call (:class:`_Coalescer`); each
-caller still returns only once its own write is in Redis. A batch whose answer a Redis restart
-cut off is sent again by the client's retry: its replies are queued twice (at most one per
-subscriber, since a subscriber has one turn in flight), as a single put was before. A ``take``
-that finds work costs two round trips: XREADGROUP and one ``_CLAIM`` call (it was four: the
-read, then pipelines for the done-marks, the retry states and the claim).
+per turn, many turns in flight) is written by one script call
+(:class:`~gateway.outbox.coalescer.Coalescer`); each caller still returns only once its own
+write is in Redis. A batch whose answer a Redis restart cut off is sent again by the client's
+retry: its replies are queued twice (at most one per subscriber, since a subscriber has one turn
+in flight). A ``take`` that finds work costs two round trips: XREADGROUP and one ``CLAIM`` call.
 
 A Redis that lost its data (no persistence, a failover to a replica that had not caught up)
 comes back without the stream and the group: the first command that needs the group fails
@@ -40,203 +40,50 @@ would need the stream sharded by the same tag (not done: one Redis is the deploy
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from backend.batching import fail_all
+from fsm import constants
+from fsm.keys import (
+    OUTBOX_GROUP,
+    outbox_accepted,
+    outbox_done,
+    outbox_failed,
+    outbox_seq,
+    outbox_stream,
+)
 from fsm.redis_wire import wire_for
 from gateway.outbox.base import (
-    ACCEPTED_KEY,
     DEFAULT_LEASE,
-    DONE_KEY,
-    FAILED_KEY,
-    GROUP_NAME,
-    SEQ_KEY,
-    STREAM_KEY,
     Outbox,
     OutboxItem,
     new_ref,
 )
+from gateway.outbox.coalescer import Coalescer
+from gateway.outbox.redis_scripts import CLAIM, FINISH, PUT
 
 log = logging.getLogger(__name__)
-
-#: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
-#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids
-#: and a reading of the stream.
-_PUT = """
--- What the stream held, and when (Redis's clock): {sec, usec, length}; length -1 when the
--- group is missing (Redis lost its data: nothing to say about the stream the group read).
-local function reading(stream)
-  local groups = redis.pcall('XINFO', 'GROUPS', stream)
-  if type(groups) ~= 'table' or groups.err or #groups == 0 then return {0, 0, -1} end
-  local t = redis.call('TIME')
-  return {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', stream)}
-end
-local ids = {}
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local seq_key, done_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local a = 2 + 4 * i
-  local seq = redis.call('INCR', seq_key)
-  if seq == 1 then redis.call('DEL', done_key) end
-  redis.call('EXPIRE', seq_key, ARGV[1])
-  if redis.call('EXISTS', done_key) == 1 then redis.call('EXPIRE', done_key, ARGV[1]) end
-  ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[a], 's', seq, 't', ARGV[a + 1],
-                          'meta', ARGV[a + 2], 'r', ARGV[a + 3])
-end
-return {ids, reading(KEYS[1])}
-"""
-
-#: Several items leave: KEYS = stream, failed list, then per item its done-mark and state
-#: keys; ARGV = group, TTL, then per item entry id, seq, failure record ('' when sent).
-_FINISH = """
--- What the stream held, and when (Redis's clock): {sec, usec, length}; length -1 when the
--- group is missing (Redis lost its data: nothing to say about the stream the group read).
-local function reading(stream)
-  local groups = redis.pcall('XINFO', 'GROUPS', stream)
-  if type(groups) ~= 'table' or groups.err or #groups == 0 then return {0, 0, -1} end
-  local t = redis.call('TIME')
-  return {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', stream)}
-end
-local gone = {}
-for i = 0, (#KEYS - 2) / 2 - 1 do
-  local done_key, acc_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local a = 3 + 3 * i
-  -- An entry no longer in the stream was finished already, or lost with Redis's data: then
-  -- its seq belongs to a numbering that restarted, and must not move the new done-mark.
-  if #redis.call('XRANGE', KEYS[1], ARGV[a], ARGV[a]) > 0 then
-    local done = tonumber(redis.call('GET', done_key) or '0')
-    if done < tonumber(ARGV[a + 1]) then
-      redis.call('SET', done_key, ARGV[a + 1], 'EX', ARGV[2])
-    end
-  end
-  gone[#gone + 1] = ARGV[a]
-  redis.call('DEL', acc_key)
-  if ARGV[a + 2] ~= '' then
-    redis.call('LPUSH', KEYS[2], ARGV[a + 2])
-    redis.call('LTRIM', KEYS[2], 0, 9999)
-  end
-end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
-redis.call('XDEL', KEYS[1], unpack(gone))
-return reading(KEYS[1])
-"""
-
-#: Lease the entries of one take that may go now: KEYS = stream, then per candidate its
-#: subscriber's done-mark and its state key; ARGV = group, consumer, now (the caller's clock,
-#: epoch seconds), limit, TTL, then per candidate entry id, msisdn, seq. An entry goes when its
-#: subscriber's done-mark is seq - 1 (at most one per subscriber, even if listed twice) and its
-#: ``nb`` has passed; entries whose done-mark reached their seq were finished elsewhere and are
-#: XACKed. Returns {{id, attempts, acc JSON or ''}...} for the chosen ones, the stale ids, and
-#: a reading of the stream (time, length).
-_CLAIM = """
-local group, consumer, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
--- A Redis that lost its data since the entries were read: say NOGROUP before anything else
--- (the length returned below must be that of the stream the group reads).
-local g = redis.pcall('XGROUP', 'CREATECONSUMER', KEYS[1], group, consumer)
-if type(g) == 'table' and g.err then return redis.error_reply(g.err) end
-local marks, heads, chosen, stale = {}, {}, {}, {}
-local claim = {'XCLAIM', KEYS[1], group, consumer, 0}
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local done_key, acc_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local a = 6 + 3 * i
-  local entry, msisdn, seq = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local mark = marks[msisdn]
-  if mark == nil then
-    mark = tonumber(redis.call('GET', done_key) or '0')
-    marks[msisdn] = mark
-  end
-  if mark >= seq then
-    stale[#stale + 1] = entry
-  elseif mark == seq - 1 and not heads[msisdn] then
-    heads[msisdn] = true
-    if #chosen < limit then
-      local state = redis.call('HMGET', acc_key, 'nb', 'acc')
-      if tonumber(state[1] or '0') <= now then
-        local n = redis.call('HINCRBY', acc_key, 'n', 1)
-        redis.call('EXPIRE', acc_key, ARGV[5])
-        chosen[#chosen + 1] = {entry, n, state[2] or ''}
-        claim[#claim + 1] = entry
-      end
-    end
-  end
-end
-if #stale > 0 then redis.call('XACK', KEYS[1], group, unpack(stale)) end
-if #chosen > 0 then
-  claim[#claim + 1] = 'JUSTID'
-  redis.call(unpack(claim))
-end
-local t = redis.call('TIME')
-return {chosen, stale, {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', KEYS[1])}}
-"""
 
 SEQ_TTL = 7 * 24 * 3600
 #: Seconds a waiting ``take`` blocks at most while an entry of its consumer waits its turn.
 PARKED_RECHECK = 0.05
-#: Items per script call at most (Lua's unpack() has a stack limit in the thousands).
-BATCH_MOST = 256
-
-A = TypeVar("A")
-R = TypeVar("R")
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class _Coalescer(Generic[A, R]):
-    """Calls made in the same event-loop tick go to Redis as one script call.
-
-    Each caller awaits its own result, so it still returns only once its write is in Redis;
-    the calls of a tick (one per turn, many turns in flight) share one round trip and one
-    script run. One write runs at a time: calls made meanwhile form the next batch.
-    """
-
-    def __init__(self, write: Callable[[list[A]], Awaitable[list[R]]]) -> None:
-        self._write = write
-        self._pending: list[tuple[A, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __call__(self, args: Sequence[A]) -> list[R]:
-        """Write ``args`` (kept in this order, with whatever else this tick brings)."""
-        loop = asyncio.get_running_loop()
-        results: list[asyncio.Future[R]] = []
-        for arg in args:
-            results.append(loop.create_future())
-            self._pending.append((arg, results[-1]))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run())
-        return [await result for result in results]
-
-    async def _run(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # the calls of this tick join the batch
-            batch, self._pending = self._pending[:BATCH_MOST], self._pending[BATCH_MOST:]
-            try:
-                results = await self._write([arg for arg, _ in batch])
-            except BaseException as exc:
-                fail_all((future for _, future in batch), exc)
-                continue
-            for (_, future), value in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(value)
-
-    async def drain(self) -> None:
-        if self._task is not None and not self._task.done():
-            await asyncio.wait({self._task}, timeout=5.0)
-
-
 class RedisOutbox(Outbox):
     def __init__(
         self,
         redis: Redis,
-        prefix: str = "idea24",
+        prefix: str = constants.DEFAULT_PREFIX,
         *,
         lease: float = DEFAULT_LEASE,
         clock: Callable[[], float] = time.time,
@@ -244,14 +91,14 @@ class RedisOutbox(Outbox):
     ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._stream = STREAM_KEY.format(prefix=prefix)
-        self._failed_key = FAILED_KEY.format(prefix=prefix)
+        self._stream = outbox_stream(prefix)
+        self._failed_key = outbox_failed(prefix)
         self._lease = lease
         self._clock = clock
         self._scan = scan
-        self._put = redis.register_script(_PUT)
-        self._finish = redis.register_script(_FINISH)
-        self._claim = redis.register_script(_CLAIM)
+        self._put = redis.register_script(PUT)
+        self._finish = redis.register_script(FINISH)
+        self._claim = redis.register_script(CLAIM)
         # The hot calls (scripts, reads of the stream) on held connections: ~35 instead of
         # ~140 µs of CPU per round trip (fsm/redis_wire.py); None for a cluster client.
         self._wire = wire_for(redis)
@@ -271,14 +118,14 @@ class RedisOutbox(Outbox):
         # (first take, after recover): its pending list is read only while this is not empty.
         self._parked: dict[str, set[str] | None] = {}
         self._autoclaimed = 0.0  # monotonic time of the last XAUTOCLAIM
-        self._puts: _Coalescer[tuple[str, str, str], str] = _Coalescer(self._put_many)
-        self._finishes: _Coalescer[tuple[OutboxItem, str], None] = _Coalescer(self._finish_many)
+        self._puts: Coalescer[tuple[str, str, str], str] = Coalescer(self._put_many)
+        self._finishes: Coalescer[tuple[OutboxItem, str], None] = Coalescer(self._finish_many)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
             return
         try:
-            await self._redis.xgroup_create(self._stream, GROUP_NAME, id="0", mkstream=True)
+            await self._redis.xgroup_create(self._stream, OUTBOX_GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -294,7 +141,7 @@ class RedisOutbox(Outbox):
         waiting = self._reading[1] - self._left_since - len(sending)
         self._reading, self._left_since = (0.0, 0), 0
         try:
-            await self._redis.xgroup_create(self._stream, GROUP_NAME, id="0", mkstream=True)
+            await self._redis.xgroup_create(self._stream, OUTBOX_GROUP, id="0", mkstream=True)
         except ResponseError as again:
             if "BUSYGROUP" not in str(again):
                 raise
@@ -324,13 +171,13 @@ class RedisOutbox(Outbox):
             self._reading, self._left_since = (at, length), 0
 
     def _seq_key(self, msisdn: str) -> str:
-        return SEQ_KEY.format(prefix=self._prefix, msisdn=msisdn)
+        return outbox_seq(self._prefix, msisdn)
 
     def _done_key(self, msisdn: str) -> str:
-        return DONE_KEY.format(prefix=self._prefix, msisdn=msisdn)
+        return outbox_done(self._prefix, msisdn)
 
     def _acc_key(self, entry: str) -> str:
-        return ACCEPTED_KEY.format(prefix=self._prefix, entry=entry)
+        return outbox_accepted(self._prefix, entry)
 
     async def put(
         self, msisdn: str, texts: str | Sequence[str], meta: Mapping[str, Any] | None = None
@@ -362,10 +209,10 @@ class RedisOutbox(Outbox):
         with the count of entries read, deleted ones included."""
         if self._wire is None:
             reply = await self._redis.xreadgroup(
-                GROUP_NAME, consumer, {self._stream: start}, count=count, block=block
+                OUTBOX_GROUP, consumer, {self._stream: start}, count=count, block=block
             )
             return _entries(reply), _count(reply)
-        args: list[Any] = ["XREADGROUP", "GROUP", GROUP_NAME, consumer, "COUNT", count]
+        args: list[Any] = ["XREADGROUP", "GROUP", OUTBOX_GROUP, consumer, "COUNT", count]
         if block is not None:
             args += ["BLOCK", block]
         reply = await self._wire.execute(*args, "STREAMS", self._stream, start)
@@ -398,12 +245,17 @@ class RedisOutbox(Outbox):
             # a few times per lease is enough (each look scans the group's pending list).
             self._autoclaimed = now
             reclaimed = await self._redis.xautoclaim(
-                self._stream, GROUP_NAME, consumer, int(self._lease * 1000), "0-0", count=self._scan
+                self._stream,
+                OUTBOX_GROUP,
+                consumer,
+                int(self._lease * 1000),
+                "0-0",
+                count=self._scan,
             )
             candidates += [(_s(i), _fields(f)) for i, f in reclaimed[1] if f]
             gone = reclaimed[2] if len(reclaimed) > 2 else []
             if gone:  # deleted while pending: nothing left to send
-                await self._redis.xack(self._stream, GROUP_NAME, *gone)
+                await self._redis.xack(self._stream, OUTBOX_GROUP, *gone)
         out = await self._eligible(consumer, candidates, sending, limit)
         if len(out) < limit:
             block = None
@@ -440,7 +292,7 @@ class RedisOutbox(Outbox):
         if limit <= 0:
             return []
         keys = [self._stream]
-        args: list[Any] = [GROUP_NAME, consumer, self._clock(), limit, SEQ_TTL]
+        args: list[Any] = [OUTBOX_GROUP, consumer, self._clock(), limit, SEQ_TTL]
         for entry, f in fresh:
             keys += [self._done_key(f["m"]), self._acc_key(entry)]
             args += [entry, f["m"], f["s"]]
@@ -475,7 +327,7 @@ class RedisOutbox(Outbox):
         if entries:
             try:
                 await self._redis.xclaim(
-                    self._stream, GROUP_NAME, consumer, 0, entries, justid=True
+                    self._stream, OUTBOX_GROUP, consumer, 0, entries, justid=True
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
@@ -487,24 +339,24 @@ class RedisOutbox(Outbox):
         them as its own) and remove those consumers from the group."""
         await self._ensure_group()
         moved = 0
-        for info in await self._redis.xinfo_consumers(self._stream, GROUP_NAME):
+        for info in await self._redis.xinfo_consumers(self._stream, OUTBOX_GROUP):
             name = _s(info["name"])
             if name == consumer or not dead(name):
                 continue
             while True:
                 pending = await self._redis.xpending_range(
-                    self._stream, GROUP_NAME, "-", "+", self._scan, consumername=name
+                    self._stream, OUTBOX_GROUP, "-", "+", self._scan, consumername=name
                 )
                 ids: list[str | bytes | int | memoryview] = [p["message_id"] for p in pending]
                 if not ids:
                     break
                 claimed = await self._redis.xclaim(
-                    self._stream, GROUP_NAME, consumer, 0, ids, justid=True
+                    self._stream, OUTBOX_GROUP, consumer, 0, ids, justid=True
                 )
                 if not claimed:  # entries deleted while pending: nothing left to send
-                    await self._redis.xack(self._stream, GROUP_NAME, *ids)
+                    await self._redis.xack(self._stream, OUTBOX_GROUP, *ids)
                 moved += len(claimed)
-            await self._redis.xgroup_delconsumer(self._stream, GROUP_NAME, name)
+            await self._redis.xgroup_delconsumer(self._stream, OUTBOX_GROUP, name)
         if moved:
             self._parked[consumer] = None  # read its pending list on the next take
         return moved
@@ -516,7 +368,7 @@ class RedisOutbox(Outbox):
 
     async def _finish_many(self, items: list[tuple[OutboxItem, str]]) -> list[None]:
         keys = [self._stream, self._failed_key]
-        args: list[Any] = [GROUP_NAME, SEQ_TTL]
+        args: list[Any] = [OUTBOX_GROUP, SEQ_TTL]
         for item, failure in items:
             keys += [self._done_key(item.msisdn), self._acc_key(item.id)]
             args += [item.id, item.seq, failure]

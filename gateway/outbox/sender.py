@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from gateway.esme.session import SmppSession, SubmitError, SubmitResult
+from gateway.esme.profile import BindProfile
+from gateway.esme.records import SubmitError
+from gateway.esme.session import SmppSession, SubmitResult
 from gateway.outbox.base import STORE_ERRORS, DeliveryTracker, Outbox, OutboxItem
-from gateway.settings import SmscProfile
 from gateway.smpp.pdu import UssdOp
 from gateway.sms import text
 from gateway.supervise import Supervisor
@@ -34,7 +35,7 @@ MAX_SHORT_MESSAGE = 254
 
 
 def build_parts(
-    profile: SmscProfile, item: OutboxItem, policy: text.Policy = "ucs2"
+    profile: BindProfile, item: OutboxItem, policy: text.Policy = "ucs2"
 ) -> list[dict[str, Any]]:
     """The submit_sm params of every part of ``item`` for this bind.
 
@@ -53,10 +54,10 @@ def build_parts(
         "registered_delivery": 0,
     }
     if meta.get("channel") == "ussd":
-        # A USSD screen travels in one MAP message: Polish letters are transliterated so 182
-        # characters fit GSM-7 (UCS-2 carries only ~80 on real networks). What still needs UCS-2
+        # A USSD screen travels in one MAP message, under the same text policy as SMS (and as
+        # the HTTP aggregator): UCS-2 carries about 80 characters, GSM-7 182. What needs UCS-2
         # and exceeds short_message's 254 octets goes in message_payload.
-        data, coding = text.encode_ussd(item.text, "transliterate")
+        data, coding = text.encode_ussd(item.text, policy)
         params = {
             **base,
             "service_type": "USSD",
@@ -290,13 +291,16 @@ class OutboxSender:
         for task in list(self._tasks):
             task.cancel()
 
-    async def drain_once(self, within: float = 10.0) -> int:
-        """Send everything eligible now, until nothing is left to take (tests: burst mode)."""
+    async def drain_once(self, within: float = 10.0, *, wait: float = 0.0) -> int:
+        """Send everything eligible now, until nothing is left to take (tests: burst mode);
+        the first look waits up to ``wait`` seconds for something to become eligible."""
         handled = 0
         async with asyncio.timeout(within):
             while True:
                 capacity = max(1, self.session.profile.window - self._unanswered)
-                items = await self.outbox.take(self.consumer, capacity)
+                items = await self.outbox.take(
+                    self.consumer, capacity, wait if not handled else 0.0
+                )
                 if not items and not self._tasks:
                     return handled
                 if items:
@@ -304,11 +308,6 @@ class OutboxSender:
                     handled += len(items)
                 if self._tasks:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-
-    async def send(self, item: OutboxItem) -> None:
-        """One attempt at one item; never raises for SMSC errors."""
-        self._unanswered += 1
-        await self.send_batch([item])
 
     async def send_batch(self, items: list[OutboxItem]) -> None:
         """One attempt at each item, their parts pipelined together; never raises for SMSC

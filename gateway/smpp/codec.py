@@ -27,7 +27,7 @@ from typing import Final, Literal
 
 from gateway.smpp import fast, reference, schema
 from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.smpp.pdu import COMMAND_IDS, COMMAND_NAMES, RESPONSE_BIT, Pdu, Status
+from gateway.smpp.pdu import COMMAND_IDS, COMMAND_NAMES, HEADER, RESPONSE_BIT, Pdu, Status
 
 __all__ = [
     "MAX_PDU_LENGTH",
@@ -42,7 +42,6 @@ __all__ = [
 MIN_PDU_LENGTH: Final = 16
 MAX_PDU_LENGTH: Final = 65536
 MAX_SEQUENCE: Final = 0x7FFFFFFF
-_HEADER: Final = struct.Struct(">LLLL")
 _DECODE_FAILURES = (struct.error, ValueError, IndexError, UnicodeError)
 
 
@@ -72,7 +71,7 @@ def encode(pdu: Pdu) -> bytes:
         data = reference.encode(pdu)
     else:
         body = schema.encode_generic(cmd, params, pdu.extra_tlvs)
-        data = _HEADER.pack(16 + len(body), COMMAND_IDS[cmd], pdu.status, pdu.sequence) + body
+        data = HEADER.pack(16 + len(body), COMMAND_IDS[cmd], pdu.status, pdu.sequence) + body
     if len(data) > MAX_PDU_LENGTH:
         raise LocalProtocolError(
             f"{cmd}: {len(data)} octets, at most {MAX_PDU_LENGTH}", status=Status.ESME_RSYSERR
@@ -88,7 +87,7 @@ def decode(frame: bytes) -> Pdu:
             status=Status.ESME_RINVCMDLEN,
             fatal=True,
         )
-    length, command_id, status, sequence = _HEADER.unpack_from(frame)
+    length, command_id, status, sequence = HEADER.unpack_from(frame)
     if length != len(frame):
         raise RemoteProtocolError(
             f"command_length {length} but {len(frame)} octets",
@@ -296,7 +295,7 @@ class SmppConnection:
             or error.status in (Status.ESME_RINVCMDLEN, Status.ESME_RINVCMDID)
         )
         command_id = COMMAND_IDS["generic_nack"] if generic or resp_id is None else resp_id
-        return _HEADER.pack(16, command_id, error.status, error.sequence & 0xFFFFFFFF)
+        return HEADER.pack(16, command_id, error.status, error.sequence & 0xFFFFFFFF)
 
     def close(self) -> None:
         """The transport is gone; nothing more is sent or received."""

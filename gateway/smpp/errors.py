@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-# ConfigError is re-exported so gateway code imports its errors from one place.
-from backend.errors import ConfigError as ConfigError
 from backend.errors import Idea24Error
 
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from gateway.smpp import reference
 from gateway.smpp.errors import LocalProtocolError, RemoteProtocolError
-from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp.pdu import COMMAND_IDS, HEADER, Pdu, Status
 from gateway.smpp.schema import (
     TLV_HEADER,
     TLVS,
@@ -28,7 +28,6 @@ from gateway.smpp.schema import (
     split_tlvs,
 )
 
-_HEADER: Final = struct.Struct(">LLLL")
 _SM_NAMES: Final = frozenset(
     (
         "service_type",
@@ -147,7 +146,7 @@ def _encode_sm(pdu: Pdu) -> bytes:
             if params.get("short_message") and params.get("message_payload"):
                 raise _Unusual
             body += _tlvs(pdu.command, pdu, params.keys() - _SM_NAMES)
-        return _HEADER.pack(16 + len(body), _IDS[pdu.command], pdu.status, pdu.sequence) + body
+        return HEADER.pack(16 + len(body), _IDS[pdu.command], pdu.status, pdu.sequence) + body
     except (_Unusual, *_PACK_FAILURES):
         return reference.encode(pdu)
 
@@ -160,7 +159,7 @@ def _encode_resp(pdu: Pdu) -> bytes:
         if keys or pdu.extra_tlvs:
             body += _tlvs(pdu.command, pdu, keys)
         return (
-            _HEADER.pack(16 + len(body), COMMAND_IDS[pdu.command], pdu.status, pdu.sequence) + body
+            HEADER.pack(16 + len(body), COMMAND_IDS[pdu.command], pdu.status, pdu.sequence) + body
         )
     except (_Unusual, *_PACK_FAILURES):
         return reference.encode(pdu)
@@ -170,7 +169,7 @@ def _encode_empty(pdu: Pdu) -> bytes:
     if pdu.params or pdu.extra_tlvs:
         return reference.encode(pdu)
     try:
-        return _HEADER.pack(16, COMMAND_IDS[pdu.command], pdu.status, pdu.sequence)
+        return HEADER.pack(16, COMMAND_IDS[pdu.command], pdu.status, pdu.sequence)
     except struct.error as exc:
         raise LocalProtocolError(f"{pdu.command}: {exc}", status=Status.ESME_RSYSERR) from exc
 
@@ -214,14 +213,14 @@ def _decode_sm(frame: bytes) -> Pdu:
         "sm_default_msg_id": frame[e5 + 4],
         "short_message": frame[start:end],
     }
-    _length, command_id, status, sequence = _HEADER.unpack_from(frame)
+    _length, command_id, status, sequence = HEADER.unpack_from(frame)
     cmd = _NAMES[command_id]
     extra = _decode_tlvs(cmd, frame, end, params) if end < n else ()
     return Pdu(cmd, sequence, status, params, extra)
 
 
 def _decode_resp(frame: bytes) -> Pdu:
-    _length, command_id, status, sequence = _HEADER.unpack_from(frame)
+    _length, command_id, status, sequence = HEADER.unpack_from(frame)
     cmd = _NAMES[command_id]
     n = len(frame)
     if n == 16:
@@ -237,7 +236,7 @@ def _decode_resp(frame: bytes) -> Pdu:
 def _decode_empty(frame: bytes) -> Pdu:
     if len(frame) != 16:
         return reference.decode(frame)
-    _length, command_id, status, sequence = _HEADER.unpack_from(frame)
+    _length, command_id, status, sequence = HEADER.unpack_from(frame)
     return Pdu(_NAMES[command_id], sequence, status, {})
 
 
@@ -307,7 +306,7 @@ def _plain_sm_template(params: Mapping[str, Any]) -> bytes | None:
     body = _sm_body(params.get)
     if body is None:
         return None
-    return _HEADER.pack(16 + len(body), _SUBMIT_SM_ID, 0, 0) + body
+    return HEADER.pack(16 + len(body), _SUBMIT_SM_ID, 0, 0) + body
 
 
 def _sm_body(g: Callable[[str, Any], Any]) -> bytes | None:

@@ -15,11 +15,12 @@ Unknown TLVs are kept verbatim in ``Pdu.extra_tlvs`` as ``(tag, value)`` pairs.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -55,6 +56,9 @@ class CommandId(IntEnum):
 
 
 RESPONSE_BIT = 0x80000000
+#: The 16-octet header every PDU starts with: command_length, command_id, command_status,
+#: sequence_number, big-endian.
+HEADER: Final = struct.Struct(">LLLL")
 COMMAND_NAMES: Mapping[int, str] = {c.value: c.name.lower() for c in CommandId}
 COMMAND_IDS: Mapping[str, int] = {name: cid for cid, name in COMMAND_NAMES.items()}
 
@@ -103,25 +107,6 @@ class Status(IntEnum):
 TEMPORARY_STATUSES = frozenset(
     {Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL, Status.ESME_RSYSERR, Status.ESME_RX_T_APPN}
 )
-
-
-class Tag(IntEnum):
-    """TLV tags idea24 reads or writes."""
-
-    DEST_ADDR_SUBUNIT = 0x0005
-    SOURCE_PORT = 0x020A
-    DESTINATION_PORT = 0x020B
-    SAR_MSG_REF_NUM = 0x020C
-    SAR_TOTAL_SEGMENTS = 0x020E
-    SAR_SEGMENT_SEQNUM = 0x020F
-    USER_MESSAGE_REFERENCE = 0x0204
-    MESSAGE_PAYLOAD = 0x0424
-    MESSAGE_STATE = 0x0427
-    RECEIPTED_MESSAGE_ID = 0x001E
-    USSD_SERVICE_OP = 0x0501
-    ITS_SESSION_INFO = 0x1383
-    NETWORK_ERROR_CODE = 0x0423
-    SC_INTERFACE_VERSION = 0x0210
 
 
 class UssdOp(IntEnum):

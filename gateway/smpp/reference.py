@@ -24,7 +24,7 @@ from smpplib import ptypes as sm_ptypes
 from smpplib import smpp as sm_smpp
 
 from gateway.smpp.errors import LocalProtocolError, RemoteProtocolError
-from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
+from gateway.smpp.pdu import COMMAND_IDS, HEADER, Pdu, Status
 from gateway.smpp.schema import (
     LAYOUTS,
     TLVS,
@@ -37,8 +37,6 @@ from gateway.smpp.schema import (
     scan_body,
     split_tlvs,
 )
-
-HEADER: Final = struct.Struct(">LLLL")
 
 
 class _DummyClient:

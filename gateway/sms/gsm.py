@@ -84,10 +84,6 @@ def septet_cost(ch: str) -> int | None:
     return None
 
 
-def is_gsm(text: str) -> bool:
-    return GSM_CHARACTERS.issuperset(text)
-
-
 def _unencodable(text: str) -> TextEncodeError:
     ch = next(c for c in text if c not in GSM_CHARACTERS)
     return TextEncodeError(f"{ch!r} (U+{ord(ch):04X}) is not in the GSM 03.38 alphabet")

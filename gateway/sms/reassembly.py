@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gateway.sms.text import ESM_UDHI, Udh, decode_body, split_body
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.decoding import Udh, decode_body, split_body
 
 Scheme = Literal["udh8", "udh16", "sar"]
 #: Why a message was given up: its parts stopped coming, its sender had too many waiting, or
@@ -114,7 +115,7 @@ class Reassembler:
         """Take one deliver_sm/data_sm's params; return the whole text once it is complete.
 
         A message that is not concatenated comes straight back. Raises
-        :class:`gateway.sms.text.UdhError` when UDHI is set but the header is malformed.
+        :class:`gateway.sms.decoding.UdhError` when UDHI is set but the header is malformed.
         """
         payload = pdu_params.get("message_payload")
         data: bytes = payload if payload else pdu_params.get("short_message") or b""

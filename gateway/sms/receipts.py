@@ -36,7 +36,8 @@ from typing import Any, Generic, TypeVar
 
 from backend.errors import Idea24Error
 from gateway.smpp.pdu import ESM_UDHI, MessageState
-from gateway.sms.text import TextDecodeError, decode_short_message
+from gateway.sms.decoding import decode_short_message
+from gateway.sms.text import TextDecodeError
 
 __all__ = [
     "IdIndex",

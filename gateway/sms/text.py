@@ -1,13 +1,16 @@
-"""Text ⇄ SMPP short_message octets: pick the encoding, split into parts, parse UDH, decode.
+"""Text → SMPP short_message octets: pick the encoding, split into parts.
 
 Theory of operation
 -------------------
 Outbound, :func:`encode_message` chooses the cheapest alphabet that carries the text exactly:
 GSM-7 when every character is in GSM 03.38 (an extension character costs two septets, still less
 than a UCS-2 unit, so GSM-7 never needs more parts than UCS-2); otherwise, per deployment policy,
-UCS-2 at once (``"ucs2"``) or first the transliteration of Polish letters and typographic
-punctuation (``"transliterate"``), with UCS-2 of the original text when even that is not GSM-7.
-A message is never sent with ``?`` in place of a character.
+UCS-2 at once (``"ucs2"``), first the transliteration of Polish letters and typographic
+punctuation (``"transliterate"``), with UCS-2 of the original text when even that is not GSM-7,
+or the original in UCS-2 when that costs no more parts than the transliteration, else the
+transliteration (``"auto"``: Polish letters whenever they are free). A message is never sent with
+``?`` in place of a character. A USSD screen is one message: under ``"auto"`` it keeps its letters
+when it fits one UCS-2 USSD string (80 characters), else it is transliterated.
 
 Splitting works on characters, never octets: a part ends where the next character would not fit,
 so an ESC + septet pair or a UTF-16 surrogate pair never straddles two parts. Limits per part:
@@ -24,54 +27,52 @@ long mode         single      GSM-7 per part     UCS-2 units/part
 SAR parts carry no UDH themselves, but the SMSC builds one for the handset, so they get the UDH
 sizes. Latin-1 (data_coding 3) counts octets: 140 single, 134/133 with UDH.
 
-Inbound, :func:`split_short_message` removes the UDH (when esm_class has UDHI) and returns the
-body in a normal form — GSM-7 always as one septet per octet — so :class:`Reassembler` can join
-bodies before decoding (which also heals an escape or surrogate pair a sender split across parts);
-:func:`decode_short_message` does both steps for a single message.
+Inbound, the other way, is :mod:`gateway.sms.decoding`.
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from gateway.smpp.pdu import ESM_UDHI as ESM_UDHI
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.decoding import IEI_CONCAT_8, IEI_CONCAT_16
 from gateway.sms.gsm import (
     TextDecodeError,
     TextEncodeError,
     TextError,
-    decode_septets,
     encode_septets,
     fill_bits_after_udh,
     pack_septets,
     septets_or_none,
-    unpack_septets,
 )
 
-if TYPE_CHECKING:
-    from gateway.sms.reassembly import Incomplete as Incomplete
-    from gateway.sms.reassembly import Reassembler as Reassembler
-
 __all__ = [
-    "Incomplete",
     "Part",
-    "Reassembler",
     "TextDecodeError",
     "TextEncodeError",
     "TextError",
     "TooManyParts",
-    "Udh",
-    "UdhError",
     "UssdTooLong",
-    "decode_short_message",
     "encode_message",
     "encode_ussd",
     "transliterate",
+    "ussd_text",
 ]
 
-Policy = Literal["ucs2", "transliterate"]
+Policy = Literal["auto", "ucs2", "transliterate"]
+POLICIES: tuple[Policy, ...] = ("auto", "ucs2", "transliterate")
+
+
+def text_policy(name: str) -> Policy:
+    """A configured policy name as :data:`Policy`; raises :class:`TextEncodeError` for others."""
+    for policy in POLICIES:
+        if name == policy:
+            return policy
+    raise TextEncodeError(f"policy must be auto, ucs2 or transliterate, got {name!r}")
+
+
 LongMode = Literal["udh", "udh16", "sar", "payload"]
 
 DC_DEFAULT = 0x00  # SMSC default alphabet: GSM-7, one septet per octet
@@ -81,10 +82,10 @@ DC_LATIN1 = 0x03
 DC_BINARY_2 = 0x04
 DC_UCS2 = 0x08
 
-IEI_CONCAT_8 = 0x00
-IEI_CONCAT_16 = 0x08
 MAX_PARTS = 255
 USSD_MAX_CHARS = 182
+#: A USSD string holds 160 octets: 182 GSM-7 characters packed, 80 in UCS-2.
+USSD_UCS2_CHARS = 80
 
 
 class TooManyParts(TextEncodeError):
@@ -103,10 +104,6 @@ class UssdTooLong(TextEncodeError):
         self.length = length
 
 
-class UdhError(TextDecodeError):
-    """UDHI is set but the user data header is malformed."""
-
-
 @dataclass(frozen=True, slots=True)
 class Part:
     """One submit_sm worth of message: the octets, their data_coding, esm_class bits, TLVs.
@@ -120,36 +117,6 @@ class Part:
     esm_class: int = 0
     tlvs: dict[str, Any] = field(default_factory=dict)
     text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Udh:
-    """A parsed user data header. ``ref``/``total``/``seq`` come from a valid concatenation IE
-    (0x00 or 0x08) and are None otherwise; every IE is kept in ``elements`` in order."""
-
-    elements: tuple[tuple[int, bytes], ...]
-    ref: int | None = None
-    total: int | None = None
-    seq: int | None = None
-    ref_bits: int = 0  # 8 or 16 when a concatenation IE is present
-
-    @property
-    def length(self) -> int:
-        """Octets of the header on the wire, the UDHL octet included."""
-        return 1 + sum(2 + len(value) for _, value in self.elements)
-
-    @property
-    def is_concatenated(self) -> bool:
-        return self.total is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Body:
-    """A received short message split into its UDH and a body ready to decode with ``codec``."""
-
-    udh: Udh | None
-    codec: str  # "gsm" (one septet per octet), or a Python codec name
-    data: bytes
 
 
 # -- transliteration -------------------------------------------------------------------------
@@ -248,24 +215,42 @@ def _measured(text: str, scheme: _Scheme) -> bytes | None:
     return septets_or_none(text)
 
 
-def _pick(text: str, policy: Policy, default_coding: int) -> tuple[str, _Scheme, bytes | None]:
+def _pick(
+    text: str, policy: Policy, default_coding: int, long: LongMode = "udh"
+) -> tuple[str, _Scheme, bytes | None]:
     """The text to send, its scheme and, for a 7/8-bit scheme, its :func:`_measured` octets
     (None for UCS-2: encoded by the caller, which reports invalid Unicode)."""
     base = _BASES.get(default_coding)
     if base is None:
         raise TextEncodeError(f"default_coding must be 0, 1 or 3, got {default_coding}")
-    if policy not in ("ucs2", "transliterate"):
-        raise TextEncodeError(f"policy must be 'ucs2' or 'transliterate', got {policy!r}")
+    if policy not in POLICIES:
+        raise TextEncodeError(f"policy must be auto, ucs2 or transliterate, got {policy!r}")
     stream = _measured(text, base)
     if stream is not None:
         return text, base, stream
-    if policy == "transliterate":
+    if policy != "ucs2":
         plain = transliterate(text)
         if plain != text:
             stream = _measured(plain, base)
             if stream is not None:
+                if policy == "auto":
+                    wide = _encode_chars(text, _UCS2)
+                    if _count(wide, _UCS2, 2, long) <= _count(stream, base, 1, long):
+                        return text, _UCS2, None
                 return plain, base, stream
     return text, _UCS2, None
+
+
+def _count(stream: bytes, scheme: _Scheme, width: int, long: LongMode) -> int:
+    """Parts ``stream`` (already encoded in ``scheme``) takes, as :func:`encode_message` cuts it."""
+    if long == "payload" or len(stream) <= scheme.single * width:
+        return 1
+    limit = scheme.per_udh16 if long == "udh16" else scheme.per_udh8
+    if width == 1 and 0x1B not in stream:
+        return -(-len(stream) // limit)
+    if width == 2 and not any(0xD8 <= b <= 0xDB for b in stream[::2]):
+        return -(-len(stream) // (2 * limit))
+    return len(_chunks("", scheme, stream, width, limit))
 
 
 def _choose(text: str, policy: Policy, default_coding: int) -> tuple[str, _Scheme]:
@@ -340,7 +325,7 @@ def encode_message(
     ``packed`` sends GSM-7 packed instead of one septet per octet. Raises :class:`TooManyParts`
     beyond 255 parts and :class:`TextEncodeError` for bad arguments or invalid Unicode.
     """
-    chosen, scheme, measured = _pick(text, policy, default_coding)
+    chosen, scheme, measured = _pick(text, policy, default_coding, long)
     dc = scheme.data_coding
     pack = packed and scheme is _GSM
     ia5 = scheme is _IA5  # measured in septets, sent as ASCII: the only scheme that re-encodes
@@ -389,6 +374,17 @@ def encode_message(
     return parts
 
 
+def ussd_text(text: str, policy: Policy = "ucs2") -> str:
+    """The screen as the handset will show it under ``policy`` (what an HTTP aggregator is given).
+
+    ``ucs2`` keeps every letter; ``transliterate`` maps Polish letters when that makes it GSM-7;
+    ``auto`` keeps them while the screen fits one UCS-2 USSD string (:data:`USSD_UCS2_CHARS`).
+    """
+    if policy == "auto":
+        policy = "ucs2" if len(text) <= USSD_UCS2_CHARS else "transliterate"
+    return _choose(text, policy, DC_DEFAULT)[0]
+
+
 def encode_ussd(
     text: str, policy: Policy = "ucs2", *, max_chars: int = USSD_MAX_CHARS
 ) -> tuple[bytes, int]:
@@ -396,144 +392,9 @@ def encode_ussd(
 
     Raises :class:`UssdTooLong` past ``max_chars`` characters (counted after transliteration).
     """
+    if policy == "auto":
+        policy = "ucs2" if len(text) <= USSD_UCS2_CHARS else "transliterate"
     chosen, scheme = _choose(text, policy, DC_DEFAULT)
     if len(chosen) > max_chars:
         raise UssdTooLong(len(chosen))
     return _encode_chars(chosen, scheme), scheme.data_coding
-
-
-# -- decoding --------------------------------------------------------------------------------
-
-
-def parse_udh(data: bytes) -> tuple[Udh, bytes]:
-    """Split ``data`` into its user data header and the rest; raises :class:`UdhError`.
-
-    A concatenation IE with total 0, sequence 0 or sequence > total is kept in ``elements`` but
-    not reported as concatenation (TS 23.040 9.2.3.24.1: the receiver ignores it).
-    """
-    if not data:
-        raise UdhError("UDHI set but short_message is empty")
-    udhl = data[0]
-    if udhl + 1 > len(data):
-        raise UdhError(f"UDH length {udhl} runs past the {len(data)}-octet message")
-    header, rest = data[1 : 1 + udhl], data[1 + udhl :]
-    elements: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(header):
-        if i + 2 > len(header):
-            raise UdhError("truncated information element in UDH")
-        iei, iedl = header[i], header[i + 1]
-        if i + 2 + iedl > len(header):
-            raise UdhError(f"information element 0x{iei:02X} runs past the UDH")
-        elements.append((iei, bytes(header[i + 2 : i + 2 + iedl])))
-        i += 2 + iedl
-    ref = total = seq = None
-    bits = 0
-    for iei, value in elements:
-        if iei == IEI_CONCAT_8 and len(value) == 3:
-            r, t, s = value[0], value[1], value[2]
-            b = 8
-        elif iei == IEI_CONCAT_16 and len(value) == 4:
-            r, t, s = (value[0] << 8) | value[1], value[2], value[3]
-            b = 16
-        else:
-            continue
-        if t >= 1 and 1 <= s <= t:
-            ref, total, seq, bits = r, t, s, b
-    return Udh(tuple(elements), ref, total, seq, bits), rest
-
-
-_SMPP_CODECS: Mapping[int, str] = {
-    0x00: "gsm",
-    0x01: "ascii",
-    0x03: "latin-1",
-    0x06: "iso8859-5",
-    0x07: "iso8859-8",
-    0x08: "utf-16-be",
-    0x0A: "iso2022-jp",
-    0x0E: "euc-kr",
-    0x0F: "gsm",  # reserved in SMPP; USSD gateways pass on the CBS "GSM-7, no language"
-}
-
-
-def codec_for(data_coding: int) -> str:
-    """The codec for a data_coding: ``"gsm"`` or a Python codec name; unknown → latin-1.
-
-    SMPP values 0x00-0x0F first, then the GSM 03.38 coding groups for 0x10 and up (general,
-    auto-deletion, message waiting, and the 0xF0 data coding/message class group).
-    """
-    if data_coding < 0x10:
-        return _SMPP_CODECS.get(data_coding, "latin-1")
-    group = data_coding >> 4
-    if group <= 0x7:  # general data coding / automatic deletion
-        if data_coding & 0x20:  # compressed
-            return "latin-1"
-        alphabet = (data_coding >> 2) & 0x03
-        return {0: "gsm", 2: "utf-16-be"}.get(alphabet, "latin-1")
-    if group in (0xC, 0xD):
-        return "gsm"
-    if group == 0xE:
-        return "utf-16-be"
-    if group == 0xF:
-        return "latin-1" if data_coding & 0x04 else "gsm"
-    return "latin-1"
-
-
-def split_short_message(data: bytes, data_coding: int, udhi: bool, *, packed: bool = False) -> Body:
-    """Remove the UDH (when ``udhi``) and bring the body into a joinable form.
-
-    GSM-7 bodies come back one septet per octet: packed ones (``packed=True``) are unpacked with
-    the fill bits after the UDH; an unpacked "GSM" body with octets above 0x7F cannot be GSM-7 and
-    is read as Latin-1, which some SMSCs use as their default alphabet.
-    """
-    return Body(*split_body(data, data_coding, udhi, packed))
-
-
-def split_body(
-    data: bytes, data_coding: int, udhi: bool, packed: bool = False
-) -> tuple[Udh | None, str, bytes]:
-    """:func:`split_short_message` as a plain tuple (udh, codec, data), for the per-PDU paths
-    that take it apart at once (no record built and dropped per message)."""
-    udh: Udh | None = None
-    rest = bytes(data)
-    if udhi:
-        udh, rest = parse_udh(rest)
-    codec = codec_for(data_coding)
-    if codec == "gsm":
-        if packed:
-            fill = fill_bits_after_udh(udh.length) if udh else 0
-            rest = unpack_septets(rest, fill)
-        elif not rest.isascii():  # an octet above 0x7F
-            codec = "latin-1"
-    return udh, codec, rest
-
-
-def decode_body(data: bytes, codec: str) -> str:
-    """Octets → text for a codec from :func:`codec_for`; bad octets become U+FFFD, never raises."""
-    if codec == "gsm":
-        return decode_septets(data)
-    try:
-        return codecs.decode(data, codec, "replace")
-    except LookupError:  # a codec missing from this Python build
-        return data.decode("latin-1")
-
-
-def decode_short_message(
-    data: bytes, data_coding: int, udhi: bool, *, packed: bool = False
-) -> tuple[Udh | None, str]:
-    """Decode one received short_message (or message_payload) into its UDH and text.
-
-    Raises only :class:`UdhError` (a :class:`TextDecodeError`), for a malformed UDH; octets that
-    are not valid in their alphabet decode to U+FFFD rather than fail.
-    """
-    udh, codec, body = split_body(data, data_coding, udhi, packed)
-    return udh, decode_body(body, codec)
-
-
-def __getattr__(name: str) -> Any:
-    # Reassembly lives in its own module, which imports this one; re-export lazily.
-    if name in ("Reassembler", "Incomplete"):
-        from gateway.sms import reassembly
-
-        return getattr(reassembly, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

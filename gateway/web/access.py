@@ -16,7 +16,8 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from gateway.settings import DEV_API_KEY, Settings
+from gateway.settings import DEV_API_KEY
+from gateway.web.protocols import HttpSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -35,7 +36,7 @@ class UssdAccess:
     loopback_only: bool
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> UssdAccess:
+    def from_settings(cls, settings: HttpSettings) -> UssdAccess:
         key = settings.ussd_api_key or settings.api_key
         return cls(
             key=key.encode(),

@@ -19,12 +19,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from backend.errors import InvalidInput, LockedOut, NotFound, RateLimited, ServiceError
-from gateway.metrics import CONTENT_TYPE, Metrics
-from gateway.settings import Settings
 from gateway.sms.msisdn import normalise_msisdn
 from gateway.web.access import UssdAccess
 from gateway.web.guards import GlobalRateLimited
 from gateway.web.openapi import openapi_document
+from gateway.web.protocols import HttpMetrics, HttpSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,14 @@ class PasswordPortal(Protocol):
 
 
 class UssdTurns(Protocol):
-    """One USSD turn from an HTTP aggregator: returns (text, end_session)."""
+    """One USSD turn from an HTTP aggregator: returns (text, end_session); and the text of a
+    refusal (catalogue key) in the subscriber's language."""
 
-    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]: ...
+    async def ussd_turn(
+        self, msisdn: str, session_id: str, text: str, dialled: str | None = None
+    ) -> tuple[str, bool]: ...
+
+    async def ussd_refusal(self, key: str, msisdn: str | None = None) -> str: ...
 
 
 HealthCheck = Callable[[], Awaitable[Any]]
@@ -53,8 +57,8 @@ HealthCheck = Callable[[], Awaitable[Any]]
 
 @dataclass
 class HttpDeps:
-    settings: Settings
-    metrics: Metrics
+    settings: HttpSettings
+    metrics: HttpMetrics
     portal: PasswordPortal
     ussd: UssdTurns
     health_checks: Mapping[str, HealthCheck] = field(default_factory=dict)
@@ -190,31 +194,39 @@ async def ussd_aggregator(request: web.Request) -> web.Response:
     try:
         form = await request.post()
     except UNREADABLE_BODY:
-        return web.Response(
-            status=400, text="END request body cannot be read", content_type="text/plain"
-        )
+        said = await deps.ussd.ussd_refusal("notice.error")
+        return web.Response(status=400, text=f"END {said}", content_type="text/plain")
     session_id = str(form.get("sessionId", "")).strip()
     phone = str(form.get("phoneNumber", "")).strip()
     service_code = str(form.get("serviceCode", "")).strip() or deps.settings.ussd_code
-    answers = str(form.get("text", ""))
-    if not session_id or not phone:
-        return web.Response(
-            status=400, text="END sessionId and phoneNumber are required", content_type="text/plain"
-        )
-    if len(session_id) > MAX_SESSION_ID:
-        return web.Response(
-            status=400,
-            text=f"END sessionId longer than {MAX_SESSION_ID} characters",
-            content_type="text/plain",
-        )
+    answers = str(form.get("text", "")).strip()
+    # The subscriber may see what an aggregator is told: a catalogue text, not an English reason.
+    if not session_id or not phone or len(session_id) > MAX_SESSION_ID:
+        said = await deps.ussd.ussd_refusal("notice.error")
+        return web.Response(status=400, text=f"END {said}", content_type="text/plain")
     try:
         msisdn = normalise_msisdn(phone)
-    except InvalidInput as exc:
-        return web.Response(status=400, text=f"END {exc.reason}", content_type="text/plain")
-    text = service_code if answers == "" else answers.split("*")[-1]
-    reply, end = await deps.ussd.ussd_turn(msisdn, session_id, text)
+    except InvalidInput:
+        said = await deps.ussd.ussd_refusal("error.not_found.subscriber")
+        return web.Response(status=400, text=f"END {said}", content_type="text/plain")
+    text, dialled = aggregator_turn(service_code, answers)
+    reply, end = await deps.ussd.ussd_turn(msisdn, session_id, text, dialled)
     deps.metrics.messages_in.labels("ussd_http", "ok").inc()
     return web.Response(text=("END " if end else "CON ") + reply, content_type="text/plain")
+
+
+def aggregator_turn(service_code: str, answers: str) -> tuple[str, str | None]:
+    """(text, dialled) of an aggregator request: ``text`` holds every answer so far joined by
+    ``*`` (or, from some, the whole dial string). The turn is the last answer; ``dialled`` is
+    the dial string they amount to (``*100#`` + ``2*1`` → ``*100*2*1#``), which the dialog
+    replays when the session is new to it — a first request that already carries answers."""
+    if answers == "":
+        return service_code, None
+    if answers.startswith("*") and answers.endswith("#"):
+        return answers, None  # a dial string itself: a new session from it
+    steps = answers.split("*")
+    prefix = service_code[:-1] if service_code.endswith("#") else service_code
+    return steps[-1], f"{prefix}*{answers}#"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -240,7 +252,9 @@ async def metrics(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     if deps.before_scrape is not None:
         await deps.before_scrape()
-    return web.Response(body=deps.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(
+        body=deps.metrics.render(), headers={"Content-Type": deps.metrics.content_type}
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:

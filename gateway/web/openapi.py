@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
-from gateway.settings import Settings
+from gateway.web.protocols import HttpSettings
 
 _ERROR = {
     "type": "object",
@@ -24,7 +24,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
+def openapi_document(settings: HttpSettings) -> dict[str, Any]:
     key_auth: list[dict[str, list[str]]] = [{"apiKey": []}]
     return {
         "openapi": "3.1.0",

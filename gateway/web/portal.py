@@ -13,13 +13,16 @@ from typing import Any
 
 from fsm.runtime import Inbound, Reply, TurnUnavailable
 from gateway.outbox.base import Outbox
-from gateway.router import TurnRunner, ussd_screen
+from gateway.sms.text import Policy, ussd_text
 from gateway.web.guards import PasswordCap
+from gateway.web.turns import TurnRunner, ussd_screen
 
 log = logging.getLogger(__name__)
 
 #: Renders the password SMS: (language, password) → text. Comes from the dialogs catalogue.
 PasswordText = Callable[[str, str], str]
+#: A catalogue text by (language, key): what an aggregator is told when no turn can answer.
+CatalogueText = Callable[[str, str], str]
 
 
 class Portal:
@@ -32,6 +35,9 @@ class Portal:
         short_code: str,
         *,
         password_cap: PasswordCap | None = None,
+        catalogue: CatalogueText | None = None,
+        policy: Policy = "ucs2",
+        language: str = "pl",
     ) -> None:
         self.backend = backend
         self.runtime = runtime
@@ -39,6 +45,10 @@ class Portal:
         self.password_text = password_text
         self.short_code = short_code
         self.password_cap = password_cap
+        self.catalogue = catalogue
+        #: The SMS text policy, applied to aggregator screens as SMPP USSD applies it.
+        self.policy = policy
+        self.language = language
 
     async def send_temp_password(self, msisdn: str) -> None:
         info = await self.backend.subscriber(msisdn)  # NotFound for a stranger
@@ -52,10 +62,35 @@ class Portal:
     async def verify_temp_password(self, msisdn: str, password: str) -> bool:
         return bool(await self.backend.verify_temp_password(msisdn, password))
 
-    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
-        inbound = Inbound(msisdn=msisdn, channel="ussd", text=text, session_id=f"http:{session_id}")
+    async def ussd_turn(
+        self, msisdn: str, session_id: str, text: str, dialled: str | None = None
+    ) -> tuple[str, bool]:
+        """One aggregator turn; ``dialled`` is the dial string the answers so far amount to
+        (replayed when the session is new here, as the network would have dialled it)."""
+        inbound = Inbound(
+            msisdn=msisdn,
+            channel="ussd",
+            text=text,
+            session_id=f"http:{session_id}",
+            dialled=dialled,
+        )
         try:
             replies: list[Reply] = await self.runtime.turn(inbound)
         except TurnUnavailable:  # no redelivery over HTTP: the aggregator gets the polite error
-            replies = [self.runtime.notice(inbound, "error")]
-        return ussd_screen(replies)
+            replies = [Reply(await self.ussd_refusal("notice.error", msisdn))]
+        screen, end = ussd_screen(replies)
+        if not screen:  # never an empty END: the subscriber is told something went wrong
+            return await self.ussd_refusal("notice.error", msisdn), True
+        return ussd_text(screen, self.policy), end
+
+    async def ussd_refusal(self, key: str, msisdn: str | None = None) -> str:
+        """The catalogue text ``key`` in the subscriber's language (the operator's when the
+        number is not known), under the text policy."""
+        lang = self.language
+        if msisdn is not None:
+            try:
+                lang = getattr(await self.backend.subscriber(msisdn), "language", lang) or lang
+            except Exception:  # the database may be what failed: the operator's language will do
+                lang = self.language
+        text = self.catalogue(lang, key) if self.catalogue is not None else key
+        return ussd_text(text, self.policy)

@@ -75,14 +75,17 @@ async def test_tariff_change_effective_next_period(
     quote = await backend.quote_tariff_change(msisdn, "plus")
     assert quote.changes and quote.monthly_fee == 7900 and quote.fee == 0
     assert quote.effective == next_period_start(today, 1) > today
+    assert await backend.pending_tariff(msisdn) is None
     request = await backend.change_tariff(msisdn, "PLUS", "sms")
     assert request.kind == "tariff" and request.effective == quote.effective
+    assert await backend.pending_tariff(msisdn) == request
     assert request.reference.startswith("TA/")
     assert await backend.change_tariff(msisdn, "PLUS", "sms") == request
     assert not (await backend.quote_tariff_change(msisdn, "PLUS")).changes
     assert (await backend.tariff(msisdn)).code == "OPTIMUM"  # not before the next period
     clock.advance(days=(quote.effective - today).days + 1)
     assert (await backend.tariff(msisdn)).code == "PLUS"
+    assert await backend.pending_tariff(msisdn) is None  # in force: no longer waiting
     assert (await backend.usage(msisdn)).minutes_included == 300
     # the next change settles the due request first
     await backend.change_tariff(msisdn, "MAX", "ussd")

@@ -13,9 +13,7 @@ from fsm.runtime import Runtime
 from tests.dialogs.conftest import Phone, phone_for
 
 FIRST, SECOND = "48600000010", "48600000011"
-ASK_ACCOUNT = (
-    "Ta zmiana dotyczy całego konta firmy. Potwierdź: TAK i kod abonencki dla konta. NIE anuluje."
-)
+ASK_ACCOUNT = "Zmiana całego konta. Potwierdź: TAK i kod abonencki dla konta. NIE anuluje."
 NOT_ACCOUNT = (
     "To kod abonencki numeru. Ta zmiana dotyczy całego konta: podaj kod abonencki dla konta."
 )

@@ -63,11 +63,33 @@ def test_split_numbers(raw: str, numbers: list[str]) -> None:
     assert split_numbers(raw) == numbers
 
 
-@pytest.mark.parametrize("raw", ["12345", "601 234", "601234567 999"])
-def test_split_numbers_rejects_fragments(raw: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "key", "number", "digits"),
+    [
+        ("12345", "input.short_number", "12345", 5),
+        ("601 234", "input.short_number", "601234", 6),
+        ("601234567 999", "input.short_number", "999", 3),
+        ("5011111 502222222", "input.short_number", "5011111", 7),
+        ("6012345678", "input.long_number", "6012345678", 10),
+        ("+48 601 234 5678", "input.bad_number", "+486012345678", None),
+    ],
+)
+def test_split_numbers_says_what_a_fragment_is(
+    raw: str, key: str, number: str, digits: int | None
+) -> None:
     with pytest.raises(DialogInputError) as info:
         split_numbers(raw)
-    assert info.value.key == "input.bad_number"
+    assert info.value.key == key
+    assert info.value.params["number"] == number
+    assert info.value.params.get("digits") == digits
+
+
+@pytest.mark.parametrize("raw", ["+44 7700 900123", "0044 7700 900123", "+1-212-555-0100"])
+def test_split_numbers_refuses_foreign_numbers(raw: str) -> None:
+    with pytest.raises(DialogInputError) as info:
+        split_numbers("601234567 " + raw)
+    assert info.value.key == "invalid.numbers.not_polish"
+    assert info.value.params["number"].startswith(("+44", "+1"))
 
 
 def test_dialled_path_and_menu_numbers() -> None:

@@ -15,8 +15,8 @@ from fsm.runtime import Inbound, Runtime, TurnUnavailable
 from tests.dialogs.conftest import Phone, phone_for
 from tests.fsm.conftest import StoreCase
 
-ASK = "Aby potwierdzić, wyślij TAK i kod abonencki, np. TAK 123456. NIE anuluje."
-ASK_EN = "To confirm, send YES and your subscriber code, e.g. YES 123456. NO cancels."
+ASK = "Potwierdź: TAK i kod abonencki, np. TAK 123456. NIE anuluje."
+ASK_EN = "Confirm: YES and subscriber code, e.g. YES 123456. NO cancels."
 
 
 def today(backend: Backend) -> str:
@@ -24,26 +24,27 @@ def today(backend: Backend) -> str:
 
 
 async def test_help_and_unknown(phone: Phone) -> None:
-    assert (await phone.sms("POMOC")).startswith("Komendy Idea24: INFO, PAKIET, HASLO")
-    assert (await phone.sms("help")).startswith("Idea24 commands: INFO, USAGE, PASSWORD")
+    help_pl = await phone.sms("POMOC")
+    assert help_pl.startswith("Komendy: INFO PAKIET HASLO FAKTURA FAKTURY PLATNOSC TARYFA")
+    assert (await phone.sms("help")).startswith("Commands: INFO USAGE PASSWORD")
     assert await phone.sms("kup mi kawę") == (
-        "Nie znamy komendy „kup”. Wyślij POMOC, aby poznać komendy, albo wybierz *100#."
+        "Nie znamy komendy „kup”. Lista komend: POMOC. Menu: *100#."
     )
     # Control characters and invisible marks are never echoed back.
     assert await phone.sms("ku\x00p\u200b\x1b mi") == (
-        "Nie znamy komendy „kup”. Wyślij POMOC, aby poznać komendy, albo wybierz *100#."
+        "Nie znamy komendy „kup”. Lista komend: POMOC. Menu: *100#."
     )
-    assert await phone.sms("TAK 111111") == (
-        "Nie ma nic do potwierdzenia. Wyślij POMOC, aby poznać komendy."
-    )
-    assert await phone.sms("no") == (
-        "There is nothing to confirm. Send HELP for the list of commands."
-    )
+    # Nothing (or only spaces, or only invisible marks) gets the help, not „”.
+    for empty in ("", "   ", "\u200b \n"):
+        assert await phone.sms(empty) == help_pl
+    assert await phone.sms("TAK 111111") == "Nie ma nic do potwierdzenia. Lista komend: POMOC."
+    assert await phone.sms("no") == "There is nothing to confirm. Commands: HELP."
 
 
 async def test_info_usage_invoices(phone: Phone) -> None:
     info = await phone.sms("info")
-    assert info.startswith("Nr 48600000001, konto 1.0000001. Taryfa Idea Optimum 120. Faktura: ")
+    assert info.startswith("Nr 600 000 001, konto 1.0000001, taryfa Idea Optimum 120. Faktura ")
+    assert re.search(r"Faktura \d+,\d\d zł, termin \S+, (zapłacona|do zapłaty)\.", info), info
     assert info.endswith("Zostało: 73 min, 62 SMS.")
     assert re.fullmatch(
         r"Pakiet do \d\d\.\d\d\.\d{4}: minuty 47/120 \(zostało 73\), SMS 38/100 \(zostało 62\)\.",
@@ -55,11 +56,19 @@ async def test_info_usage_invoices(phone: Phone) -> None:
         r"\d\d\.\d\d\.\d{4}, (zapłacona|do zapłaty)\.",
         await phone.sms("Faktura"),
     )
-    lines = (await phone.sms("FAKTURY")).split("\n")
-    assert lines[0] == "Faktury z 12 mies.:"
-    assert len(lines) == 13
-    assert all(re.fullmatch(r"\d\d\.\d{4}: \d+,\d\d zł (zapł\.|do zapł\.)", x) for x in lines[1:])
-    assert (await phone.sms("INVOICES")).startswith("Invoices, 12 months:\n")
+    pages = [(await phone.sms(f"FAKTURY {n}")).split("\n") for n in ("", "2", "3")]
+    assert [p[0] for p in pages] == ["Faktury (1/3):", "Faktury (2/3):", "Faktury (3/3):"]
+    assert [p[-1] for p in pages[:2]] == ["Starsze: FAKTURY 2", "Starsze: FAKTURY 3"]
+    months = pages[0][1:5] + pages[1][1:5] + pages[2][1:]
+    assert len(months) == 12 and len(set(months)) == 12
+    assert all(re.fullmatch(r"\d\d\.\d{4}: \d+,\d\d zł (zapł\.|do zapł\.)", x) for x in months)
+    assert await phone.sms("FAKTURY 4") == (
+        "Nie ma takiej strony. Faktury mają strony 1-3, np. FAKTURY 2."
+    )
+    assert await phone.sms("FAKTURY x") == (
+        "Strona to numer, np. FAKTURY 2 albo PROFIT HISTORIA 2."
+    )
+    assert (await phone.sms("INVOICES")).startswith("Invoices (1/3):\n")
 
 
 async def test_unknown_number_is_told_politely(runtime: Runtime) -> None:
@@ -90,14 +99,19 @@ async def test_password_rate_limit_is_worded(phone: Phone) -> None:
 
 async def test_services_list_and_details(phone: Phone, runtime: Runtime) -> None:
     assert await phone.sms("USLUGI") == (
-        "Twoje usługi:\n3IJA Trzy i Ja (wł.)\nMMS MMS (wł.)\nWszystkie: USLUGI WSZYSTKIE"
+        "Twoje usługi:\n3IJA Trzy i Ja\nMMS MMS\nOpis: USLUGA KOD. Wyłączenie: WYLACZ KOD."
     )
     everything = await phone.sms("usługi wszystkie")
-    assert everything.startswith("Usługi (kod nazwa):\n3IJA Trzy i Ja (wł.)\nPRZYJACIEL ")
-    assert "\nNOCE Darmowe noce\n" in everything
+    assert everything.startswith("Usługi: 3IJA (wł.), PRZYJACIEL, ROAMING, ")
+    assert everything.endswith(", NOCE. Opis: USLUGA KOD. Włączenie: WLACZ KOD.")
+    # One line of description and the service's page; the status agrees with the name.
     assert await phone.sms("USLUGA noce") == (
-        "Darmowe noce (NOCE): wyłączona. Abonament 5,00 zł/mies., aktywacja 10,00 zł."
+        "Darmowe noce: wyłączone, 5,00 zł/mies., aktywacja 10,00 zł. Rozmowy w Idei w godz. "
+        "22-6 bez opłat. idea24.example.pl/uslugi/noce\nWłączenie: WLACZ NOCE"
     )
+    assert (await phone.sms("USLUGA ROAMING")).startswith("Roaming: wyłączony, 0,00 zł/mies. ")
+    assert (await phone.sms("USLUGA MMS")).endswith("\nWyłączenie: WYLACZ MMS")
+    assert (await phone.sms("SERVICE ROAMING")).startswith("Roaming: off, 0,00 zł/month. ")
     assert await phone.sms("USLUGA") == "Podaj kod usługi. Przykład: USLUGA 3IJA"
     assert await phone.sms("USLUGA KAWA") == "Nie ma usługi o kodzie KAWA. Lista: USLUGI WSZYSTKIE"
     assert await phone_for(runtime, "48600000003").sms("USLUGI") == (
@@ -108,8 +122,7 @@ async def test_services_list_and_details(phone: Phone, runtime: Runtime) -> None
 async def test_activate_with_fee_wrong_code_then_right(phone: Phone, backend: Backend) -> None:
     day = today(backend)
     assert await phone.sms("WŁĄCZ  noce") == (
-        f"Włączenie usługi Darmowe noce: opłata 10,00 zł, abonament 5,00 zł/mies., od {day}.\n"
-        + ASK
+        f"Włączenie usługi Darmowe noce: opłata 10,00 zł + 5,00 zł/mies., od {day}.\n" + ASK
     )
     assert await phone.sms("TAK 000000") == "Błędny kod abonencki. Pozostałe próby: 2."
     assert await phone.sms("TAK") == "Dopisz kod abonencki, np. TAK 123456. NIE anuluje."
@@ -124,7 +137,7 @@ async def test_activate_with_fee_wrong_code_then_right(phone: Phone, backend: Ba
 async def test_english_on_and_yes(phone: Phone, backend: Backend) -> None:
     day = today(backend)
     assert await phone.sms("on noce") == (
-        f"Switching on Darmowe noce: fee 10,00 zł, then 5,00 zł/month, from {day}.\n" + ASK_EN
+        f"Switching on Darmowe noce: fee 10,00 zł + 5,00 zł/month, from {day}.\n" + ASK_EN
     )
     assert await phone.sms("YES 111111") == f"Darmowe noce is on from {day}. Fee 10,00 zł."
 
@@ -139,7 +152,7 @@ async def test_already_on_and_usage_errors(phone: Phone) -> None:
 
 async def test_cancel_and_read_in_between(phone: Phone, backend: Backend) -> None:
     assert (await phone.sms("WYLACZ MMS")).startswith("Wyłączenie usługi MMS: opłata 0,00 zł")
-    assert await phone.sms("nie") == "Anulowano. Nic nie zostało zmienione."
+    assert await phone.sms("nie") == "Anulowano, nic nie zmieniono."
     assert (await backend.service("48600000001", "MMS")).active
     assert (await phone.sms("WLACZ NOCE")).endswith(ASK)
     assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a read-only command runs"
@@ -203,21 +216,38 @@ async def test_wrong_codes_lock_the_code(phone: Phone, backend: Backend) -> None
 
 async def test_three_numbers(phone: Phone, backend: Backend) -> None:
     assert await phone.sms("3ija") == (
-        "Trzy i Ja: 48601234567, 48602345678, 48603456789.\n"
+        "Trzy i Ja: 601 234 567, 602 345 678, 603 456 789.\n"
         "Zmiana: 3IJA N1 N2 N3, np. 3IJA 601234567 602345678 603456789"
     )
     assert await phone.sms("3IJA 601234567") == (
         "Podaj trzy numery (podano: 1). Przykład: 3IJA 601234567 602345678 603456789"
     )
-    assert (
-        await phone.sms("3IJA 601 23") == "„60123” nie jest numerem telefonu. Przykład: 601234567."
+    assert await phone.sms("3IJA 601 23") == (
+        "60123: 5 cyfr, za krótki numer. Numer ma 9 cyfr, np. 601 234 567."
+    )
+    # Numbers glued together are reported as what they are.
+    assert await phone.sms("3IJA 5011111 502222222") == (
+        "5011111: 7 cyfr, za krótki numer. Numer ma 9 cyfr, np. 601 234 567."
+    )
+    assert await phone.sms("3IJA 6011111222 602222333 603333444") == (
+        "6011111222: 10 cyfr, za długi numer. Numer ma 9 cyfr, np. 601 234 567."
+    )
+    assert await phone.sms("3IJA 601111222 +44 7700 900123 603333444") == (
+        "+447700900123 to numer zagraniczny: wybrać można tylko polskie numery."
+    )
+    assert await phone.sms("FRIENDS 601111222 +44 7700 900123 603333444") == (
+        "+447700900123 is a foreign number: only Polish numbers can be chosen."
+    )
+    assert await phone.sms("3IJA 600000001 602222333 603333444") == (
+        "Nie możesz podać własnego numeru (600 000 001)."
     )
     quote = await phone.sms("3IJA +48 601-111-222  602 333 444 48603555666")
     assert quote.startswith(
-        "Trzy i Ja: nowe numery 48601111222, 48602333444, 48603555666. Opłata 3,00 zł"
+        "Trzy i Ja: nowe numery 601 111 222, 602 333 444, 603 555 666. Opłata 3,00 zł"
     )
     assert quote.endswith(ASK)
     assert (await phone.sms("TAK 111111")).startswith("Numery zmienione od ")
+    assert await phone.sms("3IJA 601111222 602333444 603555666") == "Te numery są już ustawione."
     assert (await backend.favourites("48600000001")).three == (
         "48601111222",
         "48602333444",
@@ -227,14 +257,21 @@ async def test_three_numbers(phone: Phone, backend: Backend) -> None:
 
 async def test_friend(runtime: Runtime, backend: Backend) -> None:
     anna = phone_for(runtime, "48600000002")
-    assert (await anna.sms("PRZYJACIEL")).startswith("Przyjaciel: 48604567890.\n")
+    assert (await anna.sms("PRZYJACIEL")).startswith("Przyjaciel: 604 567 890.\n")
     assert (await anna.sms("friend 605-000-111")).startswith(
-        "Przyjaciel: new number 48605000111. Fee 2,00 zł"
+        "Przyjaciel: new number 605 000 111. Fee 2,00 zł"
     )
-    assert (await anna.sms("YES 222222")).startswith("Numbers changed from ")
+    assert (await anna.sms("YES 222222")).startswith("Number changed from ")
     assert (await backend.favourites("48600000002")).friend == "48605000111"
+    assert (await anna.sms("PRZYJACIEL 605000111")) == "Ten numer jest już ustawiony."
+    await anna.sms("PRZYJACIEL 606000111")
+    assert (await anna.sms("TAK 222222")).startswith("Numer zmieniony od ")
     assert await anna.sms("PRZYJACIEL 1 2") == (
-        "„12” nie jest numerem telefonu. Przykład: 601234567."
+        "12: 2 cyfry, za krótki numer. Numer ma 9 cyfr, np. 601 234 567."
+    )
+    # Not switched on: says how to switch it on.
+    assert await phone_for(runtime, "48600000003").sms("PRZYJACIEL") == (
+        "Usługa Przyjaciel jest wyłączona.\nWłączenie: WLACZ PRZYJACIEL"
     )
 
 
@@ -243,7 +280,7 @@ async def test_address_change(phone: Phone, backend: Backend) -> None:
         "Adres korespondencyjny: ul. Długa 5/3, 00-950 Warszawa.\n"
     )
     assert await phone.sms("ADRES ul. Krótka 7, 31-019 Kraków") == (
-        "Nowy adres korespondencyjny: ul. Krótka 7, 31-019 Kraków. Bez opłat.\n" + ASK
+        "Nowy adres: ul. Krótka 7, 31-019 Kraków.\n" + ASK
     )
     assert await phone.sms("TAK 111111") == "Adres zmieniony na: ul. Krótka 7, 31-019 Kraków."
     assert str(await backend.address("48600000001")) == "ul. Krótka 7, 31-019 Kraków"
@@ -253,28 +290,43 @@ async def test_address_change(phone: Phone, backend: Backend) -> None:
 
 async def test_tariff(phone: Phone) -> None:
     assert await phone.sms("TARYFA") == (
-        "Twoja taryfa: Idea Optimum 120: 49,00 zł/mies., 120 min, 100 SMS.\n"
-        "Zmiana: TARYFA NAZWA. Dostępne: START, PLUS, MAX."
+        "Taryfa: Idea Optimum 120, 49,00 zł/mies., 120 min, 100 SMS.\n"
+        "Inne: START 29,00, PLUS 79,00, MAX 129,00 zł/mies. Zmiana: TARYFA KOD"
     )
     quote = await phone.sms("taryfa idea plus 300")
-    assert quote.startswith("Zmiana taryfy na Idea Plus 300: opłata ")
-    assert ", abonament 79,00 zł/mies., od " in quote
+    assert re.fullmatch(
+        r"Zmiana taryfy na Idea Plus 300 od (\S+): 79,00 zł/mies\., opłata 0,00 zł\.\n" + ASK,
+        quote,
+    )
+    effective = quote.split(" od ")[1].split(":")[0]
     assert (await phone.sms("TAK 111111")).startswith("Przyjęliśmy zmianę taryfy (")
+    # The change waiting for the next period is shown, with its date.
+    assert await phone.sms("TARYFA") == (
+        f"Taryfa: Idea Optimum 120, 49,00 zł/mies., 120 min, 100 SMS. Od {effective}: "
+        "Idea Plus 300.\nInne: START 29,00, MAX 129,00 zł/mies. Zmiana: TARYFA KOD"
+    )
     assert await phone.sms("TARYFA KAWA") == "Nie ma taryfy „KAWA”. Przykład: TARYFA START"
     assert await phone.sms("TARYFA FIRMA") == "Ta taryfa jest tylko dla firm."
 
 
 async def test_payment(phone: Phone) -> None:
     assert await phone.sms("PŁATNOŚĆ") == (
-        "Forma płatności: Przelew. Okres rozliczeniowy "
+        "Forma płatności: przelew. Okres rozliczeniowy "
         + (await phone.sms("PLATNOSC")).split("Okres rozliczeniowy ")[1]
     )
+    assert (await phone.sms("PLATNOSC")).endswith(". Zmiana: PLATNOSC ZMIEN.")
+    # Methods by number or plain words, never an identifier with an underscore.
     assert await phone.sms("PLATNOSC ZMIEN") == (
-        "Podaj nową formę: POLECENIE_ZAPLATY, KARTA. Przykład: PLATNOSC ZMIEN POLECENIE_ZAPLATY"
+        "Nowa forma płatności: 2 polecenie zapłaty, 3 karta płatnicza. Wyślij np. PLATNOSC ZMIEN 2"
     )
+    quote_2 = "Zmiana formy płatności na: polecenie zapłaty. BOK wyśle formularz do podpisu.\n"
+    assert await phone.sms("PLATNOSC ZMIEN 2") == quote_2 + ASK
+    assert await phone.sms("NIE") == "Anulowano, nic nie zmieniono."
+    assert await phone.sms("płatność zmień polecenie zapłaty") == quote_2 + ASK
+    assert await phone.sms("NIE") == "Anulowano, nic nie zmieniono."
+    assert await phone.sms("PLATNOSC ZMIEN 1") == await phone.sms("PLATNOSC ZMIEN")
     assert await phone.sms("PLATNOSC ZMIEN karta") == (
-        "Wniosek o zmianę formy płatności na: Karta płatnicza. BOK wyśle Ci formularz do "
-        "podpisu. Bez opłat.\n" + ASK
+        "Zmiana formy płatności na: karta płatnicza. BOK wyśle formularz do podpisu.\n" + ASK
     )
     assert re.fullmatch(
         r"Przyjęliśmy wniosek \S+\. Formularz do podpisu wyślemy pocztą\.",
@@ -302,12 +354,12 @@ async def test_order_letter_walk(phone: Phone) -> None:
 
 async def test_complaint_in_english_and_cancel(phone: Phone) -> None:
     assert (await phone.sms("COMPLAINT")).startswith(
-        "Complaint - reply with the number of the type:\n1 Invoice\n2 Call quality"
+        "Complaint - reply with the type's number:\n1 Invoice\n2 Call quality"
     )
     assert await phone.sms("1") == (
         "Give the complaint details (e.g. invoice number, date, amount):"
     )
-    assert await phone.sms("NO") == "Cancelled. Nothing was changed."
+    assert await phone.sms("NO") == "Cancelled, nothing was changed."
     await phone.sms("REKLAMACJA")
     assert (await phone.sms("PAKIET")).startswith("Pakiet do "), "a command leaves the list"
     assert (await phone.sms("2")).startswith("Nie znamy komendy"), "the letter was abandoned"
@@ -322,18 +374,23 @@ async def test_complaint_in_english_and_cancel(phone: Phone) -> None:
 async def test_profit(runtime: Runtime, phone: Phone) -> None:
     anna = phone_for(runtime, "48600000002")
     assert re.fullmatch(
-        r"Program Profit: \d+ pkt \(od \d\d\.\d\d\.\d{4}\)\.", await anna.sms("PROFIT")
+        r"Program Profit: \d+ punktów \(od \d\d\.\d\d\.\d{4}\)\. Historia: PROFIT HISTORIA\.",
+        await anna.sms("PROFIT"),
     )
     history = (await anna.sms("profit historia")).split("\n")
-    assert history[0] == "Historia Profit:" and len(history) > 2
-    assert all(re.fullmatch(r"\d\d\.\d\d\.\d{4} [+-]\d+ \S+", x) for x in history[1:])
+    assert history[0] == "Historia Profit (1/4):" and history[-1] == "Dalej: PROFIT HISTORIA 2"
+    assert all(re.fullmatch(r"\d\d\.\d\d\.\d{4} [+-]\d+ \S+", x) for x in history[1:-1])
+    last = (await anna.sms("PROFIT HISTORIA 4")).split("\n")
+    assert last[0] == "Historia Profit (4/4):" and last[-1].endswith(" +100 powitalne")
     assert await anna.sms("PROFIT DOLACZ") == "Już należysz do Programu Profit."
     assert await phone.sms("PROFIT") == "Nie należysz do Programu Profit. Dołącz: PROFIT DOLACZ."
     assert await phone.sms("PROFIT DOŁĄCZ") == (
         "Dołączenie do Programu Profit: bez opłat, punkty za każdą fakturę.\n" + ASK
     )
-    assert await phone.sms("TAK 111111") == "Witamy w Programie Profit! Na start masz 100 pkt."
-    assert (await phone.sms("PROFIT")).startswith("Program Profit: 100 pkt")
+    assert await phone.sms("TAK 111111") == (
+        "Witamy w Programie Profit! Na start masz 100 punktów."
+    )
+    assert (await phone.sms("PROFIT")).startswith("Program Profit: 100 punktów (od ")
     assert await phone.sms("PROFIT X") == "Wyślij PROFIT, PROFIT DOLACZ albo PROFIT HISTORIA."
 
 

@@ -23,7 +23,7 @@ def run(
 def test_version_and_help() -> None:
     assert run("--version").stdout.startswith("idea24 ")
     out = run("--help").stdout
-    for command in ("serve", "simulator", "phone", "db"):
+    for command in ("serve", "simulator", "phone", "db", "check"):
         assert command in out
 
 

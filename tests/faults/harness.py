@@ -36,6 +36,7 @@ from fsm.runtime import Inbound, Reply
 from gateway.app import COMPONENTS, Components, create_app
 from gateway.esme.session import SmppSession
 from gateway.settings import Settings, SmscProfile
+from gateway.sms.text import transliterate
 from simulator.controller import SimulatorController
 from simulator.smsc import MoRefused
 
@@ -45,7 +46,7 @@ SERVICE = "NOCE"  # activation fee 10 zł: one charge row per activation
 #: Fast reconnects: the faults come every second or two, the default back-off would idle the test.
 FAST_LINK: Mapping[str, Any] = {"backoff_base": 0.05, "backoff_cap": 0.5, "stable_after": 1.0}
 
-_WORD = re.compile(r"„(Q\d+T\d+)”")
+_WORD = re.compile(r"\"(Q\d+T\d+)\"")
 
 
 def subscribers(count: int, first: int = 0) -> list[str]:
@@ -57,17 +58,19 @@ def code_of(msisdn: str) -> str:
 
 
 def tag(text: str) -> str:
-    """What one reply SMS says, reduced to what the script expects."""
-    found = _WORD.search(text)
+    """What one reply SMS says, reduced to what the script expects (the text policy may have
+    transliterated it, so it is read transliterated)."""
+    plain = transliterate(text)
+    found = _WORD.search(plain)
     if found:
         return found.group(1)
-    if text.startswith("Włączenie usługi"):
+    if plain.startswith("Wlaczenie uslugi"):
         return "+?"
-    if "włączona od" in text:
+    if "wlaczona od" in plain:
         return "+"
-    if text.startswith("Wyłączenie usługi"):
+    if plain.startswith("Wylaczenie uslugi"):
         return "-?"
-    if "wyłączona od" in text:
+    if "wylaczona od" in plain:
         return "-"
     return "!" + text[:60]
 

@@ -7,7 +7,7 @@ import dataclasses
 import random
 
 from simulator.controller import SimulatorController
-from simulator.session import Delivery
+from simulator.delivery import Delivery
 from tests.faults.harness import (
     Driver,
     Tally,

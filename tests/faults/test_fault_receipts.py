@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.esme.inbound import ReceiptEvent
 from gateway.outbox.base import DeliveryTracker
 from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
 from gateway.smpp.pdu import MessageState
+from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
 from simulator.controller import SimulatorController
 from tests.faults.harness import Driver, Workload, seed_subscribers, wait_replies

@@ -20,7 +20,7 @@ from gateway.smpp import codec
 from gateway.smpp.codec import BindState, SmppConnection
 from gateway.smpp.errors import ProtocolError
 from gateway.smpp.pdu import COMMAND_IDS, Pdu, Status
-from gateway.sms import text
+from gateway.sms import decoding
 from tests.faults.fuzz_support import (
     HEADER,
     Mutant,
@@ -139,8 +139,8 @@ def test_wrong_data_coding_decodes_to_text_never_raises() -> None:
         nonlocal counted
         pdu = codec.decode(deliver_sm(9, body, data_coding=dc, esm_class=0x40 if udhi else 0))
         try:
-            _, decoded = text.decode_short_message(pdu.params["short_message"], dc, udhi)
-        except text.UdhError:
+            _, decoded = decoding.decode_short_message(pdu.params["short_message"], dc, udhi)
+        except decoding.UdhError:
             assert udhi  # only a malformed header may refuse, and only when one is announced
         else:
             assert isinstance(decoded, str)

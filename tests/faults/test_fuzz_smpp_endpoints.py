@@ -17,11 +17,12 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from gateway.esme.inbound import InboundEvent, InboundMessage, InboundProcessor
+from gateway.esme.inbound import InboundProcessor
 from gateway.esme.session import SmppSession
 from gateway.settings import SmscProfile
 from gateway.smpp import codec
 from gateway.smpp.pdu import Status
+from gateway.sms.events import InboundEvent, InboundMessage
 from simulator.controller import SimulatorController
 from tests.faults.fuzz_support import (
     HEADER,

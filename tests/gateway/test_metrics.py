@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from fsm.runtime import Reply
-from gateway.esme.inbound import InboundMessage
 from gateway.metrics import Metrics
 from gateway.router import Router
+from gateway.sms.events import InboundMessage
 
 
 def samples(metrics: Metrics) -> dict[str, float]:
@@ -150,3 +150,25 @@ async def test_outbox_depth_is_read_per_scrape_and_unknown_when_unreadable() -> 
     outbox.depth_now = ConnectionError("redis away")
     await refresh()
     assert math.isnan(samples(metrics)["idea24_outbox_depth"]), "a stale depth hides the outage"
+
+
+def test_every_turn_series_exists_from_the_start() -> None:
+    """An alert on ``rate(idea24_turns_total{outcome="error"}[5m])`` sees the very first error:
+    the series is there at 0 before it (a series born at 1 has no increase to show)."""
+    got = samples(Metrics())
+    for channel in ("sms", "ussd"):
+        assert got[f'idea24_messages_in_total{{channel="{channel}",status="ok"}}'] == 0.0
+        assert got[f'idea24_turn_seconds_count{{channel="{channel}"}}'] == 0.0
+        for outcome in ("replied", "silent", "error", "busy", "rate_limited"):
+            assert got[f'idea24_turns_total{{channel="{channel}",outcome="{outcome}"}}'] == 0.0
+
+
+def test_every_refusal_series_exists_from_the_start() -> None:
+    """The alert rules watch scope="global" and reason="unauthorized" from their first one."""
+    got = samples(Metrics())
+    for reason in ("unauthorized", "loopback_only", "not_allowed"):
+        assert got[f'idea24_ussd_http_refused_total{{reason="{reason}"}}'] == 0.0
+    for scope in ("number", "global"):
+        assert got[f'idea24_password_requests_refused_total{{scope="{scope}"}}'] == 0.0
+    for origin in ("smpp", "http"):
+        assert got[f'idea24_wrong_codes_total{{origin="{origin}"}}'] == 0.0

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from gateway.binds import BindPool
-from gateway.esme.inbound import InboundEvent, InboundMessage
 from gateway.outbox.base import MemoryOutbox, reply_meta
 from gateway.settings import SmscProfile
+from gateway.sms.events import InboundEvent, InboundMessage
 
 A = "48600000001"
 

@@ -13,6 +13,8 @@ def test_defaults_are_the_embedded_ones() -> None:
     assert s.uses_simulator
     assert (s.http_host, s.http_port) == ("127.0.0.1", 8024)
     assert s.short_code == "2424" and s.ussd_code == "*100#"
+    assert s.encoding == "auto"
+    assert load_settings(environ={"IDEA24_ENCODING": "ucs2"}).encoding == "ucs2"
 
 
 def test_flags_beat_environment_beats_file(tmp_path) -> None:
@@ -54,6 +56,7 @@ def test_env_smsc_allows_several_comma_separated() -> None:
         ({}, {"IDEA24_REDIS_URL": "http://x"}, "IDEA24_REDIS_URL"),
         ({}, {"IDEA24_HTTP": "8024"}, "IDEA24_HTTP"),
         ({}, {"IDEA24_USSD_CODE": "100"}, "IDEA24_USSD_CODE"),
+        ({}, {"IDEA24_ENCODING": "latin2"}, "IDEA24_ENCODING: expected auto, ucs2 or"),
     ],
 )
 def test_errors_name_the_key(flags, env, needle) -> None:

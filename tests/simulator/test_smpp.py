@@ -12,7 +12,8 @@ import smpplib.exceptions
 import smpplib.smpp
 
 from gateway.smpp.pdu import Status, UssdOp
-from gateway.sms.text import decode_short_message, encode_message
+from gateway.sms.decoding import decode_short_message
+from gateway.sms.text import encode_message
 from simulator.controller import SimulatorController
 from tests.simulator.peer import Peer
 

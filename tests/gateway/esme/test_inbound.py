@@ -10,15 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.esme.inbound import (
-    InboundEvent,
-    InboundMessage,
-    InboundProcessor,
-    ReceiptEvent,
-    dedup_key,
-    is_receipt,
-)
+from gateway.esme.inbound import InboundProcessor, dedup_key, is_receipt
 from gateway.smpp.pdu import MessageState, Pdu, Status
+from gateway.sms.events import InboundEvent, InboundMessage, ReceiptEvent
+from tests.gateway.esme.submitting import submit
 
 
 class Clock:
@@ -546,7 +541,13 @@ async def test_the_link_reports_a_lost_connection(got: list[Any], clock: Clock) 
     async with SimulatorController(accounts={"idea24": "idea24"}) as sim:
         host, port = sim.smpp_address
         profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
-        async with SmppSession(profile, processor, backoff_base=0.01, backoff_cap=0.05) as session:
+        async with SmppSession(
+            profile,
+            processor,
+            on_connection_lost=processor.connection_lost,
+            backoff_base=0.01,
+            backoff_cap=0.05,
+        ) as session:
             assert await session.wait_bound(5)
             await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
             assert sim.drop_all() >= 1
@@ -686,9 +687,10 @@ async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
     async with SimulatorController(accounts={"idea24": "idea24"}) as sim:
         host, port = sim.smpp_address
         profile = SmscProfile("idea24", "idea24", host, port, response_timeout=2.0)
-        async with SmppSession(profile, processor) as session:
+        async with SmppSession(profile, processor, answer_now=processor.handle_now) as session:
             assert await session.wait_bound(5)
-            result = await session.submit(
+            result = await submit(
+                session,
                 [
                     {
                         "source_addr": "2424",
@@ -697,7 +699,7 @@ async def test_the_link_answers_a_receipt_in_its_read_callback() -> None:
                         "data_coding": 0,
                         "short_message": b"Twoj pakiet",
                     }
-                ]
+                ],
             )
             await sim.inject_mo("48600000001", "2424", "PAKIET", ack_timeout=5)
             for _ in range(500):  # the refused receipt comes again, then is taken

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.outbox.base import DONE_KEY, GROUP_NAME, STREAM_KEY
+from fsm import keys
 from gateway.outbox.redis import RedisOutbox
 
 pytestmark = pytest.mark.redis
@@ -29,8 +29,8 @@ class FakeClock:
 
 async def _pending(client: Any, prefix: str) -> dict[str, int]:
     """Entry id → times delivered, over the whole group's pending list."""
-    stream = STREAM_KEY.format(prefix=prefix)
-    rows = await client.xpending_range(stream, GROUP_NAME, "-", "+", 100)
+    stream = keys.outbox_stream(prefix)
+    rows = await client.xpending_range(stream, keys.OUTBOX_GROUP, "-", "+", 100)
     return {r["message_id"].decode(): r["times_delivered"] for r in rows}
 
 
@@ -73,7 +73,7 @@ async def test_an_entry_listed_twice_is_leased_once(redis_client: Any, redis_pre
     [a1, a2] = await box.put("48600000001", ["a1", "a2"])
     [b1] = await box.put("48600000002", "b1")
     raw = await redis_client.xreadgroup(
-        GROUP_NAME, "c1", {STREAM_KEY.format(prefix=redis_prefix): ">"}, count=10
+        keys.OUTBOX_GROUP, "c1", {keys.outbox_stream(redis_prefix): ">"}, count=10
     )
     fields = {
         entry.decode(): {k.decode(): v.decode() for k, v in f.items()} for entry, f in raw[0][1]
@@ -104,11 +104,11 @@ async def test_an_entry_finished_elsewhere_is_acked_not_taken(
     box = RedisOutbox(redis_client, redis_prefix, clock=FakeClock())
     [a1] = await box.put("48600000001", "a1")
     raw = await redis_client.xreadgroup(
-        GROUP_NAME, "c1", {STREAM_KEY.format(prefix=redis_prefix): ">"}, count=10
+        keys.OUTBOX_GROUP, "c1", {keys.outbox_stream(redis_prefix): ">"}, count=10
     )
     [(entry, f)] = raw[0][1]
     assert entry.decode() == a1
-    await redis_client.set(DONE_KEY.format(prefix=redis_prefix, msisdn="48600000001"), 1)
+    await redis_client.set(keys.outbox_done(redis_prefix, "48600000001"), 1)
     fields = {k.decode(): v.decode() for k, v in f.items()}
     assert await box._eligible("c1", [(a1, fields)], set(), 10) == []
     assert await _pending(redis_client, redis_prefix) == {}

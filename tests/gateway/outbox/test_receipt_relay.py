@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from gateway.esme.inbound import ReceiptEvent
 from gateway.outbox.base import DeliveryTracker
 from gateway.outbox.receipt_relay import ReceiptRelay, decode, encode, relay_client
 from gateway.smpp.pdu import MessageState
+from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
 
 MSISDN = "48600000001"

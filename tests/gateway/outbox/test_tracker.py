@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.esme.inbound import ReceiptEvent
 from gateway.outbox.base import DeliveryTracker
 from gateway.smpp.pdu import MessageState
+from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
 
 

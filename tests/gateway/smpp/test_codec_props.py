@@ -22,7 +22,7 @@ from smpplib import smpp as sm_smpp
 from gateway.smpp import codec, fast, reference
 from gateway.smpp.codec import Framer, SmppConnection
 from gateway.smpp.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from gateway.smpp.pdu import COMMAND_IDS, COMMAND_NAMES, Pdu
+from gateway.smpp.pdu import COMMAND_IDS, COMMAND_NAMES, HEADER, Pdu
 from gateway.smpp.schema import LAYOUTS, TLVS, TLVS_BY_TAG, Field, TlvType, default_for
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -394,7 +394,7 @@ def _unchecked_frame(cmd: str, values: dict[str, bytes | int]) -> bytes:
         else:
             assert isinstance(value, bytes)
             body += bytes([len(value) & 0xFF]) + value
-    return fast._HEADER.pack(16 + len(body), COMMAND_IDS[cmd], 0, 1) + bytes(body)
+    return HEADER.pack(16 + len(body), COMMAND_IDS[cmd], 0, 1) + bytes(body)
 
 
 LENGTH_CASES = [

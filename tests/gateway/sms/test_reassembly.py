@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.sms.decoding import UdhError
 from gateway.sms.reassembly import Incomplete, Reassembler
-from gateway.sms.text import Part, TextEncodeError, UdhError, encode_message
+from gateway.sms.text import Part, TextEncodeError, encode_message
 
 
 def params(p: Part) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Encoding choice, splitting into parts, UDH parsing and decoding (gateway.sms.text)."""
+"""Encoding choice, splitting into parts (gateway.sms.text), UDH parsing and decoding
+(gateway.sms.decoding)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.smpp.pdu import ESM_UDHI
+from gateway.sms.decoding import UdhError, codec_for, decode_short_message, parse_udh
 from gateway.sms.gsm import GSM_CHARACTERS, septet_cost
+from gateway.sms.reassembly import Reassembler
 from gateway.sms.text import (
-    ESM_UDHI,
     Part,
-    Reassembler,
     TextDecodeError,
     TextEncodeError,
     TooManyParts,
-    UdhError,
     UssdTooLong,
-    codec_for,
-    decode_short_message,
     encode_message,
     encode_ussd,
-    parse_udh,
     transliterate,
+    ussd_text,
 )
 
 POLISH = "Zażółć gęślą jaźń. ZAŻÓŁĆ GĘŚLĄ JAŹŃ"
@@ -79,6 +78,34 @@ def test_polish_under_transliterate_policy_is_gsm() -> None:
         None,
         "Zazolc gesla jazn. ZAZOLC GESLA JAZN",
     )
+
+
+def test_auto_keeps_polish_letters_while_they_cost_no_more_parts() -> None:
+    short = "Usługa włączona."  # 1 part either way: the letters are free
+    [part] = encode_message(short, policy="auto")
+    assert part.data_coding == 8 and part.short_message == short.encode("utf-16-be")
+    exactly = "ż" * 70  # still one UCS-2 part
+    assert [p.data_coding for p in encode_message(exactly, policy="auto")] == [8]
+    over = "ż" * 71  # two UCS-2 parts, one GSM-7 part transliterated
+    [part] = encode_message(over, policy="auto")
+    assert part.data_coding == 0 and part.short_message == b"z" * 71
+    # 134 UCS-2 units are 2 parts, as are 234 septets (€ costs two): a tie keeps the letters...
+    tie = "ł" * 34 + "€" * 100
+    assert [p.data_coding for p in encode_message(tie, policy="auto")] == [8, 8]
+    # ...and the same tie under 16-bit references (66 units a part) is 3 against 2: transliterated.
+    assert {p.data_coding for p in encode_message(tie, policy="auto", long="udh16")} == {0}
+    # Nothing to transliterate into GSM-7: UCS-2 of the original, as under the other policies.
+    assert encode_message("日本" * 50, policy="auto")[0].data_coding == 8
+    # GSM-7 text stays GSM-7.
+    assert encode_message("a" * 200, policy="auto")[0].data_coding == 0
+
+
+def test_auto_never_costs_more_parts_than_transliterate_or_ucs2() -> None:
+    for n in range(1, 400, 7):
+        for text in ("ą" * n, ("Zażółć gęślą jaźń " * 30)[:n], "€ł" * (n // 2 + 1)):
+            auto = len(encode_message(text, policy="auto"))
+            assert auto <= len(encode_message(text, policy="transliterate")), text
+            assert auto <= len(encode_message(text, policy="ucs2")), text
 
 
 def test_transliteration_of_typography() -> None:
@@ -241,6 +268,13 @@ def test_ussd_encoding() -> None:
         encode_ussd("x" * 183)
     with pytest.raises(UssdTooLong):
         encode_ussd("…" * 61, "transliterate")  # 183 characters once transliterated
+    # auto: Polish letters while the screen fits one UCS-2 USSD string (80 characters)
+    assert encode_ussd("Usługi", "auto") == ("Usługi".encode("utf-16-be"), 8)
+    assert encode_ussd("ł" * 81, "auto") == (b"l" * 81, 0)
+    assert ussd_text("ł" * 80, "auto") == "ł" * 80
+    assert ussd_text("ł" * 81, "auto") == "l" * 81
+    assert ussd_text("Usługi", "ucs2") == "Usługi"
+    assert ussd_text("Usługi", "transliterate") == "Uslugi"
 
 
 # -- decoding --------------------------------------------------------------------------------
@@ -339,7 +373,7 @@ any_text = st.text(
 @settings(max_examples=150, deadline=None)
 @given(
     any_text,
-    st.sampled_from(["ucs2", "transliterate"]),
+    st.sampled_from(["auto", "ucs2", "transliterate"]),
     st.sampled_from(["udh", "udh16", "sar", "payload"]),
     st.integers(0, 70000),
     st.booleans(),
@@ -384,7 +418,7 @@ def _reference_cost(ch: str, data_coding: int) -> int:
     any_text,
     st.sampled_from(["udh", "udh16", "sar"]),
     st.sampled_from([0, 1, 3]),
-    st.sampled_from(["ucs2", "transliterate"]),
+    st.sampled_from(["auto", "ucs2", "transliterate"]),
 )
 def test_parts_are_full_and_cut_only_between_characters(
     text: str, long: Any, default_coding: int, policy: Any
@@ -418,7 +452,7 @@ def test_transliteration_agrees_with_its_table_for_every_code_point() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     any_text,
-    st.sampled_from(["ucs2", "transliterate"]),
+    st.sampled_from(["auto", "ucs2", "transliterate"]),
     st.sampled_from(["udh", "udh16", "sar", "payload"]),
     st.sampled_from([0, 1, 3]),
 )

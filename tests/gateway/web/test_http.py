@@ -18,7 +18,7 @@ from backend.errors import LockedOut, NotFound, RateLimited
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.web.guards import GlobalRateLimited
-from gateway.web.http import DEPS, HttpDeps, add_routes, api_errors
+from gateway.web.http import DEPS, HttpDeps, add_routes, aggregator_turn, api_errors
 
 KEY = {"X-API-Key": "test-key"}
 
@@ -47,10 +47,17 @@ class Portal:
 class Ussd:
     def __init__(self) -> None:
         self.turns: list[tuple[str, str, str]] = []
+        self.dialled: list[str | None] = []
 
-    async def ussd_turn(self, msisdn: str, session_id: str, text: str) -> tuple[str, bool]:
+    async def ussd_turn(
+        self, msisdn: str, session_id: str, text: str, dialled: str | None = None
+    ) -> tuple[str, bool]:
         self.turns.append((msisdn, session_id, text))
+        self.dialled.append(dialled)
         return (f"menu after {text}", text == "9")
+
+    async def ussd_refusal(self, key: str, msisdn: str | None = None) -> str:
+        return f"<{key}>"
 
 
 @pytest.fixture
@@ -148,8 +155,27 @@ async def test_ussd_aggregator_con_and_end(client) -> None:
     r = await c.post("/api/v1/ussd?key=test-key", data={**form, "text": "2*9"})
     assert await r.text() == "END menu after 9"
     assert ussd.turns == [("48600000001", "s1", "*100#"), ("48600000001", "s1", "9")]
+    assert ussd.dialled == [None, "*100*2*9#"]
     r = await c.post("/api/v1/ussd", data={"text": ""}, headers=KEY)
-    assert r.status == 400 and (await r.text()).startswith("END ")
+    assert r.status == 400 and await r.text() == "END <notice.error>"
+    r = await c.post("/api/v1/ussd", data={**form, "phoneNumber": "12"}, headers=KEY)
+    assert r.status == 400 and await r.text() == "END <error.not_found.subscriber>"
+
+
+@pytest.mark.parametrize(
+    ("code", "answers", "turn"),
+    [
+        ("*100#", "", ("*100#", None)),
+        ("*100#", "2", ("2", "*100*2#")),
+        ("*100#", "3*1*2", ("2", "*100*3*1*2#")),
+        ("*100#", "*100*2#", ("*100*2#", None)),
+        ("*100*3#", "1", ("1", "*100*3*1#")),
+    ],
+)
+def test_aggregator_text_becomes_the_turn_and_the_dial_it_amounts_to(
+    code: str, answers: str, turn: tuple[str, str | None]
+) -> None:
+    assert aggregator_turn(code, answers) == turn
 
 
 @pytest.mark.parametrize(

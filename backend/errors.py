@@ -57,10 +57,6 @@ class Conflict(ServiceError):
     key = "error.conflict"
 
 
-class Insufficient(ServiceError):
-    key = "error.insufficient"
-
-
 class LockedOut(ServiceError):
     """Too many failed attempts; nothing is accepted until ``until``. ``scope`` names the code
     locked: a number's subscriber code, or a business account's code ("account")."""

@@ -2,7 +2,7 @@
 
 Why their own pools: checking a connection out of SQLAlchemy's pool is a greenlet switch each way
 and an autocommit switch, ~30 µs of CPU per call, and the hot paths do not need the engine's
-execution machinery (``backend/services/reads.py``, ``backend/pg_writes.py``). Connections are
+execution machinery (``backend/services/readers.py``, ``backend/pg_writes.py``). Connections are
 opened on first use, up to ``size``, and go back to the pool without asyncpg's reset query: a
 second round trip after every call (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
 ALL``), ~40 % of asyncpg's CPU per read when batches hold one subscriber. These connections only
@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,7 +33,6 @@ def serves(url: URL) -> bool:
 
 def connection_class() -> type[Any]:
     """asyncpg connections released to their pool without a round trip (module docstring)."""
-    import asyncpg
 
     class HotPathConnection(asyncpg.Connection):  # type: ignore[misc]
         def get_reset_query(self) -> str:
@@ -48,8 +48,6 @@ def discard(conn: Any) -> None:
     back to its pool at once and detaches the proxy: every later call on it, ``terminate``
     included, raises ``InterfaceError`` — there is nothing left to close then.
     """
-    import asyncpg
-
     with contextlib.suppress(asyncpg.InterfaceError):
         conn.terminate()
 
@@ -77,8 +75,6 @@ class LazyPool:
     async def get(self) -> Any:
         if self.pool is not None:
             return self.pool
-        import asyncpg
-
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:

@@ -2,8 +2,8 @@
 
 Why: through SQLAlchemy's async engine a change is a pool checkout, ``run_sync``'s greenlet, and
 for every statement the execution context, the asyncpg adapter and result processing around the
-round trip: py-spy put ~60 % of the server's CPU in a ``WLACZ`` + ``TAK`` turn there (bench/README,
-session 6) — the reads went the same way earlier (``backend/services/reads.py``). The bodies stay
+round trip: py-spy put ~60 % of the server's CPU in a ``WLACZ`` + ``TAK`` turn there — the hot
+reads go the same way (``backend/services/readers.py``). The bodies stay
 the synchronous functions of a ``Connection`` that :class:`backend.sqlite_writes.InlineSqliteWriter`
 runs on SQLite (one function per change, so the paths cannot drift); here they get
 :class:`ChangeConnection`, which offers what they use of a ``Connection`` — ``dialect`` and
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 
+import asyncpg
 from sqlalchemy import Connection
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -158,8 +159,6 @@ class AsyncpgWriter:
         """``body(connection, ...)`` in one transaction: committed unless it raises. A pooled
         connection found dead at ``BEGIN`` (PostgreSQL restarted, the backend killed) is closed
         and the change begun once more on another: nothing of it had been sent."""
-        import asyncpg
-
         dead = (
             asyncpg.InterfaceError,
             asyncpg.exceptions.InternalClientError,

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from backend.clock import Clock
+from dialogs.settings import DialogSettings
+from dialogs.sms import SmsDialog
+from dialogs.ussd import UssdDialog
+from fsm.runtime import Dialog
+
+__all__ = ["DialogSettings", "build_dialogs"]
 
 
-def build_dialogs(settings: Any = None, clock: Any = None) -> dict[str, Any]:
+def build_dialogs(
+    settings: DialogSettings | None = None, clock: Clock | None = None
+) -> dict[str, Dialog]:
     """The dialogs of both channels, keyed by channel, with TTLs and language from ``settings``;
-    ``clock`` (a ``backend.clock.Clock``, the system clock when None) dates pending changes."""
-    from dialogs.sms import SmsDialog
-    from dialogs.ussd import UssdDialog
-
-    lang = getattr(settings, "language", "pl")
-    sms_ttl = getattr(settings, "sms_dialog_timeout", 3600.0)
-    valid = getattr(settings, "sms_pending_valid", 600.0)
+    ``clock`` (the system clock when None) dates pending changes."""
+    s = settings or DialogSettings()
     return {
-        "sms": SmsDialog(sms_ttl, lang, clock, valid),
-        "ussd": UssdDialog(ttl=getattr(settings, "ussd_timeout", 120.0), default_language=lang),
+        "sms": SmsDialog(s.sms_dialog_timeout, s.language, clock, s.sms_pending_valid),
+        "ussd": UssdDialog(ttl=s.ussd_timeout, default_language=s.language),
     }

@@ -78,9 +78,6 @@ class DialogMachine:
     def has_state(self, name: str) -> bool:
         return name in self._machine.states
 
-    def triggers(self, state: str) -> list[str]:
-        return list(self._machine.get_triggers(state))
-
     async def fire(self, state: str, trigger: str) -> str:
         """The state reached from ``state`` by ``trigger``; raises ``InvalidTransition``."""
         event = self._machine.events.get(trigger)
@@ -95,16 +92,6 @@ class DialogMachine:
         if not moved:
             raise InvalidTransition(f"{self.name}: {trigger!r} refused in {state!r}")
         return str(self._machine.get_state(model.state).name)
-
-    async def fire_bound(self, state: str, trigger: str) -> str:
-        """The same via ``add_model``/``remove_model``; kept only to measure against ``fire``."""
-        model = DialogModel()
-        self._machine.add_model(model, initial=self._machine.get_state(state).value)
-        try:
-            await getattr(model, trigger)()
-            return str(self._machine.get_state(model.state).name)
-        finally:
-            self._machine.remove_model(model)
 
     def describe(self) -> list[str]:
         """The table as ``source --trigger--> dest`` lines (for docs and diagrams)."""

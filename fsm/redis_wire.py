@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 try:
@@ -81,8 +82,6 @@ class RedisWire:
 
 def is_cluster(client: Any) -> bool:
     """A Redis Cluster client: routes by key, one pool per node."""
-    from redis.asyncio.cluster import RedisCluster
-
     return isinstance(client, RedisCluster)
 
 

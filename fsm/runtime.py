@@ -26,7 +26,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from backend.errors import Idea24Error
+from backend.protocol import Backend
 from fsm import keys
 from fsm.machine import DialogMachine
 from fsm.record import DialogRecord
@@ -74,12 +81,6 @@ class TurnUnavailable(Idea24Error):
 
 def is_transient(exc: BaseException) -> bool:
     """A failure of the stores' connections rather than of the dialog or the input."""
-    import asyncpg
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeout
-    from sqlalchemy.exc import DBAPIError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
     connection = (
         PoolTimeout
         | RedisConnectionError
@@ -117,7 +118,7 @@ class Turn:
         machine: DialogMachine,
         state: str,
         data: dict[str, Any],
-        backend: Any,
+        backend: Backend,
         *,
         resumed: bool,
         found: bool = False,
@@ -181,8 +182,7 @@ class Runtime:
         self,
         store: DialogStore,
         dialogs: Mapping[str, Dialog],
-        backend: Any,
-        settings: Any = None,
+        backend: Backend,
         *,
         rate_limit: int = 60,
         rate_window: float = 60.0,
@@ -191,7 +191,6 @@ class Runtime:
         self.store = store
         self.dialogs = dict(dialogs)
         self.backend = backend
-        self.settings = settings
         self.rate_limit = rate_limit
         self.rate_window = rate_window
         self._clock = clock

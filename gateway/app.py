@@ -23,10 +23,10 @@ from backend.db import create_engine, open_backend
 from backend.demo_calendar import DemoCalendar
 from backend.errors import ConfigError, ServiceError
 from backend.manage import seed
-from dialogs import build_dialogs
+from dialogs import DialogSettings, build_dialogs
 from dialogs.catalogue import texts
+from fsm.redis_store import store_from_url
 from fsm.runtime import Runtime
-from fsm.store import store_from_url
 from gateway.binds import BindPool
 from gateway.components import COMPONENTS, HTTP_LIMITS, Components
 from gateway.health import health_checks, scrape_outbox
@@ -141,13 +141,18 @@ def failure_reason(exc: BaseException) -> str:
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     c = app[COMPONENTS]
     assert c.store is not None
-    dialogs = build_dialogs(c.settings, c.clock)
+    dialog_settings = DialogSettings(
+        language=c.settings.language,
+        sms_dialog_timeout=c.settings.sms_dialog_timeout,
+        ussd_timeout=c.settings.ussd_timeout,
+    )
+    dialogs = build_dialogs(dialog_settings, c.clock)
     guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics, c.clock.monotonic)
     smpp_backend = GuardedBackend(c.backend, guard, "smpp")
     http_backend = GuardedBackend(c.backend, guard, "http")
     timer = c.clock.monotonic
-    c.runtime = Runtime(c.store, dialogs, smpp_backend, c.settings, clock=timer)
-    c.http_runtime = Runtime(c.store, dialogs, http_backend, c.settings, clock=timer)
+    c.runtime = Runtime(c.store, dialogs, smpp_backend, clock=timer)
+    c.http_runtime = Runtime(c.store, dialogs, http_backend, clock=timer)
     yield
 
 

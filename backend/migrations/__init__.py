@@ -1,1 +1,1 @@
-"""Alembic migrations of the subscriber schema (see backend.db.create_schema)."""
+"""Alembic migrations of the subscriber schema (see backend.engine.create_schema)."""

@@ -1,4 +1,4 @@
-"""Alembic environment, driven programmatically by ``backend.db.create_schema``.
+"""Alembic environment, driven programmatically by ``backend.engine.create_schema``.
 
 The caller hands over an open (sync-facade) connection in ``config.attributes["connection"]``;
 there is no alembic.ini, so the migrations run from an installed package.

@@ -107,10 +107,6 @@ ACCOUNT_CODE_OUTCOME = (
 )
 
 
-def subscriber_code_hash(secret_key: bytes, msisdn: str, code: str) -> str:
-    return keyed_hash(secret_key, SUBSCRIBER_CODE, msisdn, code)
-
-
 def account_code_hash(secret_key: bytes, account_number: str, code: str) -> str:
     return keyed_hash(secret_key, ACCOUNT_CODE, account_number, code)
 

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import pg_pool
 from backend.clock import LOCAL_TZ, Clock
+from backend.engine import sqlite_file
 from backend.errors import NotFound
 from backend.models import (
     Account,
@@ -49,7 +50,7 @@ from backend.models import (
 )
 from backend.pg_writes import AsyncpgWriter
 from backend.records import LetterType, PaymentMethodOption, Tariff
-from backend.services.reads import Reads, reads_for
+from backend.services.readers import Reads, reads_for
 from backend.sqlite_writes import InlineSqliteWriter
 
 P = ParamSpec("P")
@@ -107,7 +108,7 @@ class Context:
             raise TypeError("the Backend's sessionmaker must be bound to an AsyncEngine")
         #: The hot changes run Core statements on it (:meth:`change`).
         self.engine = engine
-        #: The one-statement reads of the hot path (services/reads.py).
+        #: The one-statement reads of the hot path (services/reads.py, run by services/readers.py).
         self.reads: Reads = reads_for(engine)
         #: The hot changes on a SQLite file (None: through the engine).
         self.writer = _writer_for(engine)
@@ -172,8 +173,6 @@ class Context:
 def _writer_for(engine: AsyncEngine) -> InlineSqliteWriter | AsyncpgWriter | None:
     """Who runs the changes: inline on a SQLite file, straight to asyncpg on PostgreSQL, the
     engine's ``run_sync`` otherwise (an in-memory SQLite database)."""
-    from backend.db import sqlite_file  # here: backend.db imports the services (cycle)
-
     if sqlite_file(engine.url) is not None:
         return InlineSqliteWriter(engine.url)
     if pg_pool.serves(engine.url):

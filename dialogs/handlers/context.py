@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from backend.protocol import Backend
 from dialogs.catalogue import Texts, texts
-
-if TYPE_CHECKING:
-    from backend.api import Backend
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""The one-statement reads (backend/services/reads.py): the right runner per database, and a
-PostgreSQL read survives its pooled connections being killed (invalidated, retried once)."""
+"""The one-statement reads (backend/services/reads.py, readers.py): the right runner per
+database, and a PostgreSQL read survives its pooled connections being killed (invalidated,
+retried once)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from backend.api import Backend
 from backend.db import create_engine
-from backend.services.reads import AsyncpgReads, InlineSqliteReads, PooledReads, reads_for
+from backend.services.readers import AsyncpgReads, InlineSqliteReads, PooledReads, reads_for
 from tests.conftest import PG_ADMIN_DSN, kill_connections
 
 

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 
 from backend.api import Backend
-from dialogs import build_dialogs
+from dialogs import DialogSettings, build_dialogs
 from fsm.runtime import Inbound, Runtime, TurnUnavailable
 from tests.dialogs.conftest import Phone, phone_for
 from tests.fsm.conftest import StoreCase
@@ -395,13 +395,8 @@ async def test_profit(runtime: Runtime, phone: Phone) -> None:
 
 
 async def test_pending_confirmation_times_out(case: StoreCase, backend: Backend) -> None:
-    class Short:
-        sms_dialog_timeout = 0.3
-        ussd_timeout = 0.3
-        sms_pending_valid = 0.2
-        language = "pl"
-
-    phone = Phone(Runtime(case.store, build_dialogs(Short()), backend))
+    short = DialogSettings(sms_dialog_timeout=0.3, ussd_timeout=0.3, sms_pending_valid=0.2)
+    phone = Phone(Runtime(case.store, build_dialogs(short), backend))
     assert (await phone.sms("WLACZ NOCE")).endswith(ASK)
     await case.advance(0.45)
     assert (await phone.sms("TAK 111111")).startswith("Nie ma nic do potwierdzenia")

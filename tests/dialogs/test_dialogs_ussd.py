@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from backend.api import Backend
 from backend.models import Subscriber
-from dialogs import build_dialogs
+from dialogs import DialogSettings, build_dialogs
 from dialogs.ussd import SCREEN_LIMIT, UssdDialog
 from fsm.runtime import Inbound, Runtime
 from tests.dialogs.conftest import Phone, phone_for
@@ -245,12 +245,8 @@ async def test_complaint_letter(phone: Phone, case: StoreCase) -> None:
 async def test_sessions_expire_restart_and_fail_cleanly(
     case: StoreCase, backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Short:
-        sms_dialog_timeout = 0.3
-        ussd_timeout = 0.3
-        language = "pl"
-
-    phone = Phone(Runtime(case.store, build_dialogs(Short()), backend))
+    short = DialogSettings(sms_dialog_timeout=0.3, ussd_timeout=0.3)
+    phone = Phone(Runtime(case.store, build_dialogs(short), backend))
     await phone.dial()
     await case.advance(0.45)
     assert await phone.ussd("1") == "Sesja wygasła. Wybierz *100# ponownie."

@@ -1,6 +1,6 @@
 """``idea24 serve`` as a subprocess, driven only through its HTTP API and the simulator's.
 
-The walk of issue 8: HASLO → password SMS → /verify valid once; PAKIET; WLACZ + TAK code;
+The walk: HASLO → password SMS → /verify valid once; PAKIET; WLACZ + TAK code;
 3IJA change; *100# → 2 → usage → 00 → 4 …; then SIGTERM and a clean exit. The same walk runs on
 the embedded defaults (SQLite + memory) and on PostgreSQL + Redis.
 """

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from fsm import keys
-from fsm.store import LockTimeout, RedisStore
+from fsm.redis_store import RedisStore
+from fsm.store import LockTimeout
 
 pytestmark = pytest.mark.redis
 MSISDN = "48700000001"

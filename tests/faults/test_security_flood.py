@@ -25,8 +25,8 @@ from backend.db import open_backend
 from backend.manage import seed
 from dialogs import build_dialogs
 from dialogs.catalogue import pl
+from fsm.redis_store import RedisStore, store_from_url
 from fsm.runtime import Inbound, Reply, Runtime
-from fsm.store import RedisStore, store_from_url
 
 pytestmark = pytest.mark.redis
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fsm.store import DialogStore, MemoryStore, RedisStore
+from fsm.redis_store import RedisStore
+from fsm.store import DialogStore, MemoryStore
 
 
 class FakeClock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from enum import Enum
 
 import pytest
@@ -32,7 +31,6 @@ async def test_fire_moves_by_the_table(machine: DialogMachine) -> None:
     assert await machine.fire("idle", "ask") == "confirm"
     assert await machine.fire("confirm", "retry") == "confirm"
     assert await machine.fire("confirm", "done") == "idle"
-    assert await machine.fire_bound("idle", "ask") == "confirm"
 
 
 async def test_fire_refuses_what_the_table_does_not_allow(machine: DialogMachine) -> None:
@@ -48,18 +46,3 @@ async def test_shared_machine_keeps_no_models(machine: DialogMachine) -> None:
     await asyncio.gather(*(machine.fire("idle", "ask") for _ in range(50)))
     assert machine._machine.models == []
     assert machine.describe()[:2] == ["idle --ask--> confirm", "confirm --retry--> confirm"]
-
-
-async def test_fire_is_cheaper_than_add_model(machine: DialogMachine) -> None:
-    """STYLE practice 3: measure both ways on the hot path; fire() is the one used."""
-
-    async def timed(fn: object, n: int = 500) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            await fn("idle", "ask")  # type: ignore[operator]
-        return (time.perf_counter() - start) / n
-
-    direct = await timed(machine.fire)
-    bound = await timed(machine.fire_bound)
-    print(f"fire {direct * 1e6:.1f} µs, add_model {bound * 1e6:.1f} µs")
-    assert direct < bound * 1.1

@@ -10,8 +10,8 @@ import pytest
 
 from fsm.machine import DialogMachine, Transition
 from fsm.record import DialogRecord
+from fsm.redis_store import store_from_url
 from fsm.runtime import Inbound, Notice, Reply, Runtime, Turn, TurnUnavailable
-from fsm.store import store_from_url
 from tests.fsm.conftest import StoreCase
 
 MSISDN = "48600000001"

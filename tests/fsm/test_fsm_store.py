@@ -8,7 +8,8 @@ import pytest
 
 from fsm import keys
 from fsm.record import DialogRecord, RecordError
-from fsm.store import LockLost, LockTimeout, MemoryStore, RedisStore, store_from_url
+from fsm.redis_store import RedisStore, store_from_url
+from fsm.store import LockLost, LockTimeout, MemoryStore
 from tests.fsm.conftest import StoreCase
 
 MSISDN = "48600000001"
@@ -205,11 +206,13 @@ def test_store_from_url_picks_the_implementation() -> None:
         store_from_url("http://nope")
 
 
-async def test_hit_and_load_in_one_call(case: StoreCase) -> None:
+async def test_open_turn_counts_the_turn_and_loads_the_record(case: StoreCase) -> None:
     rec = DialogRecord("sms", "confirm", {"op": "x"})
     await case.store.save(MSISDN, rec, 60)
-    assert await case.store.hit_and_load(MSISDN, "sms", keys.rate(MSISDN), 60) == (1, rec)
-    assert await case.store.hit_and_load(MSISDN, "ussd", keys.rate(MSISDN), 60) == (2, None)
+    async with case.store.open_turn(MSISDN, "sms", keys.rate(MSISDN), 60) as start:
+        assert (start.hits, start.record, start.undecodable) == (1, rec, False)
+    async with case.store.open_turn(MSISDN, "ussd", keys.rate(MSISDN), 60) as start:
+        assert (start.hits, start.record) == (2, None)
 
 
 async def test_last_write_releases_the_lock(case: StoreCase) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dialogs.catalogue import texts
 from gateway.outbox.base import Outbox
 from simulator.controller import SimulatorController
 from tests.faults.harness import (
@@ -23,6 +24,7 @@ from tests.faults.harness import (
     compare,
     money_counts,
     seed_subscribers,
+    tag,
     wait_replies,
 )
 from tests.faults.processes import redis_process, serve_process
@@ -69,7 +71,8 @@ WINDOW = 32
 
 #: What a confirmation processed by both processes answers the second time (its change was
 #: done, its reply queued, the state saved; only the deliver_sm_resp died with the process).
-NOTHING_TO_CONFIRM = "!Nie ma nic do potwierdzenia. Wyślij POMOC, aby poznać komend"
+#: The tag of the catalogue's "nothing to confirm" reply (a confirmation answered twice).
+NOTHING_TO_CONFIRM = tag(texts("pl")("nothing_pending"))
 
 
 def assert_crash_bounds(

@@ -41,7 +41,9 @@ async def test_connection_dropped_over_tls(
     bind = next(iter(snap["binds"].values()))
     tally.extra.update(drops=drops[0], reconnects=bind["connects"] - 1)
     fault_report.append(tally)
-    assert drops[0] >= 2 and bind["connects"] >= 3, tally.line()
+    # How many cuts land depends on how fast the workload runs (on a quick box it may end
+    # within two periods): at least one, and a reconnect over TLS after each.
+    assert drops[0] >= 1 and bind["connects"] >= 2, tally.line()
     # A cut between the handshake and the bind_resp looks like a refusal by a TLS 1.3 server
     # (``closed``); nothing else may fail.
     assert set(bind["tls_failures"]) <= {"closed"}, bind["tls_failures"]

@@ -46,7 +46,14 @@ async def test_a_ussd_walk_is_traced_with_tlvs_by_name(
     await sim.ussd(MSISDN, "*100#")
     await sim.ussd(MSISDN, "2")
     await sim.smsc.wait_messages(MSISDN, 2)
-    await asyncio.to_thread(esme.peer.pump, lambda: len(esme.peer.responses) >= 2)
+    # The ESME's own thread reads its socket (a second reader would split PDUs between the two):
+    # wait for it to have read both responses.
+    for _ in range(500):
+        if len(esme.peer.responses) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError(f"{len(esme.peer.responses)} of 2 submit_sm_resp read in 5 s")
     await asyncio.sleep(0)  # the submit_sm_resp is written in the same turn as the submit
     walk = await pdus(http, sim.http_url, msisdn=MSISDN)
     ops = [

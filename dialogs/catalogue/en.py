@@ -173,7 +173,6 @@ TEXTS: dict[str, str] = {
     "error.invalid_input": "Invalid data. Please try again.",
     "error.not_allowed": "This change is not available for your number.",
     "error.conflict": "This change cannot be made now.",
-    "error.insufficient": "Not enough funds or points.",
     "error.locked_out": "Locked until {until}.",
     "error.wrong_code": "Wrong code.",
     "error.rate_limited": "Too many attempts. Please try again in {minutes} min.",

@@ -175,7 +175,6 @@ TEXTS: dict[str, str] = {
     "error.invalid_input": "Nieprawidłowe dane. Spróbuj ponownie.",
     "error.not_allowed": "Ta zmiana nie jest dostępna dla Twojego numeru.",
     "error.conflict": "Tej zmiany nie można teraz wykonać.",
-    "error.insufficient": "Nie masz wystarczających środków lub punktów.",
     "error.locked_out": "Zablokowane do {until}.",
     "error.wrong_code": "Błędny kod.",
     "error.rate_limited": "Za dużo prób. Spróbuj ponownie za {minutes} min.",

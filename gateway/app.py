@@ -233,7 +233,13 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         profiles = [simulator_profile(s, c.simulator)]
     metrics = c.metrics
     idle = _ussd_idle(c)
-    router = Router(c.runtime, c.outbox, metrics, idle=idle)
+
+    def ussd_queued(msisdn: str) -> None:
+        # The router and the pool's inbound side need each other: the pool is built with this
+        # router just below, and the router calls this only once the pool is receiving.
+        pool.inbound.queued(msisdn)
+
+    router = Router(c.runtime, c.outbox, metrics, on_ussd_queued=ussd_queued, idle=idle)
     c.router = router
     tracker = DeliveryTracker()  # its counters reach /metrics through metrics.pool
     pool = BindPool(
@@ -248,7 +254,6 @@ async def _binds(app: web.Application) -> AsyncIterator[None]:
         shared_outbox=bool(s.redis_url) or not s.database_url.startswith("sqlite"),
     )
     c.pool = pool
-    router.on_ussd_queued = pool.inbound.queued
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(idle.aclose)
         if s.redis_url:

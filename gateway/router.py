@@ -58,7 +58,7 @@ class Router:
         self.idle = idle
         #: told the subscriber of every USSD menu as it is queued (the inbound side's redelivery
         #: check: an identical answer after it is the subscriber's, not the SMSC's copy)
-        self.on_ussd_queued = on_ussd_queued
+        self._on_ussd_queued = on_ussd_queued
         self._channels: dict[str, _ChannelMetrics] = {}
 
     def _channel(self, channel: str) -> _ChannelMetrics:
@@ -95,8 +95,8 @@ class Router:
                 # Told before the put: once the menu is stored, another process's sender may
                 # send it and the subscriber's answer arrive here before the put returns. A put
                 # that raises fails the turn, and a failed turn's copy is processed anyway.
-                if self.on_ussd_queued is not None:
-                    self.on_ussd_queued(message.msisdn)
+                if self._on_ussd_queued is not None:
+                    self._on_ussd_queued(message.msisdn)
                 meta = reply_meta(message, end=end)
                 await self.outbox.put(message.msisdn, text, meta)
                 if self.idle is not None:

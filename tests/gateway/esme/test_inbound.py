@@ -416,8 +416,12 @@ async def test_the_router_tells_of_every_ussd_menu_before_it_queues_it() -> None
             await deliver(replies)
             return replies
 
-    router = Router(Runtime(), outbox, Metrics())  # type: ignore[arg-type]
-    router.on_ussd_queued = lambda msisdn: told.append((msisdn, len(outbox.put_for)))
+    router = Router(
+        Runtime(),  # type: ignore[arg-type]
+        outbox,  # type: ignore[arg-type]
+        Metrics(),
+        on_ussd_queued=lambda msisdn: told.append((msisdn, len(outbox.put_for))),
+    )
     ussd = InboundMessage("48600000001", "1", "ussd", session_id="48600000001:7", ussd_op=18)
     await router(ussd)
     await router(InboundMessage("48600000001", "PAKIET", "sms"))
@@ -454,9 +458,11 @@ async def test_ussd_answer_to_a_menu_another_process_sent_during_the_put_is_a_ne
             await deliver(replies)
             return replies
 
-    router = Router(Runtime(), SlowOutbox(), Metrics())  # type: ignore[arg-type]
+    def queued(msisdn: str) -> None:
+        processor.queued(msisdn)  # built below with this router, as gateway/app.py does
+
+    router = Router(Runtime(), SlowOutbox(), Metrics(), on_ussd_queued=queued)  # type: ignore[arg-type]
     processor = InboundProcessor(router, clock=clock, private_outbox=False)
-    router.on_ussd_queued = processor.queued
 
     def answer(seq: int) -> Pdu:
         return deliver(seq, short_message=b"1", ussd_service_op=18, its_session_info=0x0700)

@@ -11,6 +11,7 @@ Clocks are passed in, so the guard is plain data and tests need no sleeping.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Mapping
@@ -128,3 +129,12 @@ def check_credentials(
         },
     )
     return int(status)
+
+
+def in_address_range(address_range: str, destination: str) -> bool:
+    """Whether a receiver bound with ``address_range`` (a regular expression, as SMSCs take it)
+    serves ``destination``; a range that is not a valid expression refuses nothing."""
+    try:
+        return re.fullmatch(address_range, destination) is not None
+    except re.error:
+        return True

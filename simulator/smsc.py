@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import re
 import secrets
 import ssl
 import time
@@ -37,7 +36,7 @@ from gateway.smpp.pdu import (
     Status,
 )
 from gateway.sms.decoding import Body, decode_body
-from simulator.bindguard import BindGuard, check_credentials
+from simulator.bindguard import BindGuard, check_credentials, in_address_range
 from simulator.delivery import Delivery
 from simulator.faults import Faults, SimulatorHandler
 from simulator.mo import handset_parts
@@ -211,7 +210,11 @@ class Smsc:
         for s in self.sessions:
             if not s.can_receive or (system_id is not None and s.system_id != system_id):
                 continue
-            if system_id is None and s.address_range and not _matches(s.address_range, destination):
+            if (
+                system_id is None
+                and s.address_range
+                and not in_address_range(s.address_range, destination)
+            ):
                 continue
             out.append(s)
         return out
@@ -484,13 +487,6 @@ class Smsc:
                 self.retry(delivery)
         self.ussd_network.expire(now)
         self._assembler.expire(now)
-
-
-def _matches(address_range: str, destination: str) -> bool:
-    try:
-        return re.fullmatch(address_range, destination) is not None
-    except re.error:
-        return True
 
 
 def _resolver(future: asyncio.Future[int]) -> Callable[[int], None]:

@@ -10,7 +10,6 @@ import secrets
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from backend.api import Backend
 from backend.errors import LockedOut, WrongCode

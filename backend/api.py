@@ -18,6 +18,7 @@ from backend.records import (
     Address,
     Change,
     ChangeRequest,
+    CodeChannel,
     CodeGate,
     CodeScope,
     Favourites,
@@ -73,9 +74,14 @@ class Backend:
         return await accounts.is_subscriber(self._ctx, _n(msisdn))
 
     async def check_subscriber_code(
-        self, msisdn: str, code: str, scope: CodeScope = "number"
+        self,
+        msisdn: str,
+        code: str,
+        scope: CodeScope = "number",
+        *,
+        code_channel: CodeChannel = "handset",
     ) -> None:
-        await accounts.check_subscriber_code(self._ctx, _n(msisdn), code, scope)
+        await accounts.check_subscriber_code(self._ctx, _n(msisdn), code, scope, code_channel)
 
     async def address(self, msisdn: str) -> Address:
         return await accounts.address(self._ctx, _n(msisdn))
@@ -84,20 +90,28 @@ class Backend:
         return accounts.parse_address(text)
 
     async def change_address(
-        self, msisdn: str, address: Address | str, channel: str, *, subscriber_code: str
+        self,
+        msisdn: str,
+        address: Address | str,
+        channel: str,
+        *,
+        subscriber_code: str,
+        code_channel: CodeChannel = "handset",
     ) -> Change:
         """An account-wide change: ``subscriber_code`` is checked in its transaction (the account
         code on a business account; raises ``WrongCode`` / ``LockedOut`` / ``NotAccountCode``)."""
         parsed = accounts.parse_address(address) if isinstance(address, str) else address
         return await accounts.change_address(
-            self._ctx, _n(msisdn), parsed, channel, subscriber_code
+            self._ctx, _n(msisdn), parsed, channel, subscriber_code, code_channel
         )
 
-    async def code_gate(self, msisdn: str, change: str) -> CodeGate:
+    async def code_gate(
+        self, msisdn: str, change: str, *, code_channel: CodeChannel = "handset"
+    ) -> CodeGate:
         """Which code confirms ``change`` ("address", "payment_method", or another change) for
         ``msisdn`` ("account" for an account-wide change of a business account), and the end
         of that code's lockout if it is locked out now."""
-        return await accounts.code_gate(self._ctx, _n(msisdn), change)
+        return await accounts.code_gate(self._ctx, _n(msisdn), change, code_channel)
 
     # -- passwords -------------------------------------------------------------------------------
 
@@ -125,11 +139,17 @@ class Backend:
         return await billing.payment(self._ctx, _n(msisdn))
 
     async def request_payment_change(
-        self, msisdn: str, method: str, channel: str, *, subscriber_code: str
+        self,
+        msisdn: str,
+        method: str,
+        channel: str,
+        *,
+        subscriber_code: str,
+        code_channel: CodeChannel = "handset",
     ) -> ChangeRequest:
         """An account-wide change: ``subscriber_code`` as for :meth:`change_address`."""
         return await billing.request_payment_change(
-            self._ctx, _n(msisdn), method, channel, subscriber_code
+            self._ctx, _n(msisdn), method, channel, subscriber_code, code_channel
         )
 
     async def payment_methods(self) -> list[PaymentMethodOption]:
@@ -162,20 +182,36 @@ class Backend:
         return await services.quote_activation(self._ctx, _n(msisdn), code)
 
     async def activate(
-        self, msisdn: str, code: str, channel: str, *, subscriber_code: str | None = None
+        self,
+        msisdn: str,
+        code: str,
+        channel: str,
+        *,
+        subscriber_code: str | None = None,
+        code_channel: CodeChannel = "handset",
     ) -> Change:
         """With ``subscriber_code``: checked in the same transaction as the change (raises
         ``WrongCode`` / ``LockedOut`` like :meth:`check_subscriber_code`, changes nothing)."""
-        return await services.activate(self._ctx, _n(msisdn), code, channel, subscriber_code)
+        return await services.activate(
+            self._ctx, _n(msisdn), code, channel, subscriber_code, code_channel
+        )
 
     async def quote_deactivation(self, msisdn: str, code: str) -> Quote:
         return await services.quote_deactivation(self._ctx, _n(msisdn), code)
 
     async def deactivate(
-        self, msisdn: str, code: str, channel: str, *, subscriber_code: str | None = None
+        self,
+        msisdn: str,
+        code: str,
+        channel: str,
+        *,
+        subscriber_code: str | None = None,
+        code_channel: CodeChannel = "handset",
     ) -> Change:
         """``subscriber_code`` as for :meth:`activate`."""
-        return await services.deactivate(self._ctx, _n(msisdn), code, channel, subscriber_code)
+        return await services.deactivate(
+            self._ctx, _n(msisdn), code, channel, subscriber_code, code_channel
+        )
 
     # -- favourites ------------------------------------------------------------------------------
 

@@ -114,7 +114,9 @@ class Account(Base):
     """An individual account holds one number, a business account several; it owns the address,
     the payment method, the billing day and the invoices. ``code_hash`` is the account code;
     wrong entries of it through any of the account's numbers count in ``code_failures`` (a
-    business account's code has its own lockout, apart from each number's subscriber code)."""
+    business account's code has its own lockout, apart from each number's subscriber code).
+    The ``http_code_*`` pair counts the same code's wrong entries over HTTP (the USSD
+    aggregator) apart, so they never lock the handset out (see :data:`records.CodeChannel`)."""
 
     __tablename__ = "accounts"
 
@@ -131,11 +133,14 @@ class Account(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     code_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     code_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    http_code_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    http_code_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Subscriber(Base):
     """One MSISDN. ``version`` is bumped by every change: the bump is the first statement of a
-    change transaction, so it takes the row lock (PostgreSQL) or the write lock (SQLite)."""
+    change transaction, so it takes the row lock (PostgreSQL) or the write lock (SQLite).
+    ``code_*`` counts wrong subscriber codes from the handset, ``http_code_*`` over HTTP."""
 
     __tablename__ = "subscribers"
 
@@ -149,6 +154,8 @@ class Subscriber(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     code_failures: Mapped[int] = mapped_column(Integer, default=0)
     code_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    http_code_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    http_code_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     password_failures: Mapped[int] = mapped_column(Integer, default=0)
     password_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -14,6 +14,7 @@ from backend.records import (
     Address,
     Change,
     ChangeRequest,
+    CodeChannel,
     CodeGate,
     CodeScope,
     Favourites,
@@ -38,10 +39,18 @@ class Backend(Protocol):
 
     async def subscriber(self, msisdn: str) -> SubscriberInfo: ...
 
+    # ``code_channel`` says which lockout a code check counts in: "handset" (SMPP, the SIM
+    # proves the sender) or "aggregator" (USSD over HTTP); one never locks the other.
+
     async def is_subscriber(self, msisdn: str) -> bool: ...
 
     async def check_subscriber_code(
-        self, msisdn: str, code: str, scope: CodeScope = "number"
+        self,
+        msisdn: str,
+        code: str,
+        scope: CodeScope = "number",
+        *,
+        code_channel: CodeChannel = "handset",
     ) -> None: ...
 
     async def address(self, msisdn: str) -> Address: ...
@@ -49,12 +58,20 @@ class Backend(Protocol):
     def parse_address(self, text: str) -> Address: ...
 
     async def change_address(
-        self, msisdn: str, address: Address | str, channel: str, *, subscriber_code: str
+        self,
+        msisdn: str,
+        address: Address | str,
+        channel: str,
+        *,
+        subscriber_code: str,
+        code_channel: CodeChannel = "handset",
     ) -> Change:
         """An account-wide change: ``subscriber_code`` is checked in its transaction (the account
         code on a business account; raises ``WrongCode`` / ``LockedOut`` / ``NotAccountCode``)."""
 
-    async def code_gate(self, msisdn: str, change: str) -> CodeGate:
+    async def code_gate(
+        self, msisdn: str, change: str, *, code_channel: CodeChannel = "handset"
+    ) -> CodeGate:
         """Which code confirms ``change`` ("address", "payment_method", or another change) for
         ``msisdn`` ("account" for an account-wide change of a business account), and the end
         of that code's lockout if it is locked out now."""
@@ -74,7 +91,13 @@ class Backend(Protocol):
     async def payment(self, msisdn: str) -> Payment: ...
 
     async def request_payment_change(
-        self, msisdn: str, method: str, channel: str, *, subscriber_code: str
+        self,
+        msisdn: str,
+        method: str,
+        channel: str,
+        *,
+        subscriber_code: str,
+        code_channel: CodeChannel = "handset",
     ) -> ChangeRequest:
         """An account-wide change: ``subscriber_code`` as for :meth:`change_address`."""
 
@@ -97,7 +120,13 @@ class Backend(Protocol):
     async def quote_activation(self, msisdn: str, code: str) -> Quote: ...
 
     async def activate(
-        self, msisdn: str, code: str, channel: str, *, subscriber_code: str | None = None
+        self,
+        msisdn: str,
+        code: str,
+        channel: str,
+        *,
+        subscriber_code: str | None = None,
+        code_channel: CodeChannel = "handset",
     ) -> Change:
         """With ``subscriber_code``: checked in the same transaction as the change (raises
         ``WrongCode`` / ``LockedOut`` like :meth:`check_subscriber_code`, changes nothing)."""
@@ -105,7 +134,13 @@ class Backend(Protocol):
     async def quote_deactivation(self, msisdn: str, code: str) -> Quote: ...
 
     async def deactivate(
-        self, msisdn: str, code: str, channel: str, *, subscriber_code: str | None = None
+        self,
+        msisdn: str,
+        code: str,
+        channel: str,
+        *,
+        subscriber_code: str | None = None,
+        code_channel: CodeChannel = "handset",
     ) -> Change:
         """``subscriber_code`` as for :meth:`activate`."""
 

@@ -16,6 +16,9 @@ Channel = Literal["sms", "ussd", "web", "api", "system"]
 FavouritesKind = Literal["3ija", "przyjaciel"]
 LetterKind = Literal["zlecenie", "reklamacja"]
 CodeScope = Literal["number", "account"]
+#: Which lockout a code check counts in: "handset" (SMS and USSD over SMPP: the SIM proves the
+#: sender) or "aggregator" (USSD over HTTP). Wrong codes in one never lock the other.
+CodeChannel = Literal["handset", "aggregator"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,11 @@ entries of an account code, through whichever of the account's numbers, lock the
 account's code does not open one number's changes, so it cannot be guessed through them. A number's
 own code given for an account-wide change is refused (``NotAccountCode``) without counting. The
 attempt that reaches the limit raises ``LockedOut`` with the end time.
+
+Each lockout is kept per channel class (:data:`records.CodeChannel`): wrong codes from the handset
+(SMS and USSD over SMPP, where the SIM proves the sender) count in ``code_failures``, wrong codes
+over HTTP (the USSD aggregator) in ``http_code_failures``, and a lockout in one class never refuses
+the other — whoever reaches the aggregator cannot lock a subscriber out of their own handset.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from backend.errors import (
 )
 from backend.hashing import keyed_hash, matches
 from backend.models import Account, Subscriber
-from backend.records import Address, Change, CodeGate, CodeScope, SubscriberInfo
+from backend.records import Address, Change, CodeChannel, CodeGate, CodeScope, SubscriberInfo
 from backend.services import reads
 from backend.services.context import (
     LOCK_SUBSCRIBER,
@@ -65,6 +70,8 @@ LOCK_FOR_CODE = LOCK_SUBSCRIBER.returning(
     _S.c.code_hash,
     _S.c.code_failures,
     _S.c.code_locked_until,
+    _S.c.http_code_failures,
+    _S.c.http_code_locked_until,
     select(_A.c.code_hash)
     .where(_A.c.number == _S.c.account_number)
     .correlate(_S)
@@ -77,15 +84,29 @@ LOCK_FOR_CODE = LOCK_SUBSCRIBER.returning(
     .scalar_subquery()
     .label("account_kind"),
 )
-#: The failure count and lockout end after a check (under the lock taken by LOCK_FOR_CODE).
-CODE_OUTCOME = (
-    update(_S)
-    .values(
-        code_failures=bindparam("failures", type_=_S.c.code_failures.type),
-        code_locked_until=bindparam("locked_until", type_=_S.c.code_locked_until.type),
+#: The columns of each channel class's failure count and lockout end (on both tables).
+COUNTERS: dict[CodeChannel, tuple[str, str]] = {
+    "handset": ("code_failures", "code_locked_until"),
+    "aggregator": ("http_code_failures", "http_code_locked_until"),
+}
+
+
+def _outcome(table: Table, channel: CodeChannel, key: str, prefix: str) -> Any:
+    failures, until = COUNTERS[channel]
+    return (
+        update(table)
+        .values(
+            {
+                failures: bindparam(f"{prefix}failures", type_=table.c[failures].type),
+                until: bindparam(f"{prefix}locked_until", type_=table.c[until].type),
+            }
+        )
+        .where(table.c[key] == bindparam(f"outcome_{key}", type_=table.c[key].type))
     )
-    .where(_S.c.msisdn == bindparam("outcome_msisdn", type_=_S.c.msisdn.type))
-)
+
+
+#: The failure count and lockout end after a check (under the lock taken by LOCK_FOR_CODE).
+CODE_OUTCOME = {c: _outcome(_S, c, "msisdn", "") for c in COUNTERS}
 
 
 #: The account lock (its ``version`` bumped: account-wide changes through two numbers of one
@@ -94,17 +115,23 @@ LOCK_ACCOUNT_FOR_CODE = (
     update(_A)
     .values(version=_A.c.version + 1)
     .where(_A.c.number == bindparam("lock_account", type_=_A.c.number.type))
-    .returning(_A.c.kind, _A.c.code_hash, _A.c.code_failures, _A.c.code_locked_until)
+    .returning(
+        _A.c.kind,
+        _A.c.code_hash,
+        _A.c.code_failures,
+        _A.c.code_locked_until,
+        _A.c.http_code_failures,
+        _A.c.http_code_locked_until,
+    )
 )
 #: The account code's failure count and lockout end after a check.
-ACCOUNT_CODE_OUTCOME = (
-    update(_A)
-    .values(
-        code_failures=bindparam("acc_failures", type_=_A.c.code_failures.type),
-        code_locked_until=bindparam("acc_locked_until", type_=_A.c.code_locked_until.type),
-    )
-    .where(_A.c.number == bindparam("outcome_account", type_=_A.c.number.type))
-)
+ACCOUNT_CODE_OUTCOME = {c: _outcome(_A, c, "number", "acc_") for c in COUNTERS}
+
+
+def _counter(row: Any, channel: CodeChannel) -> tuple[int, datetime | None]:
+    """``row``'s failure count and lockout end for ``channel``."""
+    failures, until = COUNTERS[channel]
+    return getattr(row, failures), getattr(row, until)
 
 
 def account_code_hash(secret_key: bytes, account_number: str, code: str) -> str:
@@ -130,7 +157,11 @@ async def is_subscriber(ctx: Context, msisdn: str) -> bool:
 
 
 async def check_subscriber_code(
-    ctx: Context, msisdn: str, code: str, scope: CodeScope = "number"
+    ctx: Context,
+    msisdn: str,
+    code: str,
+    scope: CodeScope = "number",
+    channel: CodeChannel = "handset",
 ) -> None:
     """Return if ``code`` opens ``scope``, else raise ``WrongCode`` / ``LockedOut``.
 
@@ -138,7 +169,7 @@ async def check_subscriber_code(
     its account code too, which is the same secret); for ``scope="account"`` only the account
     code (``NotAccountCode`` for the number's own code on a business account).
     """
-    outcome = await ctx.change(_check_code, ctx, msisdn, code, scope, ctx.now())
+    outcome = await ctx.change(_check_code, ctx, msisdn, code, scope, ctx.now(), channel)
     if outcome is not None:
         raise outcome
 
@@ -149,6 +180,7 @@ def with_code(
     msisdn: str,
     code: str,
     now: datetime,
+    channel: CodeChannel,
     body: Callable[..., T],
     *args: Any,
 ) -> T | ServiceError:
@@ -157,14 +189,20 @@ def with_code(
     the number; a wrong code is returned, with its failure count kept by the commit, for the
     caller to raise. One transaction instead of two for the hot confirmations (``TAK 123456``
     after ``WLACZ``): one BEGIN/COMMIT and one lock of the subscriber row fewer."""
-    refused = _check_code(conn, ctx, msisdn, code, "number", now)
+    refused = _check_code(conn, ctx, msisdn, code, "number", now, channel)
     if refused is not None:
         return refused
     return body(conn, ctx, msisdn, *args)
 
 
 def _check_code(
-    conn: Connection, ctx: Context, msisdn: str, code: str, scope: CodeScope, now: datetime
+    conn: Connection,
+    ctx: Context,
+    msisdn: str,
+    code: str,
+    scope: CodeScope,
+    now: datetime,
+    channel: CodeChannel = "handset",
 ) -> ServiceError | None:
     """The code check's transaction (see :meth:`Context.change`): the lock returning the codes,
     then the failure count and lockout end if they change. Raises (rolled back) while locked
@@ -177,9 +215,10 @@ def _check_code(
         if account is None:
             raise NotFound("no account", what="account")
         if account.kind == "business":
-            return _check_account_code(conn, ctx, msisdn, code, sub, account, now)
-    if sub.code_locked_until is not None and sub.code_locked_until > now:
-        raise LockedOut(sub.code_locked_until)
+            return _check_account_code(conn, ctx, msisdn, code, sub, account, now, channel)
+    before = _counter(sub, channel)
+    if before[1] is not None and before[1] > now:
+        raise LockedOut(before[1])
     if sub.account_code_hash is None:
         raise NotFound("no account", what="account")
     key = ctx.secret_key
@@ -189,7 +228,7 @@ def _check_code(
         # An individual account's code is its number's. A business account's code does not open
         # one number's changes: guesses at it would count per number, N numbers × 3 tries.
         ok = matches(key, ACCOUNT_CODE, sub.account_number, candidate, sub.account_code_hash)
-    failures, locked_until = sub.code_failures, sub.code_locked_until
+    failures, locked_until = before
     outcome: ServiceError | None = None
     if ok:
         failures, locked_until = 0, None
@@ -201,21 +240,30 @@ def _check_code(
             audit_core(conn, ctx, msisdn, "code_locked", "system", actor="system")
         else:
             outcome = WrongCode(CODE_ATTEMPTS - failures)
-    if (failures, locked_until) != (sub.code_failures, sub.code_locked_until):
+    if (failures, locked_until) != before:
         params = {"failures": failures, "locked_until": locked_until, "outcome_msisdn": msisdn}
-        conn.execute(CODE_OUTCOME, params)
+        conn.execute(CODE_OUTCOME[channel], params)
     return outcome
 
 
 def _check_account_code(
-    conn: Connection, ctx: Context, msisdn: str, code: str, sub: Any, account: Any, now: datetime
+    conn: Connection,
+    ctx: Context,
+    msisdn: str,
+    code: str,
+    sub: Any,
+    account: Any,
+    now: datetime,
+    channel: CodeChannel,
 ) -> ServiceError | None:
-    """:func:`_check_code` for a business account's code: its own count and lockout, on the
-    account row (locked by the caller), whichever number the guess came through."""
-    if account.code_locked_until is not None and account.code_locked_until > now:
-        raise LockedOut(account.code_locked_until, scope="account")
+    """:func:`_check_code` for a business account's code: its own count and lockout (per
+    channel class), on the account row (locked by the caller), whichever number the guess came
+    through."""
+    before = _counter(account, channel)
+    if before[1] is not None and before[1] > now:
+        raise LockedOut(before[1], scope="account")
     key, candidate = ctx.secret_key, code.strip()
-    failures, locked_until = account.code_failures, account.code_locked_until
+    failures, locked_until = before
     outcome: ServiceError | None = None
     if matches(key, ACCOUNT_CODE, sub.account_number, candidate, account.code_hash):
         failures, locked_until = 0, None
@@ -229,37 +277,43 @@ def _check_account_code(
             audit_core(conn, ctx, msisdn, "account_code_locked", "system", actor="system")
         else:
             outcome = WrongCode(CODE_ATTEMPTS - failures, scope="account")
-    if (failures, locked_until) != (account.code_failures, account.code_locked_until):
+    if (failures, locked_until) != before:
         params = {
             "acc_failures": failures,
             "acc_locked_until": locked_until,
-            "outcome_account": sub.account_number,
+            "outcome_number": sub.account_number,
         }
-        conn.execute(ACCOUNT_CODE_OUTCOME, params)
+        conn.execute(ACCOUNT_CODE_OUTCOME[channel], params)
     return outcome
 
 
 async def account_code_in(
-    session: AsyncSession, ctx: Context, msisdn: str, code: str
+    session: AsyncSession, ctx: Context, msisdn: str, code: str, channel: CodeChannel = "handset"
 ) -> ServiceError | None:
     """The ``scope="account"`` code check as the first statements of ``session``'s transaction
     (an account-wide change): ``None`` when it opens, else the error to raise after the commit
     (which keeps the failure count); raises ``LockedOut`` (rolled back) while locked out."""
     now = ctx.now()
     return await session.run_sync(
-        lambda s: _check_code(s.connection(), ctx, msisdn, code, "account", now)
+        lambda s: _check_code(s.connection(), ctx, msisdn, code, "account", now, channel)
     )
 
 
-async def code_gate(ctx: Context, msisdn: str, change: str) -> CodeGate:
+async def code_gate(
+    ctx: Context, msisdn: str, change: str, channel: CodeChannel = "handset"
+) -> CodeGate:
     """Which code confirms ``change`` (a name from :data:`ACCOUNT_WIDE`, or any other change)
     for ``msisdn`` — the account code for an account-wide change of a business account — and
-    the end of that code's lockout if it is locked out now. One read."""
+    the end of that code's lockout (for ``channel``) if it is locked out now. One read."""
     row = await ctx.reads.one(reads.CODE_GATE, msisdn=msisdn)
     if row is None:
         raise no_subscriber(msisdn)
     account = change in ACCOUNT_WIDE and row.kind == "business"
-    until = row.account_locked_until if account else row.number_locked_until
+    http = channel == "aggregator"
+    if account:
+        until = row.http_account_locked_until if http else row.account_locked_until
+    else:
+        until = row.http_number_locked_until if http else row.number_locked_until
     if until is not None and until.tzinfo is None:  # asyncpg gives the stored naive UTC
         until = until.replace(tzinfo=UTC)
     now = ctx.now()
@@ -324,7 +378,12 @@ async def lock_account(session: AsyncSession, number: str) -> Account:
 
 
 async def change_address(
-    ctx: Context, msisdn: str, new: Address, channel: str, code: str
+    ctx: Context,
+    msisdn: str,
+    new: Address,
+    channel: str,
+    code: str,
+    code_channel: CodeChannel = "handset",
 ) -> Change:
     """The account's address, after ``code`` opened it (the account code on a business account)
     in the same transaction."""
@@ -332,7 +391,7 @@ async def change_address(
     today = ctx.today()
     change = Change("address", "", False, 0, today)
     async with ctx.sessions.begin() as session:
-        refused = await account_code_in(session, ctx, msisdn, code)
+        refused = await account_code_in(session, ctx, msisdn, code, code_channel)
         if refused is None:
             sub = await lock_subscriber(session, msisdn)
             account = await lock_account(session, sub.account_number)

@@ -19,6 +19,7 @@ from backend.models import ChangeRequestRow, InvoiceRow, Subscriber
 from backend.periods import next_period_start, period_of
 from backend.records import (
     ChangeRequest,
+    CodeChannel,
     Invoice,
     Payment,
     PaymentMethodOption,
@@ -210,7 +211,12 @@ async def _new_request(
 
 
 async def request_payment_change(
-    ctx: Context, msisdn: str, method: str, channel: str, subscriber_code: str
+    ctx: Context,
+    msisdn: str,
+    method: str,
+    channel: str,
+    subscriber_code: str,
+    code_channel: CodeChannel = "handset",
 ) -> ChangeRequest:
     """A request to change the account's payment method, after ``subscriber_code`` opened it
     (the account code on a business account) in the same transaction."""
@@ -219,7 +225,7 @@ async def request_payment_change(
         raise InvalidInput("method", "unknown", method=method)
     request: ChangeRequest | None = None
     async with ctx.sessions.begin() as session:
-        refused = await account_code_in(session, ctx, msisdn, subscriber_code)
+        refused = await account_code_in(session, ctx, msisdn, subscriber_code, code_channel)
         if refused is None:
             sub = await lock_subscriber(session, msisdn)
             account = await get_account(session, sub.account_number)

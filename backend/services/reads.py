@@ -177,6 +177,8 @@ CODE_GATE = (
         _A.c.kind,
         _S.c.code_locked_until.label("number_locked_until"),
         _A.c.code_locked_until.label("account_locked_until"),
+        _S.c.http_code_locked_until.label("http_number_locked_until"),
+        _A.c.http_code_locked_until.label("http_account_locked_until"),
     )
     .select_from(_S.join(_A, _A.c.number == _S.c.account_number))
     .where(_S.c.msisdn == _MSISDN)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.errors import NotFound, ServiceError
 from backend.models import ActiveService, AuditEntry, Charge
-from backend.records import Change, Quote, ServiceView
+from backend.records import Change, CodeChannel, Quote, ServiceView
 from backend.services import reads
 from backend.services.accounts import with_code
 from backend.services.context import (
@@ -199,13 +199,18 @@ def _activate(conn: Connection, ctx: Context, msisdn: str, info: ServiceInfo, ch
 
 
 async def activate(
-    ctx: Context, msisdn: str, code: str, channel: str, subscriber_code: str | None = None
+    ctx: Context,
+    msisdn: str,
+    code: str,
+    channel: str,
+    subscriber_code: str | None = None,
+    code_channel: CodeChannel = "handset",
 ) -> Change:
     """Switch ``code`` on; with ``subscriber_code`` the code check runs in the same transaction
     (raises ``WrongCode`` / ``LockedOut`` as :func:`accounts.check_subscriber_code` does)."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    if not await _guarded(ctx, msisdn, subscriber_code, _activate, info, channel):
+    if not await _guarded(ctx, msisdn, subscriber_code, code_channel, _activate, info, channel):
         return Change("activate", info.code, False, 0, today)
     return Change("activate", info.code, True, info.activation_fee, today)
 
@@ -214,13 +219,16 @@ async def _guarded(
     ctx: Context,
     msisdn: str,
     subscriber_code: str | None,
+    code_channel: CodeChannel,
     body: Callable[..., bool],
     *args: Any,
 ) -> bool:
     """``body`` as its own transaction, or behind the subscriber-code check in the same one."""
     if subscriber_code is None:
         return await ctx.change(body, ctx, msisdn, *args)
-    outcome = await ctx.change(with_code, ctx, msisdn, subscriber_code, ctx.now(), body, *args)
+    outcome = await ctx.change(
+        with_code, ctx, msisdn, subscriber_code, ctx.now(), code_channel, body, *args
+    )
     if isinstance(outcome, ServiceError):
         raise outcome
     return outcome
@@ -243,12 +251,17 @@ def _deactivate(
 
 
 async def deactivate(
-    ctx: Context, msisdn: str, code: str, channel: str, subscriber_code: str | None = None
+    ctx: Context,
+    msisdn: str,
+    code: str,
+    channel: str,
+    subscriber_code: str | None = None,
+    code_channel: CodeChannel = "handset",
 ) -> Change:
     """Switch ``code`` off; ``subscriber_code`` as for :func:`activate`."""
     info = await catalogue_service(ctx, code)
     today = ctx.today()
-    changed = await _guarded(ctx, msisdn, subscriber_code, _deactivate, info, channel)
+    changed = await _guarded(ctx, msisdn, subscriber_code, code_channel, _deactivate, info, channel)
     return Change("deactivate", info.code, changed, 0, today)
 
 

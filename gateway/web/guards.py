@@ -11,6 +11,9 @@
   failure count (``idea24_code_checks_slowed_total``), so the run slows down and cannot lock
   out numbers wholesale. Checks from the handset over SMPP — the SIM proves who sends them —
   are never refused by this guard.
+- :class:`GuardedBackend` also tells the backend which lockout a code check counts in: over
+  HTTP the ``aggregator`` one, kept apart from the handset's, so wrong codes sent through the
+  aggregator can lock the aggregator path but never the subscriber's own SMS and SMPP USSD.
 
 Both count in the dialog store (``DialogStore.hit``), so on Redis every process shares them.
 """
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.errors import RateLimited, WrongCode
+from backend.records import CodeChannel
 from fsm import keys
 from fsm.store import DialogStore
 from gateway.metrics import Metrics
@@ -79,7 +83,9 @@ class CodeGuard:
 
 
 class GuardedBackend:
-    """The backend as the dialogs of one origin see it: code checks pass :class:`CodeGuard`.
+    """The backend as the dialogs of one origin see it: code checks pass :class:`CodeGuard`
+    and count in the origin's lockout (``code_channel``: "aggregator" for ``http``, else
+    "handset").
 
     Everything else is the backend's own method (looked up once, no extra call per use)."""
 
@@ -87,6 +93,7 @@ class GuardedBackend:
         self._backend = backend
         self._guard = guard
         self._origin = origin
+        self._code_channel: CodeChannel = "aggregator" if origin == "http" else "handset"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
@@ -94,6 +101,7 @@ class GuardedBackend:
     async def _guarded(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("subscriber_code") is None and call.__name__ != "check_subscriber_code":
             return await call(*args, **kwargs)  # no code in this call
+        kwargs["code_channel"] = self._code_channel
         self._guard.admit(self._origin)
         try:
             return await call(*args, **kwargs)
@@ -103,6 +111,10 @@ class GuardedBackend:
 
     async def check_subscriber_code(self, *args: Any, **kwargs: Any) -> Any:
         return await self._guarded(self._backend.check_subscriber_code, *args, **kwargs)
+
+    async def code_gate(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["code_channel"] = self._code_channel
+        return await self._backend.code_gate(*args, **kwargs)
 
     async def activate(self, *args: Any, **kwargs: Any) -> Any:
         return await self._guarded(self._backend.activate, *args, **kwargs)

@@ -12,15 +12,17 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.components import COMPONENTS
 from gateway.settings import Settings
 from tests.conftest import free_port
+from tests.dialogs.conftest import Phone
 
 KEY = "ussd-test-key"
 PASSWORD = re.compile(r"Idea24 on-line: (\S{8})")
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[str]:
+async def served(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
     port = free_port()
     s = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'idea24.db'}",
@@ -31,13 +33,19 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
         simulator_smpp_port=free_port(),
         simulator_http_port=free_port(),
     )
-    runner = web.AppRunner(create_app(s))
+    app = create_app(s)
+    runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+def server(served: tuple[str, web.Application]) -> str:
+    return served[0]
 
 
 async def test_aggregator_needs_its_key_and_then_walks(server: str) -> None:
@@ -74,3 +82,34 @@ async def test_aggregator_needs_its_key_and_then_walks(server: str) -> None:
             headers={"X-API-Key": "portal-key"},
         ) as r:
             assert (r.status, await r.json()) == (200, {"valid": True})
+
+
+async def test_wrong_codes_over_http_do_not_lock_the_handset(
+    served: tuple[str, web.Application],
+) -> None:
+    """Three wrong subscriber codes through the aggregator lock its path, not the number's SMS:
+    the handset's runtime (as the server wired it for SMPP) still confirms with the right code."""
+    server, app = served
+    async with aiohttp.ClientSession() as http:
+
+        async def turn(session: str, text: str) -> str:
+            form = {"sessionId": session, "phoneNumber": "48600000001", "serviceCode": "*100#"}
+            async with http.post(
+                f"{server}/api/v1/ussd", data={**form, "text": text}, headers={"X-API-Key": KEY}
+            ) as r:
+                assert r.status == 200
+                return await r.text()
+
+        for i in range(3):
+            screens = [await turn(f"g{i}", t) for t in ("", "1", "1*1", "1*1*1")]
+            screens.append(await turn(f"g{i}", "1*1*1*ul. Obca 1, 00-006 Warszawa"))
+            screens.append(await turn(f"g{i}", "1*1*1*ul. Obca 1, 00-006 Warszawa*000000"))
+        assert screens[-1].startswith("END Kod abonencki zablokowany do "), screens
+        async with http.get(f"{server}/metrics") as r:
+            metrics = await r.text()
+        assert 'idea24_wrong_codes_total{origin="http"} 2.0' in metrics  # the 3rd locked
+    runtime = app[COMPONENTS].runtime
+    assert runtime is not None
+    handset = Phone(runtime, "48600000001")
+    assert "TAK" in await handset.sms("ADRES ul. Własna 7, 00-007 Warszawa")
+    assert await handset.sms("TAK 111111") == "Adres zmieniony na: ul. Własna 7, 00-007 Warszawa."

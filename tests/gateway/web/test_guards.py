@@ -19,26 +19,49 @@ class Clock:
 
 
 class Backend:
-    """Every code is wrong except 111111; records what reached it."""
+    """Every code is wrong except 111111; records what reached it and in which lockout."""
 
     def __init__(self) -> None:
         self.checked: list[tuple[str, str]] = []
+        self.channels: list[str] = []
 
-    async def check_subscriber_code(self, msisdn: str, code: str, scope: str = "number") -> None:
+    async def check_subscriber_code(
+        self, msisdn: str, code: str, scope: str = "number", *, code_channel: str = "handset"
+    ) -> None:
         self.checked.append((msisdn, code))
+        self.channels.append(code_channel)
         if code != "111111":
             raise WrongCode(2)
 
-    async def activate(self, msisdn: str, code: str, channel: str, *, subscriber_code=None) -> str:
+    async def activate(
+        self,
+        msisdn: str,
+        code: str,
+        channel: str,
+        *,
+        subscriber_code=None,
+        code_channel: str = "handset",
+    ) -> str:
         if subscriber_code is not None:
-            await self.check_subscriber_code(msisdn, subscriber_code)
+            await self.check_subscriber_code(msisdn, subscriber_code, code_channel=code_channel)
         return "on"
 
     async def change_address(
-        self, msisdn: str, address: str, channel: str, *, subscriber_code: str
+        self,
+        msisdn: str,
+        address: str,
+        channel: str,
+        *,
+        subscriber_code: str,
+        code_channel: str = "handset",
     ) -> str:
-        await self.check_subscriber_code(msisdn, subscriber_code, "account")
+        await self.check_subscriber_code(
+            msisdn, subscriber_code, "account", code_channel=code_channel
+        )
         return "moved"
+
+    async def code_gate(self, msisdn: str, change: str, *, code_channel: str = "handset") -> str:
+        return code_channel
 
     async def summary(self, msisdn: str) -> str:
         return "summary"
@@ -83,12 +106,16 @@ async def test_a_guessing_run_over_http_is_slowed_and_handsets_are_not() -> None
         with pytest.raises(GlobalRateLimited):
             await http.activate(f"4870000{i:04d}", "ROAMING", "ussd", subscriber_code="000000")
     assert len(backend.checked) == 6
+    assert backend.channels == ["aggregator"] * 6  # HTTP counts in its own lockout
     assert sample(metrics, "idea24_code_checks_slowed_total") == 44
     # The subscriber on the handset (SMPP) is checked as always, right code or wrong.
     assert await smpp.activate("48600000001", "ROAMING", "sms", subscriber_code="111111") == "on"
     with pytest.raises(WrongCode):
         await smpp.check_subscriber_code("48600000002", "999999")
     assert sample(metrics, "idea24_wrong_codes_total", origin="smpp") == 1
+    assert backend.channels[6:] == ["handset", "handset"]
+    assert await http.code_gate("48600000001", "tariff") == "aggregator"
+    assert await smpp.code_gate("48600000001", "tariff") == "handset"
     assert sample(metrics, "idea24_wrong_codes_total", origin="http") == 6
     # Calls without a code, and other methods, pass straight through.
     assert await http.activate("48600000003", "ROAMING", "ussd") == "on"

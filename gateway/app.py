@@ -4,6 +4,9 @@ Start-up order (and shutdown, mirrored, through ``cleanup_ctx``): the event-loop
 database (migrated, seeded on first run) → dialog store → dialog runtime → outbox → bundled
 simulator (when no SMSC is set) → receipt relay (with Redis) → SMPP binds → HTTP handlers.
 Shared objects sit under typed ``web.AppKey``s; nothing is global.
+
+The Redis and SQL outboxes and the loop-lag probe are imported where they are built: a server
+loads only the store it was configured with (no import cycle is behind these local imports).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The ``idea24`` command: serve, simulator, phone, db, check."""
+"""The ``idea24`` command: serve, simulator, phone, db, check.
+
+Each command imports what it runs inside its own function: ``idea24 --version``, ``phone`` or
+``db upgrade`` start without loading the server, the SMPP link or aiohttp. No import cycle is
+behind these local imports.
+"""
 
 from __future__ import annotations
 
@@ -363,7 +368,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: l
         setup_logging(settings.log_level, settings.log_format)
         try:
             if slot is None and count > 1:
-                return workers.supervise(settings, count, [*argv, "--workers", "1"])
+                from backend.clock import SystemClock
+                from gateway.app import prepare_database
+
+                return workers.supervise(
+                    settings,
+                    count,
+                    [*argv, "--workers", "1"],
+                    lambda: prepare_database(settings, SystemClock()),
+                )
             return _run_fast(_serve(settings, slot, args.listen_fd or -1))
         except OSError as exc:
             raise ConfigError(f"cannot start: {exc}") from exc

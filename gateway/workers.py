@@ -35,9 +35,10 @@ import socket
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backend.errors import ConfigError
 from gateway.settings import Settings, SmscProfile
@@ -236,13 +237,17 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in live))
 
 
-def supervise(settings: Settings, count: int, argv: Sequence[str]) -> int:
-    """Run ``count`` workers of ``idea24 <argv>`` until SIGTERM / SIGINT; the exit status."""
-    from backend.clock import SystemClock
-    from gateway.app import prepare_database
-
+def supervise(
+    settings: Settings,
+    count: int,
+    argv: Sequence[str],
+    prepare: Callable[[], Coroutine[Any, Any, None]],
+) -> int:
+    """Run ``count`` workers of ``idea24 <argv>`` until SIGTERM / SIGINT; the exit status.
+    ``prepare`` (migrate and seed) runs once before them, so they do not race on a fresh
+    database."""
     check_workers(settings, count)
-    asyncio.run(prepare_database(settings, SystemClock()))
+    asyncio.run(prepare())
     sock = listen(settings)
     metrics_dir = Path(tempfile.mkdtemp(prefix="idea24-metrics-"))
     command = [sys.executable, "-m", "gateway.cli", *argv]

@@ -3,10 +3,8 @@ over the stream and the per-subscriber keys (:mod:`fsm.keys`) that Python passes
 
 from __future__ import annotations
 
-#: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
-#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids
-#: and a reading of the stream.
-PUT = """
+#: A Lua function the scripts that report on the stream begin with.
+READING = """
 -- What the stream held, and when (Redis's clock): {sec, usec, length}; length -1 when the
 -- group is missing (Redis lost its data: nothing to say about the stream the group read).
 local function reading(stream)
@@ -15,6 +13,12 @@ local function reading(stream)
   local t = redis.call('TIME')
   return {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', stream)}
 end
+"""
+
+#: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
+#: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids
+#: and a reading of the stream.
+PUT = READING + """
 local ids = {}
 for i = 0, (#KEYS - 1) / 2 - 1 do
   local seq_key, done_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
@@ -31,15 +35,7 @@ return {ids, reading(KEYS[1])}
 
 #: Several items leave: KEYS = stream, failed list, then per item its done-mark and state
 #: keys; ARGV = group, TTL, then per item entry id, seq, failure record ('' when sent).
-FINISH = """
--- What the stream held, and when (Redis's clock): {sec, usec, length}; length -1 when the
--- group is missing (Redis lost its data: nothing to say about the stream the group read).
-local function reading(stream)
-  local groups = redis.pcall('XINFO', 'GROUPS', stream)
-  if type(groups) ~= 'table' or groups.err or #groups == 0 then return {0, 0, -1} end
-  local t = redis.call('TIME')
-  return {tonumber(t[1]), tonumber(t[2]), redis.call('XLEN', stream)}
-end
+FINISH = READING + """
 local gone = {}
 for i = 0, (#KEYS - 2) / 2 - 1 do
   local done_key, acc_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]

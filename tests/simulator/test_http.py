@@ -21,20 +21,6 @@ from tests.simulator.peer import EsmeThread
 MSISDN = "48600000002"
 
 
-@pytest.fixture
-async def esme(sim: SimulatorController) -> AsyncIterator[EsmeThread]:
-    thread = EsmeThread(sim.smpp_address)
-    await asyncio.to_thread(thread.start)
-    yield thread
-    await asyncio.to_thread(thread.stop)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
 async def test_mo_over_http_gets_the_esme_reply(
     sim: SimulatorController, esme: EsmeThread, http: aiohttp.ClientSession
 ) -> None:

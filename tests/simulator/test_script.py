@@ -35,14 +35,6 @@ ECHO = {
 
 
 @pytest.fixture
-async def esme(sim: SimulatorController) -> AsyncIterator[EsmeThread]:
-    thread = EsmeThread(sim.smpp_address)
-    await asyncio.to_thread(thread.start)
-    yield thread
-    await asyncio.to_thread(thread.stop)
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         yield session

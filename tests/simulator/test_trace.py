@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,20 +15,6 @@ from simulator.trace import PduTrace
 from tests.simulator.peer import EsmeThread, Peer
 
 MSISDN = "48600000002"
-
-
-@pytest.fixture
-async def esme(sim: SimulatorController) -> AsyncIterator[EsmeThread]:
-    thread = EsmeThread(sim.smpp_address)
-    await asyncio.to_thread(thread.start)
-    yield thread
-    await asyncio.to_thread(thread.stop)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 async def pdus(http: aiohttp.ClientSession, url: str, **query: str) -> list[dict]:  # type: ignore[type-arg]

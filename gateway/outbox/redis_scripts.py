@@ -18,7 +18,9 @@ end
 #: Several items, in order: KEYS = stream, then per item its subscriber's sequence and
 #: done-mark keys; ARGV = TTL, then per item msisdn, text, meta, ref. Returns the entry ids
 #: and a reading of the stream.
-PUT = READING + """
+PUT = (
+    READING
+    + """
 local ids = {}
 for i = 0, (#KEYS - 1) / 2 - 1 do
   local seq_key, done_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
@@ -32,10 +34,13 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
 end
 return {ids, reading(KEYS[1])}
 """
+)
 
 #: Several items leave: KEYS = stream, failed list, then per item its done-mark and state
 #: keys; ARGV = group, TTL, then per item entry id, seq, failure record ('' when sent).
-FINISH = READING + """
+FINISH = (
+    READING
+    + """
 local gone = {}
 for i = 0, (#KEYS - 2) / 2 - 1 do
   local done_key, acc_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
@@ -59,6 +64,7 @@ redis.call('XACK', KEYS[1], ARGV[1], unpack(gone))
 redis.call('XDEL', KEYS[1], unpack(gone))
 return reading(KEYS[1])
 """
+)
 
 #: Lease the entries of one take that may go now: KEYS = stream, then per candidate its
 #: subscriber's done-mark and its state key; ARGV = group, consumer, now (the caller's clock,

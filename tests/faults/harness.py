@@ -47,6 +47,15 @@ SERVICE = "NOCE"  # activation fee 10 zł: one charge row per activation
 #: Fast reconnects: the faults come every second or two, the default back-off would idle the test.
 FAST_LINK: Mapping[str, Any] = {"backoff_base": 0.05, "backoff_cap": 0.5, "stable_after": 1.0}
 
+
+async def until(condition: Callable[[], object], within: float = 30.0) -> None:
+    """Wait (bounded) until ``condition()`` is true; for states no event announces."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {within} s"
+        await asyncio.sleep(0.02)
+
+
 _WORD = re.compile(r"\"(Q\d+T\d+)\"")
 
 

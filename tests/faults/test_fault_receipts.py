@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,17 +21,10 @@ from gateway.smpp.pdu import MessageState
 from gateway.sms.events import ReceiptEvent
 from gateway.sms.receipts import Receipt
 from simulator.controller import SimulatorController
-from tests.faults.harness import Driver, Workload, seed_subscribers, wait_replies
+from tests.faults.harness import Driver, Workload, seed_subscribers, until, wait_replies
 from tests.faults.processes import redis_process, serve_process
 
 pytestmark = pytest.mark.redis
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "not within the deadline"
-        await asyncio.sleep(0.02)
 
 
 MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

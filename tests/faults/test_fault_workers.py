@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +29,7 @@ from tests.faults.harness import (
     compare,
     money_counts,
     seed_subscribers,
+    until,
     wait_replies,
 )
 from tests.faults.processes import ServeProcess, redis_process
@@ -52,13 +52,6 @@ def samples(text: str, name: str) -> dict[str, float]:
         if match:
             found[match.group(1) or ""] = float(match.group(2))
     return found
-
-
-async def until(check: object, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_two_workers_one_killed_nothing_lost_or_doubled(

@@ -192,6 +192,11 @@ class Settings:
         return not self.smsc
 
     @property
+    def ussd_key_published(self) -> bool:
+        """The key USSD over HTTP checks is the published development key (it proves nothing)."""
+        return (self.ussd_api_key or self.api_key) == DEV_API_KEY
+
+    @property
     def dev_secrets(self) -> bool:
         return self.api_key == DEV_API_KEY or self.secret_key == DEV_SECRET_KEY
 

@@ -16,7 +16,6 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from gateway.settings import DEV_API_KEY
 from gateway.web.protocols import HttpSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -41,7 +40,7 @@ class UssdAccess:
         return cls(
             key=key.encode(),
             allow=tuple(ipaddress.ip_network(n, strict=False) for n in settings.ussd_allow),
-            loopback_only=key == DEV_API_KEY,
+            loopback_only=settings.ussd_key_published,
         )
 
     def check(self, given: str, peer: str | None) -> Refusal | None:

@@ -28,7 +28,7 @@ from backend.errors import RateLimited, WrongCode
 from backend.records import CodeChannel
 from fsm import keys
 from fsm.store import DialogStore
-from gateway.metrics import Metrics
+from gateway.web.protocols import GuardMetrics
 
 WINDOW = 60.0
 
@@ -38,7 +38,7 @@ class GlobalRateLimited(RateLimited):
 
 
 class PasswordCap:
-    def __init__(self, store: DialogStore, per_minute: int, metrics: Metrics) -> None:
+    def __init__(self, store: DialogStore, per_minute: int, metrics: GuardMetrics) -> None:
         self.store = store
         self.per_minute = per_minute
         self.metrics = metrics
@@ -55,7 +55,7 @@ class CodeGuard:
         self,
         store: DialogStore,
         limit: int,
-        metrics: Metrics,
+        metrics: GuardMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store

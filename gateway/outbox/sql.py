@@ -111,10 +111,18 @@ def _take_statement(postgres: bool) -> sa.Update:
         .limit(sa.bindparam("limit", type_=sa.Integer()))
     )
     if postgres:
-        chosen = chosen.with_for_update(skip_locked=True, of=picked)
+        # A materialised CTE runs the LIMIT … SKIP LOCKED choice exactly once. As ``id IN
+        # (subquery)`` the planner may rescan it per outer row: with a fresh table (no
+        # statistics) and 600 queued rows one take leased 50 rows for a LIMIT of 32 and took
+        # 9.7 s; as a CTE, 32 rows in 18 ms (tests/gateway/outbox/test_outbox_take_plan.py).
+        picks = chosen.with_for_update(skip_locked=True, of=picked).cte("chosen")
+        picks = picks.prefix_with("MATERIALIZED")
+        where = (t.c.id == picks.c.id, t.c.state == "queued", t.c.lease_until < now)
+    else:
+        where = (t.c.id.in_(chosen.scalar_subquery()), t.c.state == "queued", t.c.lease_until < now)
     return (
         t.update()
-        .where(t.c.id.in_(chosen.scalar_subquery()), t.c.state == "queued", t.c.lease_until < now)
+        .where(*where)
         .values(
             lease_owner=sa.bindparam("owner", type_=sa.String()),
             lease_until=sa.bindparam("until", type_=sa.Float()),

@@ -49,8 +49,9 @@ async def test_primary_stopped_standby_promoted_service_follows(sim: SimulatorCo
     in_flight = RATE * 0.5
     assert count.lost + count.doubled <= in_flight, count.line()
     assert count.charges == count.activations, count.line()  # nothing committed was lost
-    # Service comes back without a restart. Usually within 0.6-3.9 s of a 0.2-0.5 s switch on the
-    # shared 2-core machine (2026-12-07), but about one run in six stalls every turn for 14-32 s
-    # after the switch (cause not found; docs/reliability.md, known gaps): the bound asserts the
-    # recovery, not its usual speed.
-    assert count.outage_s <= switched + 40.0, count.line()
+    # Service comes back without a restart, within the switch + 2 s (the bound Sentinel's test
+    # holds too). Measured 0.5-0.6 s of a 0.3 s switch (2026-12-07). It used to stall every reply
+    # for 14-32 s in about one run of six: the backlog queued during the switch met the outbox's
+    # take on a table the new primary had no statistics for (tests/gateway/outbox/
+    # test_outbox_take_plan.py).
+    assert count.outage_s <= switched + 2.0, count.line()

@@ -208,8 +208,8 @@ async def test_gateway_esme_answers_garbage_and_keeps_serving_others() -> None:
     )
 
 
-def test_header_helper_is_sane() -> None:
-    """The raw frames these tests build decode as what they claim (guards the helpers)."""
+def test_raw_frame_builders_are_sane() -> None:
+    """The raw frames these tests build decode as what they claim."""
     assert codec.decode(submit_sm(3)).command == "submit_sm"
     assert codec.decode(deliver_sm(3)).command == "deliver_sm"
     assert HEADER.unpack(frame(4, b"", length=16))[0] == 16

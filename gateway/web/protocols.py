@@ -26,25 +26,6 @@ class HttpSettings(Protocol):
     def ussd_key_published(self) -> bool: ...
 
 
-class HttpMetrics(Protocol):
-    #: subscriber messages in, by channel and outcome
-    @property
-    def messages_in(self) -> Counter: ...
-    #: HTTP requests, by route and status
-    @property
-    def http_requests(self) -> Counter: ...
-    #: USSD-over-HTTP calls refused (key, address), by reason
-    @property
-    def ussd_http_refused(self) -> Counter: ...
-    #: portal password requests refused by a cap, by scope
-    @property
-    def password_requests_refused(self) -> Counter: ...
-    #: the Content-Type of :meth:`render`'s exposition
-    @property
-    def content_type(self) -> str: ...
-    def render(self) -> bytes: ...
-
-
 class GuardMetrics(Protocol):
     #: portal password requests refused by a cap, by scope
     @property
@@ -58,3 +39,19 @@ class GuardMetrics(Protocol):
     #: code checks over HTTP refused, not tried, during a guessing run
     @property
     def code_checks_slowed(self) -> Counter: ...
+
+
+class HttpMetrics(GuardMetrics, Protocol):
+    #: subscriber messages in, by channel and outcome
+    @property
+    def messages_in(self) -> Counter: ...
+    #: HTTP requests, by route and status
+    @property
+    def http_requests(self) -> Counter: ...
+    #: USSD-over-HTTP calls refused (key, address), by reason
+    @property
+    def ussd_http_refused(self) -> Counter: ...
+    #: the Content-Type of :meth:`render`'s exposition
+    @property
+    def content_type(self) -> str: ...
+    def render(self) -> bytes: ...

@@ -18,6 +18,6 @@ def build_dialogs(
     ``clock`` (the system clock when None) dates pending changes."""
     s = settings or DialogSettings()
     return {
-        "sms": SmsDialog(s.sms_dialog_timeout, s.language, clock, s.sms_pending_valid),
+        "sms": SmsDialog(s.sms_dialog_timeout, s.language, clock, s.sms_pending_valid, s.sms_parts),
         "ussd": UssdDialog(ttl=s.ussd_timeout, default_language=s.language),
     }

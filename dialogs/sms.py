@@ -338,7 +338,9 @@ class SmsDialog:
         default_language: str = "pl",
         clock: Clock | None = None,
         pending_valid: float = PENDING_VALID,
+        parts: Callable[[str], int] | None = None,
     ) -> None:
+        self.parts = parts
         self.ttl = max(ttl, pending_valid)
         self.default_language = default_language
         self.clock = clock or SystemClock()
@@ -402,18 +404,15 @@ class SmsDialog:
             return
         await self._drop(turn, state)
         # The same change again (a repeat) is quoted again; another one says what it replaced.
-        note = ""
-        if held is not None and not actions.same_change(held, step.pending):
-            note = ctx.t("pending.replaced", what=actions.what(ctx, held)) + "\n"
+        replaced = None if actions.same_change(held, step.pending) else held
         if step.pending is not None:
             step.pending["at"] = self.clock.now().timestamp()
             turn.data.update(lang=ctx.lang, pending=step.pending)
             await turn.fire("ask_confirm")
-            turn.reply(note + step.text + "\n" + actions.ask_code(ctx, step.pending, "sms"))
         else:
             turn.data.update(lang=ctx.lang, letter=step.letter)
             await turn.fire("start_letter")
-            turn.reply(note + step.text)
+        turn.reply(actions.with_replaced(ctx, replaced, step.text, step.pending, self.parts))
 
     @staticmethod
     def _read_only(turn: Turn, text: str, state: str, held: dict[str, Any] | None) -> None:

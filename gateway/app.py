@@ -16,6 +16,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -39,7 +40,7 @@ from gateway.outbox.receipt_relay import ReceiptRelay, relay_client
 from gateway.outbox.watch import OutboxWatch
 from gateway.router import Router
 from gateway.settings import Settings, SmscProfile, mask_url
-from gateway.sms.text import text_policy
+from gateway.sms.text import sms_parts, text_policy
 from gateway.tls import client_context, reloading_server_context
 from gateway.ussd_idle import UssdIdle
 from gateway.web.guards import CodeGuard, GuardedBackend, PasswordCap
@@ -148,6 +149,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         language=c.settings.language,
         sms_dialog_timeout=c.settings.sms_dialog_timeout,
         ussd_timeout=c.settings.ussd_timeout,
+        sms_parts=partial(sms_parts, policy=text_policy(c.settings.encoding)),
     )
     dialogs = build_dialogs(dialog_settings, c.clock)
     guard = CodeGuard(c.store, c.settings.code_guess_limit, c.metrics, c.clock.monotonic)

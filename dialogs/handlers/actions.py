@@ -22,6 +22,7 @@ from dialogs.errors import DialogInputError
 from dialogs.handlers import views
 from dialogs.handlers.context import Ctx
 from dialogs.handlers.explain import explain
+from dialogs.settings import PartCounter
 
 Pending = dict[str, Any]
 
@@ -66,17 +67,47 @@ async def describe(ctx: Ctx, pending: Pending) -> str:
     return text
 
 
-def ask_code(ctx: Ctx, pending: Pending, channel: str) -> str:
-    """The request for the code ``pending`` needs, by name (after :func:`describe`)."""
+def ask_code(ctx: Ctx, pending: Pending, channel: str, *, short: bool = False) -> str:
+    """The request for the code ``pending`` needs, by name (after :func:`describe`); ``short``:
+    the SMS form without the example, beside a note that a pending change was replaced."""
     account = pending.get("scope") == "account"
     if channel == "ussd":
         return ctx.t("ussd.ask_account_code" if account else "ussd.ask_code")
-    return ctx.t("confirm.ask_account_sms" if account else "confirm.ask_sms")
+    key = "confirm.ask_account_sms" if account else "confirm.ask_sms"
+    return ctx.t(key + "_short" if short else key)
 
 
 def what(ctx: Ctx, pending: Pending) -> str:
     """A few words naming the pending change (for "replaced" and "expired" notes)."""
     return ctx.t(f"op.{pending['op']}", code=pending.get("code", ""))
+
+
+def with_replaced(
+    ctx: Ctx,
+    replaced: Pending | None,
+    text: str,
+    pending: Pending | None,
+    parts: PartCounter | None,
+) -> str:
+    """``text`` (and, for a change, the request for its code) told that it replaced the pending
+    change ``replaced`` (None: it replaced nothing), in words that cost no part more than
+    without the note: the note naming the change, else a short note with a short request for
+    the code, else no note (the prompt itself says what ``TAK`` now confirms)."""
+
+    def reply(note: str, short: bool) -> str:
+        ask = "\n" + ask_code(ctx, pending, "sms", short=short) if pending is not None else ""
+        return (note + "\n" if note else "") + text + ask
+
+    bare = reply("", False)
+    if replaced is None:
+        return bare
+    full = reply(ctx.t("pending.replaced", what=what(ctx, replaced)), False)
+    if parts is None:
+        return full
+    for candidate in (full, reply(ctx.t("pending.replaced_short"), True)):
+        if parts(candidate) <= parts(bare):
+            return candidate
+    return bare
 
 
 def same_change(held: Pending | None, new: Pending | None) -> bool:

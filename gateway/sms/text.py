@@ -309,6 +309,12 @@ def _chunks(
             return chunks
 
 
+def sms_parts(text: str, *, policy: Policy = "ucs2") -> int:
+    """How many parts ``text`` costs as the server sends it under ``policy`` (concatenated
+    with a UDH, the SMSC's default alphabet GSM-7)."""
+    return len(encode_message(text, policy=policy))
+
+
 def encode_message(
     text: str,
     *,

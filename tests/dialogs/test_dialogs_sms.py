@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 import time_machine
@@ -12,6 +13,7 @@ import time_machine
 from backend.api import Backend
 from dialogs import DialogSettings, build_dialogs
 from fsm.runtime import Inbound, Runtime, TurnUnavailable
+from gateway.sms.text import sms_parts
 from tests.dialogs.conftest import Phone, phone_for
 from tests.fsm.conftest import StoreCase
 
@@ -171,6 +173,25 @@ async def test_a_new_change_replaces_the_pending_one_and_says_so(
     assert not (await backend.service("48600000001", "NOCE")).active
     first = await phone.sms("WLACZ NOCE")
     assert await phone.sms("WLACZ NOCE") == first  # the same change again: quoted again
+
+
+async def test_a_replacing_prompt_says_so_without_costing_a_part(
+    case: StoreCase, backend: Backend
+) -> None:
+    """Counted as the server counts (its default policy): the note naming the replaced change
+    where it fits, else the short note with the short request for the code; never a part more."""
+    counted = DialogSettings(sms_parts=partial(sms_parts, policy="auto"))
+    phone = Phone(Runtime(case.store, build_dialogs(counted), backend))
+    await phone.sms("PROFIT DOLACZ")
+    named = await phone.sms("WYLACZ MMS")
+    assert named.startswith("Poprzednia zmiana (Profit) anulowana.\nWyłączenie usługi MMS")
+    assert named.endswith(ASK) and sms_parts(named, policy="auto") == 1
+    short = await phone.sms("ADRES al. Marszałka Józefa Piłsudskiego 112/14, 05-520 Konstancin")
+    assert short.startswith("Poprzednia zmiana anulowana.\nNowy adres: al. Marszałka")
+    assert short.endswith("\nTAK i kod abonencki potwierdza, NIE anuluje.")
+    assert sms_parts(short, policy="auto") == 1
+    assert (await phone.sms("TAK 111111")).startswith("Adres zmieniony")
+    assert (await backend.service("48600000001", "MMS")).active  # the replaced change: not done
 
 
 async def test_tak_without_six_digits_uses_no_attempt(phone: Phone, backend: Backend) -> None:

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import update
@@ -27,9 +28,11 @@ from backend.db import open_backend
 from backend.models import Account, InvoiceRow
 from backend.seed import seed_demo
 from dialogs import build_dialogs
+from dialogs.settings import DialogSettings
 from fsm.runtime import Inbound, Runtime
 from fsm.store import MemoryStore
-from gateway.sms.text import POLICIES, Policy, encode_message
+from gateway.settings import Settings
+from gateway.sms.text import POLICIES, Policy, encode_message, sms_parts, text_policy
 
 SECRET = "walk-secret-key"
 #: The walk's "now": a Monday noon in Warsaw, mid billing period.
@@ -134,6 +137,12 @@ def _steps(lang: str) -> Iterator[Step]:
     yield Step(ANNA, "PROFIT")
     yield Step(ANNA, k("PROFIT HISTORIA", "PROFIT HISTORY"))
     yield Step(JAN, f"{yes} {CODES[JAN]}")
+    # A change sent while another waits replaces it, and its prompt says so within one part.
+    yield Step(JAN, k("WLACZ NOCE", "ON NOCE"), confirm=True)
+    yield Step(JAN, k("ADRES ", "ADDRESS ") + LONGEST_ADDRESS, confirm=True)
+    yield Step(JAN, k("3IJA", "FRIENDS") + " 601234567 602345678 603456789", confirm=True)
+    yield Step(JAN, k("WLACZ MMS", "ON MMS"), confirm=True)
+    yield Step(JAN, no)
     yield Step(PIOTR, k("USLUGI", "SERVICES"))
     yield Step(STRANGER, "INFO" if pl else "USAGE")
 
@@ -153,7 +162,10 @@ async def stretch(backend: Backend) -> None:
 
 
 async def walk(backend: Backend, lang: str) -> list[Row]:
-    runtime = Runtime(MemoryStore(), build_dialogs(), backend, rate_limit=10_000)
+    # The dialogs count parts as the server does under its default policy (a replaced change's
+    # note is kept only where it costs no part).
+    counted = DialogSettings(sms_parts=partial(sms_parts, policy=text_policy(Settings().encoding)))
+    runtime = Runtime(MemoryStore(), build_dialogs(counted), backend, rate_limit=10_000)
     rows = []
     for step in _steps(lang):
         replies = await runtime.turn(Inbound(step.msisdn, "sms", step.text))

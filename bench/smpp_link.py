@@ -14,7 +14,7 @@ submit_sm at once). Measured in the same run, against the same sink:
   ``window`` concurrent workers (codec, window, throttle, futures), with the p50/p99 time from
   submit to submit_sm_resp;
 - ``outbox``: the full reply path — MemoryOutbox → OutboxSender (text encoding, parts,
-  per-subscriber order) → session.
+  per-subscriber order) → SmppSession.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ async def main(count: int, window: int, outbox_count: int, loop: str, tls: bool)
         f"  ({batched / raw:.0%} of raw; batch of {window}"
         f" p99 {pct(batch_lat, 0.99) * 1000:.2f} ms)"
     )
-    print(f"  outbox → sender → session:       {box:10,.0f} messages/s ({outbox_count} messages)")
+    print(f"  outbox → sender → SmppSession:   {box:10,.0f} messages/s ({outbox_count} messages)")
     best = max(rate, batched)
     print(
         f"  target ≥ 50,000 submit_sm/s per process: {'met' if best >= 50_000 else 'missed'}"

@@ -370,10 +370,11 @@ def _simulator_tls(settings: Settings) -> ssl.SSLContext | None:
     """The bundled simulator's SMPP-over-TLS context (``--simulator-tls-cert``), or None."""
     if not settings.simulator_tls_cert:
         return None
-    try:
-        return reloading_server_context(settings.simulator_tls_cert, settings.simulator_tls_key)
-    except ConfigError as exc:
-        raise ConfigError(f"--simulator-tls-cert / --simulator-tls-key: {exc}") from exc
+    return reloading_server_context(
+        settings.simulator_tls_cert,
+        settings.simulator_tls_key,
+        named="--simulator-tls-cert / --simulator-tls-key",
+    )
 
 
 def _check_tls_files(settings: Settings) -> None:

@@ -261,10 +261,9 @@ def _https_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     from gateway.tls import reloading_server_context
 
-    try:
-        return reloading_server_context(settings.tls_cert, settings.tls_key)
-    except ConfigError as exc:
-        raise ConfigError(f"IDEA24_TLS_CERT / IDEA24_TLS_KEY: {exc}") from exc
+    return reloading_server_context(
+        settings.tls_cert, settings.tls_key, named="IDEA24_TLS_CERT / IDEA24_TLS_KEY"
+    )
 
 
 def _print_banner(settings: Settings, components: Any) -> None:
@@ -346,11 +345,11 @@ def _simulator_tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, tup
         raise ConfigError("--smpps: needs --tls-cert FILE and --tls-key FILE")
     from gateway.tls import reloading_server_context
 
-    try:
-        context = reloading_server_context(args.tls_cert, args.tls_key, args.tls_client_ca or "")
-        return context, address
-    except ConfigError as exc:
-        raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca: {exc}") from exc
+    named = "--tls-cert/--tls-key/--tls-client-ca"
+    context = reloading_server_context(
+        args.tls_cert, args.tls_key, args.tls_client_ca or "", named=named
+    )
+    return context, address
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:

@@ -69,8 +69,11 @@ def server_context(cert: str, key: str = "", client_ca: str = "") -> ssl.SSLCont
     return ctx
 
 
-def reloading_server_context(cert: str, key: str = "", client_ca: str = "") -> ssl.SSLContext:
-    """:func:`server_context` that picks up renewed files without a restart.
+def reloading_server_context(
+    cert: str, key: str = "", client_ca: str = "", *, named: str = ""
+) -> ssl.SSLContext:
+    """:func:`server_context` that picks up renewed files without a restart; ``named``: the
+    settings or flags that gave the files, put in front of a :class:`ConfigError`'s message.
 
     At each handshake (the SNI callback, which OpenSSL calls with or without a server name) the
     files' size and modification time are compared with those last loaded: one ``stat`` per
@@ -78,7 +81,12 @@ def reloading_server_context(cert: str, key: str = "", client_ca: str = "") -> s
     renewal that cannot be loaded (half written, wrong key) is logged and the last good
     certificate stays in use.
     """
-    listener = server_context(cert, key, client_ca)
+    try:
+        listener = server_context(cert, key, client_ca)
+    except ConfigError as exc:
+        if not named:
+            raise
+        raise ConfigError(f"{named}: {exc}") from exc
     listener.sni_callback = _Reloader(listener, cert, key, client_ca).on_handshake
     return listener
 

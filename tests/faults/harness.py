@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +41,7 @@ from gateway.settings import Settings, SmscProfile
 from gateway.sms.text import transliterate
 from simulator.controller import SimulatorController
 from simulator.smsc import MoRefused
+from tests.conftest import free_port
 
 SHORT_CODE = "2424"
 SECRET = "faults-secret"
@@ -363,6 +365,29 @@ class Gateway:
         assert self.components.pool is not None
         links = [link for s in self.components.pool.sessions for link in s.links]
         return sum(int(getattr(link.stats, name)) for link in links)
+
+
+@asynccontextmanager
+async def served_app(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[str, web.Application]]:
+    """The whole server over HTTP, as ``idea24 serve`` with no SMSC runs it (the bundled
+    simulator, SQLite in ``tmp_path``), on free loopback ports: its base URL and app."""
+    port = free_port()
+    app = create_app(
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'idea24.db'}",
+            http_port=port,
+            simulator_smpp_port=free_port(),
+            simulator_http_port=free_port(),
+            **settings,
+        )
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        await runner.cleanup()
 
 
 @asynccontextmanager

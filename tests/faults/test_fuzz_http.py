@@ -21,16 +21,13 @@ import aiohttp
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from gateway.app import create_app
-from gateway.settings import Settings
-from tests.conftest import free_port
+from tests.faults.harness import served_app
 
 KEY = "fuzz-api-key"
 EXAMPLES = 60
@@ -38,24 +35,8 @@ EXAMPLES = 60
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    s = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'idea24.db'}",
-        http_port=port,
-        api_key=KEY,
-        secret_key="fuzz-secret",
-        simulator_smpp_port=free_port(),
-        simulator_http_port=free_port(),
-    )
-    runner = web.AppRunner(create_app(s))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
+    async with served_app(tmp_path, api_key=KEY, secret_key="fuzz-secret") as (url, _app):
         yield url
-    finally:
-        await runner.cleanup()
 
 
 def fuzz_operation(

@@ -8,11 +8,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from gateway.app import create_app
-from gateway.settings import Settings
-from tests.conftest import free_port
+from tests.faults.harness import served_app
 
 KEY = "caps-test-key"
 DEMO = ["48600000001", "48600000002", "48600000003", "48600000010", "48600000011"]
@@ -20,23 +17,9 @@ DEMO = ["48600000001", "48600000002", "48600000003", "48600000010", "48600000011
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    s = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'idea24.db'}",
-        http_port=port,
-        api_key=KEY,
-        secret_key="caps-secret",
-        password_rate=3,
-        simulator_smpp_port=free_port(),
-        simulator_http_port=free_port(),
-    )
-    runner = web.AppRunner(create_app(s))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    settings = {"api_key": KEY, "secret_key": "caps-secret", "password_rate": 3}
+    async with served_app(tmp_path, **settings) as (url, _app):
+        yield url
 
 
 async def test_password_requests_have_a_cap_for_all_numbers(server: str) -> None:

@@ -11,11 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.app import create_app
 from gateway.components import COMPONENTS
-from gateway.settings import Settings
-from tests.conftest import free_port
 from tests.dialogs.conftest import Phone
+from tests.faults.harness import served_app
 
 KEY = "ussd-test-key"
 PASSWORD = re.compile(r"Idea24 on-line: (\S{8})")
@@ -23,24 +21,10 @@ PASSWORD = re.compile(r"Idea24 on-line: (\S{8})")
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application]]:
-    port = free_port()
-    s = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'idea24.db'}",
-        http_port=port,
-        api_key="portal-key",
-        ussd_api_key=KEY,
-        secret_key="ussd-secret",
-        simulator_smpp_port=free_port(),
-        simulator_http_port=free_port(),
-    )
-    app = create_app(s)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        await runner.cleanup()
+    async with served_app(
+        tmp_path, api_key="portal-key", ussd_api_key=KEY, secret_key="ussd-secret"
+    ) as served:
+        yield served
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +25,6 @@ ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)
-
-
-@pytest.fixture
-async def esme(sim: SimulatorController) -> AsyncIterator[EsmeThread]:
-    thread = EsmeThread(sim.smpp_address)
-    await asyncio.to_thread(thread.start)
-    yield thread
-    await asyncio.to_thread(thread.stop)
 
 
 @pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)], ids=["mobile", "desktop"])

@@ -4,10 +4,13 @@ ESME's client certificate, and a third that signed nothing here (the "wrong CA")
 from __future__ import annotations
 
 import datetime
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
+
+from gateway.tls import server_context
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,12 @@ class Certs:
     misnamed_key: Path
     expired_cert: Path  # signed by ca, for 127.0.0.1, expired yesterday
     expired_key: Path
+
+    def listener(self, *, mutual: bool = False) -> ssl.SSLContext:
+        """The SMSC's listening context with ``server_cert``; ``mutual``: clients must present
+        a certificate signed by ``client_ca``."""
+        client_ca = str(self.client_ca) if mutual else ""
+        return server_context(str(self.server_cert), str(self.server_key), client_ca)
 
 
 def make_certs(directory: Path) -> Certs:

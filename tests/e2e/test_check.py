@@ -13,7 +13,6 @@ from gateway.check import check_bind
 from gateway.settings import SmscProfile
 from gateway.smpp.codec import SmppConnection
 from gateway.smpp.pdu import Pdu, Status
-from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from tests.conftest import free_port
 from tests.e2e.serve import idea24_command
@@ -237,7 +236,7 @@ async def test_what_the_smsc_asks_during_the_check_is_answered_temporary() -> No
 async def test_a_bind_over_tls_is_verified_like_the_link(certs: Certs) -> None:
     """smpps://: the SMSC's certificate is checked against ca= (never clear text); a wrong CA
     and a refused client certificate are named as TLS failures."""
-    server = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    server = certs.listener(mutual=True)
     async with SimulatorController(accounts={"idea24": "pw"}, tls=server) as sim:
         assert sim.smpps_address is not None
         host, port = sim.smpps_address

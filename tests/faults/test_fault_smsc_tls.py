@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from tests.faults.harness import Tally, Workload, gateway, until
 from tests.faults.harness import seed_subscribers as seed_subs
@@ -19,7 +18,7 @@ from tests.tls_certs import Certs
 @pytest.fixture
 async def tls_sim(certs: Certs) -> AsyncIterator[SimulatorController]:
     """The faults' SMSC, listening for SMPP over TLS only."""
-    context = server_context(str(certs.server_cert), str(certs.server_key))
+    context = certs.listener()
     async with SimulatorController(
         {"idea24": "idea24"}, response_timeout=5.0, tls=context, tls_only=True
     ) as controller:

@@ -13,7 +13,6 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.components import COMPONENTS, Components
 from gateway.settings import Settings, SmscProfile
-from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from tests.tls_certs import Certs
 
@@ -23,7 +22,7 @@ FAST_LINK = {"backoff_base": 0.05, "backoff_cap": 0.5, "stable_after": 1.0}
 
 @pytest.fixture
 async def sim(certs: Certs) -> AsyncIterator[SimulatorController]:
-    context = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    context = certs.listener(mutual=True)
     async with SimulatorController(tls=context) as controller:
         yield controller
 

@@ -46,15 +46,13 @@ async def tls_failure(link: SmppLink, reason: str, within: float = 5.0) -> None:
 
 @pytest.fixture
 async def sim(certs: Certs) -> AsyncIterator[SimulatorController]:
-    async with SimulatorController(
-        tls=server_context(str(certs.server_cert), str(certs.server_key))
-    ) as controller:
+    async with SimulatorController(tls=certs.listener()) as controller:
         yield controller
 
 
 @pytest.fixture
 async def mutual(certs: Certs) -> AsyncIterator[SimulatorController]:
-    context = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    context = certs.listener(mutual=True)
     async with SimulatorController(tls=context) as controller:
         yield controller
 
@@ -214,7 +212,7 @@ async def test_mutual_tls_refused_with_an_alert(
 ) -> None:
     """A server that answers a certificate it does not trust with an alert: reason
     ``refused`` (TLS 1.2: inside the handshake; TLS 1.3: on the first read after it)."""
-    context = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    context = certs.listener(mutual=True)
     context.minimum_version = context.maximum_version = version
     with AlertingServer(context) as server:
         files = {"ca": certs.ca}

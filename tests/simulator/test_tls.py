@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import smpplib.exceptions
 
-from gateway.tls import server_context
 from simulator.controller import SimulatorController
 from tests.simulator.peer import Peer
 from tests.tls_certs import Certs
@@ -22,14 +21,14 @@ MSISDN = "48600000001"
 
 @pytest.fixture
 async def sim(certs: Certs) -> AsyncIterator[SimulatorController]:
-    context = server_context(str(certs.server_cert), str(certs.server_key))
+    context = certs.listener()
     async with SimulatorController(tls=context) as controller:
         yield controller
 
 
 @pytest.fixture
 async def mutual(certs: Certs) -> AsyncIterator[SimulatorController]:
-    context = server_context(str(certs.server_cert), str(certs.server_key), str(certs.client_ca))
+    context = certs.listener(mutual=True)
     async with SimulatorController(tls=context) as controller:
         yield controller
 

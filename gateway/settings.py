@@ -192,9 +192,14 @@ class Settings:
         return not self.smsc
 
     @property
+    def ussd_key(self) -> str:
+        """The key USSD over HTTP checks: ``IDEA24_USSD_API_KEY``, else ``IDEA24_API_KEY``."""
+        return self.ussd_api_key or self.api_key
+
+    @property
     def ussd_key_published(self) -> bool:
         """The key USSD over HTTP checks is the published development key (it proves nothing)."""
-        return (self.ussd_api_key or self.api_key) == DEV_API_KEY
+        return self.ussd_key == DEV_API_KEY
 
     @property
     def dev_secrets(self) -> bool:

@@ -36,9 +36,8 @@ class UssdAccess:
 
     @classmethod
     def from_settings(cls, settings: HttpSettings) -> UssdAccess:
-        key = settings.ussd_api_key or settings.api_key
         return cls(
-            key=key.encode(),
+            key=settings.ussd_key.encode(),
             allow=tuple(ipaddress.ip_network(n, strict=False) for n in settings.ussd_allow),
             loopback_only=settings.ussd_key_published,
         )

@@ -116,13 +116,12 @@ def _take_statement(postgres: bool) -> sa.Update:
         # statistics) and 600 queued rows one take leased 50 rows for a LIMIT of 32 and took
         # 9.7 s; as a CTE, 32 rows in 18 ms (tests/gateway/outbox/test_outbox_take_plan.py).
         picks = chosen.with_for_update(skip_locked=True, of=picked).cte("chosen")
-        picks = picks.prefix_with("MATERIALIZED")
-        where = (t.c.id == picks.c.id, t.c.state == "queued", t.c.lease_until < now)
+        is_chosen = t.c.id == picks.prefix_with("MATERIALIZED").c.id
     else:
-        where = (t.c.id.in_(chosen.scalar_subquery()), t.c.state == "queued", t.c.lease_until < now)
+        is_chosen = t.c.id.in_(chosen.scalar_subquery())
     return (
         t.update()
-        .where(*where)
+        .where(is_chosen, t.c.state == "queued", t.c.lease_until < now)
         .values(
             lease_owner=sa.bindparam("owner", type_=sa.String()),
             lease_until=sa.bindparam("until", type_=sa.Float()),

@@ -104,8 +104,9 @@ def with_replaced(
     full = reply(ctx.t("pending.replaced", what=what(ctx, replaced)), False)
     if parts is None:
         return full
+    budget = parts(bare)
     for candidate in (full, reply(ctx.t("pending.replaced_short"), True)):
-        if parts(candidate) <= parts(bare):
+        if parts(candidate) <= budget:
             return candidate
     return bare
 
